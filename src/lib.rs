@@ -1,0 +1,2 @@
+//! switchboard (work in progress)
+pub mod wamp;
