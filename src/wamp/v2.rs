@@ -560,7 +560,7 @@ mod tests {
                 subscription: 1,
                 publication: 2,
                 details: Dict::new(),
-                args: None,
+                args: Some(vec![]),
                 kwargs: Some(Dict::new()),
             },
         ];
