@@ -1,2 +1,72 @@
-//! switchboard (work in progress)
+//! # switchboard
+//!
+//! A realtime WebSocket server speaking WAMP v2 (`wamp.2.json`) and WAMP v1 (`wamp`, as Ratchet serves it),
+//! built on actix actors: one actor per socket, one per subscribed topic, a broker that owns topic
+//! lifetimes, and a client index (the ClientManipulator) for "send this to user alice".
+//!
+//! Use it as a binary (`switchboard [--config FILE]`, see the README) or mount it in your own actix-web app:
+//!
+//! ```no_run
+//! use switchboard::{CallResult, Settings, Switchboard};
+//!
+//! #[actix_web::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let node = Switchboard::builder(Settings::default())
+//!         .procedure("com.example.add", |call: switchboard::Call| async move {
+//!             let a = call.arg(0)?.as_i64().unwrap_or(0);
+//!             let b = call.arg(1)?.as_i64().unwrap_or(0);
+//!             Ok(CallResult::value(a + b))
+//!         })
+//!         .build()?;
+//!     let configure = node.configure();
+//!     actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
+//!         .bind("127.0.0.1:8080")?
+//!         .run()
+//!         .await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`wamp`] | pure v1/v2 codecs, ids, URI rules, filters, error URIs (no actix, tokio or redis) |
+//! | [`connection`] | the WebSocket actor: handshake, heartbeat, limits, dispatch |
+//! | [`topic`] | broker, topic actors, topic handler trait, access rules |
+//! | [`rpc`] | procedure registry and trait, built-in `wamp.session.*` |
+//! | [`session`] | identity of a connection |
+//! | [`clients`] | the ClientManipulator |
+//! | [`outbox`] | the bounded outbound queue of a connection |
+//! | [`route`] | route patterns (`chat/{room}`) |
+//! | [`api`] | HTTP endpoints: `/ws`, health, metrics |
+//! | [`config`] | settings: embedded default, TOML file, environment |
+//! | [`node`] | the builder, the library handle and the ready server |
+//! | [`metrics`] | Prometheus counters |
+//! | `client` | a small async WAMP client for tests and the load tool (feature `client`) |
+
+#![warn(missing_docs)]
+
+pub mod api;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod clients;
+pub mod config;
+pub mod connection;
+pub mod metrics;
+pub mod node;
+pub mod outbox;
+pub mod route;
+pub mod rpc;
+pub mod session;
+pub mod topic;
 pub mod wamp;
+
+pub use clients::{ClientInfo, ClientManipulator, Disconnect};
+pub use config::Settings;
+pub use node::{Application, Builder, StartError, Switchboard};
+pub use rpc::{Call, CallError, CallResult};
+pub use session::{Caller, Identity};
+pub use topic::handler::PublishRequest;
+pub use topic::{Payload, PublishDecision, TopicHandler, TopicInstance};
+pub use wamp::filter::Filters;

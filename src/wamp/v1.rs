@@ -49,7 +49,8 @@ pub struct PublishTargets {
     pub eligible: Vec<Id>,
 }
 
-/// One WAMP v1 message.
+/// One WAMP v1 message. Field names follow the spec layout given in each variant's doc.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// `[WELCOME, sessionId, protocolVersion, serverIdent]`

@@ -44,7 +44,8 @@ pub mod code {
     pub const YIELD: u64 = 70;
 }
 
-/// One WAMP v2 message.
+/// One WAMP v2 message. Field names follow the spec layout given in each variant's doc.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// `[HELLO, Realm|uri, Details|dict]`

@@ -1,0 +1,323 @@
+//! Settings: the embedded default (`config/default.toml`), an optional TOML file, then environment overrides.
+//!
+//! Every key has a default, so a file only lists what it changes. Unknown keys, wrong types and values out
+//! of range stop the server at start with a [`ConfigError`] naming the key (file keys as `section.key`,
+//! environment variables by name). This module reads files and the environment and nothing else.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The embedded default configuration as shipped in `config/default.toml`. [`Settings::default`] builds the
+/// same values in code; a unit test keeps the two identical.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+
+/// A setting is wrong; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for our schema (unknown key, wrong type…); toml's message names the key.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// File path (or `embedded default`).
+        path: String,
+        /// The parser's message, with line, column and key.
+        message: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("invalid setting `{key}`: {message}")]
+    Invalid {
+        /// `section.key` or the environment variable name.
+        key: String,
+        /// Why it is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), message: message.into() }
+}
+
+/// All settings of one node.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[server]`
+    pub server: ServerSettings,
+    /// `[websocket]`
+    pub websocket: WebSocketSettings,
+    /// `[redis]`
+    pub redis: RedisSettings,
+    /// `[[access]]` rules, first match wins.
+    pub access: Vec<AccessSettings>,
+}
+
+/// `[server]`: where and how the node listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// `host:port` to listen on; port 0 picks a free port. Env: `SWITCHBOARD_BIND`.
+    pub bind: String,
+    /// This node's id; generated at start when empty. Env: `SWITCHBOARD_NODE_ID`.
+    pub node_id: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// The WAMP v2 realm clients must name in HELLO; empty accepts any realm.
+    pub realm: String,
+    /// Serve the demo chat page. Env: `SWITCHBOARD_DEMO`.
+    pub demo: bool,
+    /// How long SIGTERM/SIGINT waits for connections to close before exiting.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: "127.0.0.1:8080".into(),
+            node_id: String::new(),
+            workers: 0,
+            realm: String::new(),
+            demo: true,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[websocket]`: per-connection limits and timers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketSettings {
+    /// Largest inbound message (one frame or a reassembled fragmented message), in bytes; larger closes 1009.
+    pub max_message_size: usize,
+    /// How often the server pings an idle client.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A connection silent (no frame, no pong) for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A v2 connection that has not sent HELLO within this time is aborted.
+    #[serde(with = "humantime_serde")]
+    pub hello_timeout: Duration,
+    /// Messages that may wait for one slow client before it is closed (1008, "slow consumer").
+    pub outbound_queue: usize,
+    /// Sustained inbound messages per second per connection (token bucket refill rate).
+    pub inbound_rate: u32,
+    /// Inbound burst allowed above the rate (token bucket size). A client beyond it is closed (1008).
+    pub inbound_burst: u32,
+    /// Subscriptions one session may hold.
+    pub max_subscriptions: usize,
+    /// Calls one session may have in flight.
+    pub max_pending_calls: usize,
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        WebSocketSettings {
+            max_message_size: 64 * 1024,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            hello_timeout: Duration::from_secs(10),
+            outbound_queue: 1024,
+            inbound_rate: 2000,
+            inbound_burst: 4000,
+            max_subscriptions: 1024,
+            max_pending_calls: 64,
+        }
+    }
+}
+
+/// `[redis]`: the cluster backplane.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// Redis URL; empty means embedded single-node mode. Env: `SWITCHBOARD_REDIS_URL`.
+    pub url: String,
+}
+
+/// One `[[access]]` rule: which roles may subscribe to / publish on topics matching `pattern`.
+///
+/// A `{username}` placeholder in the pattern must equal the caller's authid (private per-user topics).
+/// An absent list allows every role; an empty list allows nobody.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSettings {
+    /// Route pattern such as `private/{username}` or `admin.{any}`.
+    pub pattern: String,
+    /// Roles allowed to subscribe.
+    pub subscribe: Option<Vec<String>>,
+    /// Roles allowed to publish.
+    pub publish: Option<Vec<String>>,
+}
+
+impl Settings {
+    /// Loads the embedded default, or `file` when given, then applies environment overrides and validates.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut settings = match file {
+            None => Settings::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                Settings::from_toml(&text, &path.display().to_string())?
+            }
+        };
+        settings.apply_env(|name| std::env::var(name).ok())?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parses TOML text (keys absent from it keep their defaults).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Settings, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })
+    }
+
+    /// Applies the `SWITCHBOARD_*` overrides of DESIGN.md §7, reading variables through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(bind) = get("SWITCHBOARD_BIND") {
+            self.server.bind = bind;
+        }
+        if let Some(url) = get("SWITCHBOARD_REDIS_URL") {
+            self.redis.url = url;
+        }
+        if let Some(id) = get("SWITCHBOARD_NODE_ID") {
+            self.server.node_id = id;
+        }
+        if let Some(demo) = get("SWITCHBOARD_DEMO") {
+            self.server.demo = match demo.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => return Err(invalid("SWITCHBOARD_DEMO", format!("expected true or false, got '{other}'"))),
+            };
+        }
+        Ok(())
+    }
+
+    /// Checks values that parse but make no sense, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.bind_addr()?;
+        if !self.server.node_id.is_empty()
+            && !self.server.node_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid("server.node_id", "use letters, digits, '-', '_' or '.'"));
+        }
+        let ws = &self.websocket;
+        if ws.max_message_size < 1024 {
+            return Err(invalid("websocket.max_message_size", "must be at least 1024 bytes"));
+        }
+        if ws.ping_interval.is_zero() {
+            return Err(invalid("websocket.ping_interval", "must be greater than zero"));
+        }
+        if ws.idle_timeout <= ws.ping_interval {
+            return Err(invalid("websocket.idle_timeout", "must be longer than websocket.ping_interval"));
+        }
+        if ws.hello_timeout.is_zero() {
+            return Err(invalid("websocket.hello_timeout", "must be greater than zero"));
+        }
+        for (key, value) in [
+            ("websocket.outbound_queue", ws.outbound_queue),
+            ("websocket.inbound_rate", ws.inbound_rate as usize),
+            ("websocket.inbound_burst", ws.inbound_burst as usize),
+            ("websocket.max_subscriptions", ws.max_subscriptions),
+            ("websocket.max_pending_calls", ws.max_pending_calls),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        if !self.redis.url.is_empty() {
+            let key = "redis.url (SWITCHBOARD_REDIS_URL)";
+            return Err(invalid(
+                key,
+                "cluster mode is not available in this version; leave it empty for embedded mode",
+            ));
+        }
+        for (i, rule) in self.access.iter().enumerate() {
+            crate::route::RoutePattern::parse(&rule.pattern)
+                .map_err(|e| invalid(&format!("access[{i}].pattern"), e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The listen address, parsed.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.bind.parse().map_err(|_| {
+            invalid(
+                "server.bind (SWITCHBOARD_BIND)",
+                format!("'{}' is not host:port, e.g. 127.0.0.1:8080", self.server.bind),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_listens_on_8080() {
+        let s = Settings::default();
+        let from_file = Settings::from_toml(EMBEDDED_DEFAULT, "config/default.toml").unwrap();
+        assert_eq!(format!("{s:?}"), format!("{from_file:?}"), "config/default.toml and the code defaults differ");
+        s.validate().unwrap();
+        assert_eq!(s.server.bind, "127.0.0.1:8080");
+        assert!(s.redis.url.is_empty());
+    }
+
+    #[test]
+    fn shipped_example_file_parses() {
+        let file = "config/example.toml";
+        let text = std::fs::read_to_string(file).unwrap();
+        Settings::from_toml(&text, file).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Settings::from_toml("[websocket]\npingg_interval = \"1s\"\n", "x.toml").unwrap_err();
+        assert!(err.to_string().contains("pingg_interval"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = Settings::from_toml("[websocket]\nmax_message_size = \"big\"\n", "x.toml").unwrap_err();
+        assert!(err.to_string().contains("max_message_size"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let mut s = Settings::from_toml("[websocket]\nidle_timeout = \"1s\"\nping_interval = \"5s\"\n", "x").unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("websocket.idle_timeout"));
+        s = Settings::default();
+        s.apply_env(env(&[("SWITCHBOARD_BIND", "localhost")])).unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("SWITCHBOARD_BIND"));
+        let mut s = Settings::default();
+        assert!(s
+            .apply_env(env(&[("SWITCHBOARD_DEMO", "maybe")]))
+            .unwrap_err()
+            .to_string()
+            .contains("SWITCHBOARD_DEMO"));
+        let s = Settings::from_toml("[[access]]\npattern = \"chat/x{y}\"\n", "x").unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("access[0].pattern"));
+    }
+
+    #[test]
+    fn environment_beats_the_file() {
+        let mut s = Settings::from_toml("[server]\nbind = \"127.0.0.1:9000\"\ndemo = true\n", "x").unwrap();
+        s.apply_env(env(&[("SWITCHBOARD_BIND", "127.0.0.1:9100"), ("SWITCHBOARD_DEMO", "false")])).unwrap();
+        assert_eq!(s.server.bind, "127.0.0.1:9100");
+        assert!(!s.server.demo);
+    }
+}

@@ -1,0 +1,753 @@
+//! The connection actor: one per WebSocket, speaking WAMP v2 or v1 to one client.
+//!
+//! It owns everything about its socket and nothing global: the handshake state, its subscriptions (so it
+//! leaves exactly the topics it joined when it stops), its v1 CURIE prefixes, its rate limiter and the
+//! counters of its outbound queue. Protocol rules come from the pure codecs in `wamp/`; delivery goes
+//! through the broker; the client index learns of the session once it is established and forgets it in
+//! `stopping`. Every way a client can misbehave ends in a defined answer (WAMP ERROR/ABORT, or a close
+//! code), catalogued in `docs/protocol.md`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
+use serde_json::{json, Map, Value};
+
+use crate::clients::{ClientInfo, Disconnect};
+use crate::metrics;
+use crate::node::Switchboard;
+use crate::outbox::{Deliver, Outbox, OutboxState};
+use crate::rpc::{Call, CallError, CallResult};
+use crate::session::{Caller, Identity};
+use crate::topic::access::Action;
+use crate::topic::actor::Joined;
+use crate::topic::broker::{Publish, Subscribe, Unsubscribe};
+use crate::topic::handler::{PublishDecision, PublishRequest};
+use crate::topic::{Payload, Publication, Publisher, Subscriber, TopicInstance, TopicKey};
+use crate::wamp::uri::{self, MatchPolicy};
+use crate::wamp::v2::{code, PublishOptions, SubscribeOptions};
+use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
+
+/// Server identification sent in v1 WELCOME and v2 WELCOME `agent`.
+pub const SERVER_AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
+
+/// A WebSocket close reason may carry at most 123 bytes of text (RFC 6455 §5.5: 125 minus the code).
+const MAX_CLOSE_REASON: usize = 123;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// v2 only: waiting for HELLO.
+    AwaitingHello,
+    /// Session established: WAMP traffic flows.
+    Established,
+    /// A close was sent; everything inbound is ignored.
+    Closing,
+}
+
+/// A subscription of this connection, by topic.
+enum Subscription {
+    /// Sent to the broker; these v2 SUBSCRIBE requests wait for [`Joined`].
+    Pending(Vec<Id>),
+    /// Joined with this subscription id.
+    Active(Id),
+}
+
+/// Token bucket limiting inbound messages.
+struct RateLimiter {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    fn new(rate: u32, burst: u32) -> RateLimiter {
+        RateLimiter { tokens: burst as f64, rate: rate as f64, burst: burst as f64, last: Instant::now() }
+    }
+
+    /// Takes one token; `false` when the client is over its rate.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One WebSocket connection.
+pub struct Connection {
+    node: Switchboard,
+    session: Id,
+    identity: Identity,
+    protocol: Protocol,
+    state: State,
+    registered: bool,
+    outbox: Arc<OutboxState>,
+    subscriptions: HashMap<TopicKey, Subscription>,
+    by_id: HashMap<Id, TopicKey>,
+    prefixes: v1::Prefixes,
+    limiter: RateLimiter,
+    last_seen: Instant,
+    pending_calls: usize,
+    /// A fragmented text message being reassembled.
+    fragments: Option<Vec<u8>>,
+}
+
+impl Connection {
+    /// A connection for a client that negotiated `protocol`.
+    pub fn new(node: Switchboard, protocol: Protocol) -> Connection {
+        let session = crate::wamp::id::random();
+        let ws = &node.settings().websocket;
+        Connection {
+            session,
+            identity: Identity::anonymous(session),
+            protocol,
+            state: State::AwaitingHello,
+            registered: false,
+            outbox: OutboxState::new(ws.outbound_queue),
+            subscriptions: HashMap::new(),
+            by_id: HashMap::new(),
+            prefixes: v1::Prefixes::default(),
+            limiter: RateLimiter::new(ws.inbound_rate, ws.inbound_burst),
+            last_seen: Instant::now(),
+            pending_calls: 0,
+            fragments: None,
+            node,
+        }
+    }
+
+    fn caller(&self) -> Caller {
+        Caller {
+            session: self.session,
+            authid: self.identity.authid.clone(),
+            authroles: self.identity.authroles.clone(),
+        }
+    }
+
+    fn send_v2(&self, ctx: &mut ws::WebsocketContext<Self>, message: v2::Message) {
+        ctx.text(message.encode());
+    }
+
+    fn send_v1(&self, ctx: &mut ws::WebsocketContext<Self>, message: v1::Message) {
+        ctx.text(message.encode());
+    }
+
+    /// Closes the socket with `code` and a reason (truncated to what a close frame holds) and stops.
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, reason: &str) {
+        if self.state == State::Closing {
+            return;
+        }
+        self.state = State::Closing;
+        let mut end = reason.len().min(MAX_CLOSE_REASON);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        ctx.close(Some(CloseReason { code, description: Some(reason[..end].to_owned()) }));
+        ctx.stop();
+    }
+
+    /// A protocol violation: v2 gets ABORT first; both get close 1002.
+    fn violation(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: &str) {
+        metrics::inc(&self.node.metrics().protocol_errors_total);
+        log::debug!("session {}: protocol violation: {message}", self.session);
+        if self.protocol == Protocol::V2 && self.state != State::Closing {
+            self.send_v2(ctx, v2::Message::abort(errors::PROTOCOL_VIOLATION, message));
+        }
+        self.close(ctx, CloseCode::Protocol, message);
+    }
+
+    /// The session is established: index it and greet the client.
+    fn establish(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        self.state = State::Established;
+        let info = ClientInfo {
+            session: self.session,
+            authid: self.identity.authid.clone(),
+            authroles: self.identity.authroles.clone(),
+            authmethod: self.identity.authmethod,
+            protocol: self.protocol.token(),
+            node: self.node.node_id().to_owned(),
+            connected_at: ClientInfo::now(),
+        };
+        self.node.clients().register(info, ctx.address().recipient());
+        self.registered = true;
+        metrics::add(&self.node.metrics().sessions, 1);
+        log::debug!("session {} established ({}, {})", self.session, self.protocol.token(), self.identity.authid);
+        match self.protocol {
+            Protocol::V1 => self.send_v1(
+                ctx,
+                v1::Message::Welcome {
+                    session: self.session.to_string(),
+                    version: v1::PROTOCOL_VERSION,
+                    server: SERVER_AGENT.to_owned(),
+                },
+            ),
+            Protocol::V2 => {
+                let details = json!({
+                    "authid": self.identity.authid,
+                    "authrole": self.identity.authrole(),
+                    "authmethod": self.identity.authmethod.as_str(),
+                    "authprovider": "switchboard",
+                    "authextra": { "authroles": self.identity.authroles },
+                    "agent": SERVER_AGENT,
+                    "roles": {
+                        "broker": { "features": {
+                            "publisher_identification": true,
+                            "publisher_exclusion": true,
+                            "subscriber_blackwhite_listing": true,
+                            "pattern_based_subscription": true,
+                        }},
+                        "dealer": { "features": { "session_meta_api": true }},
+                    },
+                });
+                let Value::Object(details) = details else { unreachable!("json! object literal") };
+                self.send_v2(ctx, v2::Message::Welcome { session: self.session, details });
+            }
+        }
+    }
+
+    fn subscriber(&self, ctx: &mut ws::WebsocketContext<Self>) -> Subscriber {
+        Subscriber {
+            session: self.session,
+            authid: Arc::from(self.identity.authid.as_str()),
+            authroles: Arc::from(self.identity.authroles.clone()),
+            protocol: self.protocol,
+            outbox: Outbox::new(ctx.address().recipient(), self.outbox.clone()),
+        }
+    }
+
+    /// Joins `key`, answering `request` (v2) once joined. Returns an error URI and message on refusal.
+    fn subscribe(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        key: TopicKey,
+        request: Option<Id>,
+    ) -> Result<(), (&'static str, String)> {
+        match self.subscriptions.get_mut(&key) {
+            Some(Subscription::Active(id)) => {
+                if let Some(request) = request {
+                    let subscription = *id;
+                    self.send_v2(ctx, v2::Message::Subscribed { request, subscription });
+                }
+                return Ok(());
+            }
+            Some(Subscription::Pending(waiting)) => {
+                waiting.extend(request);
+                return Ok(());
+            }
+            None => {}
+        }
+        let limit = self.node.settings().websocket.max_subscriptions;
+        if self.subscriptions.len() >= limit {
+            return Err((errors::TOO_MANY_SUBSCRIPTIONS, format!("a session may hold at most {limit} subscriptions")));
+        }
+        if key.policy == MatchPolicy::Exact
+            && !self.node.access().allows(Action::Subscribe, &key.uri, &self.identity.authid, &self.identity.authroles)
+        {
+            return Err((errors::NOT_AUTHORIZED, format!("role may not subscribe to '{}'", key.uri)));
+        }
+        self.subscriptions.insert(key.clone(), Subscription::Pending(request.into_iter().collect()));
+        let subscriber = self.subscriber(ctx);
+        self.node.broker().do_send(Subscribe { key, subscriber, reply: ctx.address().recipient() });
+        Ok(())
+    }
+
+    /// Runs access rules and the topic handler, then hands the publication to the broker.
+    fn publish(
+        &mut self,
+        topic: String,
+        request: PublishRequest,
+        exclude_me: bool,
+        disclose_me: bool,
+    ) -> Result<Id, (String, String)> {
+        if !self.node.access().allows(Action::Publish, &topic, &self.identity.authid, &self.identity.authroles) {
+            return Err((errors::NOT_AUTHORIZED.to_owned(), format!("role may not publish to '{topic}'")));
+        }
+        let request = match self.node.topic_handler(&topic) {
+            None => request,
+            Some((handler, params)) => {
+                let instance =
+                    TopicInstance::new(Arc::from(topic.as_str()), Arc::new(params), self.node.broker().clone());
+                match handler.on_publish(&instance, &self.caller(), request) {
+                    PublishDecision::Deliver(request) => request,
+                    PublishDecision::Reject { error, message } => return Err((error, message)),
+                    PublishDecision::Handled => return Ok(crate::wamp::id::random()),
+                }
+            }
+        };
+        let publisher = Publisher {
+            session: self.session,
+            authid: self.identity.authid.clone(),
+            authrole: self.identity.authrole().to_owned(),
+        };
+        let publication = Publication::new(topic, request.payload, request.filters).with_publisher(
+            publisher,
+            exclude_me,
+            disclose_me,
+        );
+        let id = publication.id;
+        self.node.broker().do_send(Publish(Arc::new(publication)));
+        Ok(id)
+    }
+
+    /// Starts a procedure call; `reply` turns its outcome into the protocol's answer frame.
+    fn call(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        procedure: String,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+        reply: impl FnOnce(Result<CallResult, CallError>) -> String + 'static,
+    ) {
+        metrics::inc(&self.node.metrics().calls_total);
+        let limit = self.node.settings().websocket.max_pending_calls;
+        if self.pending_calls >= limit {
+            let error = CallError::new(errors::TOO_MANY_CALLS, format!("at most {limit} calls may be in flight"));
+            metrics::inc(&self.node.metrics().call_errors_total);
+            ctx.text(reply(Err(error)));
+            return;
+        }
+        let caller = self.caller();
+        let clients = self.node.clients().clone();
+        let uri = procedure.clone();
+        let future = self.node.procedures().dispatch(&procedure, move |params| Call {
+            procedure: uri,
+            params,
+            args,
+            kwargs,
+            caller,
+            clients,
+        });
+        let Some(future) = future else {
+            metrics::inc(&self.node.metrics().call_errors_total);
+            let error = CallError::new(errors::NO_SUCH_PROCEDURE, format!("no procedure '{procedure}'"));
+            ctx.text(reply(Err(error)));
+            return;
+        };
+        self.pending_calls += 1;
+        ctx.spawn(future.into_actor(self).map(move |result, this, ctx| {
+            this.pending_calls -= 1;
+            if result.is_err() {
+                metrics::inc(&this.node.metrics().call_errors_total);
+            }
+            if this.state == State::Established {
+                ctx.text(reply(result));
+            }
+        }));
+    }
+
+    fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
+        metrics::inc(&self.node.metrics().messages_in_total);
+        match self.protocol {
+            Protocol::V2 => match v2::Message::decode(text) {
+                Ok(message) => self.on_v2(ctx, message),
+                Err(e) => self.on_decode_error(ctx, e),
+            },
+            Protocol::V1 => match v1::Message::decode(text) {
+                Ok(message) => self.on_v1(ctx, message),
+                Err(e) => self.on_decode_error(ctx, e),
+            },
+        }
+    }
+
+    fn on_decode_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, error: DecodeError) {
+        self.violation(ctx, &error.to_string());
+    }
+
+    fn on_v2(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: v2::Message) {
+        use v2::Message as M;
+        if self.state == State::AwaitingHello {
+            let M::Hello { realm, .. } = message else {
+                return self.violation(ctx, "the first message must be HELLO");
+            };
+            let expected = &self.node.settings().server.realm;
+            if !expected.is_empty() && &realm != expected {
+                self.send_v2(ctx, M::abort(errors::NO_SUCH_REALM, format!("no realm '{realm}'")));
+                return self.close(ctx, CloseCode::Normal, "no such realm");
+            }
+            if !uri::is_valid_v2(&realm) {
+                return self.violation(ctx, "HELLO realm is not a valid URI");
+            }
+            return self.establish(ctx);
+        }
+        match message {
+            M::Hello { .. } => self.violation(ctx, "HELLO received on an established session"),
+            M::Goodbye { .. } => {
+                self.send_v2(ctx, M::goodbye(errors::GOODBYE_AND_OUT, "goodbye"));
+                self.close(ctx, CloseCode::Normal, "goodbye");
+            }
+            M::Abort { .. } => self.close(ctx, CloseCode::Normal, "aborted by client"),
+            M::Subscribe { request, options, topic } => {
+                let reply_error = |this: &Self, ctx: &mut ws::WebsocketContext<Self>, error: &str, msg: String| {
+                    this.send_v2(ctx, M::error(code::SUBSCRIBE, request, error, msg))
+                };
+                let options = match SubscribeOptions::parse(&options) {
+                    Ok(o) => o,
+                    Err(e) => return reply_error(self, ctx, errors::INVALID_ARGUMENT, e.to_string()),
+                };
+                if !uri::is_valid_v2_pattern(&topic, options.policy) {
+                    let msg = format!("'{topic}' is not a valid {} subscription URI", options.policy.as_str());
+                    return reply_error(self, ctx, errors::INVALID_URI, msg);
+                }
+                let key = TopicKey { uri: Arc::from(topic.as_str()), policy: options.policy };
+                if let Err((error, msg)) = self.subscribe(ctx, key, Some(request)) {
+                    reply_error(self, ctx, error, msg);
+                }
+            }
+            M::Unsubscribe { request, subscription } => match self.by_id.remove(&subscription) {
+                None => self.send_v2(
+                    ctx,
+                    M::error(code::UNSUBSCRIBE, request, errors::NO_SUCH_SUBSCRIPTION, "no such subscription"),
+                ),
+                Some(key) => {
+                    self.subscriptions.remove(&key);
+                    self.node.broker().do_send(Unsubscribe { key, session: self.session, request: Some(request) });
+                }
+            },
+            M::Publish { request, options, topic, args, kwargs } => {
+                // The spec answers a publish only when acknowledge is set; an unsolicited ERROR would make
+                // autobahn tear the session down. Refused unacknowledged publishes are logged and counted.
+                let acknowledge = options.get("acknowledge").and_then(Value::as_bool).unwrap_or(false);
+                let outcome = PublishOptions::parse(&options)
+                    .map_err(|e| (errors::INVALID_ARGUMENT.to_owned(), e.to_string()))
+                    .and_then(|o| {
+                        if !uri::is_valid_v2(&topic) {
+                            return Err((
+                                errors::INVALID_URI.to_owned(),
+                                format!("'{topic}' is not a valid topic URI"),
+                            ));
+                        }
+                        if uri::is_reserved(&topic) {
+                            let msg = format!("'{topic}' is in the reserved wamp. namespace");
+                            return Err((errors::INVALID_URI.to_owned(), msg));
+                        }
+                        let request = PublishRequest { payload: Payload { args, kwargs }, filters: o.filters };
+                        self.publish(topic, request, o.exclude_me, o.disclose_me)
+                    });
+                match (outcome, acknowledge) {
+                    (Ok(publication), true) => self.send_v2(ctx, M::Published { request, publication }),
+                    (Err((error, msg)), true) => self.send_v2(ctx, M::error(code::PUBLISH, request, &error, msg)),
+                    (Ok(_), false) => {}
+                    (Err((error, msg)), false) => {
+                        metrics::inc(&self.node.metrics().protocol_errors_total);
+                        log::debug!("session {}: unacknowledged publish refused: {error}: {msg}", self.session);
+                    }
+                }
+            }
+            M::Call { request, procedure, args, kwargs, .. } => {
+                if !uri::is_valid_v2(&procedure) {
+                    let msg = format!("'{procedure}' is not a valid procedure URI");
+                    return self.send_v2(ctx, M::error(code::CALL, request, errors::INVALID_URI, msg));
+                }
+                self.call(ctx, procedure, args.unwrap_or_default(), kwargs.unwrap_or_default(), move |outcome| {
+                    match outcome {
+                        Ok(r) => M::Result {
+                            request,
+                            details: Map::new(),
+                            args: Some(r.args),
+                            kwargs: (!r.kwargs.is_empty()).then_some(r.kwargs),
+                        },
+                        Err(e) => M::error(code::CALL, request, &e.error, e.message),
+                    }
+                    .encode()
+                });
+            }
+            M::Register { request, .. } => self.send_v2(
+                ctx,
+                M::error(
+                    code::REGISTER,
+                    request,
+                    errors::NOT_AUTHORIZED,
+                    "client callees are not supported: procedures are registered on the server",
+                ),
+            ),
+            M::Unregister { request, .. } => self.send_v2(
+                ctx,
+                M::error(code::UNREGISTER, request, errors::NO_SUCH_REGISTRATION, "no such registration"),
+            ),
+            // CANCEL: calls run to completion; the caller still gets its RESULT or ERROR (call_canceling is
+            // not announced, so well-behaved clients do not send it).
+            M::Unimplemented { code: code::CANCEL, .. } => {}
+            M::Unimplemented { name, .. } => {
+                self.violation(ctx, &format!("{name} is not valid here: this router has no client callees"))
+            }
+            other => {
+                let name = other.encode();
+                let code = name.trim_start_matches('[').split(',').next().unwrap_or("?").to_owned();
+                self.violation(ctx, &format!("message type {code} is only sent by routers"))
+            }
+        }
+    }
+
+    fn on_v1(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: v1::Message) {
+        use v1::Message as M;
+        match message {
+            M::Prefix { prefix, uri } => {
+                if let Err(e) = self.prefixes.define(prefix, uri) {
+                    metrics::inc(&self.node.metrics().protocol_errors_total);
+                    self.close(ctx, CloseCode::Policy, &e.to_string());
+                }
+            }
+            M::Call { call_id, procedure, args } => {
+                let procedure = self.prefixes.resolve(&procedure);
+                let reply_id = call_id.clone();
+                let reply = move |outcome: Result<CallResult, CallError>| {
+                    match outcome {
+                        Ok(r) => M::CallResult {
+                            call_id: reply_id,
+                            result: Payload { args: Some(r.args), kwargs: Some(r.kwargs) }.to_v1_value(),
+                        },
+                        Err(e) => {
+                            M::CallError { call_id: reply_id, error: e.error, description: e.message, details: None }
+                        }
+                    }
+                    .encode()
+                };
+                if !uri::is_valid_v1(&procedure) {
+                    let error = CallError::new(errors::INVALID_URI, format!("'{procedure}' is not a valid URI"));
+                    return ctx.text(reply(Err(error)));
+                }
+                self.call(ctx, procedure, args, Map::new(), reply);
+            }
+            M::Subscribe { topic } => {
+                let topic = self.prefixes.resolve(&topic);
+                if !uri::is_valid_v1(&topic) {
+                    return self.v1_refused(&format!("SUBSCRIBE to invalid URI '{topic}'"));
+                }
+                if let Err((_, msg)) = self.subscribe(ctx, TopicKey::exact(&topic), None) {
+                    self.v1_refused(&msg);
+                }
+            }
+            M::Unsubscribe { topic } => {
+                let key = TopicKey::exact(&self.prefixes.resolve(&topic));
+                if let Some(sub) = self.subscriptions.remove(&key) {
+                    if let Subscription::Active(id) = sub {
+                        self.by_id.remove(&id);
+                    }
+                    self.node.broker().do_send(Unsubscribe { key, session: self.session, request: None });
+                }
+            }
+            M::Publish { topic, event, targets } => {
+                let topic = self.prefixes.resolve(&topic);
+                if !uri::is_valid_v1(&topic) || uri::is_reserved(&topic) {
+                    return self.v1_refused(&format!("PUBLISH to invalid URI '{topic}'"));
+                }
+                let mut exclude = targets.exclude;
+                if targets.exclude_me {
+                    exclude.push(self.session);
+                }
+                let eligible = (!targets.eligible.is_empty()).then_some(targets.eligible);
+                let filters = crate::wamp::filter::Filters { exclude, eligible, ..Default::default() };
+                let request = PublishRequest { payload: Payload::single(event), filters };
+                if let Err((_, msg)) = self.publish(topic, request, false, false) {
+                    self.v1_refused(&msg);
+                }
+            }
+            M::Welcome { .. } | M::CallResult { .. } | M::CallError { .. } | M::Event { .. } => {
+                self.violation(ctx, "WELCOME, CALLRESULT, CALLERROR and EVENT are only sent by servers")
+            }
+        }
+    }
+
+    /// WAMP v1 has no reply for a refused SUBSCRIBE or PUBLISH: it is dropped, logged and counted.
+    fn v1_refused(&self, message: &str) {
+        metrics::inc(&self.node.metrics().protocol_errors_total);
+        log::debug!("session {}: v1 request refused: {message}", self.session);
+    }
+
+    fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.outbox.overflowed() {
+            return self.close_slow_consumer(ctx);
+        }
+        if self.last_seen.elapsed() > self.node.settings().websocket.idle_timeout {
+            log::debug!("session {}: idle timeout", self.session);
+            return self.close(ctx, CloseCode::Away, "idle timeout");
+        }
+        ctx.ping(b"");
+    }
+
+    fn close_slow_consumer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.state != State::Closing {
+            metrics::inc(&self.node.metrics().slow_consumer_closes_total);
+            log::warn!("session {}: closed as a slow consumer ({} frames queued)", self.session, self.outbox.pending());
+        }
+        self.close(ctx, CloseCode::Policy, "slow consumer: outbound queue full");
+    }
+
+    /// Handles a complete inbound text message.
+    fn on_message(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
+        if self.state == State::Closing {
+            return;
+        }
+        if !self.limiter.take() {
+            metrics::inc(&self.node.metrics().rate_limited_closes_total);
+            log::warn!("session {}: closed for exceeding the inbound message rate", self.session);
+            return self.close(ctx, CloseCode::Policy, "message rate limit exceeded");
+        }
+        self.on_text(ctx, text);
+    }
+
+    fn on_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>, item: Item) {
+        let max = self.node.settings().websocket.max_message_size;
+        let (bytes, last) = match item {
+            Item::FirstBinary(_) => return self.close(ctx, CloseCode::Unsupported, "binary frames are not supported"),
+            Item::FirstText(b) => {
+                if self.fragments.is_some() {
+                    return self.close(ctx, CloseCode::Protocol, "new message started inside a fragmented one");
+                }
+                self.fragments = Some(Vec::new());
+                (b, false)
+            }
+            Item::Continue(b) => (b, false),
+            Item::Last(b) => (b, true),
+        };
+        let Some(buffer) = self.fragments.as_mut() else {
+            return self.close(ctx, CloseCode::Protocol, "continuation frame without a first frame");
+        };
+        if buffer.len() + bytes.len() > max {
+            return self.close(ctx, CloseCode::Size, &format!("message larger than {max} bytes"));
+        }
+        buffer.extend_from_slice(&bytes);
+        if last {
+            let buffer = self.fragments.take().unwrap_or_default();
+            match String::from_utf8(buffer) {
+                Ok(text) => self.on_message(ctx, &text),
+                Err(_) => self.close(ctx, CloseCode::Invalid, "text message is not valid UTF-8"),
+            }
+        }
+    }
+}
+
+impl Actor for Connection {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        metrics::add(&self.node.metrics().connections, 1);
+        metrics::inc(&self.node.metrics().connections_total);
+        let ws = &self.node.settings().websocket;
+        ctx.run_interval(ws.ping_interval, |this, ctx| this.heartbeat(ctx));
+        match self.protocol {
+            Protocol::V1 => self.establish(ctx),
+            Protocol::V2 => {
+                ctx.run_later(ws.hello_timeout, |this, ctx| {
+                    if this.state == State::AwaitingHello {
+                        this.violation(ctx, "no HELLO received in time");
+                    }
+                });
+            }
+        }
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        // Leave exactly the topics this session joined (pending ones too: their Subscribe went first).
+        for (key, _) in self.subscriptions.drain() {
+            self.node.broker().do_send(Unsubscribe { key, session: self.session, request: None });
+        }
+        self.by_id.clear();
+        if self.registered {
+            self.registered = false;
+            self.node.clients().unregister(self.session);
+            metrics::add(&self.node.metrics().sessions, -1);
+            log::debug!("session {} closed", self.session);
+        }
+        Running::Stop
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::add(&self.node.metrics().connections, -1);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
+    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match item {
+            Ok(ws::Message::Text(text)) => {
+                if self.fragments.is_some() {
+                    return self.close(ctx, CloseCode::Protocol, "text frame inside a fragmented message");
+                }
+                self.on_message(ctx, &text)
+            }
+            Ok(ws::Message::Binary(_)) => {
+                metrics::inc(&self.node.metrics().protocol_errors_total);
+                let reason = format!("binary frames are not supported on {}", self.protocol.token());
+                self.close(ctx, CloseCode::Unsupported, &reason)
+            }
+            Ok(ws::Message::Continuation(item)) => self.on_fragment(ctx, item),
+            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Close(reason)) => {
+                if self.state != State::Closing {
+                    self.state = State::Closing;
+                    ctx.close(reason);
+                }
+                ctx.stop();
+            }
+            Err(error) => {
+                metrics::inc(&self.node.metrics().protocol_errors_total);
+                let max = self.node.settings().websocket.max_message_size;
+                match error {
+                    ProtocolError::Overflow => {
+                        self.close(ctx, CloseCode::Size, &format!("message larger than {max} bytes"))
+                    }
+                    ProtocolError::Io(e) if e.to_string().contains("utf-8") => {
+                        self.close(ctx, CloseCode::Invalid, "text message is not valid UTF-8")
+                    }
+                    other => self.close(ctx, CloseCode::Protocol, &format!("WebSocket protocol error: {other}")),
+                }
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, Deliver(frame): Deliver, ctx: &mut Self::Context) {
+        self.outbox.taken();
+        if self.outbox.overflowed() {
+            return self.close_slow_consumer(ctx);
+        }
+        if self.state == State::Established {
+            ctx.text(frame);
+        }
+    }
+}
+
+impl Handler<Joined> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Joined, ctx: &mut Self::Context) {
+        let Some(entry) = self.subscriptions.get_mut(&msg.key) else { return };
+        if let Subscription::Pending(waiting) = std::mem::replace(entry, Subscription::Active(msg.subscription)) {
+            self.by_id.insert(msg.subscription, msg.key);
+            if self.state == State::Established && self.protocol == Protocol::V2 {
+                for request in waiting {
+                    self.send_v2(ctx, v2::Message::Subscribed { request, subscription: msg.subscription });
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Disconnect> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        if self.protocol == Protocol::V2 && self.state == State::Established {
+            self.send_v2(ctx, v2::Message::goodbye(&msg.reason, msg.message.clone()));
+        }
+        self.close(ctx, CloseCode::from(msg.code), &msg.message);
+    }
+}

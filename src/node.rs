@@ -1,0 +1,291 @@
+//! The node: [`Switchboard`] (the library handle a Rust app mounts) and [`Application`] (the ready server).
+//!
+//! [`Builder`] collects topic handlers, procedures and access rules; [`Builder::build`] starts the broker
+//! and returns a cheap-to-clone [`Switchboard`] whose [`configure`](Switchboard::configure) mounts `/ws`,
+//! `/health/*` and `/metrics` into any actix-web `App`. [`Application`] binds the configured address (port 0
+//! allowed), serves, and shuts down gracefully on SIGTERM/SIGINT.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+
+use crate::clients::{ClientManipulator, Disconnect};
+use crate::config::{ConfigError, Settings};
+use crate::metrics::Metrics;
+use crate::route::{Params, PatternError, RoutePattern, Router};
+use crate::rpc::{Procedure, Procedures};
+use crate::topic::access::{AccessRule, AccessRules};
+use crate::topic::broker::Broker;
+use crate::topic::TopicHandler;
+use crate::wamp::errors;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A route pattern given to the builder is wrong.
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Collects the application's handlers before the node starts.
+pub struct Builder {
+    settings: Settings,
+    topics: Router<Arc<dyn TopicHandler>>,
+    procedures: Procedures,
+    access: Vec<AccessRule>,
+    errors: Vec<PatternError>,
+}
+
+impl Builder {
+    /// Attaches `handler` to topics matching `pattern` (e.g. `chat/{room}`); the first matching route wins.
+    pub fn topic(mut self, pattern: &str, handler: impl TopicHandler) -> Self {
+        match RoutePattern::parse(pattern) {
+            Ok(p) => self.topics.add(p, Arc::new(handler)),
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Registers an async procedure under `pattern` (e.g. `com.app.{name}`).
+    pub fn procedure(mut self, pattern: &str, procedure: impl Procedure) -> Self {
+        if let Err(e) = self.procedures.add(pattern, Arc::new(procedure)) {
+            self.errors.push(e);
+        }
+        self
+    }
+
+    /// Adds an access rule after those of the configuration file. `None` allows every role; `Some(&[])`
+    /// nobody. A `{username}` placeholder must equal the caller's authid.
+    pub fn access(mut self, pattern: &str, subscribe: Option<&[&str]>, publish: Option<&[&str]>) -> Self {
+        let owned = |roles: Option<&[&str]>| roles.map(|r| r.iter().map(|s| s.to_string()).collect());
+        match AccessRule::new(pattern, owned(subscribe), owned(publish)) {
+            Ok(rule) => self.access.push(rule),
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Validates everything and starts the broker. Must run inside an actix system (e.g. `#[actix_web::main]`).
+    pub fn build(self) -> Result<Switchboard, StartError> {
+        if let Some(e) = self.errors.into_iter().next() {
+            return Err(e.into());
+        }
+        self.settings.validate()?;
+        let mut access = AccessRules::from_settings(&self.settings.access)?;
+        self.access.into_iter().for_each(|rule| access.push(rule));
+        let access = Arc::new(access);
+        let metrics = Arc::new(Metrics::default());
+        let topics = Arc::new(self.topics);
+        let broker = Broker::new(topics.clone(), access.clone(), metrics.clone()).start();
+        let node_id = match self.settings.server.node_id.as_str() {
+            "" => format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            id => id.to_owned(),
+        };
+        Ok(Switchboard {
+            inner: Arc::new(Inner {
+                clients: ClientManipulator::new(broker.clone()),
+                settings: Arc::new(self.settings),
+                node_id,
+                procedures: self.procedures,
+                topics,
+                access,
+                broker,
+                metrics,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    settings: Arc<Settings>,
+    node_id: String,
+    procedures: Procedures,
+    topics: Arc<Router<Arc<dyn TopicHandler>>>,
+    access: Arc<AccessRules>,
+    broker: Addr<Broker>,
+    clients: ClientManipulator,
+    metrics: Arc<Metrics>,
+}
+
+/// A running switchboard node, as a library handle. Clone it freely.
+#[derive(Clone)]
+pub struct Switchboard {
+    inner: Arc<Inner>,
+}
+
+impl Switchboard {
+    /// Starts building a node from `settings`.
+    pub fn builder(settings: Settings) -> Builder {
+        Builder {
+            settings,
+            topics: Router::default(),
+            procedures: Procedures::with_builtins(),
+            access: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The settings this node runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// The client index (ClientManipulator): lookups and targeted sends.
+    pub fn clients(&self) -> &ClientManipulator {
+        &self.inner.clients
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn broker(&self) -> &Addr<Broker> {
+        &self.inner.broker
+    }
+
+    pub(crate) fn access(&self) -> &AccessRules {
+        &self.inner.access
+    }
+
+    pub(crate) fn procedures(&self) -> &Procedures {
+        &self.inner.procedures
+    }
+
+    pub(crate) fn topic_handler(&self, topic: &str) -> Option<(Arc<dyn TopicHandler>, Params)> {
+        self.inner.topics.find(topic).map(|(h, p)| (h.clone(), p))
+    }
+
+    /// Mounts `/ws`, `/health/live`, `/health/ready` and `/metrics` into an actix-web app:
+    /// `App::new().configure(node.configure())`.
+    pub fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+        let node = self.clone();
+        move |cfg| crate::api::configure(cfg, node.clone())
+    }
+
+    /// Graceful shutdown of the sockets: every session gets GOODBYE `wamp.close.system_shutdown` and close
+    /// 1001, so clients reconnect elsewhere. Waits until they are gone or `timeout` passes.
+    pub async fn close_all_connections(&self, timeout: Duration) {
+        let asked = self.clients().disconnect_all(Disconnect {
+            code: 1001,
+            reason: errors::SYSTEM_SHUTDOWN.to_owned(),
+            message: "node shutting down".to_owned(),
+        });
+        log::info!("shutdown: closing {asked} sessions");
+        let deadline = Instant::now() + timeout;
+        while self.clients().local_count() > 0 && Instant::now() < deadline {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The ready-made server: a [`Switchboard`] behind an actix-web `HttpServer`.
+pub struct Application {
+    port: u16,
+    server: Server,
+    node: Switchboard,
+}
+
+impl Application {
+    /// Builds a node with no application handlers from `settings` and binds it.
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        Application::serve(Switchboard::builder(settings).build()?)
+    }
+
+    /// Binds the configured address for an already built node.
+    pub fn serve(node: Switchboard) -> Result<Application, StartError> {
+        let settings = node.settings();
+        let addr = settings.bind_addr()?;
+        let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
+        let port = listener.local_addr().map_err(|source| StartError::Bind { addr: addr.to_string(), source })?.port();
+        let configure = node.configure();
+        let mut server = HttpServer::new(move || App::new().configure(configure.clone()))
+            .disable_signals()
+            .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1));
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server =
+            server.listen(listener).map_err(|source| StartError::Bind { addr: addr.to_string(), source })?.run();
+        log::info!("switchboard {} listening on {}:{port} (embedded mode)", node.node_id(), addr.ip());
+        Ok(Application { port, server, node })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The node handle.
+    pub fn node(&self) -> &Switchboard {
+        &self.node
+    }
+
+    /// A handle to stop the HTTP server.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped through [`handle`](Self::handle).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully: sessions get GOODBYE
+    /// `wamp.close.system_shutdown` and close 1001, then the server stops within `server.shutdown_timeout`.
+    pub async fn run_with_graceful_shutdown(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let node = self.node.clone();
+        let timeout = node.settings().server.shutdown_timeout;
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            log::info!("shutdown requested");
+            node.close_all_connections(timeout).await;
+            handle.stop(true).await;
+        });
+        self.server.await
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                log::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops gracefully");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,180 @@
+//! Route patterns for topics and procedures: `chat/{room}`, `com.app.{name}`, `private/{username}`.
+//!
+//! A pattern is split into segments at `/` and `.`; a segment written `{name}` matches any one non-empty
+//! segment of the URI and captures it, every other segment must be equal. Pure: no actor or I/O here.
+
+use std::collections::HashMap;
+
+/// One compiled pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePattern {
+    source: String,
+    tokens: Vec<Token>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Literal(String),
+    Separator(char),
+    Param(String),
+}
+
+/// A pattern that cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid route pattern '{pattern}': {reason}")]
+pub struct PatternError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+/// Captured placeholder values of a match, e.g. `room → lobby`.
+pub type Params = HashMap<String, String>;
+
+fn tokenize(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        if c == '/' || c == '.' {
+            out.push(&s[start..i]);
+            out.push(&s[i..i + 1]);
+            start = i + 1;
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+impl RoutePattern {
+    /// Compiles `pattern`.
+    pub fn parse(pattern: &str) -> Result<RoutePattern, PatternError> {
+        let err = |reason| PatternError { pattern: pattern.to_owned(), reason };
+        if pattern.is_empty() {
+            return Err(err("empty pattern"));
+        }
+        let mut tokens = Vec::new();
+        for part in tokenize(pattern) {
+            let token = match part {
+                "/" => Token::Separator('/'),
+                "." => Token::Separator('.'),
+                p if p.starts_with('{') && p.ends_with('}') && p.len() > 2 => {
+                    let name = &p[1..p.len() - 1];
+                    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        return Err(err("placeholder names are letters, digits and '_'"));
+                    }
+                    Token::Param(name.to_owned())
+                }
+                p if p.contains('{') || p.contains('}') => {
+                    return Err(err("a placeholder must fill a whole segment, like 'chat/{room}'"))
+                }
+                p => Token::Literal(p.to_owned()),
+            };
+            tokens.push(token);
+        }
+        Ok(RoutePattern { source: pattern.to_owned(), tokens })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the pattern has a placeholder called `name`.
+    pub fn has_param(&self, name: &str) -> bool {
+        self.tokens.iter().any(|t| matches!(t, Token::Param(p) if p == name))
+    }
+
+    /// Matches `uri`, returning the captured placeholders.
+    pub fn matches(&self, uri: &str) -> Option<Params> {
+        let parts = tokenize(uri);
+        if parts.len() != self.tokens.len() {
+            return None;
+        }
+        let mut params = Params::new();
+        for (token, part) in self.tokens.iter().zip(parts) {
+            match token {
+                Token::Separator(c) => {
+                    if part.len() != 1 || !part.starts_with(*c) {
+                        return None;
+                    }
+                }
+                Token::Literal(l) => {
+                    if l != part {
+                        return None;
+                    }
+                }
+                Token::Param(name) => {
+                    if part.is_empty() {
+                        return None;
+                    }
+                    params.insert(name.clone(), part.to_owned());
+                }
+            }
+        }
+        Some(params)
+    }
+}
+
+/// A list of patterns with attached values; the first matching entry wins.
+#[derive(Debug, Clone)]
+pub struct Router<T> {
+    routes: Vec<(RoutePattern, T)>,
+}
+
+impl<T> Default for Router<T> {
+    fn default() -> Self {
+        Router { routes: Vec::new() }
+    }
+}
+
+impl<T> Router<T> {
+    /// Adds a route after the existing ones.
+    pub fn add(&mut self, pattern: RoutePattern, value: T) {
+        self.routes.push((pattern, value));
+    }
+
+    /// The first route matching `uri`, with its captures.
+    pub fn find(&self, uri: &str) -> Option<(&T, Params)> {
+        self.routes.iter().find_map(|(p, v)| p.matches(uri).map(|params| (v, params)))
+    }
+
+    /// Whether no route is defined.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_capture_whole_segments() {
+        let p = RoutePattern::parse("chat/{room}").unwrap();
+        assert_eq!(p.matches("chat/lobby").unwrap()["room"], "lobby");
+        assert!(p.matches("chat/lobby/x").is_none());
+        assert!(p.matches("chat/").is_none());
+        assert!(p.matches("chat.lobby").is_none());
+        let p = RoutePattern::parse("com.app.{name}").unwrap();
+        assert_eq!(p.matches("com.app.add").unwrap()["name"], "add");
+        assert!(RoutePattern::parse("com.app").unwrap().matches("com.app").is_some());
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        assert!(RoutePattern::parse("").is_err());
+        assert!(RoutePattern::parse("chat/x{room}").is_err());
+        assert!(RoutePattern::parse("chat/{ro-om}").is_err());
+    }
+
+    #[test]
+    fn first_route_wins() {
+        let mut r = Router::default();
+        r.add(RoutePattern::parse("chat/admin").unwrap(), 1);
+        r.add(RoutePattern::parse("chat/{room}").unwrap(), 2);
+        assert_eq!(*r.find("chat/admin").unwrap().0, 1);
+        assert_eq!(*r.find("chat/x").unwrap().0, 2);
+        assert!(r.find("other").is_none());
+    }
+}

@@ -1,0 +1,74 @@
+//! Who a connection is: the identity resolved when a socket opens.
+//!
+//! This module owns [`Identity`]. In this version every connection is anonymous (`anon-<session id>`, role
+//! `anonymous`); resolving the web app's actix-session cookie plugs in here without changing callers.
+
+use serde::Serialize;
+
+use crate::wamp::Id;
+
+/// The role every anonymous connection holds.
+pub const ANONYMOUS_ROLE: &str = "anonymous";
+
+/// How an identity was established (v2 WELCOME `authmethod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// No session: `anon-<session id>`.
+    Anonymous,
+    /// The web app's session cookie.
+    Cookie,
+}
+
+impl AuthMethod {
+    /// The WAMP `authmethod` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Anonymous => "anonymous",
+            AuthMethod::Cookie => "cookie",
+        }
+    }
+}
+
+/// The user behind one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// Username (WAMP `authid`), `anon-<session id>` for anonymous connections.
+    pub authid: String,
+    /// Roles; the first is announced as WAMP `authrole`.
+    pub authroles: Vec<String>,
+    /// How the identity was established.
+    pub authmethod: AuthMethod,
+}
+
+impl Identity {
+    /// The anonymous identity of WAMP session `session`.
+    pub fn anonymous(session: Id) -> Identity {
+        Identity {
+            authid: format!("anon-{session}"),
+            authroles: vec![ANONYMOUS_ROLE.to_owned()],
+            authmethod: AuthMethod::Anonymous,
+        }
+    }
+
+    /// The primary role (WAMP `authrole`).
+    pub fn authrole(&self) -> &str {
+        self.authroles.first().map(String::as_str).unwrap_or(ANONYMOUS_ROLE)
+    }
+
+    /// Whether this identity is anonymous.
+    pub fn is_anonymous(&self) -> bool {
+        self.authmethod == AuthMethod::Anonymous
+    }
+}
+
+/// A session as handlers see it: who is calling, subscribing or publishing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Caller {
+    /// WAMP session id.
+    pub session: Id,
+    /// Username.
+    pub authid: String,
+    /// Roles.
+    pub authroles: Vec<String>,
+}

@@ -1,0 +1,223 @@
+//! The topic actor: one per subscription URI and match policy, holding that topic's local subscribers.
+//!
+//! It is started by the broker for the first subscriber and stopped by the broker when the last one leaves
+//! (see `broker.rs`); it never decides its own lifetime. A publication is turned into at most one v2 and one
+//! v1 frame here, and the same bytes are queued for every eligible subscriber.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde_json::{Map, Value};
+
+use super::access::{AccessRules, Action};
+use super::handler::{TopicHandler, TopicInstance};
+use super::{Publication, Subscriber, TopicKey};
+use crate::metrics::{self, Metrics};
+use crate::session::Caller;
+use crate::wamp::uri::MatchPolicy;
+use crate::wamp::{v1, v2, Id, Protocol};
+
+/// Tells a connection that its subscription is in place; sent through the connection's mailbox before any
+/// EVENT of that subscription, so SUBSCRIBED always precedes the first EVENT.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Joined {
+    /// The topic joined.
+    pub key: TopicKey,
+    /// Its subscription id.
+    pub subscription: Id,
+}
+
+/// Adds a subscriber (sent by the broker).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    /// The subscriber.
+    pub subscriber: Subscriber,
+    /// Where to confirm.
+    pub reply: Recipient<Joined>,
+}
+
+/// Removes a subscriber (sent by the broker); `request` is a v2 UNSUBSCRIBE to acknowledge.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    /// WAMP session id.
+    pub session: Id,
+    /// The UNSUBSCRIBE request id to answer with UNSUBSCRIBED, if any.
+    pub request: Option<Id>,
+}
+
+/// Delivers a publication to the eligible local subscribers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fanout(pub Arc<Publication>);
+
+/// Lists the subscribers as `(session, authid)` pairs.
+#[derive(Message)]
+#[rtype(result = "Vec<(Id, String)>")]
+pub struct ListSubscribers;
+
+/// Stops the actor (sent by the broker once the topic is empty).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+/// One topic's subscriber set.
+pub struct TopicActor {
+    key: TopicKey,
+    subscription: Id,
+    subscribers: HashMap<Id, Subscriber>,
+    handler: Option<(Arc<dyn TopicHandler>, TopicInstance)>,
+    access: Arc<AccessRules>,
+    metrics: Arc<Metrics>,
+    /// `{"topic": uri}` for pattern subscriptions, so clients learn the concrete topic.
+    pattern_details: bool,
+}
+
+impl TopicActor {
+    /// A new, empty topic. `handler` is the application handler of an exact topic, if its route has one.
+    pub fn new(
+        key: TopicKey,
+        handler: Option<(Arc<dyn TopicHandler>, TopicInstance)>,
+        access: Arc<AccessRules>,
+        metrics: Arc<Metrics>,
+    ) -> TopicActor {
+        let pattern_details = key.policy != MatchPolicy::Exact;
+        TopicActor {
+            key,
+            subscription: crate::wamp::id::random(),
+            subscribers: HashMap::new(),
+            handler,
+            access,
+            metrics,
+            pattern_details,
+        }
+    }
+
+    fn event_details(&self, publication: &Publication) -> String {
+        if !self.pattern_details && !publication.disclose_me {
+            return "{}".to_owned();
+        }
+        let mut details = Map::new();
+        if self.pattern_details {
+            details.insert("topic".into(), Value::String(publication.topic.clone()));
+        }
+        if let (true, Some(p)) = (publication.disclose_me, &publication.publisher) {
+            details.insert("publisher".into(), Value::from(p.session));
+            details.insert("publisher_authid".into(), Value::String(p.authid.clone()));
+            details.insert("publisher_authrole".into(), Value::String(p.authrole.clone()));
+        }
+        Value::Object(details).to_string()
+    }
+
+    fn caller(s: &Subscriber) -> Caller {
+        Caller { session: s.session, authid: s.authid.to_string(), authroles: s.authroles.to_vec() }
+    }
+}
+
+impl Actor for TopicActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        metrics::add(&self.metrics.topics, 1);
+        // The per-instance timer: it lives and dies with this actor, i.e. with the topic's subscribers.
+        if let Some((handler, instance)) = &self.handler {
+            if let Some(interval) = handler.tick_interval() {
+                let (handler, instance) = (handler.clone(), instance.clone());
+                ctx.run_interval(interval, move |_, _| handler.on_tick(&instance));
+            }
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::add(&self.metrics.topics, -1);
+    }
+}
+
+impl Handler<Join> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Join, _: &mut Self::Context) {
+        let subscriber = msg.subscriber;
+        if let Some((handler, instance)) = &self.handler {
+            handler.on_subscribe(instance, &Self::caller(&subscriber));
+        }
+        self.subscribers.insert(subscriber.session, subscriber);
+        metrics::add(&self.metrics.subscriptions, 1);
+        msg.reply.do_send(Joined { key: self.key.clone(), subscription: self.subscription });
+    }
+}
+
+impl Handler<Leave> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
+        let Some(subscriber) = self.subscribers.remove(&msg.session) else { return };
+        metrics::add(&self.metrics.subscriptions, -1);
+        if let Some((handler, instance)) = &self.handler {
+            handler.on_unsubscribe(instance, &Self::caller(&subscriber));
+        }
+        if let Some(request) = msg.request {
+            // Through the same queue as EVENTs: no EVENT of this subscription follows UNSUBSCRIBED.
+            subscriber.outbox.send(ByteString::from(v2::Message::Unsubscribed { request }.encode()));
+        }
+    }
+}
+
+impl Handler<Fanout> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, Fanout(publication): Fanout, _: &mut Self::Context) {
+        let mut v2_frame: Option<ByteString> = None;
+        let mut v1_frame: Option<ByteString> = None;
+        let check_access = self.pattern_details && !self.access.is_empty();
+        let (mut delivered, mut dropped) = (0u64, 0u64);
+        for subscriber in self.subscribers.values() {
+            if !publication.admits(subscriber) {
+                continue;
+            }
+            if check_access
+                && !self.access.allows(Action::Subscribe, &publication.topic, &subscriber.authid, &subscriber.authroles)
+            {
+                continue;
+            }
+            let frame = match subscriber.protocol {
+                Protocol::V2 => v2_frame.get_or_insert_with(|| {
+                    let details = self.event_details(&publication);
+                    v2::encode_event(self.subscription, publication.id, &details, publication.v2_tail()).into()
+                }),
+                Protocol::V1 => {
+                    v1_frame.get_or_insert_with(|| v1::encode_event(&publication.topic, publication.v1_event()).into())
+                }
+            };
+            if subscriber.outbox.send(frame.clone()) {
+                delivered += 1;
+            } else {
+                dropped += 1;
+            }
+        }
+        self.metrics.deliveries_total.fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            self.metrics.drops_slow_consumer_total.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl Handler<ListSubscribers> for TopicActor {
+    type Result = MessageResult<ListSubscribers>;
+
+    fn handle(&mut self, _: ListSubscribers, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.subscribers.values().map(|s| (s.session, s.authid.to_string())).collect())
+    }
+}
+
+impl Handler<Close> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,152 @@
+//! The broker: routes publications to topic actors and owns their lifetimes.
+//!
+//! Every membership change passes through here in order, so the broker's member count per topic is exact:
+//! it starts a topic actor for the first subscriber and closes it when the count returns to zero. Exact
+//! topics are found by hash lookup; prefix and wildcard subscriptions are scanned per publication (their
+//! number is small in practice: one per distinct pattern, not per subscriber).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::access::AccessRules;
+use super::actor::{Close, Fanout, Join, Joined, Leave, ListSubscribers, TopicActor};
+use super::handler::{TopicHandler, TopicInstance};
+use super::{Publication, Subscriber, TopicKey};
+use crate::metrics::{self, Metrics};
+use crate::route::Router;
+use crate::wamp::uri::MatchPolicy;
+use crate::wamp::Id;
+
+/// Subscribes a session to a topic. The session must not already be a member (the connection ensures it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    /// Topic to join.
+    pub key: TopicKey,
+    /// The subscriber.
+    pub subscriber: Subscriber,
+    /// Where the topic actor confirms with [`Joined`].
+    pub reply: Recipient<Joined>,
+}
+
+/// Removes a session from a topic; `request` is a v2 UNSUBSCRIBE to acknowledge.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    /// Topic to leave.
+    pub key: TopicKey,
+    /// WAMP session id.
+    pub session: Id,
+    /// UNSUBSCRIBE request id, if any.
+    pub request: Option<Id>,
+}
+
+/// Publishes to every matching topic actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub Arc<Publication>);
+
+/// The `(session, authid)` pairs subscribed (exactly) to a topic on this node.
+#[derive(Message)]
+#[rtype(result = "Vec<(Id, String)>")]
+pub struct Subscribers(pub String);
+
+struct Entry {
+    addr: Addr<TopicActor>,
+    members: usize,
+}
+
+/// The broker actor of one node.
+pub struct Broker {
+    topics: HashMap<TopicKey, Entry>,
+    /// Keys of prefix/wildcard topics, scanned on every publication.
+    patterns: Vec<TopicKey>,
+    handlers: Arc<Router<Arc<dyn TopicHandler>>>,
+    access: Arc<AccessRules>,
+    metrics: Arc<Metrics>,
+}
+
+impl Broker {
+    /// A broker with the application's topic handlers and access rules.
+    pub fn new(handlers: Arc<Router<Arc<dyn TopicHandler>>>, access: Arc<AccessRules>, metrics: Arc<Metrics>) -> Self {
+        Broker { topics: HashMap::new(), patterns: Vec::new(), handlers, access, metrics }
+    }
+}
+
+impl Actor for Broker {
+    type Context = Context<Self>;
+}
+
+impl Handler<Subscribe> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) {
+        let entry = self.topics.entry(msg.key.clone()).or_insert_with(|| {
+            let handler = match msg.key.policy {
+                MatchPolicy::Exact => self.handlers.find(&msg.key.uri).map(|(h, params)| {
+                    let instance = TopicInstance::new(msg.key.uri.clone(), Arc::new(params), ctx.address());
+                    (h.clone(), instance)
+                }),
+                _ => None,
+            };
+            if msg.key.policy != MatchPolicy::Exact {
+                self.patterns.push(msg.key.clone());
+            }
+            let actor = TopicActor::new(msg.key.clone(), handler, self.access.clone(), self.metrics.clone());
+            Entry { addr: actor.start(), members: 0 }
+        });
+        entry.members += 1;
+        entry.addr.do_send(Join { subscriber: msg.subscriber, reply: msg.reply });
+    }
+}
+
+impl Handler<Unsubscribe> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
+        let Some(entry) = self.topics.get_mut(&msg.key) else { return };
+        entry.addr.do_send(Leave { session: msg.session, request: msg.request });
+        entry.members -= 1;
+        if entry.members == 0 {
+            if let Some(entry) = self.topics.remove(&msg.key) {
+                entry.addr.do_send(Close);
+            }
+            self.patterns.retain(|k| k != &msg.key);
+        }
+    }
+}
+
+impl Handler<Publish> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, Publish(publication): Publish, _: &mut Self::Context) {
+        metrics::inc(&self.metrics.publishes_total);
+        let exact = TopicKey::exact(&publication.topic);
+        if let Some(entry) = self.topics.get(&exact) {
+            entry.addr.do_send(Fanout(publication.clone()));
+        }
+        for key in &self.patterns {
+            if key.policy.matches(&key.uri, &publication.topic) {
+                if let Some(entry) = self.topics.get(key) {
+                    entry.addr.do_send(Fanout(publication.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Subscribers> for Broker {
+    type Result = ResponseFuture<Vec<(Id, String)>>;
+
+    fn handle(&mut self, Subscribers(topic): Subscribers, _: &mut Self::Context) -> Self::Result {
+        let addr = self.topics.get(&TopicKey::exact(&topic)).map(|e| e.addr.clone());
+        Box::pin(async move {
+            match addr {
+                Some(addr) => addr.send(ListSubscribers).await.unwrap_or_default(),
+                None => Vec::new(),
+            }
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! Topics: the [`Broker`](broker::Broker) that routes publications, one [`TopicActor`](actor::TopicActor)
+//! per subscribed topic URI (and match policy) holding its local subscriber set, the [`TopicHandler`] trait
+//! for application code, and per-pattern [access rules](access).
+//!
+//! A topic actor is created on the first subscription and stopped when its last subscriber leaves; the
+//! broker alone decides both, so membership changes never race. A publication is serialised once per topic
+//! actor and the same bytes go to every eligible subscriber. This module must not talk to Redis.
+
+pub mod access;
+pub mod actor;
+pub mod broker;
+pub mod handler;
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::{Map, Value};
+
+use crate::outbox::Outbox;
+use crate::wamp::filter::Filters;
+use crate::wamp::uri::MatchPolicy;
+use crate::wamp::{v2, Id, Protocol};
+
+pub use handler::{PublishDecision, TopicHandler, TopicInstance};
+
+/// Identifies one topic actor: a subscription URI and how it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TopicKey {
+    /// The subscription URI (a concrete topic for `Exact`).
+    pub uri: Arc<str>,
+    /// The match policy.
+    pub policy: MatchPolicy,
+}
+
+impl TopicKey {
+    /// An exact-match key.
+    pub fn exact(uri: &str) -> TopicKey {
+        TopicKey { uri: Arc::from(uri), policy: MatchPolicy::Exact }
+    }
+}
+
+/// What a topic needs to know of a subscriber to filter and deliver.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// WAMP session id.
+    pub session: Id,
+    /// Username.
+    pub authid: Arc<str>,
+    /// Roles.
+    pub authroles: Arc<[String]>,
+    /// Which EVENT format it reads.
+    pub protocol: Protocol,
+    /// Where its frames go.
+    pub outbox: Outbox,
+}
+
+/// The publisher of a publication, when it is a session (absent for library and API publishes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publisher {
+    /// WAMP session id.
+    pub session: Id,
+    /// Username.
+    pub authid: String,
+    /// Primary role.
+    pub authrole: String,
+}
+
+/// The payload of a publication: WAMP v2 positional and keyword arguments.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Payload {
+    /// Positional arguments.
+    pub args: Option<Vec<Value>>,
+    /// Keyword arguments.
+    pub kwargs: Option<Map<String, Value>>,
+}
+
+impl Payload {
+    /// A payload with one positional argument (what a WAMP v1 event becomes).
+    pub fn single(value: Value) -> Payload {
+        Payload { args: Some(vec![value]), kwargs: None }
+    }
+
+    /// The single value a WAMP v1 client receives: the only positional argument if that is all there is,
+    /// else the argument list, else the keyword dictionary, else `{"args": [...], "kwargs": {...}}`.
+    pub fn to_v1_value(&self) -> Value {
+        let kwargs = self.kwargs.as_ref().filter(|k| !k.is_empty());
+        match (&self.args, kwargs) {
+            (None, None) => Value::Null,
+            (Some(a), None) if a.len() == 1 => a[0].clone(),
+            (Some(a), None) => Value::Array(a.clone()),
+            (None, Some(k)) => Value::Object(k.clone()),
+            (Some(a), Some(k)) if a.is_empty() => Value::Object(k.clone()),
+            (Some(a), Some(k)) => serde_json::json!({ "args": a, "kwargs": k }),
+        }
+    }
+}
+
+/// One publication on its way to subscribers. Shared (`Arc`) by every topic actor it reaches; the wire
+/// forms of the payload are computed at most once each.
+#[derive(Debug)]
+pub struct Publication {
+    /// Publication id (random, global scope).
+    pub id: Id,
+    /// The concrete topic published to.
+    pub topic: String,
+    /// Who published, if a session did.
+    pub publisher: Option<Publisher>,
+    /// Leave the publisher out.
+    pub exclude_me: bool,
+    /// Reveal the publisher in v2 EVENT details.
+    pub disclose_me: bool,
+    /// Receiver filters.
+    pub filters: Filters,
+    /// The payload.
+    pub payload: Payload,
+    v2_tail: OnceLock<String>,
+    v1_event: OnceLock<String>,
+}
+
+impl Publication {
+    /// A new publication with a fresh id.
+    pub fn new(topic: String, payload: Payload, filters: Filters) -> Publication {
+        Publication {
+            id: crate::wamp::id::random(),
+            topic,
+            publisher: None,
+            exclude_me: false,
+            disclose_me: false,
+            filters,
+            payload,
+            v2_tail: OnceLock::new(),
+            v1_event: OnceLock::new(),
+        }
+    }
+
+    /// Sets the publishing session.
+    pub fn with_publisher(mut self, publisher: Publisher, exclude_me: bool, disclose_me: bool) -> Publication {
+        self.publisher = Some(publisher);
+        self.exclude_me = exclude_me;
+        self.disclose_me = disclose_me;
+        self
+    }
+
+    /// The `,[args],{kwargs}` tail of a v2 EVENT, serialised on first use.
+    pub fn v2_tail(&self) -> &str {
+        self.v2_tail.get_or_init(|| v2::encode_payload_tail(&self.payload.args, &self.payload.kwargs))
+    }
+
+    /// The event value of a v1 EVENT as JSON, serialised on first use.
+    pub fn v1_event(&self) -> &str {
+        self.v1_event.get_or_init(|| self.payload.to_v1_value().to_string())
+    }
+
+    /// Whether `subscriber` should receive this publication (exclude_me and every filter).
+    pub fn admits(&self, subscriber: &Subscriber) -> bool {
+        if self.exclude_me && self.publisher.as_ref().is_some_and(|p| p.session == subscriber.session) {
+            return false;
+        }
+        self.filters.admits(subscriber.session, &subscriber.authid, &subscriber.authroles)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn v1_value_mapping() {
+        assert_eq!(Payload::single(json!("hi")).to_v1_value(), json!("hi"));
+        assert_eq!(Payload { args: Some(vec![json!(1), json!(2)]), kwargs: None }.to_v1_value(), json!([1, 2]));
+        let kw: Map<String, Value> = serde_json::from_str(r#"{"a":1}"#).unwrap();
+        assert_eq!(Payload { args: Some(vec![]), kwargs: Some(kw.clone()) }.to_v1_value(), json!({"a":1}));
+        assert_eq!(
+            Payload { args: Some(vec![json!(1)]), kwargs: Some(kw) }.to_v1_value(),
+            json!({"args":[1],"kwargs":{"a":1}})
+        );
+        assert_eq!(Payload::default().to_v1_value(), Value::Null);
+    }
+}

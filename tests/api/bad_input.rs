@@ -1,0 +1,320 @@
+//! Every row of the bad-input table in docs/protocol.md: the defined answer, and the node still serving.
+
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard::client::{ClientError, Frame, Socket, V1Session, V2Session};
+use switchboard::wamp::v2::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::{coding::Data, coding::OpCode, Frame as RawFrame};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::helpers::*;
+
+/// Opens a v2 socket, sends `text` before HELLO or after it, and returns ABORT's reason and the close code.
+async fn abort_and_close(app: &TestApp, text: &str, after_hello: bool) -> (String, u16) {
+    let mut socket = Socket::connect(&app.ws_url(), &["wamp.2.json"], &[]).await.unwrap();
+    if after_hello {
+        socket.send_text(r#"[1,"realm1",{"roles":{}}]"#).await.unwrap();
+        assert!(matches!(socket.recv(WAIT).await.unwrap(), Frame::Text(t) if t.starts_with("[2,")));
+    }
+    socket.send_text(text).await.unwrap();
+    let reason = match socket.recv(WAIT).await.unwrap() {
+        Frame::Text(t) => match Message::decode(&t).unwrap() {
+            Message::Abort { reason, .. } => reason,
+            other => panic!("expected ABORT, got {other:?}"),
+        },
+        other => panic!("expected ABORT, got {other:?}"),
+    };
+    let (code, _) = socket.expect_close(WAIT).await.unwrap();
+    (reason, code)
+}
+
+/// The node still answers a fresh client, and holds no session or subscription from `before`.
+async fn node_is_healthy(app: &TestApp) {
+    let node = app.node.clone();
+    eventually("no leftover sessions or subscriptions", || {
+        let m = node.metrics().render();
+        node.clients().local_count() == 0 && m.contains("switchboard_subscriptions 0\n")
+    })
+    .await;
+    let mut s = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    s.call("wamp.session.count", vec![], dict(json!({}))).await.unwrap();
+}
+
+#[actix_web::test]
+async fn malformed_v2_frames_get_abort_protocol_violation_and_close_1002() {
+    let app = spawn_app().await;
+    for (text, after_hello) in [
+        ("not json", false),
+        ("not json", true),
+        ("{\"a\":1}", true),
+        ("[]", true),
+        ("[\"x\"]", true),
+        ("[999,1]", true),
+        ("[32,\"1\",{},\"t\"]", true),
+        ("[16,1,{},\"t\",{\"a\":1}]", true),
+        ("[32,1,{},\"t\"]", false),
+        ("[1,\"realm1\",{}]", true),
+        ("[36,1,2,{}]", true),
+        ("[70,1,{}]", true),
+    ] {
+        let (reason, code) = abort_and_close(&app, text, after_hello).await;
+        assert_eq!(reason, "wamp.error.protocol_violation", "{text}");
+        assert_eq!(code, 1002, "{text}");
+    }
+    node_is_healthy(&app).await;
+}
+
+#[actix_web::test]
+async fn invalid_uris_and_options_get_errors_and_the_session_lives_on() {
+    let app = spawn_app().await;
+    let mut s = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    for (topic, options, expected) in [
+        ("bad topic", json!({}), "wamp.error.invalid_uri"),
+        ("a..b", json!({}), "wamp.error.invalid_uri"),
+        ("a.b", json!({"match": "regex"}), "wamp.error.invalid_argument"),
+    ] {
+        match s.subscribe_with(topic, dict(options)).await {
+            Err(ClientError::Wamp { error, .. }) => assert_eq!(error, expected, "{topic}"),
+            other => panic!("{topic}: {other:?}"),
+        }
+    }
+    for (topic, options, expected) in [
+        ("bad topic", json!({}), "wamp.error.invalid_uri"),
+        ("wamp.session.on_join", json!({}), "wamp.error.invalid_uri"),
+        ("a.b", json!({"eligible": "everyone"}), "wamp.error.invalid_argument"),
+        ("a.b", json!({"exclude_me": 3}), "wamp.error.invalid_argument"),
+    ] {
+        match s.publish_acked(topic, dict(options), vec![]).await {
+            Err(ClientError::Wamp { error, .. }) => assert_eq!(error, expected, "{topic}"),
+            other => panic!("{topic}: {other:?}"),
+        }
+    }
+    match s.call("no such.proc", vec![], dict(json!({}))).await {
+        Err(ClientError::Wamp { error, .. }) => assert_eq!(error, "wamp.error.invalid_uri"),
+        other => panic!("{other:?}"),
+    }
+    // An unacknowledged bad publish gets no reply (autobahn would tear the session down on one).
+    s.publish("bad topic", dict(json!({})), vec![]).await.unwrap();
+    s.call("wamp.session.count", vec![], dict(json!({}))).await.unwrap();
+}
+
+#[actix_web::test]
+async fn forbidden_topics_get_not_authorized() {
+    let builder = switchboard::Switchboard::builder(test_settings())
+        .access("admin.{channel}", Some(&["admin"]), Some(&["admin"]))
+        .access("private/{username}", None, Some(&[]));
+    let app = spawn_with(builder).await;
+    let mut s = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    match s.subscribe("admin.news").await {
+        Err(ClientError::Wamp { error, .. }) => assert_eq!(error, "wamp.error.not_authorized"),
+        other => panic!("{other:?}"),
+    }
+    match s.publish_acked("admin.news", dict(json!({})), vec![]).await {
+        Err(ClientError::Wamp { error, .. }) => assert_eq!(error, "wamp.error.not_authorized"),
+        other => panic!("{other:?}"),
+    }
+    let own = format!("private/{}", s.authid());
+    s.subscribe(&own).await.unwrap();
+    match s.subscribe("private/someone-else").await {
+        Err(ClientError::Wamp { error, .. }) => assert_eq!(error, "wamp.error.not_authorized"),
+        other => panic!("{other:?}"),
+    }
+    // A prefix subscription cannot reach topics its subscriber could not subscribe to directly.
+    let mut snoop = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    snoop.subscribe_with("admin", dict(json!({"match": "prefix"}))).await.unwrap();
+    app.node.clients().publish("admin.news", switchboard::Payload::single(json!("secret")), Default::default());
+    snoop.expect_no_event(QUIET).await.unwrap();
+}
+
+#[actix_web::test]
+async fn oversize_frame_closes_1009() {
+    let mut settings = test_settings();
+    settings.websocket.max_message_size = 4096;
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut s = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let big = format!(r#"[16,1,{{}},"t",["{}"]]"#, "x".repeat(5000));
+    s.socket.send_text(big).await.unwrap();
+    assert_eq!(s.socket.expect_close(WAIT).await.unwrap().0, 1009);
+    node_is_healthy(&app).await;
+}
+
+#[actix_web::test]
+async fn oversize_fragmented_message_closes_1009_and_small_fragments_are_reassembled() {
+    let mut settings = test_settings();
+    settings.websocket.max_message_size = 4096;
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut s = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let call = r#"[48,5,{},"wamp.session.count",[]]"#.as_bytes();
+    let (first, rest) = call.split_at(10);
+    s.socket
+        .send_raw(WsMessage::Frame(RawFrame::message(first.to_vec(), OpCode::Data(Data::Text), false)))
+        .await
+        .unwrap();
+    s.socket
+        .send_raw(WsMessage::Frame(RawFrame::message(rest.to_vec(), OpCode::Data(Data::Continue), true)))
+        .await
+        .unwrap();
+    assert!(matches!(s.next_message(WAIT).await.unwrap(), Message::Result { request: 5, .. }));
+    for _ in 0..3 {
+        let chunk = vec![b' '; 2000];
+        let frame = RawFrame::message(chunk, OpCode::Data(Data::Continue), false);
+        s.socket.send_raw(WsMessage::Frame(frame)).await.ok();
+    }
+    let first = RawFrame::message(b"[48,".to_vec(), OpCode::Data(Data::Text), false);
+    s.socket.send_raw(WsMessage::Frame(first)).await.ok();
+    for _ in 0..3 {
+        let frame = RawFrame::message(vec![b' '; 2000], OpCode::Data(Data::Continue), false);
+        s.socket.send_raw(WsMessage::Frame(frame)).await.ok();
+    }
+    let (code, _) = s.socket.expect_close(WAIT).await.unwrap();
+    assert!(code == 1009 || code == 1002, "got {code}");
+    node_is_healthy(&app).await;
+}
+
+#[actix_web::test]
+async fn binary_frame_on_a_json_subprotocol_closes_1003() {
+    let app = spawn_app().await;
+    let mut s = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    s.socket.send_binary(vec![0x91, 0x01]).await.unwrap();
+    let (code, reason) = s.socket.expect_close(WAIT).await.unwrap();
+    assert_eq!(code, 1003);
+    assert!(reason.contains("binary"), "{reason}");
+    let mut v1 = V1Session::connect(&app.ws_url()).await.unwrap();
+    v1.socket.send_binary(vec![1]).await.unwrap();
+    assert_eq!(v1.socket.expect_close(WAIT).await.unwrap().0, 1003);
+    node_is_healthy(&app).await;
+}
+
+#[actix_web::test]
+async fn invalid_utf8_text_closes_1007() {
+    let app = spawn_app().await;
+    let mut s = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let frame = RawFrame::message(vec![b'[', 0xff, 0xfe, b']'], OpCode::Data(Data::Text), true);
+    s.socket.send_raw(WsMessage::Frame(frame)).await.unwrap();
+    assert_eq!(s.socket.expect_close(WAIT).await.unwrap().0, 1007);
+    node_is_healthy(&app).await;
+}
+
+#[actix_web::test]
+async fn flooding_client_is_closed_1008_and_others_are_unaffected() {
+    let mut settings = test_settings();
+    settings.websocket.inbound_rate = 50;
+    settings.websocket.inbound_burst = 100;
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut calm = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let mut flood = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    for _ in 0..500 {
+        if flood.publish("t.flood", dict(json!({})), vec![]).await.is_err() {
+            break;
+        }
+    }
+    let (code, reason) = flood.socket.expect_close(WAIT).await.unwrap();
+    assert_eq!(code, 1008);
+    assert!(reason.contains("rate"), "{reason}");
+    calm.call("wamp.session.count", vec![], dict(json!({}))).await.unwrap();
+}
+
+#[actix_web::test]
+async fn v2_client_that_never_sends_hello_is_aborted() {
+    let mut settings = test_settings();
+    settings.websocket.hello_timeout = Duration::from_millis(200);
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut socket = Socket::connect(&app.ws_url(), &["wamp.2.json"], &[]).await.unwrap();
+    match socket.recv(WAIT).await.unwrap() {
+        Frame::Text(t) => assert!(t.contains("wamp.error.protocol_violation"), "{t}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(socket.expect_close(WAIT).await.unwrap().0, 1002);
+}
+
+#[actix_web::test]
+async fn idle_client_is_closed_after_the_idle_timeout() {
+    let mut settings = test_settings();
+    settings.websocket.ping_interval = Duration::from_millis(100);
+    settings.websocket.idle_timeout = Duration::from_millis(300);
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut socket = Socket::connect(&app.ws_url(), &["wamp"], &[]).await.unwrap();
+    // Our recv answers pings automatically (tungstenite queues the pong), but pongs only go out when we
+    // write; stay silent by reading nothing until the deadline, then collect the close.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (code, reason) = socket.expect_close(WAIT).await.unwrap();
+    assert_eq!(code, 1001);
+    assert!(reason.contains("idle"), "{reason}");
+}
+
+#[actix_web::test]
+async fn too_many_subscriptions_get_an_error() {
+    let mut settings = test_settings();
+    settings.websocket.max_subscriptions = 3;
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut s = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    for i in 0..3 {
+        s.subscribe(&format!("t.{i}")).await.unwrap();
+    }
+    match s.subscribe("t.3").await {
+        Err(ClientError::Wamp { error, .. }) => assert_eq!(error, "switchboard.error.too_many_subscriptions"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn slow_consumer_is_closed_1008_while_others_get_everything() {
+    let mut settings = test_settings();
+    settings.websocket.outbound_queue = 64;
+    settings.websocket.inbound_rate = 100_000;
+    settings.websocket.inbound_burst = 100_000;
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut fast = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let mut slow = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    fast.subscribe("t.firehose").await.unwrap();
+    slow.subscribe("t.firehose").await.unwrap();
+    // The slow client reads nothing while ~40 MB are published: its socket buffers fill, its queue overflows.
+    let payload = "y".repeat(8 * 1024);
+    let mut publisher = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let total = 5000;
+    let reader = actix_web::rt::spawn(async move {
+        let mut got = 0;
+        while got < total {
+            fast.next_event(WAIT).await.unwrap();
+            got += 1;
+        }
+        got
+    });
+    for i in 0..total {
+        publisher.publish("t.firehose", dict(json!({})), vec![json!(i), json!(payload)]).await.unwrap();
+    }
+    assert_eq!(reader.await.unwrap(), total, "the fast subscriber got every event");
+    let m = app.node.metrics().render();
+    assert!(
+        !m.contains("switchboard_slow_consumer_closes_total 0\n")
+            || !m.contains("switchboard_drops_slow_consumer_total 0\n"),
+        "{m}"
+    );
+    let (code, reason) = slow.socket.expect_close(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(code, 1008);
+    assert!(reason.contains("slow consumer"), "{reason}");
+}
+
+#[actix_web::test]
+async fn malformed_v1_frames_close_1002() {
+    let app = spawn_app().await;
+    for text in ["nope", "{}", "[99]", "[5]", "[5,3]", "[2,{},\"p\"]", "[8,\"t\",1]"] {
+        let mut s = V1Session::connect(&app.ws_url()).await.unwrap();
+        s.socket.send_text(text).await.unwrap();
+        assert_eq!(s.socket.expect_close(WAIT).await.unwrap().0, 1002, "{text}");
+    }
+    node_is_healthy(&app).await;
+}
+
+#[actix_web::test]
+async fn v1_prefix_flood_closes_1008() {
+    let app = spawn_app().await;
+    let mut s = V1Session::connect(&app.ws_url()).await.unwrap();
+    for i in 0..=switchboard::wamp::v1::MAX_PREFIXES {
+        if s.socket.send_text(format!(r#"[1,"p{i}","http://x/{i}#"]"#)).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(s.socket.expect_close(WAIT).await.unwrap().0, 1008);
+}

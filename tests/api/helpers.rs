@@ -1,0 +1,67 @@
+//! Test harness: spawn a node on a free port and connect clients to it.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use switchboard::{Application, Builder, Settings, Switchboard};
+
+/// Short wait for things that should *not* happen (no EVENT, no reply).
+pub const QUIET: Duration = Duration::from_millis(300);
+/// Wait for things that should happen.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A running node.
+pub struct TestApp {
+    pub port: u16,
+    pub node: Switchboard,
+}
+
+impl TestApp {
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+}
+
+/// Settings for tests: free port, one worker.
+pub fn test_settings() -> Settings {
+    let mut settings = Settings::default();
+    settings.server.bind = "127.0.0.1:0".into();
+    settings.server.workers = 1;
+    settings
+}
+
+/// A node with the default handlers.
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Switchboard::builder(test_settings())).await
+}
+
+/// A node from a prepared builder.
+pub async fn spawn_with(builder: Builder) -> TestApp {
+    let node = builder.build().expect("node builds");
+    let app = Application::serve(node).expect("node binds");
+    let port = app.port();
+    let node = app.node().clone();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp { port, node }
+}
+
+/// A JSON object literal as a WAMP dictionary.
+pub fn dict(json: Value) -> Map<String, Value> {
+    match json {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// Polls `check` until it holds or `WAIT` passes.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
