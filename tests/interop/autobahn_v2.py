@@ -1,0 +1,140 @@
+"""Interop: PyPI autobahn (WAMP v2) against a running switchboard node.
+
+Usage: python autobahn_v2.py ws://127.0.0.1:PORT/ws
+Exits non-zero with a message on the first failed check; every wait is bounded.
+"""
+import asyncio
+import sys
+from urllib.parse import urlparse
+
+from autobahn.asyncio.wamp import ApplicationSession
+from autobahn.asyncio.websocket import WampWebSocketClientFactory
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import ComponentConfig, PublishOptions, SubscribeOptions
+
+URL = sys.argv[1]
+WAIT = 5.0
+QUIET = 0.4
+
+
+async def connect(realm="realm1"):
+    loop = asyncio.get_running_loop()
+    joined = loop.create_future()
+
+    class Session(ApplicationSession):
+        def onJoin(self, details):
+            if not joined.done():
+                joined.set_result((self, details))
+
+    factory = WampWebSocketClientFactory(lambda: Session(ComponentConfig(realm)), url=URL)
+    parsed = urlparse(URL)
+    await loop.create_connection(factory, parsed.hostname, parsed.port)
+    return await asyncio.wait_for(joined, WAIT)
+
+
+class Inbox:
+    """Collects events of one subscription."""
+
+    def __init__(self):
+        self.queue = asyncio.Queue()
+
+    def __call__(self, *args, **kwargs):
+        details = kwargs.pop("details", None)
+        self.queue.put_nowait((args, kwargs, details))
+
+    async def next(self):
+        return await asyncio.wait_for(self.queue.get(), WAIT)
+
+    async def nothing(self):
+        try:
+            got = await asyncio.wait_for(self.queue.get(), QUIET)
+        except asyncio.TimeoutError:
+            return
+        raise AssertionError(f"unexpected event {got}")
+
+
+def check(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+async def main():
+    (a, a_details), (b, b_details), (c, c_details) = [await connect() for _ in range(3)]
+    check(a_details.authid == f"anon-{a_details.session}", f"authid {a_details.authid}")
+    check(a_details.authrole == "anonymous", f"authrole {a_details.authrole}")
+    check(a_details.authmethod == "anonymous", f"authmethod {a_details.authmethod}")
+
+    inbox_a, inbox_b, inbox_c = Inbox(), Inbox(), Inbox()
+    await a.subscribe(inbox_a, "com.interop.news")
+    await b.subscribe(inbox_b, "com.interop.news")
+    await c.subscribe(inbox_c, "com.interop.news")
+
+    # Plain publish, acknowledged: everyone but the publisher (exclude_me defaults to true).
+    await a.publish("com.interop.news", "hello", key=1, options=PublishOptions(acknowledge=True))
+    for inbox in (inbox_b, inbox_c):
+        args, kwargs, _ = await inbox.next()
+        check(args == ("hello",) and kwargs == {"key": 1}, f"payload {args} {kwargs}")
+    await inbox_a.nothing()
+
+    # exclude_me=False reaches the publisher too.
+    await a.publish("com.interop.news", "echo", options=PublishOptions(acknowledge=True, exclude_me=False))
+    for inbox in (inbox_a, inbox_b, inbox_c):
+        check((await inbox.next())[0] == ("echo",), "exclude_me=False")
+
+    # eligible / exclude by session id.
+    await a.publish("com.interop.news", "to-b", options=PublishOptions(acknowledge=True, eligible=[b_details.session]))
+    check((await inbox_b.next())[0] == ("to-b",), "eligible")
+    await inbox_c.nothing()
+    await a.publish("com.interop.news", "not-b", options=PublishOptions(acknowledge=True, exclude=[b_details.session]))
+    check((await inbox_c.next())[0] == ("not-b",), "exclude")
+    await inbox_b.nothing()
+
+    # eligible_authid.
+    await a.publish(
+        "com.interop.news", "to-c", options=PublishOptions(acknowledge=True, eligible_authid=[c_details.authid])
+    )
+    check((await inbox_c.next())[0] == ("to-c",), "eligible_authid")
+    await inbox_b.nothing()
+
+    # Prefix subscription carries the concrete topic.
+    prefixed = Inbox()
+    await b.subscribe(prefixed, "com.interop.", options=SubscribeOptions(match="prefix", details=True))
+    await a.publish("com.interop.other", 42, options=PublishOptions(acknowledge=True))
+    _, _, details = await prefixed.next()
+    check(details.topic == "com.interop.other", f"prefix topic {details.topic}")
+
+    # Server procedures: session meta API.
+    count = await a.call("wamp.session.count")
+    check(count == 3, f"wamp.session.count = {count}")
+    sessions = await a.call("wamp.session.list")
+    check(sorted(sessions) == sorted([a_details.session, b_details.session, c_details.session]), f"list {sessions}")
+    info = await a.call("wamp.session.get", b_details.session)
+    check(info["authid"] == b_details.authid, f"session.get {info}")
+    try:
+        await a.call("com.interop.missing")
+        raise AssertionError("calling a missing procedure succeeded")
+    except ApplicationError as e:
+        check(e.error == "wamp.error.no_such_procedure", f"error {e.error}")
+
+    # Client callees are refused clearly.
+    try:
+        await a.register(lambda: None, "com.interop.callee")
+        raise AssertionError("REGISTER succeeded")
+    except ApplicationError as e:
+        check(e.error == "wamp.error.not_authorized", f"register error {e.error}")
+
+    # A publish the router refuses (reserved wamp. namespace) gets ERROR when acknowledged; the session survives.
+    try:
+        await a.publish("wamp.session.on_join", options=PublishOptions(acknowledge=True))
+        raise AssertionError("publishing to a reserved URI succeeded")
+    except ApplicationError as e:
+        check(e.error == "wamp.error.invalid_uri", f"invalid uri error {e.error}")
+    check(await a.call("wamp.session.count") == 3, "session alive after error")
+
+    for s in (a, b, c):
+        s.leave()
+    print("autobahn (WAMP v2) interop: all checks passed")
+
+
+if __name__ == "__main__":
+    asyncio.run(asyncio.wait_for(main(), 60))
