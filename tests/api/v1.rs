@@ -114,3 +114,23 @@ async fn unsubscribe_stops_events() {
     p.publish_acked("t.v1", dict(json!({})), vec![json!(1)]).await.unwrap();
     s.expect_no_event(QUIET).await.unwrap();
 }
+
+#[actix_web::test]
+async fn forbidden_or_invalid_v1_subscribe_and_publish_are_dropped_and_counted() {
+    let builder =
+        switchboard::Switchboard::builder(test_settings()).access("admin.{x}", Some(&["admin"]), Some(&["admin"]));
+    let app = spawn_with(builder).await;
+    let mut s = V1Session::connect(&app.ws_url()).await.unwrap();
+    let mut admin_feed = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    admin_feed.subscribe("open.topic").await.unwrap();
+    s.send(&Message::Subscribe { topic: "admin.news".into() }).await.unwrap();
+    s.send(&Message::Subscribe { topic: "bad uri".into() }).await.unwrap();
+    s.send(&publish("admin.news", json!("x"), PublishTargets::default())).await.unwrap();
+    s.call("wamp.session.count", vec![]).await.unwrap();
+    app.node.clients().publish("admin.news", switchboard::Payload::single(json!("secret")), Default::default());
+    s.expect_no_event(QUIET).await.unwrap();
+    assert!(app.node.metrics().render().contains("switchboard_protocol_errors_total 3\n"));
+    // The connection is still fully usable.
+    s.send(&publish("open.topic", json!("still here"), PublishTargets::default())).await.unwrap();
+    assert_eq!(admin_feed.next_event(WAIT).await.unwrap().3, vec![json!("still here")]);
+}
