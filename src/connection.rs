@@ -478,11 +478,7 @@ impl Connection {
             M::Unimplemented { name, .. } => {
                 self.violation(ctx, &format!("{name} is not valid here: this router has no client callees"))
             }
-            other => {
-                let name = other.encode();
-                let code = name.trim_start_matches('[').split(',').next().unwrap_or("?").to_owned();
-                self.violation(ctx, &format!("message type {code} is only sent by routers"))
-            }
+            other => self.violation(ctx, &format!("{} is not valid from a client of this router", other.name())),
         }
     }
 

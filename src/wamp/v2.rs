@@ -310,6 +310,36 @@ impl Message {
         })
     }
 
+    /// The message type code.
+    pub fn code(&self) -> u64 {
+        match self {
+            Message::Hello { .. } => code::HELLO,
+            Message::Welcome { .. } => code::WELCOME,
+            Message::Abort { .. } => code::ABORT,
+            Message::Goodbye { .. } => code::GOODBYE,
+            Message::Error { .. } => code::ERROR,
+            Message::Publish { .. } => code::PUBLISH,
+            Message::Published { .. } => code::PUBLISHED,
+            Message::Subscribe { .. } => code::SUBSCRIBE,
+            Message::Subscribed { .. } => code::SUBSCRIBED,
+            Message::Unsubscribe { .. } => code::UNSUBSCRIBE,
+            Message::Unsubscribed { .. } => code::UNSUBSCRIBED,
+            Message::Event { .. } => code::EVENT,
+            Message::Call { .. } => code::CALL,
+            Message::Result { .. } => code::RESULT,
+            Message::Register { .. } => code::REGISTER,
+            Message::Registered { .. } => code::REGISTERED,
+            Message::Unregister { .. } => code::UNREGISTER,
+            Message::Unregistered { .. } => code::UNREGISTERED,
+            Message::Unimplemented { code, .. } => *code,
+        }
+    }
+
+    /// The message name as the spec writes it (`SUBSCRIBE`).
+    pub fn name(&self) -> &'static str {
+        name_of(self.code()).unwrap_or("UNKNOWN")
+    }
+
     /// Serialises this message as one `wamp.2.json` text frame.
     pub fn encode(&self) -> String {
         fn with_payload(mut items: Vec<Value>, args: &Option<Vec<Value>>, kwargs: &Option<Dict>) -> Value {
@@ -601,6 +631,12 @@ mod tests {
         assert!(matches!(Message::decode(r#"[16,1,{},"t",{"a":1}]"#), Err(DecodeError::BadField { index: 4, .. })));
         assert!(matches!(Message::decode(r#"[48,1,{},"p",[],[]]"#), Err(DecodeError::BadField { index: 5, .. })));
         assert!(matches!(Message::decode(r#"[1,"realm1"]"#), Err(DecodeError::WrongLength { .. })));
+    }
+
+    #[test]
+    fn names_follow_codes() {
+        assert_eq!(Message::Unsubscribed { request: 1 }.name(), "UNSUBSCRIBED");
+        assert_eq!(Message::decode("[70,1,{}]").unwrap().name(), "YIELD");
     }
 
     #[test]
