@@ -65,3 +65,11 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The error URI of a request that must fail with a WAMP error.
+pub fn wamp_error<T: std::fmt::Debug>(result: Result<T, switchboard::client::ClientError>) -> String {
+    match result {
+        Err(switchboard::client::ClientError::Wamp { error, .. }) => error,
+        other => panic!("expected a WAMP error, got {other:?}"),
+    }
+}

@@ -1,7 +1,7 @@
 //! WAMP v1 (`wamp`, Ratchet semantics) over real sockets, and v1/v2 interplay.
 
 use serde_json::json;
-use switchboard::client::{ClientError, V1Session, V2Session};
+use switchboard::client::{V1Session, V2Session};
 use switchboard::wamp::v1::{Message, PublishTargets};
 
 use crate::helpers::*;
@@ -95,10 +95,7 @@ async fn call_results_and_errors() {
     let app = spawn_app().await;
     let mut s = V1Session::connect(&app.ws_url()).await.unwrap();
     assert_eq!(s.call("wamp.session.count", vec![]).await.unwrap(), json!(1));
-    match s.call("http://example.com/api#missing", vec![]).await {
-        Err(ClientError::Wamp { error, .. }) => assert_eq!(error, "wamp.error.no_such_procedure"),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(wamp_error(s.call("http://example.com/api#missing", vec![]).await), "wamp.error.no_such_procedure");
     s.send(&Message::Prefix { prefix: "meta".into(), uri: "wamp.session.".into() }).await.unwrap();
     assert_eq!(s.call("meta:count", vec![]).await.unwrap(), json!(1));
 }
