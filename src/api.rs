@@ -1,24 +1,54 @@
 //! HTTP endpoints: the WebSocket upgrade (`/ws`), health and metrics.
 //!
-//! Owns request handling before the upgrade: subprotocol negotiation and the size limit handed to the
-//! codec. A client offering neither `wamp.2.json` nor `wamp` is refused with HTTP 400 and a JSON body
-//! saying what to offer: WAMP requires a negotiated subprotocol, and guessing one would hide client bugs.
+//! Owns everything decided before the upgrade, in this order: the Origin check (403), subprotocol
+//! negotiation (400), and the web session — resolved here, before the connection actor exists, so no WAMP
+//! message is ever handled without a known identity, a rejected session can get HTTP 401 and a store
+//! failure HTTP 503. A client offering neither `wamp.2.json` nor `wamp` gets 400 and a JSON body saying what
+//! to offer: WAMP requires a negotiated subprotocol, and guessing one would hide client bugs.
 
-use actix_web::http::header::SEC_WEBSOCKET_PROTOCOL;
+use actix_web::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use serde_json::json;
 
+use crate::config::Unauthenticated;
 use crate::connection::Connection;
+use crate::metrics;
 use crate::node::Switchboard;
 use crate::wamp::Protocol;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: Switchboard) {
-    cfg.app_data(web::Data::new(node))
+    let demo = node.settings().server.demo;
+    cfg.app_data(web::Data::new(node.clone()))
         .route("/ws", web::get().to(websocket))
         .route("/health/live", web::get().to(live))
         .route("/health/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics));
+    if demo {
+        crate::demo::configure(cfg, &node);
+    }
+}
+
+fn refuse(node: &Switchboard, status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    metrics::inc(&node.metrics().upgrades_refused_total);
+    HttpResponse::build(status).json(json!({ "error": message.into() }))
+}
+
+/// Whether the request's `Origin` may open a socket: absent (non-browser client), listed, `*` listed, or —
+/// with an empty list — the server's own origin (the Origin's host equals the `Host` header).
+pub fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+    let Some(origin) = req.headers().get(ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin.trim_end_matches('/'))) {
+        return true;
+    }
+    if !allowed.is_empty() {
+        return false;
+    }
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
+    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 async fn websocket(
@@ -26,16 +56,32 @@ async fn websocket(
     stream: web::Payload,
     node: web::Data<Switchboard>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    if !origin_allowed(&req, &node.settings().server.allowed_origins) {
+        let origin = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?");
+        log::info!("refused WebSocket from origin {origin}");
+        return Ok(refuse(&node, StatusCode::FORBIDDEN, format!("origin '{origin}' is not allowed")));
+    }
     let offer = req.headers().get(SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(protocol) = Protocol::negotiate(offer) else {
-        return Ok(HttpResponse::BadRequest().json(json!({
-            "error": format!(
-                "unsupported WebSocket subprotocol '{offer}': offer wamp.2.json (WAMP v2) or wamp (WAMP v1)"
-            )
-        })));
+        let message =
+            format!("unsupported WebSocket subprotocol '{offer}': offer wamp.2.json (WAMP v2) or wamp (WAMP v1)");
+        return Ok(refuse(&node, StatusCode::BAD_REQUEST, message));
     };
+    let resolved = match node.sessions().resolve(&req).await {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            log::warn!("refused WebSocket: {e}");
+            let message = "session store unavailable, try again shortly";
+            return Ok(refuse(&node, StatusCode::SERVICE_UNAVAILABLE, message));
+        }
+    };
+    if resolved.identity.is_none() && node.settings().session.unauthenticated == Unauthenticated::Reject {
+        let why = resolved.invalid.map(|r| r.to_string()).unwrap_or_else(|| "no session".to_owned());
+        return Ok(refuse(&node, StatusCode::UNAUTHORIZED, format!("login required: {why}")));
+    }
     let max = node.settings().websocket.max_message_size;
-    let connection = Connection::new(node.get_ref().clone(), protocol);
+    let session = crate::wamp::id::random();
+    let connection = Connection::new(node.get_ref().clone(), protocol, session, resolved);
     let tokens: &[&str] = match protocol {
         Protocol::V2 => &["wamp.2.json"],
         Protocol::V1 => &["wamp"],
@@ -52,11 +98,43 @@ async fn ready(node: web::Data<Switchboard>) -> HttpResponse {
         "status": "ready",
         "node": node.node_id(),
         "mode": "embedded",
-        "redis": "not configured",
+        "session_store": node.sessions().store().kind(),
+        "redis": if node.settings().redis.url.is_empty() { "not configured" } else { "configured" },
         "sessions": node.clients().local_count(),
     }))
 }
 
 async fn metrics(node: web::Data<Switchboard>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(node.metrics().render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn req(origin: Option<&str>, host: &str) -> HttpRequest {
+        let mut r = TestRequest::default().insert_header((HOST, host));
+        if let Some(o) = origin {
+            r = r.insert_header((ORIGIN, o));
+        }
+        r.to_http_request()
+    }
+
+    #[test]
+    fn default_allows_same_origin_and_non_browsers_only() {
+        assert!(origin_allowed(&req(None, "127.0.0.1:8080"), &[]));
+        assert!(origin_allowed(&req(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"), &[]));
+        assert!(origin_allowed(&req(Some("http://localhost:8080"), "localhost:8080"), &[]));
+        assert!(!origin_allowed(&req(Some("http://evil.example"), "127.0.0.1:8080"), &[]));
+        assert!(!origin_allowed(&req(Some("null"), "127.0.0.1:8080"), &[]));
+    }
+
+    #[test]
+    fn configured_list_and_wildcard() {
+        let list = vec!["https://app.example.com".to_string()];
+        assert!(origin_allowed(&req(Some("https://app.example.com"), "ws.example.com"), &list));
+        assert!(!origin_allowed(&req(Some("https://ws.example.com"), "ws.example.com"), &list));
+        assert!(origin_allowed(&req(Some("https://any.example"), "x"), &["*".to_string()]));
+    }
 }

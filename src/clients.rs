@@ -92,6 +92,10 @@ impl ClientManipulator {
         self.write().insert(info.session, Entry { info, control });
     }
 
+    pub(crate) fn control_of(&self, session: Id) -> Option<Recipient<Disconnect>> {
+        self.read().get(&session).map(|e| e.control.clone())
+    }
+
     pub(crate) fn unregister(&self, session: Id) {
         self.write().remove(&session);
     }

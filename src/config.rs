@@ -55,6 +55,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `[websocket]`
     pub websocket: WebSocketSettings,
+    /// `[session]`
+    pub session: SessionSettings,
     /// `[redis]`
     pub redis: RedisSettings,
     /// `[[access]]` rules, first match wins.
@@ -78,6 +80,10 @@ pub struct ServerSettings {
     /// How long SIGTERM/SIGINT waits for connections to close before exiting.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Origins allowed to open WebSockets (`https://app.example.com`); empty allows only the server's own
+    /// origin, `*` allows any. Requests without `Origin` (non-browser clients) are always allowed.
+    /// Env: `SWITCHBOARD_ALLOWED_ORIGINS` (comma separated).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -89,6 +95,7 @@ impl Default for ServerSettings {
             realm: String::new(),
             demo: true,
             shutdown_timeout: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -136,11 +143,140 @@ impl Default for WebSocketSettings {
     }
 }
 
-/// `[redis]`: the cluster backplane.
+/// How the session cookie is protected (actix-session's `CookieContentSecurity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieSecurity {
+    /// Encrypted and authenticated (AES-GCM); actix-session's default.
+    Private,
+    /// Signed (HMAC), readable by the client.
+    Signed,
+}
+
+/// What happens to a connection without a valid session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unauthenticated {
+    /// Connect as `anon-<session id>` with role `anonymous`.
+    Anonymous,
+    /// Refuse the upgrade with HTTP 401.
+    Reject,
+}
+
+/// When the session state is re-read from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadPolicy {
+    /// Once, when the socket opens (plus periodic revalidation).
+    Connect,
+    /// Before handling each inbound message, so role changes apply at once.
+    Message,
+}
+
+/// What happens to open sockets whose session was logged out or expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRevoked {
+    /// v2 GOODBYE `switchboard.close.session_revoked`, then close 1008.
+    Close,
+    /// Keep the socket as `anon-<session id>`.
+    Anonymous,
+}
+
+/// `[session]`: the web application's actix-session session, shared with sockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// The session cookie's name (actix-session default `id`).
+    pub cookie_name: String,
+    /// `private` (actix-session default) or `signed`.
+    pub cookie_security: CookieSecurity,
+    /// Base64 of at least 64 bytes: the web app's `cookie::Key` (`Key::from(bytes)`). Empty in embedded mode
+    /// generates a random key at start (fine for the demo, useless for sharing). Env: `SWITCHBOARD_SESSION_KEY`.
+    pub key: String,
+    /// Prefix the web app's `RedisSessionStore` puts before session keys (`cache_keygen`).
+    /// Env: `SWITCHBOARD_SESSION_KEY_PREFIX`.
+    pub key_prefix: String,
+    /// Session field holding the username, a JSON string.
+    pub username_field: String,
+    /// Session field holding the roles, a JSON array of strings.
+    pub roles_field: String,
+    /// Role of a logged-in user whose session has no roles field.
+    pub default_role: String,
+    /// `anonymous` (default) or `reject` (HTTP 401) for missing, tampered, wrong-key or expired sessions.
+    pub unauthenticated: Unauthenticated,
+    /// `connect` (default) or `message`.
+    pub reload: ReloadPolicy,
+    /// Session TTL the socket refreshes while open; use the web app's TTL (actix-session default 1 day).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How often an open socket refreshes its session's TTL; `0s` disables it.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// How often an open socket checks that its session still exists (logout detection).
+    #[serde(with = "humantime_serde")]
+    pub revalidate_interval: Duration,
+    /// `close` (default) or `anonymous`, for sockets whose session was logged out or expired.
+    pub on_revoked: OnRevoked,
+    /// Time allowed for one session store operation.
+    #[serde(with = "humantime_serde")]
+    pub store_timeout: Duration,
+    /// Attempts to load a session before answering 503 (with doubling backoff from 50 ms).
+    pub store_attempts: u32,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            cookie_name: "id".into(),
+            cookie_security: CookieSecurity::Private,
+            key: String::new(),
+            key_prefix: String::new(),
+            username_field: "username".into(),
+            roles_field: "roles".into(),
+            default_role: "user".into(),
+            unauthenticated: Unauthenticated::Anonymous,
+            reload: ReloadPolicy::Connect,
+            ttl: Duration::from_secs(24 * 60 * 60),
+            keepalive_interval: Duration::from_secs(5 * 60),
+            revalidate_interval: Duration::from_secs(30),
+            on_revoked: OnRevoked::Close,
+            store_timeout: Duration::from_secs(2),
+            store_attempts: 3,
+        }
+    }
+}
+
+/// The smallest key actix-session's `Key::from` accepts.
+pub const MIN_SESSION_KEY_BYTES: usize = 64;
+
+impl SessionSettings {
+    /// The decoded session key, if one is configured.
+    pub fn key_bytes(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        use base64::Engine;
+        let key = "session.key (SWITCHBOARD_SESSION_KEY)";
+        if self.key.is_empty() {
+            return Ok(None);
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.key.trim())
+            .map_err(|e| invalid(key, format!("not valid base64: {e}")))?;
+        if bytes.len() < MIN_SESSION_KEY_BYTES {
+            return Err(invalid(
+                key,
+                format!("decodes to {} bytes; at least {MIN_SESSION_KEY_BYTES} are needed", bytes.len()),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+}
+
+/// `[redis]`: the session store (and, later, the cluster backplane).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSettings {
-    /// Redis URL; empty means embedded single-node mode. Env: `SWITCHBOARD_REDIS_URL`.
+    /// Redis URL of the web app's session store; empty means embedded mode (in-memory sessions).
+    /// Env: `SWITCHBOARD_REDIS_URL`.
     pub url: String,
 }
 
@@ -187,6 +323,16 @@ impl Settings {
         }
         if let Some(url) = get("SWITCHBOARD_REDIS_URL") {
             self.redis.url = url;
+        }
+        if let Some(key) = get("SWITCHBOARD_SESSION_KEY") {
+            self.session.key = key;
+        }
+        if let Some(prefix) = get("SWITCHBOARD_SESSION_KEY_PREFIX") {
+            self.session.key_prefix = prefix;
+        }
+        if let Some(origins) = get("SWITCHBOARD_ALLOWED_ORIGINS") {
+            self.server.allowed_origins =
+                origins.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect();
         }
         if let Some(id) = get("SWITCHBOARD_NODE_ID") {
             self.server.node_id = id;
@@ -235,10 +381,43 @@ impl Settings {
         }
         if !self.redis.url.is_empty() {
             let key = "redis.url (SWITCHBOARD_REDIS_URL)";
-            return Err(invalid(
-                key,
-                "cluster mode is not available in this version; leave it empty for embedded mode",
-            ));
+            if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
+                return Err(invalid(key, "must start with redis:// or rediss://"));
+            }
+            if self.session.key.is_empty() {
+                let msg = "is required when redis.url is set: sockets must read the web app's cookies";
+                return Err(invalid("session.key (SWITCHBOARD_SESSION_KEY)", msg));
+            }
+        }
+        self.session.key_bytes()?;
+        let session = &self.session;
+        for (key, value) in [
+            ("session.cookie_name", &session.cookie_name),
+            ("session.username_field", &session.username_field),
+            ("session.roles_field", &session.roles_field),
+            ("session.default_role", &session.default_role),
+        ] {
+            if value.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        if session.revalidate_interval.is_zero() {
+            return Err(invalid("session.revalidate_interval", "must be greater than zero"));
+        }
+        if session.ttl.as_secs() < 1 {
+            return Err(invalid("session.ttl", "must be at least one second"));
+        }
+        if session.store_timeout.is_zero() {
+            return Err(invalid("session.store_timeout", "must be greater than zero"));
+        }
+        if session.store_attempts == 0 {
+            return Err(invalid("session.store_attempts", "must be at least 1"));
+        }
+        for origin in &self.server.allowed_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                let msg = format!("'{origin}' is not an origin like https://app.example.com (or *)");
+                return Err(invalid("server.allowed_origins (SWITCHBOARD_ALLOWED_ORIGINS)", msg));
+            }
         }
         for (i, rule) in self.access.iter().enumerate() {
             crate::route::RoutePattern::parse(&rule.pattern)
@@ -311,6 +490,34 @@ mod tests {
             .contains("SWITCHBOARD_DEMO"));
         let s = Settings::from_toml("[[access]]\npattern = \"chat/x{y}\"\n", "x").unwrap();
         assert!(s.validate().unwrap_err().to_string().contains("access[0].pattern"));
+    }
+
+    #[test]
+    fn session_key_must_be_base64_of_64_bytes_and_is_required_with_redis() {
+        use base64::Engine;
+        let mut s = Settings::default();
+        s.apply_env(env(&[("SWITCHBOARD_SESSION_KEY", "short")])).unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("SWITCHBOARD_SESSION_KEY"));
+        let short = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        s.session.key = short;
+        assert!(s.validate().unwrap_err().to_string().contains("at least 64"));
+        let mut s = Settings::default();
+        s.apply_env(env(&[("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:1")])).unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("session.key"));
+        s.session.key = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+        s.validate().unwrap();
+        s.redis.url = "localhost:6379".into();
+        assert!(s.validate().unwrap_err().to_string().contains("redis.url"));
+    }
+
+    #[test]
+    fn allowed_origins_come_from_the_environment_and_are_checked() {
+        let mut s = Settings::default();
+        s.apply_env(env(&[("SWITCHBOARD_ALLOWED_ORIGINS", "https://a.example, http://localhost:3000")])).unwrap();
+        assert_eq!(s.server.allowed_origins, vec!["https://a.example", "http://localhost:3000"]);
+        s.validate().unwrap();
+        s.server.allowed_origins = vec!["a.example".into()];
+        assert!(s.validate().unwrap_err().to_string().contains("SWITCHBOARD_ALLOWED_ORIGINS"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! `stopping`. Every way a client can misbehave ends in a defined answer (WAMP ERROR/ABORT, or a close
 //! code), catalogued in `docs/protocol.md`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,14 +17,17 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 use serde_json::{json, Map, Value};
 
 use crate::clients::{ClientInfo, Disconnect};
+use crate::config::{OnRevoked, ReloadPolicy};
 use crate::metrics;
 use crate::node::Switchboard;
 use crate::outbox::{Deliver, Outbox, OutboxState};
 use crate::rpc::{Call, CallError, CallResult};
-use crate::session::{Caller, Identity};
+use crate::session::bridge::{InvalidReason, InvalidSession, Resolved};
+use crate::session::store::SessionState;
+use crate::session::{AuthMethod, Caller, Identity, SessionHandle};
 use crate::topic::access::Action;
-use crate::topic::actor::Joined;
-use crate::topic::broker::{Publish, Subscribe, Unsubscribe};
+use crate::topic::actor::{Joined, Reidentify};
+use crate::topic::broker::{Publish, Subscribe, Unsubscribe, UpdateSubscriber};
 use crate::topic::handler::{PublishDecision, PublishRequest};
 use crate::topic::{Payload, Publication, Publisher, Subscriber, TopicInstance, TopicKey};
 use crate::wamp::uri::{self, MatchPolicy};
@@ -33,6 +36,9 @@ use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
 
 /// Server identification sent in v1 WELCOME and v2 WELCOME `agent`.
 pub const SERVER_AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
+
+/// Inbound messages that may wait for a `message`-policy session reload before the client is closed (1008).
+const MAX_WAITING_FOR_RELOAD: usize = 1024;
 
 /// A WebSocket close reason may carry at most 123 bytes of text (RFC 6455 §5.5: 125 minus the code).
 const MAX_CLOSE_REASON: usize = 123;
@@ -99,16 +105,29 @@ pub struct Connection {
     pending_calls: usize,
     /// A fragmented text message being reassembled.
     fragments: Option<Vec<u8>>,
+    /// The web session behind this socket, if any (logged in or not).
+    web_session: Option<SessionHandle>,
+    /// Its session key.
+    web_key: Option<String>,
+    /// Inbound messages waiting for a `message`-policy reload, in arrival order.
+    waiting: VecDeque<String>,
+    /// A session reload is in flight.
+    reloading: bool,
 }
 
 impl Connection {
-    /// A connection for a client that negotiated `protocol`.
-    pub fn new(node: Switchboard, protocol: Protocol) -> Connection {
-        let session = crate::wamp::id::random();
+    /// A connection for a client that negotiated `protocol`, with WAMP session id `session` and the web
+    /// session resolved before the upgrade.
+    pub fn new(node: Switchboard, protocol: Protocol, session: Id, resolved: Resolved) -> Connection {
         let ws = &node.settings().websocket;
+        let web_session = resolved.key.as_deref().map(|key| SessionHandle::new(node.sessions().clone(), key));
         Connection {
             session,
-            identity: Identity::anonymous(session),
+            identity: resolved.identity.unwrap_or_else(|| Identity::anonymous(session)),
+            web_session,
+            web_key: resolved.key,
+            waiting: VecDeque::new(),
+            reloading: false,
             protocol,
             state: State::AwaitingHello,
             registered: false,
@@ -129,6 +148,19 @@ impl Connection {
             session: self.session,
             authid: self.identity.authid.clone(),
             authroles: self.identity.authroles.clone(),
+            web_session: self.web_session.clone(),
+        }
+    }
+
+    fn client_info(&self) -> ClientInfo {
+        ClientInfo {
+            session: self.session,
+            authid: self.identity.authid.clone(),
+            authroles: self.identity.authroles.clone(),
+            authmethod: self.identity.authmethod,
+            protocol: self.protocol.token(),
+            node: self.node.node_id().to_owned(),
+            connected_at: ClientInfo::now(),
         }
     }
 
@@ -167,16 +199,7 @@ impl Connection {
     /// The session is established: index it and greet the client.
     fn establish(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         self.state = State::Established;
-        let info = ClientInfo {
-            session: self.session,
-            authid: self.identity.authid.clone(),
-            authroles: self.identity.authroles.clone(),
-            authmethod: self.identity.authmethod,
-            protocol: self.protocol.token(),
-            node: self.node.node_id().to_owned(),
-            connected_at: ClientInfo::now(),
-        };
-        self.node.clients().register(info, ctx.address().recipient());
+        self.node.clients().register(self.client_info(), ctx.address().recipient());
         self.registered = true;
         metrics::add(&self.node.metrics().sessions, 1);
         log::debug!("session {} established ({}, {})", self.session, self.protocol.token(), self.identity.authid);
@@ -220,6 +243,7 @@ impl Connection {
             authroles: Arc::from(self.identity.authroles.clone()),
             protocol: self.protocol,
             outbox: Outbox::new(ctx.address().recipient(), self.outbox.clone()),
+            web_session: self.web_session.clone(),
         }
     }
 
@@ -587,7 +611,145 @@ impl Connection {
             log::warn!("session {}: closed for exceeding the inbound message rate", self.session);
             return self.close(ctx, CloseCode::Policy, "message rate limit exceeded");
         }
+        if self.node.settings().session.reload == ReloadPolicy::Message && self.web_key.is_some() {
+            if self.waiting.len() >= MAX_WAITING_FOR_RELOAD {
+                return self.close(ctx, CloseCode::Policy, "too many messages waiting for the session store");
+            }
+            self.waiting.push_back(text.to_owned());
+            if !self.reloading {
+                self.reload_then_drain(ctx);
+            }
+            return;
+        }
         self.on_text(ctx, text);
+    }
+
+    /// `message` reload policy: re-reads the session, applies it, then handles the waiting messages in order.
+    /// Messages arriving while a reload is in flight are handled with that reload's result.
+    fn reload_then_drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(key) = self.web_key.clone() else { return };
+        self.reloading = true;
+        let bridge = self.node.sessions().clone();
+        ctx.spawn(async move { bridge.load(&key).await }.into_actor(self).map(|result, this, ctx| {
+            this.reloading = false;
+            match result {
+                Ok(state) => this.apply_state(ctx, state),
+                Err(e) => {
+                    log::warn!("session {}: {e}", this.session);
+                    return this.close(ctx, CloseCode::Error, "session store unavailable");
+                }
+            }
+            while let Some(text) = this.waiting.pop_front() {
+                if this.state == State::Closing {
+                    break;
+                }
+                this.on_text(ctx, &text);
+            }
+        }));
+    }
+
+    /// Applies a freshly loaded session state: identity changes take effect, a logout or expiry is revocation.
+    fn apply_state(&mut self, ctx: &mut ws::WebsocketContext<Self>, state: Option<SessionState>) {
+        let logged_in = self.identity.authmethod == AuthMethod::Cookie;
+        let Some(state) = state else {
+            if self.web_key.is_some() {
+                self.revoked(ctx, InvalidReason::Revoked, true);
+            }
+            return;
+        };
+        match self.node.sessions().identity_from(&state) {
+            Ok(Some(identity)) if identity != self.identity => self.reidentify(identity),
+            Ok(Some(_)) => {}
+            Ok(None) if logged_in => self.revoked(ctx, InvalidReason::Revoked, false),
+            Ok(None) => {}
+            Err(reason) => self.revoked(ctx, reason, false),
+        }
+    }
+
+    /// The socket's user changed (role change, login after connect, downgrade): index and topics follow.
+    fn reidentify(&mut self, identity: Identity) {
+        log::info!("session {}: identity now {} {:?}", self.session, identity.authid, identity.authroles);
+        self.identity = identity;
+        if self.registered {
+            // Same recipient as before; registering again replaces the entry.
+            if let Some(control) = self.node.clients().control_of(self.session) {
+                self.node.clients().register(self.client_info(), control);
+            }
+        }
+        let keys: Vec<TopicKey> = self.subscriptions.keys().cloned().collect();
+        if !keys.is_empty() {
+            let update = Reidentify {
+                session: self.session,
+                authid: Arc::from(self.identity.authid.as_str()),
+                authroles: Arc::from(self.identity.authroles.clone()),
+                web_session: self.web_session.clone(),
+            };
+            self.node.broker().do_send(UpdateSubscriber { keys, update });
+        }
+    }
+
+    /// The web session was logged out, expired or became invalid: close or downgrade, by policy.
+    fn revoked(&mut self, ctx: &mut ws::WebsocketContext<Self>, reason: InvalidReason, gone: bool) {
+        if self.state == State::Closing {
+            return;
+        }
+        let event = InvalidSession { reason, session: Some(self.session), peer: None };
+        self.node.sessions().report_invalid(event);
+        match self.node.settings().session.on_revoked {
+            OnRevoked::Close => {
+                if self.protocol == Protocol::V2 && self.state == State::Established {
+                    self.send_v2(ctx, v2::Message::goodbye(errors::SESSION_REVOKED, "session expired or logged out"));
+                }
+                self.close(ctx, CloseCode::Policy, "session expired or logged out");
+            }
+            OnRevoked::Anonymous => {
+                if gone {
+                    self.web_session = None;
+                    self.web_key = None;
+                }
+                if self.identity.authmethod == AuthMethod::Cookie {
+                    self.reidentify(Identity::anonymous(self.session));
+                }
+            }
+        }
+    }
+
+    fn keepalive(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(key) = self.web_key.clone() else { return };
+        let bridge = self.node.sessions().clone();
+        let session = self.session;
+        ctx.spawn(
+            async move {
+                if let Err(e) = bridge.refresh_ttl(&key).await {
+                    log::warn!("session {session}: keep-alive failed: {e}");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn revalidate(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(key) = self.web_key.clone() else { return };
+        if self.reloading {
+            return;
+        }
+        self.reloading = true;
+        let bridge = self.node.sessions().clone();
+        ctx.spawn(async move { bridge.load(&key).await }.into_actor(self).map(|result, this, ctx| {
+            this.reloading = false;
+            match result {
+                Ok(state) => this.apply_state(ctx, state),
+                // A store hiccup is not a logout: keep the socket, try again next interval.
+                Err(e) => log::warn!("session {}: revalidation skipped: {e}", this.session),
+            }
+            // Messages that queued behind this load (message policy) are handled now.
+            while let Some(text) = this.waiting.pop_front() {
+                if this.state == State::Closing {
+                    break;
+                }
+                this.on_text(ctx, &text);
+            }
+        }));
     }
 
     fn on_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>, item: Item) {
@@ -629,6 +791,13 @@ impl Actor for Connection {
         metrics::inc(&self.node.metrics().connections_total);
         let ws = &self.node.settings().websocket;
         ctx.run_interval(ws.ping_interval, |this, ctx| this.heartbeat(ctx));
+        if self.web_key.is_some() {
+            let session = &self.node.settings().session;
+            if !session.keepalive_interval.is_zero() {
+                ctx.run_interval(session.keepalive_interval, |this, ctx| this.keepalive(ctx));
+            }
+            ctx.run_interval(session.revalidate_interval, |this, ctx| this.revalidate(ctx));
+        }
         match self.protocol {
             Protocol::V1 => self.establish(ctx),
             Protocol::V2 => {

@@ -17,7 +17,7 @@
 //!             let b = call.arg(1)?.as_i64().unwrap_or(0);
 //!             Ok(CallResult::value(a + b))
 //!         })
-//!         .build()?;
+//!         .build().await?;
 //!     let configure = node.configure();
 //!     actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
 //!         .bind("127.0.0.1:8080")?
@@ -53,6 +53,7 @@ pub mod client;
 pub mod clients;
 pub mod config;
 pub mod connection;
+mod demo;
 pub mod metrics;
 pub mod node;
 pub mod outbox;

@@ -61,6 +61,16 @@ metrics! {
     counter calls_total,
     /// Procedure calls answered with an error.
     counter call_errors_total,
+    /// Sessions found invalid: tampered or wrong-key cookies, unknown or revoked sessions, bad fields.
+    counter invalid_sessions_total,
+    /// Session loads from the store that succeeded.
+    counter session_loads_total,
+    /// Total time spent in successful session loads, in microseconds (divide by session_loads_total).
+    counter session_resolve_micros_total,
+    /// Session loads that failed after every retry.
+    counter session_store_errors_total,
+    /// Upgrades refused: 401 unauthenticated, 403 foreign origin, 503 store unavailable.
+    counter upgrades_refused_total,
 }
 
 /// Shorthand: add one to a counter.

@@ -18,6 +18,8 @@ use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::route::{Params, PatternError, RoutePattern, Router};
 use crate::rpc::{Procedure, Procedures};
+use crate::session::bridge::{InvalidSession, InvalidSessionCallback, SessionBridge};
+use crate::session::store::{MemorySessionStore, Store};
 use crate::topic::access::{AccessRule, AccessRules};
 use crate::topic::broker::Broker;
 use crate::topic::TopicHandler;
@@ -32,6 +34,9 @@ pub enum StartError {
     /// A route pattern given to the builder is wrong.
     #[error(transparent)]
     Pattern(#[from] PatternError),
+    /// The web app's session store could not be reached at start.
+    #[error("cannot connect to the session store at redis.url (SWITCHBOARD_REDIS_URL): {0}")]
+    SessionStore(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -49,9 +54,17 @@ pub struct Builder {
     procedures: Procedures,
     access: Vec<AccessRule>,
     errors: Vec<PatternError>,
+    on_invalid_session: Option<InvalidSessionCallback>,
 }
 
 impl Builder {
+    /// Called for every invalid session: tampered or wrong-key cookie, expired or unknown session, bad
+    /// fields, or an open socket's session revoked (the Socket.IO-sessions `sinvalid` event).
+    pub fn on_invalid_session(mut self, callback: impl Fn(&InvalidSession) + Send + Sync + 'static) -> Self {
+        self.on_invalid_session = Some(Arc::new(callback));
+        self
+    }
+
     /// Attaches `handler` to topics matching `pattern` (e.g. `chat/{room}`); the first matching route wins.
     pub fn topic(mut self, pattern: &str, handler: impl TopicHandler) -> Self {
         match RoutePattern::parse(pattern) {
@@ -80,8 +93,9 @@ impl Builder {
         self
     }
 
-    /// Validates everything and starts the broker. Must run inside an actix system (e.g. `#[actix_web::main]`).
-    pub fn build(self) -> Result<Switchboard, StartError> {
+    /// Validates everything, connects the session store and starts the broker. Must run inside an actix
+    /// system (e.g. `#[actix_web::main]`).
+    pub async fn build(self) -> Result<Switchboard, StartError> {
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e.into());
         }
@@ -92,6 +106,26 @@ impl Builder {
         let metrics = Arc::new(Metrics::default());
         let topics = Arc::new(self.topics);
         let broker = Broker::new(topics.clone(), access.clone(), metrics.clone()).start();
+        let key = match self.settings.session.key_bytes()? {
+            Some(bytes) => actix_web::cookie::Key::from(&bytes),
+            None => {
+                log::info!("no session.key set: using a random key (sessions last until restart, not shared)");
+                actix_web::cookie::Key::generate()
+            }
+        };
+        let store = match self.settings.redis.url.as_str() {
+            "" => Store::Memory(MemorySessionStore::default()),
+            url => Store::redis(url, &self.settings.session.key_prefix)
+                .await
+                .map_err(|e| StartError::SessionStore(format!("{e:#}")))?,
+        };
+        let sessions = Arc::new(SessionBridge::new(
+            key,
+            self.settings.session.clone(),
+            store,
+            self.on_invalid_session,
+            metrics.clone(),
+        ));
         let node_id = match self.settings.server.node_id.as_str() {
             "" => format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             id => id.to_owned(),
@@ -106,6 +140,7 @@ impl Builder {
                 access,
                 broker,
                 metrics,
+                sessions,
             }),
         })
     }
@@ -120,6 +155,7 @@ struct Inner {
     broker: Addr<Broker>,
     clients: ClientManipulator,
     metrics: Arc<Metrics>,
+    sessions: Arc<SessionBridge>,
 }
 
 /// A running switchboard node, as a library handle. Clone it freely.
@@ -137,7 +173,13 @@ impl Switchboard {
             procedures: Procedures::with_builtins(),
             access: Vec::new(),
             errors: Vec::new(),
+            on_invalid_session: None,
         }
+    }
+
+    /// The session bridge: the web app's cookie key, store and field names.
+    pub fn sessions(&self) -> &Arc<SessionBridge> {
+        &self.inner.sessions
     }
 
     /// The settings this node runs with.
@@ -209,7 +251,7 @@ pub struct Application {
 impl Application {
     /// Builds a node with no application handlers from `settings` and binds it.
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
-        Application::serve(Switchboard::builder(settings).build()?)
+        Application::serve(Switchboard::builder(settings).build().await?)
     }
 
     /// Binds the configured address for an already built node.
@@ -227,7 +269,8 @@ impl Application {
         }
         let server =
             server.listen(listener).map_err(|source| StartError::Bind { addr: addr.to_string(), source })?.run();
-        log::info!("switchboard {} listening on {}:{port} (embedded mode)", node.node_id(), addr.ip());
+        let store = node.sessions().store().kind();
+        log::info!("switchboard {} listening on {}:{port} (sessions: {store})", node.node_id(), addr.ip());
         Ok(Application { port, server, node })
     }
 

@@ -1,7 +1,13 @@
-//! Who a connection is: the identity resolved when a socket opens.
+//! Who a connection is: the web app's actix-session session, resolved before the upgrade.
 //!
-//! This module owns [`Identity`]. In this version every connection is anonymous (`anon-<session id>`, role
-//! `anonymous`); resolving the web app's actix-session cookie plugs in here without changing callers.
+//! This module owns the [`Identity`] of a connection, the bridge from actix-session's cookie and store to it
+//! ([`bridge`]), the stores ([`store`]), and the writable [`SessionHandle`] handlers receive. It holds no
+//! session state itself: every read and write goes through the store, so any node sees the same session.
+
+pub mod bridge;
+pub mod store;
+
+pub use bridge::{InvalidReason, InvalidSession, SessionError, SessionHandle};
 
 use serde::Serialize;
 
@@ -65,6 +71,9 @@ impl Identity {
 /// A session as handlers see it: who is calling, subscribing or publishing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Caller {
+    /// The web session behind the connection, writable; `None` for connections without one.
+    #[serde(skip)]
+    pub web_session: Option<SessionHandle>,
     /// WAMP session id.
     pub session: Id,
     /// Username.

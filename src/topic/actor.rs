@@ -60,6 +60,20 @@ pub struct Fanout(pub Arc<Publication>);
 #[rtype(result = "Vec<(Id, String)>")]
 pub struct ListSubscribers;
 
+/// A subscriber's identity changed (session reload or revocation): filters use the new one from now on.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Reidentify {
+    /// WAMP session id.
+    pub session: Id,
+    /// New username.
+    pub authid: Arc<str>,
+    /// New roles.
+    pub authroles: Arc<[String]>,
+    /// The web session, if it still has one.
+    pub web_session: Option<crate::session::SessionHandle>,
+}
+
 /// Stops the actor (sent by the broker once the topic is empty).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -114,7 +128,12 @@ impl TopicActor {
     }
 
     fn caller(s: &Subscriber) -> Caller {
-        Caller { session: s.session, authid: s.authid.to_string(), authroles: s.authroles.to_vec() }
+        Caller {
+            session: s.session,
+            authid: s.authid.to_string(),
+            authroles: s.authroles.to_vec(),
+            web_session: s.web_session.clone(),
+        }
     }
 }
 
@@ -211,6 +230,18 @@ impl Handler<ListSubscribers> for TopicActor {
 
     fn handle(&mut self, _: ListSubscribers, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.subscribers.values().map(|s| (s.session, s.authid.to_string())).collect())
+    }
+}
+
+impl Handler<Reidentify> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reidentify, _: &mut Self::Context) {
+        if let Some(subscriber) = self.subscribers.get_mut(&msg.session) {
+            subscriber.authid = msg.authid;
+            subscriber.authroles = msg.authroles;
+            subscriber.web_session = msg.web_session;
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::access::AccessRules;
-use super::actor::{Close, Fanout, Join, Joined, Leave, ListSubscribers, TopicActor};
+use super::actor::{Close, Fanout, Join, Joined, Leave, ListSubscribers, Reidentify, TopicActor};
 use super::handler::{TopicHandler, TopicInstance};
 use super::{Publication, Subscriber, TopicKey};
 use crate::metrics::{self, Metrics};
@@ -47,6 +47,16 @@ pub struct Unsubscribe {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Publish(pub Arc<Publication>);
+
+/// Tells the topics in `keys` that a subscriber's identity changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateSubscriber {
+    /// Topics the session is subscribed to.
+    pub keys: Vec<TopicKey>,
+    /// The new identity.
+    pub update: Reidentify,
+}
 
 /// The `(session, authid)` pairs subscribed (exactly) to a topic on this node.
 #[derive(Message)]
@@ -132,6 +142,18 @@ impl Handler<Publish> for Broker {
                 if let Some(entry) = self.topics.get(key) {
                     entry.addr.do_send(Fanout(publication.clone()));
                 }
+            }
+        }
+    }
+}
+
+impl Handler<UpdateSubscriber> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: UpdateSubscriber, _: &mut Self::Context) {
+        for key in &msg.keys {
+            if let Some(entry) = self.topics.get(key) {
+                entry.addr.do_send(msg.update.clone());
             }
         }
     }

@@ -51,6 +51,8 @@ pub struct Subscriber {
     pub protocol: Protocol,
     /// Where its frames go.
     pub outbox: Outbox,
+    /// Its web session, handed to topic handler callbacks.
+    pub web_session: Option<crate::session::SessionHandle>,
 }
 
 /// The publisher of a publication, when it is a session (absent for library and API publishes).

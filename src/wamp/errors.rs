@@ -36,3 +36,5 @@ pub const TOO_MANY_CALLS: &str = "switchboard.error.too_many_calls";
 pub const TOO_MANY_SUBSCRIPTIONS: &str = "switchboard.error.too_many_subscriptions";
 /// A topic handler refused a publish.
 pub const PUBLISH_REJECTED: &str = "switchboard.error.publish_rejected";
+/// GOODBYE reason when the web session behind a socket was logged out or expired.
+pub const SESSION_REVOKED: &str = "switchboard.close.session_revoked";

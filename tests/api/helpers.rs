@@ -41,7 +41,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// A node from a prepared builder.
 pub async fn spawn_with(builder: Builder) -> TestApp {
-    let node = builder.build().expect("node builds");
+    let node = builder.build().await.expect("node builds");
     let app = Application::serve(node).expect("node binds");
     let port = app.port();
     let node = app.node().clone();

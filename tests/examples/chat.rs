@@ -71,7 +71,8 @@ async fn main() -> anyhow::Result<()> {
         })
         // Only the owner may read private/<username>; only the server writes there.
         .access("private/{username}", None, Some(&[]))
-        .build()?;
+        .build()
+        .await?;
 
     let configure = node.configure();
     let clients = node.clients().clone();

@@ -1,0 +1,103 @@
+//! The demo web app (on in the embedded default): `GET /` login form or chat page, `POST /login`,
+//! `POST /logout`, and `GET /demo/wamp.js`, a small WAMP v2 client written for the page (no CDN).
+//!
+//! It is an ordinary actix-session web app sharing the node's session store and cookie key — exactly the
+//! setup a real web app uses with switchboard — so logging in here makes the socket `authid` the username.
+//! Cookies are not `Secure`, so it works on plain http://127.0.0.1 and http://localhost.
+
+use actix_session::config::{BrowserSession, CookieContentSecurity};
+use actix_session::{Session, SessionMiddleware};
+use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::http::header::{ContentType, LOCATION};
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use crate::config::CookieSecurity;
+use crate::node::Switchboard;
+
+const LOGIN_PAGE: &str = include_str!("login.html");
+const CHAT_PAGE: &str = include_str!("chat.html");
+const WAMP_JS: &str = include_str!("wamp.js");
+
+/// Longest accepted demo username.
+const MAX_USERNAME_LEN: usize = 32;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: &Switchboard) {
+    let bridge = node.sessions();
+    let settings = bridge.settings();
+    let security = match settings.cookie_security {
+        CookieSecurity::Private => CookieContentSecurity::Private,
+        CookieSecurity::Signed => CookieContentSecurity::Signed,
+    };
+    let ttl = CookieDuration::seconds(settings.ttl.as_secs() as i64);
+    let sessions = SessionMiddleware::builder(bridge.store().clone(), bridge.key().clone())
+        .cookie_name(settings.cookie_name.clone())
+        .cookie_secure(false)
+        .cookie_content_security(security)
+        .session_lifecycle(BrowserSession::default().state_ttl(ttl))
+        .build();
+    cfg.service(web::resource("/").wrap(sessions.clone()).route(web::get().to(page)))
+        .service(web::resource("/login").wrap(sessions.clone()).route(web::post().to(login)))
+        .service(web::resource("/logout").wrap(sessions).route(web::post().to(logout)))
+        .route("/demo/wamp.js", web::get().to(wamp_js));
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((LOCATION, to)).finish()
+}
+
+async fn wamp_js() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/javascript; charset=utf-8").body(WAMP_JS)
+}
+
+async fn page(session: Session) -> HttpResponse {
+    let logged_in = matches!(session.get::<String>("username"), Ok(Some(_)));
+    HttpResponse::Ok().content_type(ContentType::html()).body(if logged_in { CHAT_PAGE } else { LOGIN_PAGE })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+}
+
+fn valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_USERNAME_LEN
+        && !name.starts_with("anon-")
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+async fn login(session: Session, form: web::Form<LoginForm>) -> HttpResponse {
+    let username = form.username.trim();
+    if !valid_username(username) {
+        return HttpResponse::BadRequest().content_type(ContentType::plaintext()).body(format!(
+            "usernames are 1 to {MAX_USERNAME_LEN} letters, digits, '-', '_' or '.', and may not start with anon-"
+        ));
+    }
+    session.renew();
+    if let Err(e) = session.insert("username", username) {
+        log::warn!("demo login failed: {e}");
+        return HttpResponse::InternalServerError().body("could not store the session");
+    }
+    redirect("/")
+}
+
+async fn logout(session: Session) -> HttpResponse {
+    session.purge();
+    redirect("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_usernames_are_simple_and_never_anonymous() {
+        assert!(valid_username("alice"));
+        assert!(valid_username("bob.smith-2"));
+        assert!(!valid_username(""));
+        assert!(!valid_username("anon-123"));
+        assert!(!valid_username("<script>"));
+        assert!(!valid_username(&"x".repeat(MAX_USERNAME_LEN + 1)));
+    }
+}

@@ -1,0 +1,206 @@
+//! Session stores: actix-session's own `SessionStore` trait, with an in-memory implementation for embedded
+//! mode and actix-session's `RedisSessionStore` (honouring the web app's key prefix) behind one [`Store`].
+//!
+//! Because [`Store`] implements `SessionStore`, the same value serves actix-session's `SessionMiddleware`
+//! (the demo login) and the sockets: there is exactly one session format, actix-session's. Only this file
+//! names `RedisSessionStore`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use actix_session::storage::{LoadError, RedisSessionStore, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_web::cookie::time::Duration as CookieDuration;
+use rand::distr::{Alphanumeric, SampleString};
+
+/// A session's state: field name → JSON text, exactly as actix-session stores it.
+pub type SessionState = HashMap<String, String>;
+
+/// Length of generated session keys (actix-session uses 64 alphanumerics too).
+const SESSION_KEY_LEN: usize = 64;
+
+/// Entries the memory store holds before it sweeps expired ones on the next save.
+const SWEEP_THRESHOLD: usize = 10_000;
+
+/// In-memory sessions with expiry, for embedded mode and tests. Clones share the same sessions.
+#[derive(Clone, Default)]
+pub struct MemorySessionStore {
+    sessions: Arc<Mutex<HashMap<String, (SessionState, Instant)>>>,
+}
+
+fn deadline(ttl: &CookieDuration) -> Instant {
+    Instant::now() + std::time::Duration::from_secs(ttl.whole_seconds().max(0) as u64)
+}
+
+impl MemorySessionStore {
+    // Map operations cannot panic while the lock is held; recover the guard anyway rather than panic.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (SessionState, Instant)>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        let now = Instant::now();
+        self.lock().values().filter(|(_, expires)| *expires > now).count()
+    }
+
+    /// Whether no live session exists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl SessionStore for MemorySessionStore {
+    async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
+        let mut sessions = self.lock();
+        match sessions.get(session_key.as_ref()) {
+            Some((state, expires)) if *expires > Instant::now() => Ok(Some(state.clone())),
+            Some(_) => {
+                sessions.remove(session_key.as_ref());
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn save(&self, session_state: SessionState, ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
+        let key = Alphanumeric.sample_string(&mut rand::rng(), SESSION_KEY_LEN);
+        let mut sessions = self.lock();
+        if sessions.len() >= SWEEP_THRESHOLD {
+            let now = Instant::now();
+            sessions.retain(|_, (_, expires)| *expires > now);
+        }
+        sessions.insert(key.clone(), (session_state, deadline(ttl)));
+        SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
+    }
+
+    async fn update(
+        &self,
+        session_key: SessionKey,
+        session_state: SessionState,
+        ttl: &CookieDuration,
+    ) -> Result<SessionKey, UpdateError> {
+        {
+            let mut sessions = self.lock();
+            if let Some(entry) = sessions.get_mut(session_key.as_ref()).filter(|(_, e)| *e > Instant::now()) {
+                *entry = (session_state, deadline(ttl));
+                return Ok(session_key);
+            }
+        }
+        // Same contract as RedisSessionStore: a vanished session is saved under a new key.
+        self.save(session_state, ttl).await.map_err(|e| match e {
+            SaveError::Serialization(e) => UpdateError::Serialization(e),
+            SaveError::Other(e) => UpdateError::Other(e),
+        })
+    }
+
+    async fn update_ttl(&self, session_key: &SessionKey, ttl: &CookieDuration) -> Result<(), anyhow::Error> {
+        if let Some((_, expires)) = self.lock().get_mut(session_key.as_ref()) {
+            *expires = deadline(ttl);
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
+        self.lock().remove(session_key.as_ref());
+        Ok(())
+    }
+}
+
+/// The session store of a node: in memory (embedded mode) or the web app's Redis.
+#[derive(Clone)]
+pub enum Store {
+    /// Embedded mode.
+    Memory(MemorySessionStore),
+    /// actix-session's Redis store, with the web app's key prefix.
+    Redis(RedisSessionStore),
+}
+
+impl Store {
+    /// Connects to the web app's Redis session store; keys are `key_prefix` + session key.
+    pub async fn redis(url: &str, key_prefix: &str) -> anyhow::Result<Store> {
+        let prefix = key_prefix.to_owned();
+        let store = RedisSessionStore::builder(url).cache_keygen(move |key| format!("{prefix}{key}")).build().await?;
+        Ok(Store::Redis(store))
+    }
+
+    /// `"memory"` or `"redis"`, for health output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        }
+    }
+}
+
+impl SessionStore for Store {
+    async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
+        match self {
+            Store::Memory(s) => s.load(session_key).await,
+            Store::Redis(s) => s.load(session_key).await,
+        }
+    }
+
+    async fn save(&self, session_state: SessionState, ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
+        match self {
+            Store::Memory(s) => s.save(session_state, ttl).await,
+            Store::Redis(s) => s.save(session_state, ttl).await,
+        }
+    }
+
+    async fn update(
+        &self,
+        session_key: SessionKey,
+        session_state: SessionState,
+        ttl: &CookieDuration,
+    ) -> Result<SessionKey, UpdateError> {
+        match self {
+            Store::Memory(s) => s.update(session_key, session_state, ttl).await,
+            Store::Redis(s) => s.update(session_key, session_state, ttl).await,
+        }
+    }
+
+    async fn update_ttl(&self, session_key: &SessionKey, ttl: &CookieDuration) -> Result<(), anyhow::Error> {
+        match self {
+            Store::Memory(s) => s.update_ttl(session_key, ttl).await,
+            Store::Redis(s) => s.update_ttl(session_key, ttl).await,
+        }
+    }
+
+    async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
+        match self {
+            Store::Memory(s) => s.delete(session_key).await,
+            Store::Redis(s) => s.delete(session_key).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> SessionKey {
+        SessionKey::try_from(s.to_owned()).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn memory_store_saves_loads_expires_and_deletes() {
+        let store = MemorySessionStore::default();
+        let state: SessionState = [("username".to_owned(), "\"alice\"".to_owned())].into();
+        let k = store.save(state.clone(), &CookieDuration::seconds(60)).await.unwrap();
+        assert_eq!(store.load(&k).await.unwrap(), Some(state.clone()));
+        store.update_ttl(&k, &CookieDuration::seconds(0)).await.unwrap();
+        assert_eq!(store.load(&k).await.unwrap(), None, "expired");
+        let k = store.save(state.clone(), &CookieDuration::seconds(60)).await.unwrap();
+        store.delete(&k).await.unwrap();
+        assert_eq!(store.load(&k).await.unwrap(), None);
+    }
+
+    #[actix_web::test]
+    async fn memory_update_of_a_vanished_session_returns_a_new_key_like_redis() {
+        let store = MemorySessionStore::default();
+        let gone = key("gone");
+        let new = store.update(gone, SessionState::new(), &CookieDuration::seconds(60)).await.unwrap();
+        assert_ne!(new.as_ref(), "gone");
+    }
+}
