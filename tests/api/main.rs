@@ -3,5 +3,7 @@
 mod bad_input;
 mod helpers;
 mod library;
+mod redis_server;
+mod sessions;
 mod v1;
 mod v2;
