@@ -19,7 +19,7 @@ use crate::node::Switchboard;
 use crate::wamp::Protocol;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: Switchboard) {
-    let demo = node.settings().server.demo;
+    let demo = node.settings().demo_enabled();
     cfg.app_data(web::Data::new(node.clone()))
         .route("/ws", web::get().to(websocket))
         .route("/health/live", web::get().to(live))

@@ -75,8 +75,9 @@ pub struct ServerSettings {
     pub workers: usize,
     /// The WAMP v2 realm clients must name in HELLO; empty accepts any realm.
     pub realm: String,
-    /// Serve the demo chat page. Env: `SWITCHBOARD_DEMO`.
-    pub demo: bool,
+    /// Serve the demo chat page; unset means on in embedded mode and off with Redis (see
+    /// [`Settings::demo_enabled`]). Env: `SWITCHBOARD_DEMO`.
+    pub demo: Option<bool>,
     /// How long SIGTERM/SIGINT waits for connections to close before exiting.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -93,7 +94,7 @@ impl Default for ServerSettings {
             node_id: String::new(),
             workers: 0,
             realm: String::new(),
-            demo: true,
+            demo: None,
             shutdown_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),
         }
@@ -339,12 +340,17 @@ impl Settings {
         }
         if let Some(demo) = get("SWITCHBOARD_DEMO") {
             self.server.demo = match demo.trim() {
-                "true" | "1" => true,
-                "false" | "0" => false,
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
                 other => return Err(invalid("SWITCHBOARD_DEMO", format!("expected true or false, got '{other}'"))),
             };
         }
         Ok(())
+    }
+
+    /// Whether the demo is served: as configured, else only in embedded mode (DESIGN.md §7).
+    pub fn demo_enabled(&self) -> bool {
+        self.server.demo.unwrap_or(self.redis.url.is_empty())
     }
 
     /// Checks values that parse but make no sense, naming the key.
@@ -521,10 +527,21 @@ mod tests {
     }
 
     #[test]
+    fn demo_is_on_in_embedded_mode_and_off_with_redis_unless_set() {
+        let mut s = Settings::default();
+        assert!(s.demo_enabled());
+        s.redis.url = "redis://127.0.0.1:1".into();
+        assert!(!s.demo_enabled());
+        s.server.demo = Some(true);
+        assert!(s.demo_enabled());
+    }
+
+    #[test]
     fn environment_beats_the_file() {
         let mut s = Settings::from_toml("[server]\nbind = \"127.0.0.1:9000\"\ndemo = true\n", "x").unwrap();
+        assert!(s.demo_enabled());
         s.apply_env(env(&[("SWITCHBOARD_BIND", "127.0.0.1:9100"), ("SWITCHBOARD_DEMO", "false")])).unwrap();
         assert_eq!(s.server.bind, "127.0.0.1:9100");
-        assert!(!s.server.demo);
+        assert!(!s.demo_enabled());
     }
 }
