@@ -93,15 +93,30 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// Ready when the session store answers (a node that cannot read sessions cannot admit logged-in users):
+/// 200 `{"status":"ready",…}` or 503 `{"status":"not ready",…}` with `redis` `up`, `down` or `not configured`.
 async fn ready(node: web::Data<Switchboard>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "status": "ready",
+    let redis = if node.settings().redis.url.is_empty() {
+        "not configured"
+    } else if node.sessions().probe().await {
+        "up"
+    } else {
+        "down"
+    };
+    let ready = redis != "down";
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
         "node": node.node_id(),
         "mode": "embedded",
         "session_store": node.sessions().store().kind(),
-        "redis": if node.settings().redis.url.is_empty() { "not configured" } else { "configured" },
+        "redis": redis,
         "sessions": node.clients().local_count(),
-    }))
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 async fn metrics(node: web::Data<Switchboard>) -> HttpResponse {

@@ -21,6 +21,9 @@ use crate::config::{CookieSecurity, SessionSettings};
 use crate::metrics::{self, Metrics};
 use crate::wamp::Id;
 
+/// Session key looked up by readiness probes (it never exists; any answer proves the store is reachable).
+const PROBE_KEY: &str = "switchboard-readiness-probe";
+
 /// First retry delay of a failed session load; doubles per attempt.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
 
@@ -179,6 +182,12 @@ impl SessionBridge {
         }
         metrics::inc(&self.metrics.session_store_errors_total);
         Err(StoreUnavailable(last_error))
+    }
+
+    /// One store round trip with the store timeout and no retry: is the store answering right now?
+    pub async fn probe(&self) -> bool {
+        let Ok(key) = Self::session_key(PROBE_KEY) else { return false };
+        matches!(tokio::time::timeout(self.settings.store_timeout, self.store.load(&key)).await, Ok(Ok(_)))
     }
 
     /// Refreshes a session's TTL (keep-alive). A vanished session is not recreated.

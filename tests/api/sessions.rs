@@ -400,7 +400,12 @@ async fn redis_restart_gives_503_while_down_and_resolves_again_after() {
     })
     .await;
     let cookie = s.web.login("alice", None).await;
+    let mut ready = awc::Client::default().get(s.app.http_url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.json::<serde_json::Value>().await.unwrap()["redis"], "up");
     s.redis.stop();
+    let mut ready = awc::Client::default().get(s.app.http_url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<serde_json::Value>().await.unwrap()["redis"], "down");
     match connect(&s.app, &cookie).await {
         Err(ClientError::Rejected { status, body }) => {
             assert_eq!(status, 503);
