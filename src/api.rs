@@ -25,6 +25,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: Switchboard) {
         .route("/health/live", web::get().to(live))
         .route("/health/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics));
+    if !node.settings().api.token.is_empty() {
+        crate::push::configure(cfg);
+    }
     if demo {
         crate::demo::configure(cfg, &node);
     }
@@ -93,8 +96,9 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready when the session store answers (a node that cannot read sessions cannot admit logged-in users):
-/// 200 `{"status":"ready",…}` or 503 `{"status":"not ready",…}` with `redis` `up`, `down` or `not configured`.
+/// Ready when the node can do its job: the session store answers and, in cluster mode, the backplane is up.
+/// 200 `{"status":"ready",…}` or 503 `{"status":"not ready",…}`; `redis` is `up`, `down` or `not configured`,
+/// `backplane` is `up`, `down` or `disabled` (embedded mode).
 async fn ready(node: web::Data<Switchboard>) -> HttpResponse {
     let redis = if node.settings().redis.url.is_empty() {
         "not configured"
@@ -103,13 +107,15 @@ async fn ready(node: web::Data<Switchboard>) -> HttpResponse {
     } else {
         "down"
     };
-    let ready = redis != "down";
+    let backplane = node.backplane().state();
+    let ready = redis != "down" && backplane != crate::cluster::backplane::State::Down;
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "node": node.node_id(),
-        "mode": "embedded",
+        "mode": if node.is_cluster() { "cluster" } else { "embedded" },
         "session_store": node.sessions().store().kind(),
         "redis": redis,
+        "backplane": backplane.as_str(),
         "sessions": node.clients().local_count(),
     });
     if ready {

@@ -1,17 +1,23 @@
 //! The ClientManipulator: who is connected, and sending to them by session, username or role.
 //!
-//! This module owns the node's index of established WAMP sessions. Lookups follow GosWebSocketBundle's
-//! ClientManipulator (`get_client`, `find_by_username`, `find_all_by_username`, `find_by_roles`, `get_all`)
-//! and are `async` so callers do not change when the index is cluster-wide. It delivers only through the
-//! broker (publications) or a connection's control mailbox ([`Disconnect`]); it holds no sockets itself.
+//! This module owns the node's [`LocalIndex`] of established WAMP sessions (with their exact topics) and
+//! fronts the [`Registry`]: in embedded mode lookups answer from the local index; in cluster mode from Redis,
+//! cluster-wide, in one round trip (see `cluster/registry.rs`). Lookups follow GosWebSocketBundle's
+//! ClientManipulator (`get_client`, `find_by_username`, `find_all_by_username`, `find_by_roles`, `get_all`).
+//! If Redis cannot answer a lookup, it answers for this node only and logs a warning: a lookup never fails.
+//! Delivery goes through the broker (publications) or connections' control mailboxes ([`Disconnect`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use serde::Serialize;
+use tokio::sync::oneshot;
 
+use crate::cluster::backplane::{Backplane, BackplaneError};
+use crate::cluster::envelope::Body;
+use crate::cluster::registry::{RedisRegistry, RegistryError, Write};
 use crate::session::AuthMethod;
 use crate::topic::broker::{Broker, Publish, Subscribers};
 use crate::topic::{Payload, Publication};
@@ -64,71 +70,188 @@ pub struct Disconnect {
 struct Entry {
     info: ClientInfo,
     control: Recipient<Disconnect>,
+    topics: HashSet<String>,
 }
 
-/// Handle to the node's client index; cheap to clone, usable from any actix-web, topic or RPC handler.
-#[derive(Clone)]
-pub struct ClientManipulator {
-    clients: Arc<RwLock<HashMap<Id, Entry>>>,
-    broker: Addr<Broker>,
+/// The sessions of this node.
+#[derive(Clone, Default)]
+pub struct LocalIndex {
+    entries: Arc<RwLock<HashMap<Id, Entry>>>,
 }
 
-impl ClientManipulator {
-    pub(crate) fn new(broker: Addr<Broker>) -> ClientManipulator {
-        ClientManipulator { clients: Arc::default(), broker }
-    }
-
+impl LocalIndex {
     // The lock is only held for map operations that cannot panic, so it is never poisoned in practice;
     // recovering the guard keeps the index usable even if that changes.
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Id, Entry>> {
-        self.clients.read().unwrap_or_else(|e| e.into_inner())
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Id, Entry>> {
-        self.clients.write().unwrap_or_else(|e| e.into_inner())
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn register(&self, info: ClientInfo, control: Recipient<Disconnect>) {
-        self.write().insert(info.session, Entry { info, control });
+    /// Number of sessions.
+    pub fn len(&self) -> usize {
+        self.read().len()
     }
 
-    pub(crate) fn control_of(&self, session: Id) -> Option<Recipient<Disconnect>> {
-        self.read().get(&session).map(|e| e.control.clone())
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    pub(crate) fn unregister(&self, session: Id) {
-        self.write().remove(&session);
+    /// Every session with its exact topics (for registry rebuilds).
+    pub fn snapshot(&self) -> Vec<(ClientInfo, Vec<String>)> {
+        self.read().values().map(|e| (e.info.clone(), e.topics.iter().cloned().collect())).collect()
     }
 
     fn collect(&self, keep: impl Fn(&ClientInfo) -> bool) -> Vec<ClientInfo> {
         self.read().values().filter(|e| keep(&e.info)).map(|e| e.info.clone()).collect()
     }
 
-    /// The session with this id, if connected.
+    fn controls(&self, keep: impl Fn(&ClientInfo) -> bool) -> Vec<Recipient<Disconnect>> {
+        self.read().values().filter(|e| keep(&e.info)).map(|e| e.control.clone()).collect()
+    }
+}
+
+/// Where cluster-wide lookups come from.
+#[derive(Clone)]
+pub enum Registry {
+    /// Embedded mode: this node is the cluster.
+    Memory,
+    /// Redis.
+    Redis(Arc<RedisRegistry>),
+}
+
+/// Handle to the client index; cheap to clone, usable from any actix-web, topic or RPC handler.
+#[derive(Clone)]
+pub struct ClientManipulator {
+    local: LocalIndex,
+    registry: Registry,
+    broker: Addr<Broker>,
+    backplane: Backplane,
+    node: Arc<str>,
+}
+
+impl ClientManipulator {
+    pub(crate) fn new(
+        local: LocalIndex,
+        registry: Registry,
+        broker: Addr<Broker>,
+        backplane: Backplane,
+        node: &str,
+    ) -> ClientManipulator {
+        ClientManipulator { local, registry, broker, backplane, node: Arc::from(node) }
+    }
+
+    fn written(&self, write: Write) {
+        if let Registry::Redis(r) = &self.registry {
+            r.write(write);
+        }
+    }
+
+    /// Indexes a new session. In cluster mode the receiver fires once the registry has it, so a WELCOME
+    /// sent after it means "findable on every node".
+    pub(crate) fn register(&self, info: ClientInfo, control: Recipient<Disconnect>) -> Option<oneshot::Receiver<()>> {
+        self.local.write().insert(info.session, Entry { info: info.clone(), control, topics: HashSet::new() });
+        self.acked(|ack| Write::Register(info, ack))
+    }
+
+    fn acked(&self, write: impl FnOnce(Option<oneshot::Sender<()>>) -> Write) -> Option<oneshot::Receiver<()>> {
+        match &self.registry {
+            Registry::Memory => None,
+            Registry::Redis(r) => {
+                let (tx, rx) = oneshot::channel();
+                r.write(write(Some(tx)));
+                Some(rx)
+            }
+        }
+    }
+
+    pub(crate) fn reidentify(&self, info: ClientInfo) {
+        let old = {
+            let mut entries = self.local.write();
+            let Some(entry) = entries.get_mut(&info.session) else { return };
+            std::mem::replace(&mut entry.info, info.clone())
+        };
+        self.written(Write::Reidentify { old, new: info });
+    }
+
+    /// Records an exact subscription; in cluster mode the receiver fires once the registry has it.
+    pub(crate) fn subscribed(&self, session: Id, topic: &str) -> Option<oneshot::Receiver<()>> {
+        if let Some(entry) = self.local.write().get_mut(&session) {
+            entry.topics.insert(topic.to_owned());
+        }
+        self.acked(|ack| Write::Subscribed(session, topic.to_owned(), ack))
+    }
+
+    pub(crate) fn unsubscribed(&self, session: Id, topic: &str) {
+        if let Some(entry) = self.local.write().get_mut(&session) {
+            entry.topics.remove(topic);
+        }
+        self.written(Write::Unsubscribed(session, topic.to_owned()));
+    }
+
+    pub(crate) fn unregister(&self, session: Id) {
+        if let Some(entry) = self.local.write().remove(&session) {
+            self.written(Write::Unregister(entry.info, entry.topics.into_iter().collect()));
+        }
+    }
+
+    fn fallback<T>(&self, what: &str, result: Result<T, RegistryError>, local: impl FnOnce() -> T) -> T {
+        result.unwrap_or_else(|e| {
+            log::warn!("{what}: {e}; answering for node {} only", self.node);
+            local()
+        })
+    }
+
+    /// The session with this id, if connected (anywhere in the cluster).
     pub async fn get_client(&self, session: Id) -> Option<ClientInfo> {
-        self.read().get(&session).map(|e| e.info.clone())
+        let local = || self.local.read().get(&session).map(|e| e.info.clone());
+        match &self.registry {
+            Registry::Memory => local(),
+            Registry::Redis(r) => self.fallback("get_client", r.get_client(session).await, local),
+        }
     }
 
     /// Every session of `username`.
     pub async fn find_all_by_username(&self, username: &str) -> Vec<ClientInfo> {
-        self.collect(|c| c.authid == username)
+        let local = || self.local.collect(|c| c.authid == username);
+        match &self.registry {
+            Registry::Memory => local(),
+            Registry::Redis(r) => self.fallback("find_all_by_username", r.find_all_by_username(username).await, local),
+        }
     }
 
-    /// Sessions of `username` among the subscribers of `topic` (Gos `findByUsername`).
+    /// Sessions of `username` among the (exact) subscribers of `topic` (Gos `findByUsername`).
     pub async fn find_by_username(&self, topic: &str, username: &str) -> Vec<ClientInfo> {
+        if let Registry::Redis(r) = &self.registry {
+            match r.find_by_username(topic, username).await {
+                Ok(found) => return found,
+                Err(e) => log::warn!("find_by_username: {e}; answering for node {} only", self.node),
+            }
+        }
         let subscribers = self.broker.send(Subscribers(topic.to_owned())).await.unwrap_or_default();
         let sessions: Vec<Id> = subscribers.into_iter().filter(|(_, a)| a == username).map(|(s, _)| s).collect();
-        self.collect(|c| sessions.contains(&c.session))
+        self.local.collect(|c| sessions.contains(&c.session))
     }
 
     /// Sessions holding at least one of `roles`.
     pub async fn find_by_roles(&self, roles: &[&str]) -> Vec<ClientInfo> {
-        self.collect(|c| c.authroles.iter().any(|r| roles.contains(&r.as_str())))
+        let local = || self.local.collect(|c| c.authroles.iter().any(|r| roles.contains(&r.as_str())));
+        match &self.registry {
+            Registry::Memory => local(),
+            Registry::Redis(r) => self.fallback("find_by_roles", r.find_by_roles(roles).await, local),
+        }
     }
 
     /// Every session, optionally without anonymous ones.
     pub async fn get_all(&self, include_anonymous: bool) -> Vec<ClientInfo> {
-        self.collect(|c| include_anonymous || !c.is_anonymous())
+        let all = match &self.registry {
+            Registry::Memory => self.local.collect(|_| true),
+            Registry::Redis(r) => self.fallback("get_all", r.get_all().await, || self.local.collect(|_| true)),
+        };
+        all.into_iter().filter(|c| include_anonymous || !c.is_anonymous()).collect()
     }
 
     /// Publishes `payload` on `topic` from the server, with Gos-style session-id filters. Returns the
@@ -137,12 +260,13 @@ impl ClientManipulator {
         self.publish(topic, payload, Filters { exclude, eligible, ..Filters::default() })
     }
 
-    /// Publishes `payload` on `topic` to the sessions of `username` only.
+    /// Publishes `payload` on `topic` to the sessions of `username` only, on every node.
     pub fn send_to_user(&self, username: &str, topic: &str, payload: Payload) -> Id {
         self.publish(topic, payload, Filters { eligible_authid: Some(vec![username.to_owned()]), ..Filters::default() })
     }
 
-    /// Publishes with arbitrary filters. Returns the publication id.
+    /// Publishes with arbitrary filters (fire and forget; failures to reach other nodes are counted and
+    /// logged). Returns the publication id.
     pub fn publish(&self, topic: &str, payload: Payload, filters: Filters) -> Id {
         let publication = Publication::new(topic.to_owned(), payload, filters);
         let id = publication.id;
@@ -150,23 +274,57 @@ impl ClientManipulator {
         id
     }
 
-    /// Closes every session of `username`; returns how many were asked to close.
-    pub async fn disconnect_user(&self, username: &str, disconnect: Disconnect) -> usize {
-        let targets: Vec<Recipient<Disconnect>> =
-            self.read().values().filter(|e| e.info.authid == username).map(|e| e.control.clone()).collect();
+    /// Publishes and waits until the publication is delivered locally and handed to the other nodes.
+    pub async fn publish_confirmed(
+        &self,
+        topic: &str,
+        payload: Payload,
+        filters: Filters,
+    ) -> Result<Id, BackplaneError> {
+        let publication = Publication::new(topic.to_owned(), payload, filters);
+        let id = publication.id;
+        match self.broker.send(Publish(Arc::new(publication))).await {
+            Ok(result) => result.map(|()| id),
+            Err(e) => Err(BackplaneError::Publish(format!("broker unavailable: {e}"))),
+        }
+    }
+
+    /// Closes every session of `username` on every node; returns how many sessions were asked to close.
+    pub async fn disconnect_user(&self, username: &str, disconnect: Disconnect) -> Result<usize, BackplaneError> {
+        let sessions = self.find_all_by_username(username).await;
+        let nodes: HashSet<&str> = sessions.iter().map(|c| c.node.as_str()).collect();
+        for node in nodes {
+            if node == &*self.node {
+                self.disconnect_local_user(username, disconnect.clone());
+            } else {
+                let body = Body::DisconnectUser {
+                    authid: username.to_owned(),
+                    code: disconnect.code,
+                    reason: disconnect.reason.clone(),
+                    message: disconnect.message.clone(),
+                };
+                self.backplane.send_control(node, body).await?;
+            }
+        }
+        Ok(sessions.len())
+    }
+
+    /// Closes the sessions of `username` on this node; returns how many were asked to close.
+    pub fn disconnect_local_user(&self, username: &str, disconnect: Disconnect) -> usize {
+        let targets = self.local.controls(|c| c.authid == username);
         targets.iter().for_each(|t| t.do_send(disconnect.clone()));
         targets.len()
     }
 
     /// Closes every session of this node (graceful shutdown); returns how many were asked to close.
     pub fn disconnect_all(&self, disconnect: Disconnect) -> usize {
-        let targets: Vec<Recipient<Disconnect>> = self.read().values().map(|e| e.control.clone()).collect();
+        let targets = self.local.controls(|_| true);
         targets.iter().for_each(|t| t.do_send(disconnect.clone()));
         targets.len()
     }
 
     /// Number of sessions on this node.
     pub fn local_count(&self) -> usize {
-        self.read().len()
+        self.local.len()
     }
 }

@@ -59,6 +59,10 @@ pub struct Settings {
     pub session: SessionSettings,
     /// `[redis]`
     pub redis: RedisSettings,
+    /// `[cluster]`
+    pub cluster: ClusterSettings,
+    /// `[api]`
+    pub api: ApiSettings,
     /// `[[access]]` rules, first match wins.
     pub access: Vec<AccessSettings>,
 }
@@ -281,6 +285,43 @@ pub struct RedisSettings {
     pub url: String,
 }
 
+/// `[cluster]`: how nodes share work through Redis (used whenever `redis.url` is set).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// Prefix of every Redis key and channel switchboard uses, so several deployments can share a Redis.
+    pub prefix: String,
+    /// A node's registry entries are valid only while its lease lives; a killed node's sessions vanish from
+    /// lookups within this time. The lease is renewed every third of it.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often the node sends a probe through its own inbox to detect a wedged pub/sub connection.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Most reconnect delay after Redis failures (backoff doubles from 100 ms up to this).
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            prefix: "switchboard:".into(),
+            lease: Duration::from_secs(15),
+            probe_interval: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `[api]`: the HTTP push API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Bearer token of `/api/*`; empty disables the push API. Env: `SWITCHBOARD_API_TOKEN`.
+    pub token: String,
+}
+
 /// One `[[access]]` rule: which roles may subscribe to / publish on topics matching `pattern`.
 ///
 /// A `{username}` placeholder in the pattern must equal the caller's authid (private per-user topics).
@@ -334,6 +375,9 @@ impl Settings {
         if let Some(origins) = get("SWITCHBOARD_ALLOWED_ORIGINS") {
             self.server.allowed_origins =
                 origins.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect();
+        }
+        if let Some(token) = get("SWITCHBOARD_API_TOKEN") {
+            self.api.token = token;
         }
         if let Some(id) = get("SWITCHBOARD_NODE_ID") {
             self.server.node_id = id;
@@ -418,6 +462,22 @@ impl Settings {
         }
         if session.store_attempts == 0 {
             return Err(invalid("session.store_attempts", "must be at least 1"));
+        }
+        let cluster = &self.cluster;
+        if cluster.prefix.is_empty() || cluster.prefix.chars().any(|c| c.is_whitespace()) {
+            return Err(invalid("cluster.prefix", "must be non-empty and without whitespace"));
+        }
+        if cluster.lease < Duration::from_millis(300) {
+            return Err(invalid("cluster.lease", "must be at least 300ms"));
+        }
+        if cluster.probe_interval.is_zero() {
+            return Err(invalid("cluster.probe_interval", "must be greater than zero"));
+        }
+        if cluster.max_backoff < Duration::from_millis(100) {
+            return Err(invalid("cluster.max_backoff", "must be at least 100ms"));
+        }
+        if !self.api.token.is_empty() && self.api.token.len() < 16 {
+            return Err(invalid("api.token (SWITCHBOARD_API_TOKEN)", "use at least 16 characters"));
         }
         for origin in &self.server.allowed_origins {
             if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {

@@ -37,6 +37,9 @@ use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
 /// Server identification sent in v1 WELCOME and v2 WELCOME `agent`.
 pub const SERVER_AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
 
+/// Longest a WELCOME or SUBSCRIBED waits for the cluster registry to confirm the write.
+const REGISTRY_ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Inbound messages that may wait for a `message`-policy session reload before the client is closed (1008).
 const MAX_WAITING_FOR_RELOAD: usize = 1024;
 
@@ -199,10 +202,26 @@ impl Connection {
     /// The session is established: index it and greet the client.
     fn establish(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         self.state = State::Established;
-        self.node.clients().register(self.client_info(), ctx.address().recipient());
+        let registered = self.node.clients().register(self.client_info(), ctx.address().recipient());
         self.registered = true;
         metrics::add(&self.node.metrics().sessions, 1);
         log::debug!("session {} established ({}, {})", self.session, self.protocol.token(), self.identity.authid);
+        // In cluster mode, greet once the registry has the session (bounded): WELCOME means findable everywhere.
+        // `wait` holds every other message of this actor meanwhile, so nothing overtakes the WELCOME.
+        match registered {
+            None => self.greet(ctx),
+            Some(ack) => {
+                let ack = tokio::time::timeout(REGISTRY_ACK_WAIT, ack);
+                ctx.wait(ack.into_actor(self).map(|_, this, ctx| this.greet(ctx)));
+            }
+        }
+    }
+
+    /// Sends WELCOME.
+    fn greet(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.state != State::Established {
+            return;
+        }
         match self.protocol {
             Protocol::V1 => self.send_v1(
                 ctx,
@@ -283,14 +302,14 @@ impl Connection {
         Ok(())
     }
 
-    /// Runs access rules and the topic handler, then hands the publication to the broker.
-    fn publish(
+    /// Runs access rules and the topic handler. `Ok(None)`: the handler took care of it.
+    fn prepare_publication(
         &mut self,
         topic: String,
         request: PublishRequest,
         exclude_me: bool,
         disclose_me: bool,
-    ) -> Result<Id, (String, String)> {
+    ) -> Result<Option<Publication>, (String, String)> {
         if !self.node.access().allows(Action::Publish, &topic, &self.identity.authid, &self.identity.authroles) {
             return Err((errors::NOT_AUTHORIZED.to_owned(), format!("role may not publish to '{topic}'")));
         }
@@ -302,7 +321,7 @@ impl Connection {
                 match handler.on_publish(&instance, &self.caller(), request) {
                     PublishDecision::Deliver(request) => request,
                     PublishDecision::Reject { error, message } => return Err((error, message)),
-                    PublishDecision::Handled => return Ok(crate::wamp::id::random()),
+                    PublishDecision::Handled => return Ok(None),
                 }
             }
         };
@@ -316,9 +335,7 @@ impl Connection {
             exclude_me,
             disclose_me,
         );
-        let id = publication.id;
-        self.node.broker().do_send(Publish(Arc::new(publication)));
-        Ok(id)
+        Ok(Some(publication))
     }
 
     /// Starts a procedure call; `reply` turns its outcome into the protocol's answer frame.
@@ -432,6 +449,9 @@ impl Connection {
                 ),
                 Some(key) => {
                     self.subscriptions.remove(&key);
+                    if key.policy == MatchPolicy::Exact {
+                        self.node.clients().unsubscribed(self.session, &key.uri);
+                    }
                     self.node.broker().do_send(Unsubscribe { key, session: self.session, request: Some(request) });
                 }
             },
@@ -453,12 +473,32 @@ impl Connection {
                             return Err((errors::INVALID_URI.to_owned(), msg));
                         }
                         let request = PublishRequest { payload: Payload { args, kwargs }, filters: o.filters };
-                        self.publish(topic, request, o.exclude_me, o.disclose_me)
+                        self.prepare_publication(topic, request, o.exclude_me, o.disclose_me)
                     });
                 match (outcome, acknowledge) {
-                    (Ok(publication), true) => self.send_v2(ctx, M::Published { request, publication }),
+                    (Ok(Some(publication)), false) => self.node.broker().do_send(Publish(Arc::new(publication))),
+                    (Ok(Some(publication)), true) => {
+                        // PUBLISHED only once the publication is delivered locally and handed to Redis.
+                        let id = publication.id;
+                        let sent = self.node.broker().send(Publish(Arc::new(publication)));
+                        ctx.spawn(sent.into_actor(self).map(move |result, this, ctx| {
+                            let reply = match result {
+                                Ok(Ok(())) => M::Published { request, publication: id },
+                                Ok(Err(e)) => {
+                                    M::error(code::PUBLISH, request, errors::BACKPLANE_UNAVAILABLE, e.to_string())
+                                }
+                                Err(e) => M::error(code::PUBLISH, request, errors::RUNTIME_ERROR, e.to_string()),
+                            };
+                            if this.state == State::Established {
+                                this.send_v2(ctx, reply);
+                            }
+                        }));
+                    }
+                    (Ok(None), true) => {
+                        self.send_v2(ctx, M::Published { request, publication: crate::wamp::id::random() })
+                    }
+                    (Ok(None), false) => {}
                     (Err((error, msg)), true) => self.send_v2(ctx, M::error(code::PUBLISH, request, &error, msg)),
-                    (Ok(_), false) => {}
                     (Err((error, msg)), false) => {
                         metrics::inc(&self.node.metrics().protocol_errors_total);
                         log::debug!("session {}: unacknowledged publish refused: {error}: {msg}", self.session);
@@ -550,6 +590,7 @@ impl Connection {
                 if let Some(sub) = self.subscriptions.remove(&key) {
                     if let Subscription::Active(id) = sub {
                         self.by_id.remove(&id);
+                        self.node.clients().unsubscribed(self.session, &key.uri);
                     }
                     self.node.broker().do_send(Unsubscribe { key, session: self.session, request: None });
                 }
@@ -566,8 +607,10 @@ impl Connection {
                 let eligible = (!targets.eligible.is_empty()).then_some(targets.eligible);
                 let filters = crate::wamp::filter::Filters { exclude, eligible, ..Default::default() };
                 let request = PublishRequest { payload: Payload::single(event), filters };
-                if let Err((_, msg)) = self.publish(topic, request, false, false) {
-                    self.v1_refused(&msg);
+                match self.prepare_publication(topic, request, false, false) {
+                    Ok(Some(publication)) => self.node.broker().do_send(Publish(Arc::new(publication))),
+                    Ok(None) => {}
+                    Err((_, msg)) => self.v1_refused(&msg),
                 }
             }
             M::Welcome { .. } | M::CallResult { .. } | M::CallError { .. } | M::Event { .. } => {
@@ -671,10 +714,7 @@ impl Connection {
         log::info!("session {}: identity now {} {:?}", self.session, identity.authid, identity.authroles);
         self.identity = identity;
         if self.registered {
-            // Same recipient as before; registering again replaces the entry.
-            if let Some(control) = self.node.clients().control_of(self.session) {
-                self.node.clients().register(self.client_info(), control);
-            }
+            self.node.clients().reidentify(self.client_info());
         }
         let keys: Vec<TopicKey> = self.subscriptions.keys().cloned().collect();
         if !keys.is_empty() {
@@ -896,10 +936,25 @@ impl Handler<Joined> for Connection {
     fn handle(&mut self, msg: Joined, ctx: &mut Self::Context) {
         let Some(entry) = self.subscriptions.get_mut(&msg.key) else { return };
         if let Subscription::Pending(waiting) = std::mem::replace(entry, Subscription::Active(msg.subscription)) {
+            let recorded = if msg.key.policy == MatchPolicy::Exact && self.registered {
+                self.node.clients().subscribed(self.session, &msg.key.uri)
+            } else {
+                None
+            };
             self.by_id.insert(msg.subscription, msg.key);
-            if self.state == State::Established && self.protocol == Protocol::V2 {
-                for request in waiting {
-                    self.send_v2(ctx, v2::Message::Subscribed { request, subscription: msg.subscription });
+            let subscription = msg.subscription;
+            let answer = move |this: &mut Self, ctx: &mut ws::WebsocketContext<Self>| {
+                if this.state == State::Established && this.protocol == Protocol::V2 {
+                    for request in waiting {
+                        this.send_v2(ctx, v2::Message::Subscribed { request, subscription });
+                    }
+                }
+            };
+            match recorded {
+                None => answer(self, ctx),
+                Some(ack) => {
+                    let ack = tokio::time::timeout(REGISTRY_ACK_WAIT, ack);
+                    ctx.wait(ack.into_actor(self).map(move |_, this, ctx| answer(this, ctx)));
                 }
             }
         }

@@ -51,12 +51,14 @@ pub mod api;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod clients;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 mod demo;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
+mod push;
 pub mod route;
 pub mod rpc;
 pub mod session;

@@ -71,6 +71,22 @@ metrics! {
     counter session_store_errors_total,
     /// Upgrades refused: 401 unauthenticated, 403 foreign origin, 503 store unavailable.
     counter upgrades_refused_total,
+    /// Publications handed to Redis for other nodes.
+    counter backplane_published_total,
+    /// Publications that could not be handed to Redis (backplane down or PUBLISH failed).
+    counter backplane_publish_errors_total,
+    /// Publications received from other nodes (after de-duplication).
+    counter backplane_received_total,
+    /// Malformed or foreign-version messages received on the backplane.
+    counter backplane_malformed_total,
+    /// Pub/sub reconnections.
+    counter backplane_reconnects_total,
+    /// Pub/sub subscriptions found wedged by the inbox probe and rebuilt.
+    counter backplane_wedged_total,
+    /// Registry writes that failed (the registry is rebuilt when Redis answers again).
+    counter registry_errors_total,
+    /// Full re-registrations of this node's sessions (after Redis lost them or was unreachable).
+    counter registry_rebuilds_total,
 }
 
 /// Shorthand: add one to a counter.

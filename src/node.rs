@@ -13,7 +13,12 @@ use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
-use crate::clients::{ClientManipulator, Disconnect};
+use std::sync::OnceLock;
+
+use crate::clients::{ClientManipulator, Disconnect, LocalIndex, Registry};
+use crate::cluster::backplane::{Backplane, Inbound, RedisBackplane};
+use crate::cluster::keys::Keys;
+use crate::cluster::registry::RedisRegistry;
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::route::{Params, PatternError, RoutePattern, Router};
@@ -37,6 +42,9 @@ pub enum StartError {
     /// The web app's session store could not be reached at start.
     #[error("cannot connect to the session store at redis.url (SWITCHBOARD_REDIS_URL): {0}")]
     SessionStore(String),
+    /// Cluster mode could not start (Redis unreachable at start).
+    #[error("cannot start cluster mode with redis.url (SWITCHBOARD_REDIS_URL): {0}")]
+    Cluster(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -105,7 +113,6 @@ impl Builder {
         let access = Arc::new(access);
         let metrics = Arc::new(Metrics::default());
         let topics = Arc::new(self.topics);
-        let broker = Broker::new(topics.clone(), access.clone(), metrics.clone()).start();
         let key = match self.settings.session.key_bytes()? {
             Some(bytes) => actix_web::cookie::Key::from(&bytes),
             None => {
@@ -130,9 +137,42 @@ impl Builder {
             "" => format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             id => id.to_owned(),
         };
+        let local = LocalIndex::default();
+        let inbound = Arc::new(OnceLock::new());
+        let (backplane, registry) = match self.settings.redis.url.as_str() {
+            "" => (Backplane::Memory, Registry::Memory),
+            url => {
+                let cluster = &self.settings.cluster;
+                let keys = Keys::new(&cluster.prefix);
+                let cluster_error = |e: String| StartError::Cluster(e);
+                let client = redis::Client::open(url).map_err(|e| cluster_error(e.to_string()))?;
+                let backplane = RedisBackplane::start(
+                    client,
+                    node_id.clone(),
+                    keys.clone(),
+                    cluster.clone(),
+                    inbound.clone(),
+                    metrics.clone(),
+                )
+                .await
+                .map_err(|e| cluster_error(e.to_string()))?;
+                let registry =
+                    RedisRegistry::start(url, keys, node_id.clone(), cluster.lease, local.clone(), metrics.clone())
+                        .await
+                        .map_err(|e| cluster_error(e.to_string()))?;
+                log::info!("cluster mode: node {node_id}, epoch {}, prefix {}", registry.epoch(), cluster.prefix);
+                (Backplane::Redis(Arc::new(backplane)), Registry::Redis(registry))
+            }
+        };
+        let broker = Broker::new(topics.clone(), access.clone(), metrics.clone(), backplane.clone()).start();
+        let clients = ClientManipulator::new(local, registry.clone(), broker.clone(), backplane.clone(), &node_id);
+        // Set before any topic is subscribed, hence before anything but probes can arrive.
+        let _ = inbound.set(Inbound { broker: broker.clone().recipient(), clients: clients.clone() });
         Ok(Switchboard {
             inner: Arc::new(Inner {
-                clients: ClientManipulator::new(broker.clone()),
+                clients,
+                backplane,
+                registry,
                 settings: Arc::new(self.settings),
                 node_id,
                 procedures: self.procedures,
@@ -156,6 +196,8 @@ struct Inner {
     clients: ClientManipulator,
     metrics: Arc<Metrics>,
     sessions: Arc<SessionBridge>,
+    backplane: Backplane,
+    registry: Registry,
 }
 
 /// A running switchboard node, as a library handle. Clone it freely.
@@ -200,6 +242,26 @@ impl Switchboard {
     /// The node's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The backplane (state for health output).
+    pub fn backplane(&self) -> &Backplane {
+        &self.inner.backplane
+    }
+
+    /// Whether the node runs in cluster mode (Redis configured).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.registry, Registry::Redis(_))
+    }
+
+    /// Graceful shutdown of the registry: removes this node's sessions and lease from Redis (no-op alone).
+    pub async fn deregister(&self) {
+        if let Registry::Redis(r) = &self.inner.registry {
+            match r.deregister().await {
+                Ok(()) => log::info!("shutdown: node {} deregistered", self.node_id()),
+                Err(e) => log::warn!("shutdown: deregistration failed ({e}); the lease will expire instead"),
+            }
+        }
     }
 
     pub(crate) fn broker(&self) -> &Addr<Broker> {
@@ -270,7 +332,8 @@ impl Application {
         let server =
             server.listen(listener).map_err(|source| StartError::Bind { addr: addr.to_string(), source })?.run();
         let store = node.sessions().store().kind();
-        log::info!("switchboard {} listening on {}:{port} (sessions: {store})", node.node_id(), addr.ip());
+        let mode = if node.is_cluster() { "cluster" } else { "embedded" };
+        log::info!("switchboard {} listening on {}:{port} ({mode} mode, sessions: {store})", node.node_id(), addr.ip());
         Ok(Application { port, server, node })
     }
 
@@ -302,8 +365,10 @@ impl Application {
         let timeout = node.settings().server.shutdown_timeout;
         actix_web::rt::spawn(async move {
             wait_for_signal().await;
-            log::info!("shutdown requested");
+            log::info!("shutdown requested: no new connections");
+            handle.pause().await;
             node.close_all_connections(timeout).await;
+            node.deregister().await;
             handle.stop(true).await;
         });
         self.server.await

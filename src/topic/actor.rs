@@ -89,6 +89,8 @@ pub struct TopicActor {
     metrics: Arc<Metrics>,
     /// `{"topic": uri}` for pattern subscriptions, so clients learn the concrete topic.
     pattern_details: bool,
+    /// Fires when the backplane subscription for this topic is in place.
+    ready: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl TopicActor {
@@ -98,6 +100,7 @@ impl TopicActor {
         handler: Option<(Arc<dyn TopicHandler>, TopicInstance)>,
         access: Arc<AccessRules>,
         metrics: Arc<Metrics>,
+        ready: Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> TopicActor {
         let pattern_details = key.policy != MatchPolicy::Exact;
         TopicActor {
@@ -108,6 +111,7 @@ impl TopicActor {
             access,
             metrics,
             pattern_details,
+            ready,
         }
     }
 
@@ -142,6 +146,11 @@ impl Actor for TopicActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         metrics::add(&self.metrics.topics, 1);
+        if let Some(ready) = self.ready.take() {
+            // Hold the mailbox (the first Join included) until Redis confirms the subscription, bounded.
+            let wait = tokio::time::timeout(crate::cluster::backplane::SUBSCRIBE_WAIT, ready);
+            ctx.wait(wait.into_actor(self).map(|_, _, _| ()));
+        }
         // The per-instance timer: it lives and dies with this actor, i.e. with the topic's subscribers.
         if let Some((handler, instance)) = &self.handler {
             if let Some(interval) = handler.tick_interval() {

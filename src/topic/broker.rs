@@ -14,6 +14,7 @@ use super::access::AccessRules;
 use super::actor::{Close, Fanout, Join, Joined, Leave, ListSubscribers, Reidentify, TopicActor};
 use super::handler::{TopicHandler, TopicInstance};
 use super::{Publication, Subscriber, TopicKey};
+use crate::cluster::backplane::{Backplane, BackplaneError, RemotePublish};
 use crate::metrics::{self, Metrics};
 use crate::route::Router;
 use crate::wamp::uri::MatchPolicy;
@@ -43,9 +44,10 @@ pub struct Unsubscribe {
     pub request: Option<Id>,
 }
 
-/// Publishes to every matching topic actor.
+/// Publishes to every matching local topic actor, then hands the publication to the other nodes. The result
+/// says whether that hand-over succeeded (always `Ok` on a single node).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), BackplaneError>")]
 pub struct Publish(pub Arc<Publication>);
 
 /// Tells the topics in `keys` that a subscriber's identity changed.
@@ -76,12 +78,33 @@ pub struct Broker {
     handlers: Arc<Router<Arc<dyn TopicHandler>>>,
     access: Arc<AccessRules>,
     metrics: Arc<Metrics>,
+    backplane: Backplane,
 }
 
 impl Broker {
-    /// A broker with the application's topic handlers and access rules.
-    pub fn new(handlers: Arc<Router<Arc<dyn TopicHandler>>>, access: Arc<AccessRules>, metrics: Arc<Metrics>) -> Self {
-        Broker { topics: HashMap::new(), patterns: Vec::new(), handlers, access, metrics }
+    /// A broker with the application's topic handlers and access rules, joined to other nodes by `backplane`.
+    pub fn new(
+        handlers: Arc<Router<Arc<dyn TopicHandler>>>,
+        access: Arc<AccessRules>,
+        metrics: Arc<Metrics>,
+        backplane: Backplane,
+    ) -> Self {
+        Broker { topics: HashMap::new(), patterns: Vec::new(), handlers, access, metrics, backplane }
+    }
+
+    /// Delivers to the local topic actors matching the publication's topic.
+    fn fan_out(&self, publication: &Arc<Publication>) {
+        let exact = TopicKey::exact(&publication.topic);
+        if let Some(entry) = self.topics.get(&exact) {
+            entry.addr.do_send(Fanout(publication.clone()));
+        }
+        for key in &self.patterns {
+            if key.policy.matches(&key.uri, &publication.topic) {
+                if let Some(entry) = self.topics.get(key) {
+                    entry.addr.do_send(Fanout(publication.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -104,7 +127,10 @@ impl Handler<Subscribe> for Broker {
             if msg.key.policy != MatchPolicy::Exact {
                 self.patterns.push(msg.key.clone());
             }
-            let actor = TopicActor::new(msg.key.clone(), handler, self.access.clone(), self.metrics.clone());
+            // The topic starts taking subscribers once other nodes' traffic for it is subscribed in Redis, so a
+            // SUBSCRIBED means "cluster-wide from now on".
+            let ready = self.backplane.want(&msg.key);
+            let actor = TopicActor::new(msg.key.clone(), handler, self.access.clone(), self.metrics.clone(), ready);
             Entry { addr: actor.start(), members: 0 }
         });
         entry.members += 1;
@@ -122,6 +148,7 @@ impl Handler<Unsubscribe> for Broker {
         if entry.members == 0 {
             if let Some(entry) = self.topics.remove(&msg.key) {
                 entry.addr.do_send(Close);
+                self.backplane.unwant(&msg.key);
             }
             self.patterns.retain(|k| k != &msg.key);
         }
@@ -129,21 +156,28 @@ impl Handler<Unsubscribe> for Broker {
 }
 
 impl Handler<Publish> for Broker {
-    type Result = ();
+    type Result = Response<Result<(), BackplaneError>>;
 
-    fn handle(&mut self, Publish(publication): Publish, _: &mut Self::Context) {
+    fn handle(&mut self, Publish(publication): Publish, _: &mut Self::Context) -> Self::Result {
         metrics::inc(&self.metrics.publishes_total);
-        let exact = TopicKey::exact(&publication.topic);
-        if let Some(entry) = self.topics.get(&exact) {
-            entry.addr.do_send(Fanout(publication.clone()));
-        }
-        for key in &self.patterns {
-            if key.policy.matches(&key.uri, &publication.topic) {
-                if let Some(entry) = self.topics.get(key) {
-                    entry.addr.do_send(Fanout(publication.clone()));
-                }
+        // Local delivery never waits for, or depends on, Redis.
+        self.fan_out(&publication);
+        match &self.backplane {
+            // A single node answers at once: no task per publication.
+            Backplane::Memory => Response::reply(Ok(())),
+            backplane => {
+                let backplane = backplane.clone();
+                Response::fut(async move { backplane.publish(&publication).await })
             }
         }
+    }
+}
+
+impl Handler<RemotePublish> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, RemotePublish(publication): RemotePublish, _: &mut Self::Context) {
+        self.fan_out(&publication);
     }
 }
 

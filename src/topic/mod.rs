@@ -56,7 +56,7 @@ pub struct Subscriber {
 }
 
 /// The publisher of a publication, when it is a session (absent for library and API publishes).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Publisher {
     /// WAMP session id.
     pub session: Id,
@@ -67,7 +67,7 @@ pub struct Publisher {
 }
 
 /// The payload of a publication: WAMP v2 positional and keyword arguments.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Payload {
     /// Positional arguments.
     pub args: Option<Vec<Value>>,
@@ -121,8 +121,13 @@ pub struct Publication {
 impl Publication {
     /// A new publication with a fresh id.
     pub fn new(topic: String, payload: Payload, filters: Filters) -> Publication {
+        Publication::with_id(crate::wamp::id::random(), topic, payload, filters)
+    }
+
+    /// A publication with a known id (one received from another node).
+    pub fn with_id(id: Id, topic: String, payload: Payload, filters: Filters) -> Publication {
         Publication {
-            id: crate::wamp::id::random(),
+            id,
             topic,
             publisher: None,
             exclude_me: false,

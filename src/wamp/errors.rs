@@ -38,3 +38,7 @@ pub const TOO_MANY_SUBSCRIPTIONS: &str = "switchboard.error.too_many_subscriptio
 pub const PUBLISH_REJECTED: &str = "switchboard.error.publish_rejected";
 /// GOODBYE reason when the web session behind a socket was logged out or expired.
 pub const SESSION_REVOKED: &str = "switchboard.close.session_revoked";
+/// An acknowledged publish was delivered on this node but could not be handed to the other nodes.
+pub const BACKPLANE_UNAVAILABLE: &str = "switchboard.error.backplane_unavailable";
+/// GOODBYE reason when the application disconnected the user (push API, `disconnect_user`).
+pub const KICKED: &str = "switchboard.close.disconnected";

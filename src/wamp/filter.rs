@@ -4,7 +4,8 @@ use super::Id;
 
 /// Delivery filters of one publication. `None` for an eligible list means "no restriction"; `Some(empty)`
 /// means nobody (the WAMP v2 reading; the v1 codec maps Ratchet's empty list to `None`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Filters {
     /// Session ids that must not receive it.
     pub exclude: Vec<Id>,

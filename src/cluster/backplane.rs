@@ -1,0 +1,492 @@
+//! The backplane: publications and control messages between nodes.
+//!
+//! [`Backplane::Memory`] is the single-node implementation (nothing leaves the process). The Redis
+//! implementation keeps **one pub/sub connection per node**, subscribed only to the channels of topics that
+//! have local subscribers (SUBSCRIBE/UNSUBSCRIBE batched as topics appear and empty) and to the node's inbox,
+//! so a node never receives traffic it has no use for. Publications go out on a separate auto-reconnecting
+//! connection, one PUBLISH each, serialised once.
+//!
+//! Failure handling: the pub/sub task reconnects with doubling backoff and resubscribes everything; every
+//! `probe_interval` it sends a probe through its own inbox, and a probe that does not come back means a wedged
+//! subscription, which is torn down and rebuilt. While the subscription is down, publishes fail fast (counted,
+//! logged; the caller answers ERROR or 503) instead of vanishing. Pub/sub is at-most-once: what other nodes
+//! publish during the gap is not replayed. A node may receive one publication several times (a channel and a
+//! pattern both matching); recent publication ids are remembered so each is delivered once.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use tokio::sync::{mpsc, oneshot};
+
+use super::envelope::{Body, Envelope};
+use super::keys::Keys;
+use crate::clients::{ClientManipulator, Disconnect};
+use crate::metrics::{self, Metrics};
+use crate::topic::{Publication, TopicKey};
+use crate::wamp::Id;
+
+/// First reconnect delay; doubles up to `cluster.max_backoff`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Publication ids remembered for de-duplication.
+const RECENT_IDS: usize = 16_384;
+/// Longest a PUBLISH may take before it counts as failed.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest a new topic waits for its Redis SUBSCRIBE before accepting subscribers anyway.
+pub const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+
+/// A publication received from another node, for the broker to deliver locally only.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemotePublish(pub Arc<Publication>);
+
+/// Where received messages go; set once the broker and the client index exist.
+pub struct Inbound {
+    /// The broker.
+    pub broker: Recipient<RemotePublish>,
+    /// The client index, for control messages.
+    pub clients: ClientManipulator,
+}
+
+/// Why a publication could not be handed to the other nodes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackplaneError {
+    /// The pub/sub connection is down (reconnecting).
+    #[error("the cluster backplane is down (Redis unreachable); delivered on this node only")]
+    Down,
+    /// Redis refused or did not answer the PUBLISH.
+    #[error("publishing to Redis failed: {0}")]
+    Publish(String),
+}
+
+/// State for health output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Single node: there is no backplane.
+    Disabled,
+    /// Subscribed and delivering.
+    Up,
+    /// Reconnecting.
+    Down,
+}
+
+impl State {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Disabled => "disabled",
+            State::Up => "up",
+            State::Down => "down",
+        }
+    }
+}
+
+enum Command {
+    Want { name: String, pattern: bool, ready: Option<oneshot::Sender<()>> },
+    Unwant { name: String, pattern: bool },
+}
+
+/// The node's backplane.
+#[derive(Clone)]
+pub enum Backplane {
+    /// Single node.
+    Memory,
+    /// Redis pub/sub.
+    Redis(Arc<RedisBackplane>),
+}
+
+impl Backplane {
+    /// Subscribes the node to a topic's traffic from other nodes. The receiver fires once the subscription is
+    /// in place (at once for the memory backplane or while Redis is down).
+    pub fn want(&self, key: &TopicKey) -> Option<oneshot::Receiver<()>> {
+        match self {
+            Backplane::Memory => None,
+            Backplane::Redis(r) => {
+                let (name, pattern) = r.keys.subscription(key);
+                let (tx, rx) = oneshot::channel();
+                let _ = r.commands.send(Command::Want { name, pattern, ready: Some(tx) });
+                Some(rx)
+            }
+        }
+    }
+
+    /// Stops receiving a topic's traffic.
+    pub fn unwant(&self, key: &TopicKey) {
+        if let Backplane::Redis(r) = self {
+            let (name, pattern) = r.keys.subscription(key);
+            let _ = r.commands.send(Command::Unwant { name, pattern });
+        }
+    }
+
+    /// Hands a local publication to the other nodes.
+    pub async fn publish(&self, publication: &Publication) -> Result<(), BackplaneError> {
+        match self {
+            Backplane::Memory => Ok(()),
+            Backplane::Redis(r) => r.publish(publication).await,
+        }
+    }
+
+    /// Sends a control message to one node's inbox.
+    pub async fn send_control(&self, node: &str, body: Body) -> Result<(), BackplaneError> {
+        match self {
+            Backplane::Memory => Ok(()),
+            Backplane::Redis(r) => r.send(&r.keys.inbox(node), &r.envelope(body)).await,
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        match self {
+            Backplane::Memory => State::Disabled,
+            Backplane::Redis(r) if r.up.load(Ordering::Acquire) => State::Up,
+            Backplane::Redis(_) => State::Down,
+        }
+    }
+}
+
+/// The Redis backplane's sending side; its receiving side is a task started by [`RedisBackplane::start`].
+pub struct RedisBackplane {
+    node: String,
+    keys: Keys,
+    commands: mpsc::UnboundedSender<Command>,
+    publisher: ConnectionManager,
+    up: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+}
+
+impl RedisBackplane {
+    /// Connects the publisher and starts the pub/sub task on the current runtime.
+    pub async fn start(
+        client: redis::Client,
+        node: String,
+        keys: Keys,
+        settings: crate::config::ClusterSettings,
+        inbound: Arc<OnceLock<Inbound>>,
+        metrics: Arc<Metrics>,
+    ) -> redis::RedisResult<RedisBackplane> {
+        let publisher = client.get_connection_manager().await?;
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let up = Arc::new(AtomicBool::new(false));
+        let task = Subscriber {
+            client,
+            node: node.clone(),
+            keys: keys.clone(),
+            settings,
+            inbound,
+            metrics: metrics.clone(),
+            up: up.clone(),
+            publisher: publisher.clone(),
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
+            recent: RecentIds::default(),
+        };
+        actix_web::rt::spawn(task.run(receiver));
+        Ok(RedisBackplane { node, keys, commands, publisher, up, metrics })
+    }
+
+    fn envelope(&self, body: Body) -> Envelope {
+        Envelope { v: super::envelope::VERSION, origin: self.node.clone(), body }
+    }
+
+    async fn publish(&self, publication: &Publication) -> Result<(), BackplaneError> {
+        let channel = self.keys.topic_channel(&publication.topic);
+        let result = if self.up.load(Ordering::Acquire) {
+            self.send(&channel, &Envelope::publication(&self.node, publication)).await
+        } else {
+            Err(BackplaneError::Down)
+        };
+        match &result {
+            Ok(()) => metrics::inc(&self.metrics.backplane_published_total),
+            Err(e) => {
+                metrics::inc(&self.metrics.backplane_publish_errors_total);
+                log::warn!("publication {} on {} not sent to other nodes: {e}", publication.id, publication.topic);
+            }
+        }
+        result
+    }
+
+    async fn send(&self, channel: &str, envelope: &Envelope) -> Result<(), BackplaneError> {
+        let mut conn = self.publisher.clone();
+        let bytes = envelope.encode();
+        match tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(channel, bytes)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(BackplaneError::Publish(e.to_string())),
+            Err(_) => Err(BackplaneError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}"))),
+        }
+    }
+}
+
+/// Remembers recently delivered publication ids.
+#[derive(Default)]
+struct RecentIds {
+    set: HashSet<Id>,
+    order: VecDeque<Id>,
+}
+
+impl RecentIds {
+    /// `true` the first time an id is seen.
+    fn first_time(&mut self, id: Id) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// The pub/sub task.
+struct Subscriber {
+    client: redis::Client,
+    node: String,
+    keys: Keys,
+    settings: crate::config::ClusterSettings,
+    inbound: Arc<OnceLock<Inbound>>,
+    metrics: Arc<Metrics>,
+    up: Arc<AtomicBool>,
+    publisher: ConnectionManager,
+    channels: HashSet<String>,
+    patterns: HashSet<String>,
+    recent: RecentIds,
+}
+
+/// Why a pub/sub session ended.
+enum Ended {
+    Lost(String),
+    Wedged,
+    Shutdown,
+}
+
+impl Subscriber {
+    fn set_up(&self, up: bool) {
+        if self.up.swap(up, Ordering::AcqRel) != up {
+            if up {
+                log::info!("backplane up (node {})", self.node);
+            } else {
+                log::warn!("backplane down (node {}): cross-node delivery paused, reconnecting", self.node);
+            }
+        }
+    }
+
+    /// Records a command in the wanted sets; returns the (un)subscriptions it implies.
+    fn apply(&mut self, command: Command, ready: &mut Vec<oneshot::Sender<()>>, batch: &mut Batch) {
+        match command {
+            Command::Want { name, pattern, ready: tx } => {
+                let set = if pattern { &mut self.patterns } else { &mut self.channels };
+                if set.insert(name.clone()) {
+                    if pattern {
+                        batch.psub.push(name)
+                    } else {
+                        batch.sub.push(name)
+                    }
+                }
+                ready.extend(tx);
+            }
+            Command::Unwant { name, pattern } => {
+                let set = if pattern { &mut self.patterns } else { &mut self.channels };
+                if set.remove(&name) {
+                    if pattern {
+                        batch.punsub.push(name)
+                    } else {
+                        batch.unsub.push(name)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut first = true;
+        loop {
+            match self.session(&mut commands).await {
+                Ended::Shutdown => return,
+                Ended::Wedged => {
+                    metrics::inc(&self.metrics.backplane_wedged_total);
+                    log::warn!("backplane subscription wedged (probe lost); rebuilding it");
+                }
+                Ended::Lost(why) => log::warn!("backplane connection lost: {why}"),
+            }
+            self.set_up(false);
+            // Commands arriving while down only change the wanted sets; nobody waits on them.
+            let mut ready = Vec::new();
+            let mut ignored = Batch::default();
+            while let Ok(c) = commands.try_recv() {
+                self.apply(c, &mut ready, &mut ignored);
+            }
+            ready.into_iter().for_each(|tx| {
+                let _ = tx.send(());
+            });
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.settings.max_backoff);
+            if !first {
+                metrics::inc(&self.metrics.backplane_reconnects_total);
+            }
+            first = false;
+            if self.session_ready_quickly().await {
+                backoff = FIRST_BACKOFF;
+            }
+        }
+    }
+
+    /// Whether Redis answers right now (used to reset the backoff).
+    async fn session_ready_quickly(&self) -> bool {
+        let mut conn = self.publisher.clone();
+        matches!(
+            tokio::time::timeout(PUBLISH_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// One pub/sub connection's life: connect, subscribe everything wanted, then serve until it fails.
+    async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
+        let pubsub = match tokio::time::timeout(PUBLISH_TIMEOUT * 2, self.client.get_async_pubsub()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return Ended::Lost(e.to_string()),
+            Err(_) => return Ended::Lost("connect timed out".into()),
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let inbox = self.keys.inbox(&self.node);
+        let mut all: Vec<String> = self.channels.iter().cloned().collect();
+        all.push(inbox.clone());
+        if let Err(e) = sink.subscribe(&all).await {
+            return Ended::Lost(e.to_string());
+        }
+        if !self.patterns.is_empty() {
+            let patterns: Vec<String> = self.patterns.iter().cloned().collect();
+            if let Err(e) = sink.psubscribe(&patterns).await {
+                return Ended::Lost(e.to_string());
+            }
+        }
+        self.set_up(true);
+        let mut probe = tokio::time::interval(self.settings.probe_interval);
+        probe.tick().await;
+        let mut outstanding: Option<(u64, Instant)> = None;
+        loop {
+            tokio::select! {
+                message = stream.next() => {
+                    let Some(message) = message else { return Ended::Lost("subscription stream ended".into()) };
+                    if let Some(nonce) = self.receive(&message) {
+                        if outstanding.is_some_and(|(n, _)| n == nonce) {
+                            outstanding = None;
+                        }
+                    }
+                }
+                command = commands.recv() => {
+                    let Some(command) = command else { return Ended::Shutdown };
+                    let mut ready = Vec::new();
+                    let mut batch = Batch::default();
+                    self.apply(command, &mut ready, &mut batch);
+                    while let Ok(c) = commands.try_recv() {
+                        self.apply(c, &mut ready, &mut batch);
+                    }
+                    let result = batch.send(&mut sink).await;
+                    ready.into_iter().for_each(|tx| { let _ = tx.send(()); });
+                    if let Err(e) = result {
+                        return Ended::Lost(e.to_string());
+                    }
+                }
+                _ = probe.tick() => {
+                    if let Some((_, sent)) = outstanding {
+                        if sent.elapsed() >= self.settings.probe_interval {
+                            return Ended::Wedged;
+                        }
+                    }
+                    let nonce: u64 = rand::random();
+                    let envelope = Envelope { v: super::envelope::VERSION, origin: self.node.clone(), body: Body::Probe { nonce } };
+                    let mut conn = self.publisher.clone();
+                    let sent = tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(&inbox, envelope.encode())).await;
+                    match sent {
+                        Ok(Ok(_)) => outstanding = Some((nonce, Instant::now())),
+                        _ => return Ended::Lost("probe could not be published".into()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one pub/sub message; returns the nonce of an own probe.
+    fn receive(&mut self, message: &redis::Msg) -> Option<u64> {
+        let envelope = match Envelope::decode(message.get_payload_bytes()) {
+            Ok(e) => e,
+            Err(e) => {
+                metrics::inc(&self.metrics.backplane_malformed_total);
+                log::warn!("ignoring message on {}: {e}", message.get_channel_name());
+                return None;
+            }
+        };
+        let own = envelope.origin == self.node;
+        match envelope.body {
+            Body::Probe { nonce } if own => return Some(nonce),
+            Body::Probe { .. } => {}
+            Body::Publication { .. } if own => {}
+            Body::Publication { id, .. } => {
+                if !self.recent.first_time(id) {
+                    return None;
+                }
+                metrics::inc(&self.metrics.backplane_received_total);
+                if let (Some(inbound), Some(p)) = (self.inbound.get(), envelope.into_publication()) {
+                    inbound.broker.do_send(RemotePublish(Arc::new(p)));
+                }
+            }
+            Body::DisconnectUser { authid, code, reason, message } => {
+                if let Some(inbound) = self.inbound.get() {
+                    inbound.clients.disconnect_local_user(&authid, Disconnect { code, reason, message });
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Subscription changes to send in one command each.
+#[derive(Default)]
+struct Batch {
+    sub: Vec<String>,
+    unsub: Vec<String>,
+    psub: Vec<String>,
+    punsub: Vec<String>,
+}
+
+impl Batch {
+    async fn send(self, sink: &mut redis::aio::PubSubSink) -> redis::RedisResult<()> {
+        if !self.sub.is_empty() {
+            sink.subscribe(&self.sub).await?;
+        }
+        if !self.unsub.is_empty() {
+            sink.unsubscribe(&self.unsub).await?;
+        }
+        if !self.psub.is_empty() {
+            sink.psubscribe(&self.psub).await?;
+        }
+        if !self.punsub.is_empty() {
+            sink.punsubscribe(&self.punsub).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_deliver_once_and_forget_old_ones() {
+        let mut r = RecentIds::default();
+        assert!(r.first_time(1));
+        assert!(!r.first_time(1));
+        for i in 2..(RECENT_IDS as u64 + 3) {
+            r.first_time(i);
+        }
+        assert!(r.first_time(1), "forgotten after RECENT_IDS newer ids");
+    }
+}

@@ -1,0 +1,102 @@
+//! Names of every Redis key and channel switchboard uses, all under the configured prefix. Pure.
+//!
+//! | name | type | holds |
+//! |---|---|---|
+//! | `{p}node:{node}` | string, TTL = lease | the node's current epoch; its entries are valid only while it lives |
+//! | `{p}nodes` | set | node ids that registered sessions (the janitor's work list) |
+//! | `{p}s:{session}` | hash | `node`, `epoch`, `authid`, `authroles` (JSON), `authmethod`, `protocol`, `connected_at` |
+//! | `{p}n:{node}` | set | session ids registered by the node |
+//! | `{p}u:{authid}` | set | session ids of a user |
+//! | `{p}r:{role}` | set | session ids holding a role |
+//! | `{p}all` | set | every session id |
+//! | `{p}ts:{topic}` | set | session ids subscribed (exactly) to a topic |
+//! | `{p}st:{session}` | set | topics a session is subscribed to (to clean `ts:` sets) |
+//! | channel `{p}t:{topic}` | pub/sub | publications on a topic (prefix/wildcard subscriptions use PSUBSCRIBE globs) |
+//! | channel `{p}inbox:{node}` | pub/sub | control messages for one node, and its liveness probes |
+
+use crate::topic::TopicKey;
+use crate::wamp::uri::MatchPolicy;
+
+/// Builds names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// Escapes Redis glob metacharacters so a literal string matches only itself in PSUBSCRIBE.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Keys {
+    /// Names under `prefix` (e.g. `switchboard:`).
+    pub fn new(prefix: &str) -> Keys {
+        Keys { prefix: prefix.to_owned() }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Channel of publications on `topic`.
+    pub fn topic_channel(&self, topic: &str) -> String {
+        format!("{}t:{topic}", self.prefix)
+    }
+
+    /// A node's inbox channel.
+    pub fn inbox(&self, node: &str) -> String {
+        format!("{}inbox:{node}", self.prefix)
+    }
+
+    /// What a node subscribes to for a topic actor: `(name, is_pattern)`. Exact topics are channels; prefix
+    /// and wildcard subscriptions are globs, which may match more than WAMP does (a wildcard `*` spans dots);
+    /// the receiving broker matches precisely again.
+    pub fn subscription(&self, key: &TopicKey) -> (String, bool) {
+        match key.policy {
+            MatchPolicy::Exact => (self.topic_channel(&key.uri), false),
+            MatchPolicy::Prefix => {
+                (format!("{}{}*", glob_escape(&self.topic_channel("")), glob_escape(&key.uri)), true)
+            }
+            MatchPolicy::Wildcard => {
+                let parts: Vec<String> =
+                    key.uri.split('.').map(|p| if p.is_empty() { "*".to_owned() } else { glob_escape(p) }).collect();
+                (format!("{}{}", glob_escape(&self.topic_channel("")), parts.join(".")), true)
+            }
+        }
+    }
+
+    /// The topic a channel name carries, if it is a topic channel.
+    pub fn topic_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel.strip_prefix(&self.prefix).and_then(|rest| rest.strip_prefix("t:"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn key(uri: &str, policy: MatchPolicy) -> TopicKey {
+        TopicKey { uri: Arc::from(uri), policy }
+    }
+
+    #[test]
+    fn channels_and_globs() {
+        let k = Keys::new("sb:");
+        assert_eq!(k.subscription(&key("chat/lobby", MatchPolicy::Exact)), ("sb:t:chat/lobby".into(), false));
+        assert_eq!(k.subscription(&key("com.app", MatchPolicy::Prefix)), ("sb:t:com.app*".into(), true));
+        assert_eq!(k.subscription(&key("com..update", MatchPolicy::Wildcard)), ("sb:t:com.*.update".into(), true));
+        assert_eq!(k.subscription(&key("a[1]", MatchPolicy::Prefix)), ("sb:t:a\\[1\\]*".into(), true));
+        assert_eq!(k.inbox("node-a"), "sb:inbox:node-a");
+        assert_eq!(k.topic_of("sb:t:chat/lobby"), Some("chat/lobby"));
+        assert_eq!(k.topic_of("sb:inbox:x"), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! The cluster: what joins nodes through Redis.
+//!
+//! [`backplane`] carries publications and control messages between nodes; [`registry`] records who is
+//! connected where; [`envelope`] is their wire format and [`keys`] names every Redis key and channel. Each has a
+//! single-node (memory) form used in embedded mode, so the rest of the code does not know whether it runs alone.
+//! This module must not be imported by `wamp/`.
+
+pub mod backplane;
+pub mod envelope;
+pub mod keys;
+pub mod registry;

@@ -1,0 +1,471 @@
+//! The registry: who is connected where, cluster-wide, in Redis (schema in [`super::keys`]).
+//!
+//! Entries are valid only while their node's lease key lives *and* holds the epoch they were written with:
+//! a SIGKILLed node's sessions drop out of every lookup when its lease expires (then the janitor of any
+//! surviving node purges them), and a node restarting with the same id starts a new epoch, so its old
+//! sessions never come back. A node only ever purges its own entries or those of nodes whose lease is gone.
+//!
+//! Writes go through one writer task, batched into pipelines and applied in order. Any failed write marks the
+//! registry dirty; the heartbeat (every lease/3, `SET node:<id> <epoch> PX <lease> GET`) then asks the writer
+//! for a rebuild: purge this node's entries and register every live local session again. The same happens when
+//! the heartbeat finds its key missing (Redis restarted without persistence). Lookups run as one Lua script:
+//! one round trip, no scatter-gather.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bb8_redis::bb8::Pool;
+use bb8_redis::RedisConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+
+use super::keys::Keys;
+use crate::clients::{ClientInfo, LocalIndex};
+use crate::metrics::{self, Metrics};
+use crate::session::AuthMethod;
+use crate::wamp::Id;
+
+/// Most registry writes sent in one pipeline.
+const MAX_BATCH: usize = 512;
+/// Longest one registry round trip may take.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Lookup script: validates every candidate session against its node's lease and epoch.
+const LOOKUP: &str = r#"
+local p, mode = ARGV[1], ARGV[2]
+local ids
+if mode == 'one' then ids = {ARGV[3]}
+elseif mode == 'set' then ids = redis.call('SMEMBERS', p .. ARGV[3])
+elseif mode == 'inter' then ids = redis.call('SINTER', p .. ARGV[3], p .. ARGV[4])
+else
+  local keys = {}
+  for i = 3, #ARGV do keys[#keys + 1] = p .. ARGV[i] end
+  ids = redis.call('SUNION', unpack(keys))
+end
+local out = {}
+for _, id in ipairs(ids) do
+  local h = redis.call('HMGET', p .. 's:' .. id, 'node', 'epoch', 'authid', 'authroles', 'authmethod', 'protocol', 'connected_at')
+  if h[1] and redis.call('GET', p .. 'node:' .. h[1]) == h[2] then
+    out[#out + 1] = {id, h[1], h[3], h[4], h[5], h[6], h[7]}
+  end
+end
+return out
+"#;
+
+/// Purge script: `node <id>` removes a node's entries; `dead` purges every node whose lease is gone.
+const PURGE: &str = r#"
+local p, mode = ARGV[1], ARGV[2]
+local function purge_session(id)
+  local h = redis.call('HMGET', p .. 's:' .. id, 'authid', 'authroles')
+  if h[1] then redis.call('SREM', p .. 'u:' .. h[1], id) end
+  if h[2] then
+    for _, r in ipairs(cjson.decode(h[2])) do redis.call('SREM', p .. 'r:' .. r, id) end
+  end
+  for _, t in ipairs(redis.call('SMEMBERS', p .. 'st:' .. id)) do redis.call('SREM', p .. 'ts:' .. t, id) end
+  redis.call('DEL', p .. 'st:' .. id, p .. 's:' .. id)
+  redis.call('SREM', p .. 'all', id)
+end
+local function purge_node(node)
+  local n = 0
+  for _, id in ipairs(redis.call('SMEMBERS', p .. 'n:' .. node)) do purge_session(id); n = n + 1 end
+  redis.call('DEL', p .. 'n:' .. node)
+  return n
+end
+if mode == 'node' then return purge_node(ARGV[3]) end
+local purged = 0
+for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
+  if not redis.call('GET', p .. 'node:' .. node) then
+    purged = purged + purge_node(node)
+    redis.call('SREM', p .. 'nodes', node)
+  end
+end
+return purged
+"#;
+
+/// A registry failure (lookups only; writes never fail visibly, they mark the registry dirty).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("registry unavailable: {0}")]
+pub struct RegistryError(pub String);
+
+/// One write, applied in order by the writer task.
+pub(crate) enum Write {
+    /// The sender (if any) fires once the write was applied or failed.
+    Register(ClientInfo, Option<oneshot::Sender<()>>),
+    Unregister(ClientInfo, Vec<String>),
+    Reidentify {
+        old: ClientInfo,
+        new: ClientInfo,
+    },
+    Subscribed(Id, String, Option<oneshot::Sender<()>>),
+    Unsubscribed(Id, String),
+    Rebuild,
+}
+
+impl Write {
+    fn take_ack(&mut self) -> Option<oneshot::Sender<()>> {
+        match self {
+            Write::Register(_, ack) | Write::Subscribed(_, _, ack) => ack.take(),
+            _ => None,
+        }
+    }
+}
+
+/// The Redis registry of one node.
+pub struct RedisRegistry {
+    pool: Pool<RedisConnectionManager>,
+    keys: Keys,
+    node: String,
+    epoch: String,
+    lease: Duration,
+    writes: mpsc::UnboundedSender<Write>,
+    dirty: Arc<AtomicBool>,
+    stopped: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+}
+
+fn parse_record(r: Vec<String>) -> Option<ClientInfo> {
+    let [id, node, authid, roles, method, protocol, connected_at]: [String; 7] = r.try_into().ok()?;
+    Some(ClientInfo {
+        session: id.parse().ok()?,
+        node,
+        authid,
+        authroles: serde_json::from_str(&roles).unwrap_or_default(),
+        authmethod: if method == "cookie" { AuthMethod::Cookie } else { AuthMethod::Anonymous },
+        protocol: if protocol == "wamp" { "wamp" } else { "wamp.2.json" },
+        connected_at: connected_at.parse().unwrap_or(0),
+    })
+}
+
+impl RedisRegistry {
+    /// Connects the command pool and starts the writer and heartbeat tasks.
+    pub async fn start(
+        url: &str,
+        keys: Keys,
+        node: String,
+        lease: Duration,
+        local: LocalIndex,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<RedisRegistry>, RegistryError> {
+        let manager = RedisConnectionManager::new(url).map_err(|e| RegistryError(e.to_string()))?;
+        // bb8-redis would PING on every checkout; the heartbeat already proves the connection.
+        let pool = Pool::builder()
+            .max_size(8)
+            .test_on_check_out(false)
+            .connection_timeout(ROUND_TRIP_TIMEOUT)
+            .build(manager)
+            .await
+            .map_err(|e| RegistryError(e.to_string()))?;
+        let (writes, receiver) = mpsc::unbounded_channel();
+        let registry = Arc::new(RedisRegistry {
+            pool,
+            keys,
+            node,
+            epoch: format!("{:016x}", rand::random::<u64>()),
+            lease,
+            writes,
+            dirty: Arc::new(AtomicBool::new(true)),
+            stopped: Arc::new(AtomicBool::new(false)),
+            metrics,
+        });
+        actix_web::rt::spawn(registry.clone().writer(receiver, local));
+        // The first heartbeat runs now: it claims the lease and purges this node id's previous incarnation.
+        registry.heartbeat().await;
+        actix_web::rt::spawn(registry.clone().heartbeats());
+        Ok(registry)
+    }
+
+    /// This incarnation's epoch.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    pub(crate) fn write(&self, write: Write) {
+        if !self.stopped.load(Ordering::Acquire) {
+            let _ = self.writes.send(write);
+        }
+    }
+
+    fn p(&self, name: &str) -> String {
+        format!("{}{name}", self.keys.prefix())
+    }
+
+    fn push_register(&self, pipe: &mut redis::Pipeline, c: &ClientInfo) {
+        let id = c.session.to_string();
+        let roles = serde_json::to_string(&c.authroles).unwrap_or_else(|_| "[]".into());
+        pipe.cmd("HSET")
+            .arg(self.p(&format!("s:{id}")))
+            .arg("node")
+            .arg(&self.node)
+            .arg("epoch")
+            .arg(&self.epoch)
+            .arg("authid")
+            .arg(&c.authid)
+            .arg("authroles")
+            .arg(roles)
+            .arg("authmethod")
+            .arg(c.authmethod.as_str())
+            .arg("protocol")
+            .arg(c.protocol)
+            .arg("connected_at")
+            .arg(c.connected_at)
+            .ignore();
+        pipe.cmd("SADD").arg(self.p(&format!("n:{}", self.node))).arg(&id).ignore();
+        pipe.cmd("SADD").arg(self.p(&format!("u:{}", c.authid))).arg(&id).ignore();
+        for role in &c.authroles {
+            pipe.cmd("SADD").arg(self.p(&format!("r:{role}"))).arg(&id).ignore();
+        }
+        pipe.cmd("SADD").arg(self.p("all")).arg(&id).ignore();
+    }
+
+    fn push_unregister_sets(&self, pipe: &mut redis::Pipeline, c: &ClientInfo) {
+        let id = c.session.to_string();
+        pipe.cmd("SREM").arg(self.p(&format!("u:{}", c.authid))).arg(&id).ignore();
+        for role in &c.authroles {
+            pipe.cmd("SREM").arg(self.p(&format!("r:{role}"))).arg(&id).ignore();
+        }
+    }
+
+    fn push(&self, pipe: &mut redis::Pipeline, write: &Write) {
+        match write {
+            Write::Register(c, _) => self.push_register(pipe, c),
+            Write::Reidentify { old, new } => {
+                self.push_unregister_sets(pipe, old);
+                self.push_register(pipe, new);
+            }
+            Write::Unregister(c, topics) => {
+                let id = c.session.to_string();
+                self.push_unregister_sets(pipe, c);
+                for t in topics {
+                    pipe.cmd("SREM").arg(self.p(&format!("ts:{t}"))).arg(&id).ignore();
+                }
+                pipe.cmd("DEL").arg(self.p(&format!("s:{id}"))).arg(self.p(&format!("st:{id}"))).ignore();
+                pipe.cmd("SREM").arg(self.p(&format!("n:{}", self.node))).arg(&id).ignore();
+                pipe.cmd("SREM").arg(self.p("all")).arg(&id).ignore();
+            }
+            Write::Subscribed(id, topic, _) => {
+                pipe.cmd("SADD").arg(self.p(&format!("ts:{topic}"))).arg(id.to_string()).ignore();
+                pipe.cmd("SADD").arg(self.p(&format!("st:{id}"))).arg(topic).ignore();
+            }
+            Write::Unsubscribed(id, topic) => {
+                pipe.cmd("SREM").arg(self.p(&format!("ts:{topic}"))).arg(id.to_string()).ignore();
+                pipe.cmd("SREM").arg(self.p(&format!("st:{id}"))).arg(topic).ignore();
+            }
+            Write::Rebuild => {}
+        }
+    }
+
+    async fn run_pipe(&self, pipe: &redis::Pipeline) -> Result<(), RegistryError> {
+        let mut conn = self.pool.get().await.map_err(|e| RegistryError(e.to_string()))?;
+        match tokio::time::timeout(ROUND_TRIP_TIMEOUT, pipe.query_async::<()>(&mut *conn)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(RegistryError(e.to_string())),
+            Err(_) => Err(RegistryError("timed out".into())),
+        }
+    }
+
+    async fn purge(&self, mode: &str, node: &str) -> Result<i64, RegistryError> {
+        let mut conn = self.pool.get().await.map_err(|e| RegistryError(e.to_string()))?;
+        let script = redis::Script::new(PURGE);
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(self.keys.prefix()).arg(mode).arg(node);
+        match tokio::time::timeout(ROUND_TRIP_TIMEOUT, invocation.invoke_async::<i64>(&mut *conn)).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(RegistryError(e.to_string())),
+            Err(_) => Err(RegistryError("timed out".into())),
+        }
+    }
+
+    /// Purges this node's entries, then registers every live local session and its topics.
+    async fn rebuild(&self, local: &LocalIndex) -> Result<(), RegistryError> {
+        self.purge("node", &self.node).await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SADD").arg(self.p("nodes")).arg(&self.node).ignore();
+        for (client, topics) in local.snapshot() {
+            self.push_register(&mut pipe, &client);
+            for topic in topics {
+                self.push(&mut pipe, &Write::Subscribed(client.session, topic, None));
+            }
+        }
+        self.run_pipe(&pipe).await
+    }
+
+    async fn writer(self: Arc<Self>, mut receiver: mpsc::UnboundedReceiver<Write>, local: LocalIndex) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            // Everything before a rebuild is written first; the rebuild then reflects the local truth.
+            let mut pipe = redis::pipe();
+            let mut pending = 0;
+            let mut acks = Vec::new();
+            for mut write in batch.drain(..) {
+                acks.extend(write.take_ack());
+                if let Write::Rebuild = write {
+                    if pending > 0 {
+                        self.apply(&pipe).await;
+                        pipe = redis::pipe();
+                        pending = 0;
+                    }
+                    match self.rebuild(&local).await {
+                        Ok(()) => {
+                            metrics::inc(&self.metrics.registry_rebuilds_total);
+                            log::info!("registry: node {} registered {} live sessions", self.node, local.len());
+                        }
+                        Err(e) => {
+                            self.dirty.store(true, Ordering::Release);
+                            metrics::inc(&self.metrics.registry_errors_total);
+                            log::warn!("registry rebuild failed, will retry: {e}");
+                        }
+                    }
+                    continue;
+                }
+                self.push(&mut pipe, &write);
+                pending += 1;
+            }
+            if pending > 0 {
+                self.apply(&pipe).await;
+            }
+            acks.into_iter().for_each(|ack| {
+                let _ = ack.send(());
+            });
+        }
+    }
+
+    async fn apply(&self, pipe: &redis::Pipeline) {
+        if let Err(e) = self.run_pipe(pipe).await {
+            if !self.dirty.swap(true, Ordering::AcqRel) {
+                log::warn!("registry write failed; the registry will be rebuilt when Redis answers: {e}");
+            }
+            metrics::inc(&self.metrics.registry_errors_total);
+        }
+    }
+
+    /// Renews the lease; asks for a rebuild when Redis lost it or writes failed; purges dead nodes.
+    async fn heartbeat(&self) {
+        let mut conn = match self.pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                self.dirty.store(true, Ordering::Release);
+                log::warn!("registry heartbeat: {e}");
+                return;
+            }
+        };
+        let set = redis::cmd("SET")
+            .arg(self.p(&format!("node:{}", self.node)))
+            .arg(&self.epoch)
+            .arg("PX")
+            .arg(self.lease.as_millis() as u64)
+            .arg("GET")
+            .to_owned();
+        match tokio::time::timeout(ROUND_TRIP_TIMEOUT, set.query_async::<Option<String>>(&mut *conn)).await {
+            Ok(Ok(previous)) => {
+                if previous.as_deref() != Some(self.epoch.as_str()) {
+                    if let Some(other) = previous {
+                        log::warn!("node id {} was held by epoch {other}; taking it over", self.node);
+                    }
+                    self.dirty.store(true, Ordering::Release);
+                }
+            }
+            Ok(Err(e)) => {
+                self.dirty.store(true, Ordering::Release);
+                log::warn!("registry heartbeat failed: {e}");
+                return;
+            }
+            Err(_) => {
+                self.dirty.store(true, Ordering::Release);
+                log::warn!("registry heartbeat timed out");
+                return;
+            }
+        }
+        drop(conn);
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            self.write(Write::Rebuild);
+        }
+        match self.purge("dead", "").await {
+            Ok(n) if n > 0 => log::info!("registry: purged {n} sessions of nodes whose lease expired"),
+            Ok(_) => {}
+            Err(e) => log::debug!("registry janitor: {e}"),
+        }
+    }
+
+    async fn heartbeats(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(self.lease / 3);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            if self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            self.heartbeat().await;
+        }
+    }
+
+    /// Graceful shutdown: stop writing, remove this node's entries and its lease.
+    pub async fn deregister(&self) -> Result<(), RegistryError> {
+        self.stopped.store(true, Ordering::Release);
+        self.purge("node", &self.node).await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(self.p(&format!("node:{}", self.node))).ignore();
+        pipe.cmd("SREM").arg(self.p("nodes")).arg(&self.node).ignore();
+        self.run_pipe(&pipe).await
+    }
+
+    async fn lookup(&self, args: &[&str]) -> Result<Vec<ClientInfo>, RegistryError> {
+        let mut conn = self.pool.get().await.map_err(|e| RegistryError(e.to_string()))?;
+        let script = redis::Script::new(LOOKUP);
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(self.keys.prefix());
+        for a in args {
+            invocation.arg(*a);
+        }
+        match tokio::time::timeout(ROUND_TRIP_TIMEOUT, invocation.invoke_async::<Vec<Vec<String>>>(&mut *conn)).await {
+            Ok(Ok(records)) => Ok(records.into_iter().filter_map(parse_record).collect()),
+            Ok(Err(e)) => Err(RegistryError(e.to_string())),
+            Err(_) => Err(RegistryError("timed out".into())),
+        }
+    }
+
+    /// One session.
+    pub async fn get_client(&self, session: Id) -> Result<Option<ClientInfo>, RegistryError> {
+        Ok(self.lookup(&["one", &session.to_string()]).await?.into_iter().next())
+    }
+
+    /// Every session of `username` on every node.
+    pub async fn find_all_by_username(&self, username: &str) -> Result<Vec<ClientInfo>, RegistryError> {
+        self.lookup(&["set", &format!("u:{username}")]).await
+    }
+
+    /// Sessions of `username` subscribed to `topic`, on every node.
+    pub async fn find_by_username(&self, topic: &str, username: &str) -> Result<Vec<ClientInfo>, RegistryError> {
+        self.lookup(&["inter", &format!("ts:{topic}"), &format!("u:{username}")]).await
+    }
+
+    /// Sessions holding any of `roles`.
+    pub async fn find_by_roles(&self, roles: &[&str]) -> Result<Vec<ClientInfo>, RegistryError> {
+        if roles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = roles.iter().map(|r| format!("r:{r}")).collect();
+        let mut args = vec!["union"];
+        args.extend(keys.iter().map(String::as_str));
+        self.lookup(&args).await
+    }
+
+    /// Every session.
+    pub async fn get_all(&self) -> Result<Vec<ClientInfo>, RegistryError> {
+        self.lookup(&["set", "all"]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_parse_into_client_info() {
+        let r = vec!["42", "node-a", "alice", r#"["admin","user"]"#, "cookie", "wamp", "1700000000"];
+        let c = parse_record(r.into_iter().map(String::from).collect()).unwrap();
+        assert_eq!((c.session, c.node.as_str(), c.authid.as_str()), (42, "node-a", "alice"));
+        assert_eq!(c.authroles, vec!["admin", "user"]);
+        assert_eq!((c.authmethod, c.protocol), (AuthMethod::Cookie, "wamp"));
+        assert!(parse_record(vec!["x".into()]).is_none());
+    }
+}
