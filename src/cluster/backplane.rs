@@ -259,9 +259,9 @@ struct Subscriber {
     recent: RecentIds,
 }
 
-/// Why a pub/sub session ended.
+/// Why a pub/sub session ended, and whether it had come up (which resets the reconnect backoff).
 enum Ended {
-    Lost(String),
+    Lost(String, bool),
     Wedged,
     Shutdown,
 }
@@ -306,15 +306,20 @@ impl Subscriber {
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut backoff = FIRST_BACKOFF;
-        let mut first = true;
         loop {
             match self.session(&mut commands).await {
                 Ended::Shutdown => return,
                 Ended::Wedged => {
                     metrics::inc(&self.metrics.backplane_wedged_total);
                     log::warn!("backplane subscription wedged (probe lost); rebuilding it");
+                    backoff = FIRST_BACKOFF;
                 }
-                Ended::Lost(why) => log::warn!("backplane connection lost: {why}"),
+                Ended::Lost(why, was_up) => {
+                    log::warn!("backplane connection lost: {why}");
+                    if was_up {
+                        backoff = FIRST_BACKOFF;
+                    }
+                }
             }
             self.set_up(false);
             // Commands arriving while down only change the wanted sets; nobody waits on them.
@@ -328,43 +333,28 @@ impl Subscriber {
             });
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(self.settings.max_backoff);
-            if !first {
-                metrics::inc(&self.metrics.backplane_reconnects_total);
-            }
-            first = false;
-            if self.session_ready_quickly().await {
-                backoff = FIRST_BACKOFF;
-            }
+            metrics::inc(&self.metrics.backplane_reconnects_total);
         }
-    }
-
-    /// Whether Redis answers right now (used to reset the backoff).
-    async fn session_ready_quickly(&self) -> bool {
-        let mut conn = self.publisher.clone();
-        matches!(
-            tokio::time::timeout(PUBLISH_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await,
-            Ok(Ok(_))
-        )
     }
 
     /// One pub/sub connection's life: connect, subscribe everything wanted, then serve until it fails.
     async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
         let pubsub = match tokio::time::timeout(PUBLISH_TIMEOUT * 2, self.client.get_async_pubsub()).await {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Ended::Lost(e.to_string()),
-            Err(_) => return Ended::Lost("connect timed out".into()),
+            Ok(Err(e)) => return Ended::Lost(e.to_string(), false),
+            Err(_) => return Ended::Lost("connect timed out".into(), false),
         };
         let (mut sink, mut stream) = pubsub.split();
         let inbox = self.keys.inbox(&self.node);
         let mut all: Vec<String> = self.channels.iter().cloned().collect();
         all.push(inbox.clone());
         if let Err(e) = sink.subscribe(&all).await {
-            return Ended::Lost(e.to_string());
+            return Ended::Lost(e.to_string(), false);
         }
         if !self.patterns.is_empty() {
             let patterns: Vec<String> = self.patterns.iter().cloned().collect();
             if let Err(e) = sink.psubscribe(&patterns).await {
-                return Ended::Lost(e.to_string());
+                return Ended::Lost(e.to_string(), false);
             }
         }
         self.set_up(true);
@@ -374,7 +364,7 @@ impl Subscriber {
         loop {
             tokio::select! {
                 message = stream.next() => {
-                    let Some(message) = message else { return Ended::Lost("subscription stream ended".into()) };
+                    let Some(message) = message else { return Ended::Lost("subscription stream ended".into(), true) };
                     if let Some(nonce) = self.receive(&message) {
                         if outstanding.is_some_and(|(n, _)| n == nonce) {
                             outstanding = None;
@@ -392,7 +382,7 @@ impl Subscriber {
                     let result = batch.send(&mut sink).await;
                     ready.into_iter().for_each(|tx| { let _ = tx.send(()); });
                     if let Err(e) = result {
-                        return Ended::Lost(e.to_string());
+                        return Ended::Lost(e.to_string(), true);
                     }
                 }
                 _ = probe.tick() => {
@@ -407,7 +397,7 @@ impl Subscriber {
                     let sent = tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(&inbox, envelope.encode())).await;
                     match sent {
                         Ok(Ok(_)) => outstanding = Some((nonce, Instant::now())),
-                        _ => return Ended::Lost("probe could not be published".into()),
+                        _ => return Ended::Lost("probe could not be published".into(), true),
                     }
                 }
             }

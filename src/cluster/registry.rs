@@ -147,10 +147,11 @@ impl RedisRegistry {
         metrics: Arc<Metrics>,
     ) -> Result<Arc<RedisRegistry>, RegistryError> {
         let manager = RedisConnectionManager::new(url).map_err(|e| RegistryError(e.to_string()))?;
-        // bb8-redis would PING on every checkout; the heartbeat already proves the connection.
+        // bb8 keeps a broken multiplexed connection unless the checkout test (a PING) finds it dead; registry
+        // traffic is batched and low-rate, so the extra round trip buys recovery after Redis restarts.
         let pool = Pool::builder()
             .max_size(8)
-            .test_on_check_out(false)
+            .test_on_check_out(true)
             .connection_timeout(ROUND_TRIP_TIMEOUT)
             .build(manager)
             .await

@@ -1,6 +1,7 @@
 //! Integration tests: real sockets against nodes started on port 0. One binary, modules by topic.
 
 mod bad_input;
+mod cluster;
 mod helpers;
 mod library;
 mod redis_server;

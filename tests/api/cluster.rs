@@ -1,0 +1,475 @@
+//! Cluster mode across real node processes (the `switchboard` binary) and a private redis-server.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+use switchboard::client::{ClientError, Socket, V1Session, V2Session};
+use switchboard::wamp::v2::Message;
+
+use crate::helpers::*;
+use crate::redis_server::RedisServer;
+
+const TOKEN: &str = "cluster-test-token-0123456789";
+const LEASE: Duration = Duration::from_millis(1500);
+
+fn session_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode([42u8; 64])
+}
+
+/// One switchboard process.
+struct Node {
+    id: String,
+    port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Node {
+    async fn start(redis: &RedisServer, id: &str) -> Node {
+        let dir = std::env::temp_dir().join(format!("switchboard-test-{id}-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("node.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nworkers = 1\nshutdown_timeout = \"3s\"\n[cluster]\nprefix = \"sbtest:\"\nlease = \"{}ms\"\n\
+                 probe_interval = \"500ms\"\nmax_backoff = \"300ms\"\n[session]\nstore_timeout = \"500ms\"\n",
+                LEASE.as_millis()
+            ),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::File::create(dir.join("node.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("--config")
+            .arg(&config)
+            .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
+            .env("SWITCHBOARD_REDIS_URL", redis.url())
+            .env("SWITCHBOARD_SESSION_KEY", session_key())
+            .env("SWITCHBOARD_NODE_ID", id)
+            .env("SWITCHBOARD_API_TOKEN", TOKEN)
+            .env("SWITCHBOARD_DEMO", "true")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the switchboard binary starts");
+        let node = Node { id: id.to_owned(), port, child: Some(child), dir };
+        node.wait_ready().await;
+        node
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = awc::Client::default().get(self.http("/health/ready")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "node {} not ready; log:\n{}", self.id, self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    fn ws(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let client = awc::Client::default();
+        let request = match method {
+            "GET" => client.get(self.http(path)),
+            "POST" => client.post(self.http(path)),
+            "DELETE" => client.delete(self.http(path)),
+            other => panic!("{other}"),
+        }
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")));
+        let mut response = match body {
+            Some(b) => request.send_json(&b).await.unwrap(),
+            None => request.send().await.unwrap(),
+        };
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().limit(1 << 20).await.unwrap_or(Value::Null))
+    }
+
+    /// Logs `username` in through this node's demo app; returns the cookie.
+    async fn login(&self, username: &str) -> String {
+        let client = awc::Client::builder().disable_redirects().finish();
+        let r = client.post(self.http("/login")).send_form(&[("username", username)]).await.unwrap();
+        assert_eq!(r.status(), 303);
+        r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM; returns how long the process took to exit.
+    fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().unwrap();
+        let mut child = self.child.take().unwrap();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "node did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn sessions_on(node: &Node) -> Vec<Value> {
+    let (status, body) = node.api("GET", "/api/sessions", None).await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+#[actix_web::test]
+async fn a_publish_on_a_reaches_subscribers_on_b_and_c_exactly_once() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);
+    let mut on_b = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let mut pattern_on_b = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let mut on_c = V2Session::connect(&c.ws(), "r").await.unwrap();
+    let mut v1_on_c = V1Session::connect(&c.ws()).await.unwrap();
+    on_b.subscribe("news.world").await.unwrap();
+    pattern_on_b.subscribe_with("news.", dict(json!({"match": "prefix"}))).await.unwrap();
+    on_c.subscribe("news.world").await.unwrap();
+    v1_on_c.send(&switchboard::wamp::v1::Message::Subscribe { topic: "news.world".into() }).await.unwrap();
+    v1_on_c.call("wamp.session.count", vec![]).await.unwrap();
+    // v1 subscriptions have no SUBSCRIBED: wait until C is subscribed in Redis (one subscriber on C suffices).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut publisher = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let id = publisher.publish_acked("news.world", dict(json!({})), vec![json!("hello")]).await.unwrap();
+    for s in [&mut on_b, &mut pattern_on_b, &mut on_c] {
+        let (_, publication, _, args) = s.next_event(WAIT).await.unwrap();
+        assert_eq!((publication, args), (id, vec![json!("hello")]));
+        s.expect_no_event(QUIET).await.unwrap();
+    }
+    assert_eq!(v1_on_c.next_event(WAIT).await.unwrap(), ("news.world".into(), json!("hello")));
+    v1_on_c.expect_no_event(QUIET).await.unwrap();
+
+    // The push API on B reaches the same subscribers, once each.
+    let (status, body) = b.api("POST", "/api/publish", Some(json!({"topic": "news.world", "args": ["via api"]}))).await;
+    assert_eq!(status, 200, "{body}");
+    for s in [&mut on_b, &mut on_c] {
+        assert_eq!(s.next_event(WAIT).await.unwrap().3, vec![json!("via api")]);
+        s.expect_no_event(QUIET).await.unwrap();
+    }
+}
+
+#[actix_web::test]
+async fn filters_by_session_authid_and_role_apply_across_nodes() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);
+    let alice_cookie = a.login("alice").await;
+    let mut alice = V2Session::connect_with_headers(&c.ws(), "r", &[("Cookie", &alice_cookie)]).await.unwrap();
+    assert_eq!(alice.authid(), "alice");
+    let mut anon_b = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let mut anon_c = V2Session::connect(&c.ws(), "r").await.unwrap();
+    for s in [&mut alice, &mut anon_b, &mut anon_c] {
+        s.subscribe("room").await.unwrap();
+    }
+    let mut p = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let cases = [
+        (json!({"eligible": [anon_b.id]}), [false, true, false]),
+        (json!({"exclude": [anon_b.id]}), [true, false, true]),
+        (json!({"eligible_authid": ["alice"]}), [true, false, false]),
+        (json!({"exclude_authid": ["alice"]}), [false, true, true]),
+        (json!({"eligible_authrole": ["user"]}), [true, false, false]),
+        (json!({"exclude_authrole": ["anonymous"]}), [true, false, false]),
+    ];
+    for (i, (options, expected)) in cases.into_iter().enumerate() {
+        p.publish_acked("room", dict(options.clone()), vec![json!(i)]).await.unwrap();
+        for (s, expect) in [&mut alice, &mut anon_b, &mut anon_c].into_iter().zip(expected) {
+            if expect {
+                assert_eq!(s.next_event(WAIT).await.unwrap().3, vec![json!(i)], "{options}");
+            } else {
+                s.expect_no_event(QUIET).await.unwrap_or_else(|e| panic!("{options}: {e}"));
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn lookups_see_alice_on_a_and_c_and_disconnect_everywhere_closes_both() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);
+    let cookie = b.login("alice").await;
+    let mut on_a = V2Session::connect_with_headers(&a.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    let mut on_c = V2Session::connect_with_headers(&c.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    on_c.subscribe("inbox").await.unwrap();
+
+    let (status, sessions) = b.api("GET", "/api/users/alice/sessions", None).await;
+    assert_eq!(status, 200);
+    let nodes: HashSet<&str> = sessions.as_array().unwrap().iter().map(|s| s["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, HashSet::from(["a", "c"]));
+    let (status, one) = b.api("GET", &format!("/api/sessions/{}", on_c.id), None).await;
+    assert_eq!((status, one["node"].as_str(), one["authid"].as_str()), (200, Some("c"), Some("alice")));
+    assert_eq!(b.api("GET", "/api/sessions/12345", None).await.0, 404);
+    let (_, users) = b.api("GET", "/api/sessions?authrole=user", None).await;
+    assert_eq!(users.as_array().unwrap().len(), 2);
+
+    // Meta procedures answer cluster-wide.
+    let mut anon_b = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let (args, _) = anon_b.call("wamp.session.count", vec![], dict(json!({}))).await.unwrap();
+    assert_eq!(args, vec![json!(3)]);
+    let (args, _) = anon_b.call("wamp.session.get", vec![json!(on_a.id)], dict(json!({}))).await.unwrap();
+    assert_eq!((args[0]["authid"].as_str(), args[0]["node"].as_str()), (Some("alice"), Some("a")));
+
+    let (status, body) = b.api("DELETE", "/api/users/alice/sessions", None).await;
+    assert_eq!((status, body["disconnected"].as_u64()), (200, Some(2)));
+    for s in [&mut on_a, &mut on_c] {
+        match s.next_message(WAIT).await.unwrap() {
+            Message::Goodbye { reason, .. } => assert_eq!(reason, "switchboard.close.disconnected"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.socket.expect_close(WAIT).await.unwrap().0, 1008);
+    }
+    let deadline = Instant::now() + WAIT;
+    while !b.api("GET", "/api/users/alice/sessions", None).await.1.as_array().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "alice's sessions were not deregistered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn push_api_checks_the_token_and_the_body() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis, "a").await;
+    let client = awc::Client::default();
+    let r = client.get(a.http("/api/sessions")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client.get(a.http("/api/sessions")).insert_header(("Authorization", "Bearer nope")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let (status, body) = a.api("POST", "/api/publish", Some(json!({"topic": "bad topic"}))).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = a.api("POST", "/api/publish", Some(json!({"topic": "t", "eligible": "x"}))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("invalid JSON body"), "{body}");
+}
+
+async fn numsub(redis: &RedisServer, topic: &str) -> i64 {
+    let mut conn = redis.connection().await;
+    let reply: Vec<redis::Value> =
+        redis::cmd("PUBSUB").arg("NUMSUB").arg(format!("sbtest:t:{topic}")).query_async(&mut conn).await.unwrap();
+    match &reply[1] {
+        redis::Value::Int(n) => *n,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn metric(node: &Node, name: &str) -> u64 {
+    let body = awc::Client::default().get(node.http("/metrics")).send().await.unwrap().body().await.unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap().parse().unwrap()
+}
+
+#[actix_web::test]
+async fn a_node_without_subscribers_receives_nothing_for_a_topic() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);
+    let mut sub = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let id = sub.subscribe("only.b").await.unwrap();
+    assert_eq!(numsub(&redis, "only.b").await, 1, "only node b subscribes in Redis");
+    let mut p = V2Session::connect(&a.ws(), "r").await.unwrap();
+    for i in 0..20 {
+        p.publish_acked("only.b", dict(json!({})), vec![json!(i)]).await.unwrap();
+    }
+    for i in 0..20 {
+        assert_eq!(sub.next_event(WAIT).await.unwrap().3, vec![json!(i)]);
+    }
+    assert_eq!(metric(&c, "switchboard_backplane_received_total").await, 0, "node c received traffic");
+    assert_eq!(metric(&b, "switchboard_backplane_received_total").await, 20);
+    sub.unsubscribe(id).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while numsub(&redis, "only.b").await != 0 {
+        assert!(Instant::now() < deadline, "node b kept its Redis subscription after its topic emptied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_killed_node_leaves_lookups_within_the_lease_and_restarts_without_ghosts() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis, "a").await;
+    let mut c = Node::start(&redis, "c").await;
+    let _s1 = V2Session::connect(&c.ws(), "r").await.unwrap();
+    let _s2 = V1Session::connect(&c.ws()).await.unwrap();
+    let _on_a = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let on_c = |sessions: &[Value]| sessions.iter().filter(|s| s["node"] == "c").count();
+    assert_eq!(on_c(&sessions_on(&a).await), 2);
+
+    c.kill9();
+    let killed = Instant::now();
+    while on_c(&sessions_on(&a).await) > 0 {
+        assert!(killed.elapsed() < LEASE + Duration::from_millis(1500), "c's sessions outlived its lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(killed.elapsed() >= Duration::from_millis(200), "sessions vanished before the lease could expire");
+    // The janitor purges them from Redis too.
+    let mut conn = redis.connection().await;
+    let deadline = Instant::now() + LEASE * 3;
+    loop {
+        let left: i64 = redis::cmd("SCARD").arg("sbtest:n:c").query_async(&mut conn).await.unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dead node's entries were not purged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let c2 = Node::start(&redis, "c").await;
+    assert_eq!(on_c(&sessions_on(&a).await), 0, "ghosts after restart");
+    let fresh = V2Session::connect(&c2.ws(), "r").await.unwrap();
+    let sessions = sessions_on(&a).await;
+    assert_eq!(on_c(&sessions), 1);
+    assert!(sessions.iter().any(|s| s["session"] == json!(fresh.id)));
+    assert_eq!(sessions.iter().filter(|s| s["node"] == "a").count(), 1, "a's entries are untouched");
+}
+
+#[actix_web::test]
+async fn restarting_node_with_the_same_id_never_resurrects_its_old_sessions() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis, "a").await;
+    let mut b = Node::start(&redis, "b").await;
+    let _old = V2Session::connect(&b.ws(), "r").await.unwrap();
+    b.kill9();
+    // Restart at once, well within the old lease.
+    let b2 = Node::start(&redis, "b").await;
+    let sessions = sessions_on(&a).await;
+    assert_eq!(sessions.iter().filter(|s| s["node"] == "b").count(), 0, "old incarnation's session is listed");
+    drop(b2);
+}
+
+#[actix_web::test]
+async fn redis_restart_mid_traffic_recovers_reports_failures_and_never_duplicates() {
+    let mut redis = RedisServer::start().await;
+    let a = Node::start(&redis, "a").await;
+    let b = Node::start(&redis, "b").await;
+    let mut sub = V2Session::connect(&b.ws(), "r").await.unwrap();
+    sub.subscribe("ticks").await.unwrap();
+    let mut publisher = V2Session::connect(&a.ws(), "r").await.unwrap();
+
+    let mut seen = HashSet::new();
+    let mut failed = 0;
+    for i in 0..10 {
+        let id = publisher.publish_acked("ticks", dict(json!({})), vec![json!(i)]).await.unwrap();
+        let (_, publication, _, args) = sub.next_event(WAIT).await.unwrap();
+        assert_eq!((publication, args), (id, vec![json!(i)]));
+        seen.insert(publication);
+    }
+    redis.stop();
+    let stopped = Instant::now();
+    let mut i = 10;
+    while stopped.elapsed() < Duration::from_millis(1200) {
+        match publisher.publish_acked("ticks", dict(json!({})), vec![json!(i)]).await {
+            Ok(_) => {}
+            Err(ClientError::Wamp { error, .. }) => {
+                assert_eq!(error, "switchboard.error.backplane_unavailable");
+                failed += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failed > 0, "publishes during the outage must be reported");
+    let (status, _) = a.api("POST", "/api/publish", Some(json!({"topic": "ticks", "args": ["api"]}))).await;
+    assert_eq!(status, 503, "the push API reports the outage");
+    let mut ready = awc::Client::default().get(a.http("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<Value>().await.unwrap()["backplane"], "down");
+
+    redis.restart().await;
+    let restarted = Instant::now();
+    // Cross-node delivery is back within 2 s.
+    let recovered_id = loop {
+        if let Ok(id) = publisher.publish_acked("ticks", dict(json!({})), vec![json!("after")]).await {
+            break id;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(2),
+            "publishing did not recover within 2 s; log of a:\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match sub.next_event(Duration::from_millis(200)).await {
+            Ok((_, publication, _, _)) => {
+                assert!(seen.insert(publication), "publication {publication} delivered twice");
+                if publication == recovered_id {
+                    break;
+                }
+            }
+            Err(ClientError::Timeout(_)) => {
+                // The subscriber's node may resubscribe slightly later than the publisher recovered: publish again.
+                assert!(Instant::now() < deadline, "cross-node delivery did not come back");
+                let _ = publisher.publish_acked("ticks", dict(json!({})), vec![json!("again")]).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // The registry is rebuilt: b's subscriber is listed again without any reconnect.
+    let deadline = Instant::now() + LEASE * 2;
+    loop {
+        let sessions = sessions_on(&a).await;
+        if sessions.iter().any(|s| s["session"] == json!(sub.id)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "registry not rebuilt after the Redis restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn sigterm_drains_the_node_and_deregisters_its_sessions() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis, "a").await;
+    let mut b = Node::start(&redis, "b").await;
+    let mut v2 = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let mut v1 = Socket::connect(&b.ws(), &["wamp"], &[]).await.unwrap();
+    // WELCOME is sent once the registry has the session.
+    assert!(matches!(v1.recv(WAIT).await.unwrap(), switchboard::client::Frame::Text(t) if t.starts_with("[0,")));
+    assert_eq!(sessions_on(&a).await.iter().filter(|s| s["node"] == "b").count(), 2);
+    let took = b.terminate();
+    assert!(took < Duration::from_secs(10), "exit took {took:?}");
+    match v2.next_message(WAIT).await.unwrap() {
+        Message::Goodbye { reason, .. } => assert_eq!(reason, "wamp.close.system_shutdown"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(v2.socket.expect_close(WAIT).await.unwrap().0, 1001);
+    assert_eq!(v1.expect_close(WAIT).await.unwrap().0, 1001);
+    assert_eq!(sessions_on(&a).await.iter().filter(|s| s["node"] == "b").count(), 0, "b's sessions still listed");
+}
