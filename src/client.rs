@@ -431,7 +431,11 @@ pub struct V1Session {
 impl V1Session {
     /// Connects with subprotocol `wamp` and waits for WELCOME.
     pub async fn connect(url: &str) -> Result<V1Session, ClientError> {
-        let mut socket = Socket::connect(url, &["wamp"], &[]).await?;
+        Self::welcome(Socket::connect(url, &["wamp"], &[]).await?).await
+    }
+
+    /// Waits for WELCOME on an open `wamp` socket.
+    pub async fn welcome(mut socket: Socket) -> Result<V1Session, ClientError> {
         let id = match socket.recv(DEFAULT_WAIT).await? {
             Frame::Text(t) => match v1::Message::decode(&t) {
                 Ok(v1::Message::Welcome { session, .. }) => session,

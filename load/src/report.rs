@@ -1,0 +1,155 @@
+//! Counters, the latency histogram, and the human and JSON summaries.
+
+use std::fmt::Write;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+/// Latency histogram in microseconds, 1 µs to 60 s, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Counters shared by the tasks of a run.
+#[derive(Default)]
+pub struct Counters {
+    pub sent: AtomicU64,
+    pub delivered: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl Counters {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// The outcome of a run.
+pub struct Report {
+    pub scenario: &'static str,
+    pub params: Value,
+    /// Time traffic flowed (or connections were opened, for `connect`).
+    pub elapsed: Duration,
+    pub sent: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub errors: u64,
+    /// What the latency measures: "delivery" or "handshake".
+    pub latency_of: &'static str,
+    pub latency: Histogram<u64>,
+    pub extra: Vec<(&'static str, Value)>,
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+impl Report {
+    fn percentiles(&self) -> Value {
+        let h = &self.latency;
+        json!({
+            "count": h.len(),
+            "p50_ms": ms(h.value_at_quantile(0.50)),
+            "p90_ms": ms(h.value_at_quantile(0.90)),
+            "p99_ms": ms(h.value_at_quantile(0.99)),
+            "p999_ms": ms(h.value_at_quantile(0.999)),
+            "max_ms": ms(h.max()),
+        })
+    }
+
+    /// Machine-readable summary.
+    pub fn to_json(&self) -> Value {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let mut out = json!({
+            "scenario": self.scenario,
+            "params": self.params,
+            "elapsed_s": secs,
+            "sent": self.sent,
+            "expected": self.expected,
+            "delivered": self.delivered,
+            "lost": self.expected.saturating_sub(self.delivered),
+            "errors": self.errors,
+            "sent_per_s": self.sent as f64 / secs,
+            "delivered_per_s": self.delivered as f64 / secs,
+            "latency": self.latency_of,
+            "latency_ms": self.percentiles(),
+        });
+        for (k, v) in &self.extra {
+            out[*k] = v.clone();
+        }
+        out
+    }
+
+    /// Human summary.
+    pub fn human(&self) -> String {
+        let j = self.to_json();
+        let l = &j["latency_ms"];
+        let mut s = String::new();
+        let _ = writeln!(s, "scenario   {}  {}", self.scenario, self.params);
+        let _ = writeln!(s, "elapsed    {:.1} s", j["elapsed_s"].as_f64().unwrap_or(0.0));
+        let _ = writeln!(
+            s,
+            "messages   sent {}  expected {}  delivered {}  lost {}  errors {}",
+            self.sent, self.expected, self.delivered, j["lost"], self.errors
+        );
+        let _ = writeln!(
+            s,
+            "rates      sent {:.0}/s  delivered {:.0}/s",
+            j["sent_per_s"].as_f64().unwrap_or(0.0),
+            j["delivered_per_s"].as_f64().unwrap_or(0.0)
+        );
+        let _ = writeln!(
+            s,
+            "{:<10} p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  (n={})",
+            self.latency_of,
+            l["p50_ms"].as_f64().unwrap_or(0.0),
+            l["p90_ms"].as_f64().unwrap_or(0.0),
+            l["p99_ms"].as_f64().unwrap_or(0.0),
+            l["p999_ms"].as_f64().unwrap_or(0.0),
+            l["max_ms"].as_f64().unwrap_or(0.0),
+            l["count"]
+        );
+        for (k, v) in &self.extra {
+            let _ = writeln!(s, "{k:<10} {v}");
+        }
+        s
+    }
+}
+
+/// Draws a progress bar on stderr (only when it is a terminal) until the returned guard is dropped.
+pub fn progress(label: &'static str, total: Duration, counters: Arc<Counters>) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let started = Instant::now();
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let done = (started.elapsed().as_secs_f64() / total.as_secs_f64()).min(1.0);
+            let width = 30;
+            let filled = (done * width as f64) as usize;
+            eprint!(
+                "\r{label} [{}{}] {:>5.1}s  sent {}  delivered {}  errors {}   ",
+                "#".repeat(filled),
+                " ".repeat(width - filled),
+                started.elapsed().as_secs_f64(),
+                Counters::get(&counters.sent),
+                Counters::get(&counters.delivered),
+                Counters::get(&counters.errors)
+            );
+        }
+    }))
+}
+
+/// Stops a progress bar and clears its line.
+pub fn end_progress(handle: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(h) = handle {
+        h.abort();
+        eprintln!();
+    }
+}

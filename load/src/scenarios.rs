@@ -1,0 +1,575 @@
+//! The four scenarios. Each connects its clients (bounded concurrency), runs traffic for `--duration`,
+//! drains for a bounded time, and returns a [`Report`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use rand::Rng;
+use serde_json::{json, Map, Value};
+use switchboard::client::{ClientError, Socket, V1Session, V2Session};
+use switchboard::wamp::v1;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::report::{end_progress, histogram, progress, Counters, Report};
+use crate::{Cli, ProtocolArg};
+
+/// How long to wait for in-flight messages after traffic stops.
+const DRAIN: Duration = Duration::from_secs(5);
+/// How long one connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// Small socket buffers: a load client holds thousands of connections.
+fn small_buffers() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0)
+}
+
+fn message(pad: &str) -> Value {
+    json!({ "t": now_us(), "p": pad })
+}
+
+fn latency_us(value: &Value) -> Option<u64> {
+    value.get("t").and_then(Value::as_u64).map(|t| now_us().saturating_sub(t).max(1))
+}
+
+fn http_base(ws_url: &str) -> String {
+    let http = ws_url.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1);
+    match http.rfind("/ws") {
+        Some(i) => http[..i].to_owned(),
+        None => http,
+    }
+}
+
+/// Logs `username` in through the node's demo `/login`; returns the `Cookie` header value.
+fn login(ws_url: &str, username: &str) -> anyhow::Result<String> {
+    let agent = ureq::AgentBuilder::new().redirects(0).timeout(CONNECT_TIMEOUT).build();
+    let url = format!("{}/login", http_base(ws_url));
+    let response = agent.post(&url).send_form(&[("username", username)]).with_context(|| format!("POST {url}"))?;
+    let cookie =
+        response.header("set-cookie").context("no session cookie: is the demo (/login) enabled on the node?")?;
+    Ok(cookie.split(';').next().unwrap_or_default().to_owned())
+}
+
+async fn login_all(cli: &Cli, count: usize, prefix: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::with_capacity(count);
+    let mut tasks = JoinSet::new();
+    for i in 0..count {
+        let url = cli.urls[i % cli.urls.len()].clone();
+        let name = format!("{prefix}{i}");
+        tasks.spawn_blocking(move || login(&url, &name).map(|c| (i, name, c)));
+        if tasks.len() >= 32 {
+            let (i, n, c) = tasks.join_next().await.expect("a task")??;
+            out.push((i, n, c));
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        out.push(r??);
+    }
+    out.sort_by_key(|(i, _, _)| *i);
+    Ok(out.into_iter().map(|(_, n, c)| (n, c)).collect())
+}
+
+async fn open_v2(url: &str, cookie: Option<&str>) -> Result<V2Session, ClientError> {
+    let headers: Vec<(&str, &str)> = cookie.map(|c| vec![("Cookie", c)]).unwrap_or_default();
+    let socket = Socket::connect_with(url, &["wamp.2.json"], &headers, small_buffers()).await?;
+    V2Session::handshake(socket, "load").await
+}
+
+async fn open_v1(url: &str) -> Result<V1Session, ClientError> {
+    V1Session::welcome(Socket::connect_with(url, &["wamp"], &[], small_buffers()).await?).await
+}
+
+/// A subscribed connection of either protocol.
+enum Subscriber {
+    V2(V2Session),
+    V1(V1Session),
+}
+
+impl Subscriber {
+    async fn open(url: &str, protocol: ProtocolArg, topic: &str, cookie: Option<&str>) -> anyhow::Result<Subscriber> {
+        Ok(match protocol {
+            ProtocolArg::V2 => {
+                let mut s = open_v2(url, cookie).await?;
+                s.subscribe(topic).await?;
+                Subscriber::V2(s)
+            }
+            ProtocolArg::V1 => {
+                let mut s = open_v1(url).await?;
+                s.send(&v1::Message::Subscribe { topic: topic.to_owned() }).await?;
+                // A round trip on the same socket: the SUBSCRIBE was processed.
+                s.call("wamp.session.count", vec![]).await?;
+                Subscriber::V1(s)
+            }
+        })
+    }
+
+    /// Next event payload (first argument), or `None` after `wait` without one.
+    async fn next(&mut self, wait: Duration) -> Result<Option<Value>, ClientError> {
+        let result = match self {
+            Subscriber::V2(s) => s.next_event(wait).await.map(|(_, _, _, args)| args.into_iter().next()),
+            Subscriber::V1(s) => s.next_event(wait).await.map(|(_, event)| Some(event)),
+        };
+        match result {
+            Ok(v) => Ok(v),
+            Err(ClientError::Timeout(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Receives until `stop`, counting deliveries and recording latency.
+async fn receive(mut s: Subscriber, counters: Arc<Counters>, mut stop: watch::Receiver<bool>) -> Histogram<u64> {
+    let mut h = histogram();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            next = s.next(Duration::from_millis(500)) => match next {
+                Ok(Some(v)) => {
+                    counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(us) = latency_us(&v) {
+                        let _ = h.record(us);
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+    }
+    h
+}
+
+/// Opens `n` things with at most `concurrency` in flight; fails if any fails.
+async fn open_many<T: Send + 'static, F>(
+    n: usize,
+    concurrency: usize,
+    make: impl Fn(usize) -> F,
+) -> anyhow::Result<Vec<T>>
+where
+    F: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    let gate = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = JoinSet::new();
+    for i in 0..n {
+        let permit = gate.clone().acquire_owned().await.expect("semaphore open");
+        let fut = make(i);
+        tasks.spawn(async move {
+            let r = tokio::time::timeout(CONNECT_TIMEOUT, fut).await;
+            drop(permit);
+            (i, r)
+        });
+    }
+    let mut out: Vec<(usize, T)> = Vec::with_capacity(n);
+    while let Some(joined) = tasks.join_next().await {
+        let (i, r) = joined?;
+        let item = r.map_err(|_| anyhow::anyhow!("connection {i} timed out"))??;
+        out.push((i, item));
+    }
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out.into_iter().map(|(_, t)| t).collect())
+}
+
+/// Publishes at `rate` per second across `publishers` until `duration` passes; each message goes to
+/// `topic_of(n)` with options from `options_of(n)`.
+async fn publish_for(
+    publishers: Vec<V2Session>,
+    rate: u64,
+    duration: Duration,
+    pad: Arc<String>,
+    counters: Arc<Counters>,
+    topic_of: Arc<dyn Fn(u64) -> String + Send + Sync>,
+    options_of: Arc<dyn Fn(u64) -> Map<String, Value> + Send + Sync>,
+) -> Vec<u64> {
+    let per = (rate as f64 / publishers.len() as f64).max(0.001);
+    let mut tasks = JoinSet::new();
+    let count = publishers.len() as u64;
+    for (k, mut p) in publishers.into_iter().enumerate() {
+        let (pad, counters, topic_of, options_of) =
+            (pad.clone(), counters.clone(), topic_of.clone(), options_of.clone());
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let interval = Duration::from_secs_f64(1.0 / per);
+            let mut sent_per_topic: Vec<u64> = Vec::new();
+            let mut n: u64 = k as u64;
+            let mut i: u64 = 0;
+            while started.elapsed() < duration {
+                let due = started + interval.mul_f64(i as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+                let topic = topic_of(n);
+                match p.publish(&topic, options_of(n), vec![message(&pad)]).await {
+                    Ok(()) => {
+                        counters.sent.fetch_add(1, Ordering::Relaxed);
+                        let idx = n as usize;
+                        if sent_per_topic.len() <= idx {
+                            sent_per_topic.resize(idx + 1, 0);
+                        }
+                        sent_per_topic[idx] += 1;
+                    }
+                    Err(_) => {
+                        counters.errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                n += count;
+                i += 1;
+            }
+            (p, sent_per_topic)
+        });
+    }
+    let mut per_message: Vec<u64> = Vec::new();
+    let mut keep = Vec::new();
+    while let Some(Ok((p, v))) = tasks.join_next().await {
+        for (i, c) in v.into_iter().enumerate() {
+            if per_message.len() <= i {
+                per_message.resize(i + 1, 0);
+            }
+            per_message[i] += c;
+        }
+        keep.push(p);
+    }
+    drop(keep);
+    per_message
+}
+
+async fn drain(counters: &Counters, expected: u64) {
+    let deadline = Instant::now() + DRAIN;
+    while Counters::get(&counters.delivered) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn stop_receivers(stop: watch::Sender<bool>, receivers: JoinSet<Histogram<u64>>) -> Histogram<u64> {
+    let _ = stop.send(true);
+    let mut all = histogram();
+    let mut receivers = receivers;
+    while let Some(Ok(h)) = receivers.join_next().await {
+        let _ = all.add(h);
+    }
+    all
+}
+
+fn params(cli: &Cli) -> Value {
+    json!({
+        "urls": cli.urls, "connections": cli.connections, "rate": cli.rate,
+        "duration_s": cli.duration.as_secs_f64(), "payload": cli.payload,
+        "protocol": format!("{:?}", cli.protocol).to_lowercase(), "topics": cli.topics, "publishers": cli.publishers,
+    })
+}
+
+/// N subscribers spread over topics and nodes; publishers at `--rate` in total, round robin over topics.
+pub async fn fanout(cli: &Cli) -> anyhow::Result<Report> {
+    let counters = Arc::new(Counters::default());
+    let topics = cli.topics;
+    let (urls, protocol) = (Arc::new(cli.urls.clone()), cli.protocol);
+    let subs =
+        open_many(cli.connections, cli.concurrency, |i| {
+            let urls = urls.clone();
+            async move {
+                Subscriber::open(&urls[i % urls.len()], protocol, &format!("load.fanout.{}", i % topics), None).await
+            }
+        })
+        .await
+        .context("opening subscribers")?;
+    let publishers = open_many(cli.publishers, cli.concurrency, |i| {
+        let urls = urls.clone();
+        async move { Ok(open_v2(&urls[(i + 1) % urls.len()], None).await?) }
+    })
+    .await?;
+    // Let the last subscriptions settle cluster-wide (v1 has no SUBSCRIBED).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let subscribers_per_topic: Vec<u64> =
+        (0..topics).map(|t| (0..cli.connections).filter(|i| i % topics == t).count() as u64).collect();
+    let (stop, watch_rx) = watch::channel(false);
+    let mut receivers = JoinSet::new();
+    for s in subs {
+        receivers.spawn(receive(s, counters.clone(), watch_rx.clone()));
+    }
+    let bar = progress("fanout", cli.duration, counters.clone());
+    let started = Instant::now();
+    let pad = Arc::new("x".repeat(cli.payload));
+    let per_message = publish_for(
+        publishers,
+        cli.rate,
+        cli.duration,
+        pad,
+        counters.clone(),
+        Arc::new(move |n| format!("load.fanout.{}", n % topics as u64)),
+        Arc::new(|_| Map::new()),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    // per_message is indexed by message number; message n went to topic n % topics.
+    let expected: u64 = per_message.iter().enumerate().map(|(n, c)| c * subscribers_per_topic[n % topics]).sum();
+    drain(&counters, expected).await;
+    end_progress(bar);
+    let latency = stop_receivers(stop, receivers).await;
+    Ok(Report {
+        scenario: "fanout",
+        params: params(cli),
+        elapsed,
+        sent: Counters::get(&counters.sent),
+        expected,
+        delivered: Counters::get(&counters.delivered),
+        errors: Counters::get(&counters.errors),
+        latency_of: "delivery",
+        latency,
+        extra: vec![],
+    })
+}
+
+/// N logged-in users on random nodes; each sends to a random other user (eligible_authid) at `--rate` in total.
+pub async fn direct(cli: &Cli) -> anyhow::Result<Report> {
+    let counters = Arc::new(Counters::default());
+    let users = login_all(cli, cli.connections, "load-user-").await.context("logging users in")?;
+    let n = users.len();
+    let urls = Arc::new(cli.urls.clone());
+    let users = Arc::new(users);
+    // Each user has a receiving connection and a sending one, on random nodes.
+    let receivers_open = open_many(n, cli.concurrency, |i| {
+        let (urls, users) = (urls.clone(), users.clone());
+        let node = rand::rng().random_range(0..urls.len());
+        async move { Subscriber::open(&urls[node], ProtocolArg::V2, "load.direct", Some(&users[i].1)).await }
+    })
+    .await
+    .context("opening receivers")?;
+    let senders = open_many(n, cli.concurrency, |i| {
+        let (urls, users) = (urls.clone(), users.clone());
+        let node = rand::rng().random_range(0..urls.len());
+        async move { Ok(open_v2(&urls[node], Some(&users[i].1)).await?) }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (stop, watch_rx) = watch::channel(false);
+    let mut receivers = JoinSet::new();
+    for s in receivers_open {
+        receivers.spawn(receive(s, counters.clone(), watch_rx.clone()));
+    }
+    let bar = progress("direct", cli.duration, counters.clone());
+    let started = Instant::now();
+    let names: Arc<Vec<String>> = Arc::new(users.iter().map(|(name, _)| name.clone()).collect());
+    let pad = Arc::new("x".repeat(cli.payload));
+    publish_for(
+        senders,
+        cli.rate,
+        cli.duration,
+        pad,
+        counters.clone(),
+        Arc::new(|_| "load.direct".to_owned()),
+        Arc::new(move |_| {
+            let to = &names[rand::rng().random_range(0..names.len())];
+            let mut o = Map::new();
+            o.insert("eligible_authid".into(), json!([to]));
+            o.insert("exclude_me".into(), json!(false));
+            o
+        }),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let expected = Counters::get(&counters.sent);
+    drain(&counters, expected).await;
+    end_progress(bar);
+    let latency = stop_receivers(stop, receivers).await;
+    Ok(Report {
+        scenario: "direct",
+        params: params(cli),
+        elapsed,
+        sent: Counters::get(&counters.sent),
+        expected,
+        delivered: Counters::get(&counters.delivered),
+        errors: Counters::get(&counters.errors),
+        latency_of: "delivery",
+        latency,
+        extra: vec![],
+    })
+}
+
+/// Opens `--connections` sockets (with session cookies when `--login`) as fast as `--concurrency` and `--rate`
+/// allow, keeps them until all are open, then closes them.
+pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
+    let counters = Arc::new(Counters::default());
+    let cookies: Arc<Vec<String>> = if cli.login {
+        let users = cli.connections.min(1000);
+        Arc::new(login_all(cli, users, "load-conn-").await?.into_iter().map(|(_, c)| c).collect())
+    } else {
+        Arc::new(Vec::new())
+    };
+    let urls = Arc::new(cli.urls.clone());
+    let bar = progress("connect", cli.duration, counters.clone());
+    let gate = Arc::new(Semaphore::new(cli.concurrency));
+    let mut tasks = JoinSet::new();
+    let started = Instant::now();
+    let interval = (cli.rate > 0).then(|| Duration::from_secs_f64(1.0 / cli.rate as f64));
+    for i in 0..cli.connections {
+        if started.elapsed() > cli.duration {
+            break;
+        }
+        if let Some(interval) = interval {
+            let due = started + interval.mul_f64(i as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let permit = gate.clone().acquire_owned().await.expect("semaphore open");
+        let (urls, cookies, task_counters) = (urls.clone(), cookies.clone(), counters.clone());
+        tasks.spawn(async move {
+            let url = &urls[i % urls.len()];
+            let cookie = (!cookies.is_empty()).then(|| cookies[i % cookies.len()].as_str());
+            let begun = Instant::now();
+            let opened = tokio::time::timeout(CONNECT_TIMEOUT, open_v2(url, cookie)).await;
+            drop(permit);
+            match opened {
+                Ok(Ok(session)) => {
+                    task_counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    Some((begun.elapsed().as_micros() as u64, session))
+                }
+                _ => {
+                    task_counters.errors.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
+        });
+        counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut latency = histogram();
+    let mut open = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(Some((us, session))) = joined {
+            let _ = latency.record(us.max(1));
+            open.push(session);
+        }
+    }
+    let elapsed = started.elapsed();
+    end_progress(bar);
+    let opened = open.len() as u64;
+    drop(open);
+    Ok(Report {
+        scenario: "connect",
+        params: json!({ "urls": cli.urls, "connections": cli.connections, "rate": cli.rate,
+                        "concurrency": cli.concurrency, "login": cli.login }),
+        elapsed,
+        sent: Counters::get(&counters.sent),
+        expected: Counters::get(&counters.sent),
+        delivered: opened,
+        errors: Counters::get(&counters.errors),
+        latency_of: "handshake",
+        latency,
+        extra: vec![("connects_per_s", json!(opened as f64 / elapsed.as_secs_f64().max(1e-9)))],
+    })
+}
+
+/// Steady subscribers receive fan-out traffic while `--churn-rate` connections per second open, subscribe
+/// and close. Loss is counted for the steady subscribers only.
+pub async fn churn(cli: &Cli) -> anyhow::Result<Report> {
+    let counters = Arc::new(Counters::default());
+    let urls = Arc::new(cli.urls.clone());
+    let protocol = cli.protocol;
+    let subs = open_many(cli.connections, cli.concurrency, |i| {
+        let urls = urls.clone();
+        async move { Subscriber::open(&urls[i % urls.len()], protocol, "load.churn", None).await }
+    })
+    .await
+    .context("opening subscribers")?;
+    let publishers = open_many(cli.publishers, cli.concurrency, |i| {
+        let urls = urls.clone();
+        async move { Ok(open_v2(&urls[(i + 1) % urls.len()], None).await?) }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (stop, watch_rx) = watch::channel(false);
+    let mut receivers = JoinSet::new();
+    for s in subs {
+        receivers.spawn(receive(s, counters.clone(), watch_rx.clone()));
+    }
+    // The churners: open, subscribe, read briefly, close.
+    let churned = Arc::new(Counters::default());
+    let churn_task = {
+        let (urls, churned, rate, duration) = (urls.clone(), churned.clone(), cli.churn_rate, cli.duration);
+        tokio::spawn(async move {
+            if rate == 0 {
+                return;
+            }
+            let started = Instant::now();
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            let mut tasks = JoinSet::new();
+            let mut i = 0u64;
+            while started.elapsed() < duration {
+                let due = started + interval.mul_f64(i as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+                let url = urls[i as usize % urls.len()].clone();
+                let churned = churned.clone();
+                tasks.spawn(async move {
+                    let stay = Duration::from_millis(rand::rng().random_range(100..1000));
+                    match Subscriber::open(&url, protocol, "load.churn", None).await {
+                        Ok(mut s) => {
+                            churned.sent.fetch_add(1, Ordering::Relaxed);
+                            let until = Instant::now() + stay;
+                            while Instant::now() < until {
+                                if s.next(until - Instant::now()).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Err(_) => {
+                            churned.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+                while tasks.try_join_next().is_some() {}
+                i += 1;
+            }
+            while tasks.join_next().await.is_some() {}
+        })
+    };
+    let bar = progress("churn", cli.duration, counters.clone());
+    let started = Instant::now();
+    let pad = Arc::new("x".repeat(cli.payload));
+    publish_for(
+        publishers,
+        cli.rate,
+        cli.duration,
+        pad,
+        counters.clone(),
+        Arc::new(|_| "load.churn".to_owned()),
+        Arc::new(|_| Map::new()),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let expected = Counters::get(&counters.sent) * cli.connections as u64;
+    // Steady receivers also count events seen by no one else; churners do not add to `delivered`.
+    drain(&counters, expected).await;
+    end_progress(bar);
+    let _ = churn_task.await;
+    let latency = stop_receivers(stop, receivers).await;
+    Ok(Report {
+        scenario: "churn",
+        params: params(cli),
+        elapsed,
+        sent: Counters::get(&counters.sent),
+        expected,
+        delivered: Counters::get(&counters.delivered),
+        errors: Counters::get(&counters.errors),
+        latency_of: "delivery",
+        latency,
+        extra: vec![
+            ("churned_connections", json!(Counters::get(&churned.sent))),
+            ("churn_failures", json!(Counters::get(&churned.errors))),
+        ],
+    })
+}
