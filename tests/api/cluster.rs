@@ -13,23 +13,23 @@ use switchboard::wamp::v2::Message;
 use crate::helpers::*;
 use crate::redis_server::RedisServer;
 
-const TOKEN: &str = "cluster-test-token-0123456789";
+pub const TOKEN: &str = "cluster-test-token-0123456789";
 const LEASE: Duration = Duration::from_millis(1500);
 
-fn session_key() -> String {
+pub fn session_key() -> String {
     base64::engine::general_purpose::STANDARD.encode([42u8; 64])
 }
 
 /// One switchboard process.
-struct Node {
-    id: String,
-    port: u16,
+pub struct Node {
+    pub id: String,
+    pub port: u16,
     child: Option<Child>,
     dir: PathBuf,
 }
 
 impl Node {
-    async fn start(redis: &RedisServer, id: &str) -> Node {
+    pub async fn start(redis: &RedisServer, id: &str) -> Node {
         let dir = std::env::temp_dir().join(format!("switchboard-test-{id}-{}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("node.toml");
@@ -63,7 +63,7 @@ impl Node {
         node
     }
 
-    async fn wait_ready(&self) {
+    pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = awc::Client::default().get(self.http("/health/ready")).send().await {
@@ -76,19 +76,19 @@ impl Node {
         }
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
     }
 
-    fn ws(&self) -> String {
+    pub fn ws(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port)
     }
 
-    fn http(&self, path: &str) -> String {
+    pub fn http(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let client = awc::Client::default();
         let request = match method {
             "GET" => client.get(self.http(path)),
@@ -106,18 +106,18 @@ impl Node {
     }
 
     /// Logs `username` in through this node's demo app; returns the cookie.
-    async fn login(&self, username: &str) -> String {
+    pub async fn login(&self, username: &str) -> String {
         let client = awc::Client::builder().disable_redirects().finish();
         let r = client.post(self.http("/login")).send_form(&[("username", username)]).await.unwrap();
         assert_eq!(r.status(), 303);
         r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned()
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
 
-    fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -125,7 +125,7 @@ impl Node {
     }
 
     /// SIGTERM; returns how long the process took to exit.
-    fn terminate(&mut self) -> Duration {
+    pub fn terminate(&mut self) -> Duration {
         let started = Instant::now();
         Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().unwrap();
         let mut child = self.child.take().unwrap();
