@@ -82,6 +82,9 @@ struct Cli {
     /// Log users in through the node's /login (demo) and use their cookies (connect); direct always logs in.
     #[arg(long)]
     login: bool,
+    /// Keep the connections of `connect` open this long after the last one opened (to measure memory).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    hold: Duration,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -120,6 +123,9 @@ fn validate(cli: &Cli) -> anyhow::Result<()> {
                 "--url {url}: {host} is not loopback (127.0.0.0/8, [::1], localhost); pass --allow-remote to load it"
             );
         }
+    }
+    if cli.hold > MAX_DURATION {
+        bail!("--hold must be at most {}", humantime::format_duration(MAX_DURATION));
     }
     if cli.duration.is_zero() || cli.duration > MAX_DURATION {
         bail!("--duration must be between 1s and {}", humantime::format_duration(MAX_DURATION));

@@ -456,6 +456,10 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
     let elapsed = started.elapsed();
     end_progress(bar);
     let opened = open.len() as u64;
+    if !cli.hold.is_zero() {
+        eprintln!("connect: {opened} connections open; holding them for {}", humantime::format_duration(cli.hold));
+        tokio::time::sleep(cli.hold).await;
+    }
     drop(open);
     Ok(Report {
         scenario: "connect",
