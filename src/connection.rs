@@ -20,7 +20,7 @@ use crate::clients::{ClientInfo, Disconnect};
 use crate::config::{OnRevoked, ReloadPolicy};
 use crate::metrics;
 use crate::node::Switchboard;
-use crate::outbox::{Deliver, Outbox, OutboxState};
+use crate::outbox::{Outbox, OutboxState, Wake};
 use crate::rpc::{Call, CallError, CallResult};
 use crate::session::bridge::{InvalidReason, InvalidSession, Resolved};
 use crate::session::store::SessionState;
@@ -916,16 +916,19 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
     }
 }
 
-impl Handler<Deliver> for Connection {
+impl Handler<Wake> for Connection {
     type Result = ();
 
-    fn handle(&mut self, Deliver(frame): Deliver, ctx: &mut Self::Context) {
-        self.outbox.taken();
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        let frames = self.outbox.take();
         if self.outbox.overflowed() {
             return self.close_slow_consumer(ctx);
         }
         if self.state == State::Established {
-            ctx.text(frame);
+            // All frames queued since the last wake-up leave together (one encode buffer, one write).
+            for frame in frames {
+                ctx.text(frame);
+            }
         }
     }
 }

@@ -1,27 +1,32 @@
 //! The bounded outbound queue of one connection.
 //!
-//! actix mailboxes grow without limit under `do_send`, and a connection actor whose client does not read is
-//! not polled at all (actix-http stops pulling the response stream when the socket's buffer is full). So
-//! every sender goes through an [`Outbox`], which counts frames handed to the connection and not yet
-//! written. Past the limit the outbox *overflows*: it refuses further frames (the sender counts a drop) and
-//! the connection closes itself with 1008 "slow consumer" as soon as it runs again. Memory per connection is
-//! therefore bounded by `outbound_queue` frames plus the socket buffers.
+//! Senders (topic actors) push frames into the connection's queue and wake the connection only when the queue
+//! goes from empty to non-empty; the connection then takes every queued frame at once. One wake-up therefore
+//! carries as many frames as accumulated meanwhile, they are encoded into one buffer and leave in one write —
+//! batching comes by itself exactly when a connection falls behind — and no message is allocated per frame.
+//!
+//! The queue is bounded: actix mailboxes grow without limit, and a connection whose client does not read is
+//! not polled at all (actix-http stops pulling the response stream when the socket's buffer is full). Past
+//! `outbound_queue` frames the outbox *overflows*: it refuses further frames (the sender counts a drop) and the
+//! connection closes itself with 1008 "slow consumer" as soon as it runs again. Memory per connection is thus
+//! bounded by `outbound_queue` frames plus the socket buffers.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
 use bytestring::ByteString;
 
-/// A text frame for the connection to write. Handled by the connection actor.
+/// Tells the connection that its queue has frames (sent on the empty → non-empty transition only).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Deliver(pub ByteString);
+pub struct Wake;
 
-/// Shared counters between the senders and the connection.
+/// The queue shared by the senders and the connection.
 #[derive(Debug)]
 pub struct OutboxState {
-    pending: AtomicUsize,
+    queue: Mutex<VecDeque<ByteString>>,
     limit: usize,
     overflowed: AtomicBool,
 }
@@ -29,12 +34,17 @@ pub struct OutboxState {
 impl OutboxState {
     /// A queue holding at most `limit` frames.
     pub fn new(limit: usize) -> Arc<OutboxState> {
-        Arc::new(OutboxState { pending: AtomicUsize::new(0), limit, overflowed: AtomicBool::new(false) })
+        Arc::new(OutboxState { queue: Mutex::new(VecDeque::new()), limit, overflowed: AtomicBool::new(false) })
     }
 
-    /// Called by the connection for each [`Deliver`] it takes off its mailbox.
-    pub fn taken(&self) {
-        self.pending.fetch_sub(1, Ordering::AcqRel);
+    // Only push/take run under the lock and neither can panic; recover the guard rather than panic anyway.
+    fn lock(&self) -> MutexGuard<'_, VecDeque<ByteString>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes every queued frame (called by the connection on [`Wake`]).
+    pub fn take(&self) -> VecDeque<ByteString> {
+        std::mem::take(&mut *self.lock())
     }
 
     /// Whether the queue overflowed; the connection must then close.
@@ -44,20 +54,20 @@ impl OutboxState {
 
     /// Frames waiting.
     pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Acquire)
+        self.lock().len()
     }
 }
 
 /// A cloneable sending side of one connection's outbound queue.
 #[derive(Clone)]
 pub struct Outbox {
-    recipient: Recipient<Deliver>,
+    recipient: Recipient<Wake>,
     state: Arc<OutboxState>,
 }
 
 impl Outbox {
     /// Wraps a connection's recipient and its shared state.
-    pub fn new(recipient: Recipient<Deliver>, state: Arc<OutboxState>) -> Outbox {
+    pub fn new(recipient: Recipient<Wake>, state: Arc<OutboxState>) -> Outbox {
         Outbox { recipient, state }
     }
 
@@ -66,12 +76,23 @@ impl Outbox {
         if self.state.overflowed() {
             return false;
         }
-        if self.state.pending.fetch_add(1, Ordering::AcqRel) >= self.state.limit {
-            self.state.pending.fetch_sub(1, Ordering::AcqRel);
-            self.state.overflowed.store(true, Ordering::Release);
-            return false;
+        let was_empty = {
+            let mut queue = self.state.lock();
+            if queue.len() >= self.state.limit {
+                drop(queue);
+                self.state.overflowed.store(true, Ordering::Release);
+                // Wake the connection so it closes as soon as it is polled again.
+                self.recipient.do_send(Wake);
+                return false;
+            }
+            let was_empty = queue.is_empty();
+            queue.push_back(frame);
+            was_empty
+        };
+        // Invariant: a non-empty queue always has a Wake pending or being handled before its `take`.
+        if was_empty {
+            self.recipient.do_send(Wake);
         }
-        self.recipient.do_send(Deliver(frame));
         true
     }
 }

@@ -85,6 +85,9 @@ struct Cli {
     /// Keep the connections of `connect` open this long after the last one opened (to measure memory).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     hold: Duration,
+    /// PID of the (single, local) server: its CPU time during traffic and its memory are reported.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,

@@ -153,3 +153,60 @@ pub fn end_progress(handle: Option<tokio::task::JoinHandle<()>>) {
         eprintln!();
     }
 }
+
+/// CPU seconds (user + system) a local process has used, from /proc.
+pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (1-based).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports clock ticks; USER_HZ is 100 on every Linux ABI.
+    Some((utime + stime) / 100.0)
+}
+
+/// Resident memory of a local process in KiB, from /proc.
+pub fn proc_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Server CPU over a window, for `--server-pid`.
+pub struct CpuWindow {
+    pid: Option<u32>,
+    start: Option<f64>,
+}
+
+impl CpuWindow {
+    pub fn start(pid: Option<u32>) -> CpuWindow {
+        CpuWindow { pid, start: pid.and_then(proc_cpu_seconds) }
+    }
+
+    /// `server_cpu_s` and, given deliveries, `server_cpu_s_per_million_deliveries`.
+    pub fn finish(&self, deliveries: u64) -> Vec<(&'static str, Value)> {
+        let (Some(pid), Some(start)) = (self.pid, self.start) else { return Vec::new() };
+        let Some(end) = proc_cpu_seconds(pid) else { return Vec::new() };
+        let used = end - start;
+        let mut out = vec![("server_cpu_s", json!(used))];
+        if deliveries > 0 {
+            out.push(("server_cpu_s_per_million_deliveries", json!(used * 1e6 / deliveries as f64)));
+        }
+        if let Some(rss) = proc_rss_kib(pid) {
+            out.push(("server_rss_kib", json!(rss)));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(proc_cpu_seconds(me).is_some());
+        assert!(proc_rss_kib(me).unwrap() > 0);
+    }
+}

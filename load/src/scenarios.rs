@@ -15,7 +15,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::report::{end_progress, histogram, progress, Counters, Report};
+use crate::report::{end_progress, histogram, proc_rss_kib, progress, Counters, CpuWindow, Report};
 use crate::{Cli, ProtocolArg};
 
 /// How long to wait for in-flight messages after traffic stops.
@@ -300,6 +300,7 @@ pub async fn fanout(cli: &Cli) -> anyhow::Result<Report> {
         receivers.spawn(receive(s, counters.clone(), watch_rx.clone()));
     }
     let bar = progress("fanout", cli.duration, counters.clone());
+    let cpu = CpuWindow::start(cli.server_pid);
     let started = Instant::now();
     let pad = Arc::new("x".repeat(cli.payload));
     let per_message = publish_for(
@@ -316,6 +317,7 @@ pub async fn fanout(cli: &Cli) -> anyhow::Result<Report> {
     // per_message is indexed by message number; message n went to topic n % topics.
     let expected: u64 = per_message.iter().enumerate().map(|(n, c)| c * subscribers_per_topic[n % topics]).sum();
     drain(&counters, expected).await;
+    let server = cpu.finish(Counters::get(&counters.delivered));
     end_progress(bar);
     let latency = stop_receivers(stop, receivers).await;
     Ok(Report {
@@ -328,7 +330,7 @@ pub async fn fanout(cli: &Cli) -> anyhow::Result<Report> {
         errors: Counters::get(&counters.errors),
         latency_of: "delivery",
         latency,
-        extra: vec![],
+        extra: server,
     })
 }
 
@@ -360,6 +362,7 @@ pub async fn direct(cli: &Cli) -> anyhow::Result<Report> {
         receivers.spawn(receive(s, counters.clone(), watch_rx.clone()));
     }
     let bar = progress("direct", cli.duration, counters.clone());
+    let cpu = CpuWindow::start(cli.server_pid);
     let started = Instant::now();
     let names: Arc<Vec<String>> = Arc::new(users.iter().map(|(name, _)| name.clone()).collect());
     let pad = Arc::new("x".repeat(cli.payload));
@@ -382,6 +385,7 @@ pub async fn direct(cli: &Cli) -> anyhow::Result<Report> {
     let elapsed = started.elapsed();
     let expected = Counters::get(&counters.sent);
     drain(&counters, expected).await;
+    let server = cpu.finish(Counters::get(&counters.delivered));
     end_progress(bar);
     let latency = stop_receivers(stop, receivers).await;
     Ok(Report {
@@ -394,7 +398,7 @@ pub async fn direct(cli: &Cli) -> anyhow::Result<Report> {
         errors: Counters::get(&counters.errors),
         latency_of: "delivery",
         latency,
-        extra: vec![],
+        extra: server,
     })
 }
 
@@ -409,6 +413,8 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
         Arc::new(Vec::new())
     };
     let urls = Arc::new(cli.urls.clone());
+    let rss_before = cli.server_pid.and_then(proc_rss_kib);
+    let cpu = CpuWindow::start(cli.server_pid);
     let bar = progress("connect", cli.duration, counters.clone());
     let gate = Arc::new(Semaphore::new(cli.concurrency));
     let mut tasks = JoinSet::new();
@@ -456,9 +462,18 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
     let elapsed = started.elapsed();
     end_progress(bar);
     let opened = open.len() as u64;
+    let mut extra = vec![("connects_per_s", json!(opened as f64 / elapsed.as_secs_f64().max(1e-9)))];
+    extra.extend(cpu.finish(0));
     if !cli.hold.is_zero() {
         eprintln!("connect: {opened} connections open; holding them for {}", humantime::format_duration(cli.hold));
         tokio::time::sleep(cli.hold).await;
+    }
+    if let (Some(before), Some(after)) = (rss_before, cli.server_pid.and_then(proc_rss_kib)) {
+        extra.push(("server_rss_kib_before", json!(before)));
+        extra.push(("server_rss_kib_after", json!(after)));
+        if opened > 0 {
+            extra.push(("server_rss_kib_per_connection", json!((after as f64 - before as f64) / opened as f64)));
+        }
     }
     drop(open);
     Ok(Report {
@@ -472,7 +487,7 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
         errors: Counters::get(&counters.errors),
         latency_of: "handshake",
         latency,
-        extra: vec![("connects_per_s", json!(opened as f64 / elapsed.as_secs_f64().max(1e-9)))],
+        extra,
     })
 }
 
@@ -542,6 +557,7 @@ pub async fn churn(cli: &Cli) -> anyhow::Result<Report> {
         })
     };
     let bar = progress("churn", cli.duration, counters.clone());
+    let cpu = CpuWindow::start(cli.server_pid);
     let started = Instant::now();
     let pad = Arc::new("x".repeat(cli.payload));
     publish_for(
@@ -560,6 +576,7 @@ pub async fn churn(cli: &Cli) -> anyhow::Result<Report> {
     drain(&counters, expected).await;
     end_progress(bar);
     let _ = churn_task.await;
+    let server = cpu.finish(Counters::get(&counters.delivered));
     let latency = stop_receivers(stop, receivers).await;
     Ok(Report {
         scenario: "churn",
@@ -571,9 +588,13 @@ pub async fn churn(cli: &Cli) -> anyhow::Result<Report> {
         errors: Counters::get(&counters.errors),
         latency_of: "delivery",
         latency,
-        extra: vec![
-            ("churned_connections", json!(Counters::get(&churned.sent))),
-            ("churn_failures", json!(Counters::get(&churned.errors))),
-        ],
+        extra: [
+            vec![
+                ("churned_connections", json!(Counters::get(&churned.sent))),
+                ("churn_failures", json!(Counters::get(&churned.errors))),
+            ],
+            server,
+        ]
+        .concat(),
     })
 }
