@@ -895,6 +895,11 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
                 }
                 ctx.stop();
             }
+            Err(ProtocolError::Io(e)) if !e.to_string().contains("utf-8") => {
+                // The peer vanished (reset, EOF mid-frame): not a protocol violation, just the end.
+                log::debug!("session {}: connection lost: {e}", self.session);
+                ctx.stop();
+            }
             Err(error) => {
                 metrics::inc(&self.node.metrics().protocol_errors_total);
                 let max = self.node.settings().websocket.max_message_size;

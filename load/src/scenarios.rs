@@ -36,10 +36,6 @@ fn message(pad: &str) -> Value {
     json!({ "t": now_us(), "p": pad })
 }
 
-fn latency_us(value: &Value) -> Option<u64> {
-    value.get("t").and_then(Value::as_u64).map(|t| now_us().saturating_sub(t).max(1))
-}
-
 fn http_base(ws_url: &str) -> String {
     let http = ws_url.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1);
     match http.rfind("/ws") {
@@ -93,6 +89,22 @@ enum Subscriber {
     V1(V1Session),
 }
 
+/// The send timestamp of an EVENT frame without decoding it: the `"t":` field our payload starts with.
+/// A load client must not be the bottleneck, so it reads frames as text and scans for the one number it needs.
+fn timestamp_in(frame: &str) -> Option<u64> {
+    let at = frame.find("\"t\":")? + 4;
+    let digits: &str = &frame[at..];
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+fn is_event(frame: &str, protocol: ProtocolArg) -> bool {
+    match protocol {
+        ProtocolArg::V2 => frame.starts_with("[36,"),
+        ProtocolArg::V1 => frame.starts_with("[8,"),
+    }
+}
+
 impl Subscriber {
     async fn open(url: &str, protocol: ProtocolArg, topic: &str, cookie: Option<&str>) -> anyhow::Result<Subscriber> {
         Ok(match protocol {
@@ -111,6 +123,14 @@ impl Subscriber {
         })
     }
 
+    /// The raw socket (after the handshake), for the fast receive path.
+    fn into_socket(self) -> (Socket, ProtocolArg) {
+        match self {
+            Subscriber::V2(s) => (s.socket, ProtocolArg::V2),
+            Subscriber::V1(s) => (s.socket, ProtocolArg::V1),
+        }
+    }
+
     /// Next event payload (first argument), or `None` after `wait` without one.
     async fn next(&mut self, wait: Duration) -> Result<Option<Value>, ClientError> {
         let result = match self {
@@ -125,8 +145,9 @@ impl Subscriber {
     }
 }
 
-/// Receives until `stop`, counting deliveries and recording latency.
-async fn receive(mut s: Subscriber, counters: Arc<Counters>, mut stop: watch::Receiver<bool>) -> Histogram<u64> {
+/// Receives until `stop`, counting deliveries and recording latency (fast path: raw frames).
+async fn receive(s: Subscriber, counters: Arc<Counters>, mut stop: watch::Receiver<bool>) -> Histogram<u64> {
+    let (mut socket, protocol) = s.into_socket();
     let mut h = histogram();
     loop {
         if *stop.borrow() {
@@ -134,15 +155,16 @@ async fn receive(mut s: Subscriber, counters: Arc<Counters>, mut stop: watch::Re
         }
         tokio::select! {
             _ = stop.changed() => break,
-            next = s.next(Duration::from_millis(500)) => match next {
-                Ok(Some(v)) => {
+            frame = socket.recv(Duration::from_millis(500)) => match frame {
+                Ok(switchboard::client::Frame::Text(text)) if is_event(&text, protocol) => {
                     counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let Some(us) = latency_us(&v) {
-                        let _ = h.record(us);
+                    if let Some(t) = timestamp_in(&text) {
+                        let _ = h.record(now_us().saturating_sub(t).max(1));
                     }
                 }
-                Ok(None) => {}
-                Err(_) => {
+                Ok(switchboard::client::Frame::Text(_)) => {}
+                Err(ClientError::Timeout(_)) => {}
+                _ => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
@@ -242,7 +264,12 @@ async fn publish_for(
         }
         keep.push(p);
     }
-    drop(keep);
+    // Close cleanly: dropping a socket with unread data makes the kernel send a reset, which may discard
+    // the last publications still in the server's receive buffer.
+    for mut p in keep {
+        let _ = p.socket.close().await;
+        let _ = p.socket.expect_close(Duration::from_secs(2)).await;
+    }
     per_message
 }
 
@@ -597,4 +624,18 @@ pub async fn churn(cli: &Cli) -> anyhow::Result<Report> {
         ]
         .concat(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_found_without_decoding() {
+        let frame = r#"[36,1,2,{},[{"t":1700000000123456,"p":"xx"}]]"#;
+        assert_eq!(timestamp_in(frame), Some(1_700_000_000_123_456));
+        assert!(is_event(frame, ProtocolArg::V2));
+        assert_eq!(timestamp_in(r#"[8,"topic",{"t":42,"p":""}]"#), Some(42));
+        assert_eq!(timestamp_in("[36,1,2,{},[]]"), None);
+    }
 }

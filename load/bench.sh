@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The standard measurements behind load/BENCHMARKS.md. Loopback only; every run is bounded.
+# The server is pinned to CPU 0 and the load generator to CPU 1 (taskset), as the figures require.
+#
+#   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|direct-3|redis-ceiling|all]
+#
+# Needs: cargo build --release --workspace, redis-server, redis-benchmark, taskset. Ports 7600-7699.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SB="$ROOT/target/release/switchboard"
+LOAD="$ROOT/target/release/switchboard-load"
+OUT="$ROOT/load/results"
+mkdir -p "$OUT"
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_ready() { for _ in $(seq 1 100); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1"; exit 1; }
+
+# node PORT [extra env...]: an embedded-mode node pinned to CPU 0; prints its pid.
+node() {
+  local port="$1"; shift
+  env SWITCHBOARD_BIND="127.0.0.1:$port" RUST_LOG=warn "$@" taskset -c 0 "$SB" >"$OUT/node-$port.log" 2>&1 &
+  local pid=$!; PIDS+=("$pid"); wait_ready "http://127.0.0.1:$port/health/ready"; echo "$pid"
+}
+
+redis() {
+  taskset -c 0 redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis-$1.log" 2>&1 &
+  PIDS+=("$!"); sleep 0.3
+}
+
+run() { local name="$1"; shift; echo "== $name: $*" | tee "$OUT/$name.txt"; taskset -c 1 "$LOAD" "$@" | tee -a "$OUT/$name.txt"; }
+
+fanout_1k() {
+  local pid; pid=$(node 7601)
+  run fanout-1k fanout --url ws://127.0.0.1:7601/ws --connections 1000 --rate 300 --duration 20s --server-pid "$pid"
+  kill "$pid"
+}
+
+fanout_10k() {
+  local pid; pid=$(node 7602)
+  run fanout-10k fanout --url ws://127.0.0.1:7602/ws --connections 10000 --rate 30 --duration 20s \
+    --concurrency 512 --server-pid "$pid"
+  kill "$pid"
+}
+
+rss() {
+  local n="$1" port="$2" pid; pid=$(node "$port")
+  run "rss-$n" connect --url "ws://127.0.0.1:$port/ws" --connections "$n" --rate 0 --login --hold 3s \
+    --concurrency 512 --server-pid "$pid"
+  kill "$pid"
+}
+
+connect_redis() {
+  redis 7610
+  local key; key="$(head -c 64 /dev/urandom | base64 -w0)"
+  local pid; pid=$(node 7611 SWITCHBOARD_REDIS_URL=redis://127.0.0.1:7610 SWITCHBOARD_SESSION_KEY="$key" SWITCHBOARD_DEMO=true)
+  run connect-redis connect --url ws://127.0.0.1:7611/ws --connections 5000 --rate 0 --login --concurrency 256 \
+    --server-pid "$pid"
+  kill "$pid"
+}
+
+direct_3() {
+  redis 7620
+  local key; key="$(head -c 64 /dev/urandom | base64 -w0)"
+  local env=(SWITCHBOARD_REDIS_URL=redis://127.0.0.1:7620 SWITCHBOARD_SESSION_KEY="$key" SWITCHBOARD_DEMO=true)
+  node 7621 "${env[@]}" SWITCHBOARD_NODE_ID=n1 >/dev/null
+  node 7622 "${env[@]}" SWITCHBOARD_NODE_ID=n2 >/dev/null
+  node 7623 "${env[@]}" SWITCHBOARD_NODE_ID=n3 >/dev/null
+  run direct-3 direct --url ws://127.0.0.1:7621/ws --url ws://127.0.0.1:7622/ws --url ws://127.0.0.1:7623/ws \
+    --connections 1000 --rate 20000 --duration 20s
+}
+
+redis_ceiling() {
+  redis 7630
+  echo "== redis-ceiling: redis-benchmark PUBLISH, 200-byte payload" | tee "$OUT/redis-ceiling.txt"
+  for pipeline in 1 32; do
+    taskset -c 1 redis-benchmark -p 7630 -n 200000 -d 200 -P "$pipeline" -q -t publish 2>/dev/null \
+      | sed "s/^/pipeline $pipeline: /" | tee -a "$OUT/redis-ceiling.txt"
+  done
+}
+
+case "${1:-all}" in
+  fanout-1k) fanout_1k ;;
+  fanout-10k) fanout_10k ;;
+  rss-5k) rss 5000 7603 ;;
+  rss-15k) rss 15000 7604 ;;
+  connect-redis) connect_redis ;;
+  direct-3) direct_3 ;;
+  redis-ceiling) redis_ceiling ;;
+  all) fanout_1k; fanout_10k; rss 5000 7603; rss 15000 7604; connect_redis; direct_3; redis_ceiling ;;
+  *) sed -n '2,8p' "$0"; exit 2 ;;
+esac
