@@ -68,15 +68,16 @@ direct_3() {
   node 7622 "${env[@]}" SWITCHBOARD_NODE_ID=n2 >/dev/null
   node 7623 "${env[@]}" SWITCHBOARD_NODE_ID=n3 >/dev/null
   run direct-3 direct --url ws://127.0.0.1:7621/ws --url ws://127.0.0.1:7622/ws --url ws://127.0.0.1:7623/ws \
-    --connections 1000 --rate 20000 --duration 20s
+    --connections 1000 --rate "${DIRECT_RATE:-20000}" --duration 20s
 }
 
 redis_ceiling() {
   redis 7630
   echo "== redis-ceiling: redis-benchmark PUBLISH, 200-byte payload" | tee "$OUT/redis-ceiling.txt"
+  local payload; payload="$(head -c 200 /dev/zero | tr '\0' x)"
   for pipeline in 1 32; do
-    taskset -c 1 redis-benchmark -p 7630 -n 200000 -d 200 -P "$pipeline" -q -t publish 2>/dev/null \
-      | sed "s/^/pipeline $pipeline: /" | tee -a "$OUT/redis-ceiling.txt"
+    taskset -c 1 redis-benchmark -p 7630 -n 200000 -P "$pipeline" -q PUBLISH sb:bench "$payload" 2>/dev/null \
+      | tr '\r' '\n' | grep -v '^$' | tail -1 | sed "s/^/pipeline $pipeline: /" | tee -a "$OUT/redis-ceiling.txt"
   done
 }
 

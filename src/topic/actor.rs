@@ -84,6 +84,8 @@ pub struct TopicActor {
     key: TopicKey,
     subscription: Id,
     subscribers: HashMap<Id, Subscriber>,
+    /// Sessions by authid, so targeted publications (`eligible_authid`) touch only their targets.
+    by_authid: HashMap<Arc<str>, Vec<Id>>,
     handler: Option<(Arc<dyn TopicHandler>, TopicInstance)>,
     access: Arc<AccessRules>,
     metrics: Arc<Metrics>,
@@ -107,6 +109,7 @@ impl TopicActor {
             key,
             subscription: crate::wamp::id::random(),
             subscribers: HashMap::new(),
+            by_authid: HashMap::new(),
             handler,
             access,
             metrics,
@@ -129,6 +132,37 @@ impl TopicActor {
             details.insert("publisher_authrole".into(), Value::String(p.authrole.clone()));
         }
         Value::Object(details).to_string()
+    }
+
+    fn index(&mut self, authid: &Arc<str>, session: Id) {
+        self.by_authid.entry(authid.clone()).or_default().push(session);
+    }
+
+    fn unindex(&mut self, authid: &Arc<str>, session: Id) {
+        if let Some(sessions) = self.by_authid.get_mut(authid) {
+            sessions.retain(|s| *s != session);
+            if sessions.is_empty() {
+                self.by_authid.remove(authid);
+            }
+        }
+    }
+
+    /// The subscribers a publication can reach: its eligible sessions or authids when it names them (a
+    /// targeted message costs O(targets), not O(subscribers)), else everyone.
+    fn candidates<'a>(&'a self, publication: &'a Publication) -> Box<dyn Iterator<Item = &'a Subscriber> + 'a> {
+        if let Some(sessions) = &publication.filters.eligible {
+            Box::new(sessions.iter().filter_map(|id| self.subscribers.get(id)))
+        } else if let Some(authids) = &publication.filters.eligible_authid {
+            Box::new(
+                authids
+                    .iter()
+                    .filter_map(|a| self.by_authid.get(a.as_str()))
+                    .flatten()
+                    .filter_map(|id| self.subscribers.get(id)),
+            )
+        } else {
+            Box::new(self.subscribers.values())
+        }
     }
 
     fn caller(s: &Subscriber) -> Caller {
@@ -173,7 +207,11 @@ impl Handler<Join> for TopicActor {
         if let Some((handler, instance)) = &self.handler {
             handler.on_subscribe(instance, &Self::caller(&subscriber));
         }
-        self.subscribers.insert(subscriber.session, subscriber);
+        let (authid, session) = (subscriber.authid.clone(), subscriber.session);
+        if let Some(previous) = self.subscribers.insert(session, subscriber) {
+            self.unindex(&previous.authid, session);
+        }
+        self.index(&authid, session);
         metrics::add(&self.metrics.subscriptions, 1);
         msg.reply.do_send(Joined { key: self.key.clone(), subscription: self.subscription });
     }
@@ -184,6 +222,7 @@ impl Handler<Leave> for TopicActor {
 
     fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
         let Some(subscriber) = self.subscribers.remove(&msg.session) else { return };
+        self.unindex(&subscriber.authid, msg.session);
         metrics::add(&self.metrics.subscriptions, -1);
         if let Some((handler, instance)) = &self.handler {
             handler.on_unsubscribe(instance, &Self::caller(&subscriber));
@@ -203,7 +242,13 @@ impl Handler<Fanout> for TopicActor {
         let mut v1_frame: Option<ByteString> = None;
         let check_access = self.pattern_details && !self.access.is_empty();
         let (mut delivered, mut dropped) = (0u64, 0u64);
-        for subscriber in self.subscribers.values() {
+        // Duplicate names in an eligible list must not mean duplicate deliveries.
+        let targeted = publication.filters.eligible.is_some() || publication.filters.eligible_authid.is_some();
+        let mut seen = std::collections::HashSet::new();
+        for subscriber in self.candidates(&publication) {
+            if targeted && !seen.insert(subscriber.session) {
+                continue;
+            }
             if !publication.admits(subscriber) {
                 continue;
             }
@@ -246,11 +291,12 @@ impl Handler<Reidentify> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, msg: Reidentify, _: &mut Self::Context) {
-        if let Some(subscriber) = self.subscribers.get_mut(&msg.session) {
-            subscriber.authid = msg.authid;
-            subscriber.authroles = msg.authroles;
-            subscriber.web_session = msg.web_session;
-        }
+        let Some(subscriber) = self.subscribers.get_mut(&msg.session) else { return };
+        let old = std::mem::replace(&mut subscriber.authid, msg.authid.clone());
+        subscriber.authroles = msg.authroles;
+        subscriber.web_session = msg.web_session;
+        self.unindex(&old, msg.session);
+        self.index(&msg.authid, msg.session);
     }
 }
 

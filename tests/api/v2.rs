@@ -251,3 +251,20 @@ async fn health_and_metrics_endpoints_answer() {
     let text = String::from_utf8(metrics.body().await.unwrap().to_vec()).unwrap();
     assert!(text.contains("# TYPE switchboard_connections gauge"));
 }
+
+#[actix_web::test]
+async fn targeted_publish_with_repeated_names_delivers_once() {
+    let app = spawn_app().await;
+    let mut a = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let mut other = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let mut p = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    a.subscribe("t.targeted").await.unwrap();
+    other.subscribe("t.targeted").await.unwrap();
+    let authid = a.authid().to_owned();
+    p.publish_acked("t.targeted", dict(json!({"eligible_authid": [authid, authid]})), vec![json!(1)]).await.unwrap();
+    p.publish_acked("t.targeted", dict(json!({"eligible": [a.id, a.id, 424242]})), vec![json!(2)]).await.unwrap();
+    assert_eq!(a.next_event(WAIT).await.unwrap().3, vec![json!(1)]);
+    assert_eq!(a.next_event(WAIT).await.unwrap().3, vec![json!(2)]);
+    a.expect_no_event(QUIET).await.unwrap();
+    other.expect_no_event(QUIET).await.unwrap();
+}
