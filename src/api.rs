@@ -126,7 +126,7 @@ async fn ready(node: web::Data<Switchboard>) -> HttpResponse {
 }
 
 async fn metrics(node: web::Data<Switchboard>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(node.metrics().render())
+    HttpResponse::Ok().content_type(metrics::CONTENT_TYPE).body(node.metrics().render())
 }
 
 #[cfg(test)]

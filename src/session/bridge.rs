@@ -165,9 +165,7 @@ impl SessionBridge {
             let session_key = Self::session_key(key)?;
             match tokio::time::timeout(self.settings.store_timeout, self.store.load(&session_key)).await {
                 Ok(Ok(state)) => {
-                    self.metrics
-                        .session_resolve_micros_total
-                        .fetch_add(started.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.session_resolve_seconds.observe(started.elapsed().as_secs_f64());
                     metrics::inc(&self.metrics.session_loads_total);
                     return Ok(state);
                 }

@@ -272,9 +272,9 @@ impl Handler<Fanout> for TopicActor {
                 dropped += 1;
             }
         }
-        self.metrics.deliveries_total.fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+        metrics::inc_by(&self.metrics.deliveries_total, delivered);
         if dropped > 0 {
-            self.metrics.drops_slow_consumer_total.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+            metrics::inc_by(&self.metrics.drops_slow_consumer_total, dropped);
         }
     }
 }

@@ -198,6 +198,15 @@ async fn user_logged_in_to_the_web_app_is_recognised_with_roles() {
     assert_eq!(s.app.node.clients().get_client(v1_id).await.unwrap().authid, "alice");
     assert_eq!(s.app.node.clients().find_all_by_username("alice").await.len(), 2);
     assert!(s.invalid.lock().unwrap().is_empty());
+    // Every resolution through Redis is timed in the histogram.
+    let metrics = s.app.node.metrics().render();
+    let resolved: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchboard_session_resolve_seconds_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(resolved >= 4, "{resolved} session loads timed");
 }
 
 #[actix_web::test]
