@@ -135,7 +135,7 @@ impl Backplane {
     pub async fn send_control(&self, node: &str, body: Body) -> Result<(), BackplaneError> {
         match self {
             Backplane::Memory => Ok(()),
-            Backplane::Redis(r) => r.send(&r.keys.inbox(node), &r.envelope(body)).await,
+            Backplane::Redis(r) => r.send(&r.keys.inbox(node), r.envelope(body).encode()).await,
         }
     }
 
@@ -196,7 +196,7 @@ impl RedisBackplane {
     async fn publish(&self, publication: &Publication) -> Result<(), BackplaneError> {
         let channel = self.keys.topic_channel(&publication.topic);
         let result = if self.up.load(Ordering::Acquire) {
-            self.send(&channel, &Envelope::publication(&self.node, publication)).await
+            self.send(&channel, Envelope::encode_publication(&self.node, publication)).await
         } else {
             Err(BackplaneError::Down)
         };
@@ -210,9 +210,8 @@ impl RedisBackplane {
         result
     }
 
-    async fn send(&self, channel: &str, envelope: &Envelope) -> Result<(), BackplaneError> {
+    async fn send(&self, channel: &str, bytes: Vec<u8>) -> Result<(), BackplaneError> {
         let mut conn = self.publisher.clone();
-        let bytes = envelope.encode();
         match tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(channel, bytes)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(BackplaneError::Publish(e.to_string())),

@@ -1,46 +1,50 @@
 //! The inter-node wire format: what one node publishes on Redis for the others. Pure: no I/O here.
 //!
-//! Every message is one JSON object with a version `v`, a `kind`, and the `origin` node. A publication is
-//! serialised once (payload included) and travels on its topic's channel; control messages travel on a node's
-//! inbox channel. Unknown versions and kinds are refused, so a mixed-version cluster fails loudly, not subtly.
+//! Every message is one JSON object with a version `v`, a `kind`, and the `origin` node. A publication travels
+//! on its topic's channel, serialised once and by reference (its payload is never cloned); a receiving node
+//! keeps `args`/`kwargs` as raw JSON and splices them into EVENT frames without parsing them. Control
+//! messages travel on a node's inbox channel. Unknown versions and kinds are refused, so a mixed-version
+//! cluster fails loudly, not subtly.
+//!
+//! ```json
+//! {"v":1,"origin":"a","kind":"publication","id":1,"topic":"chat","publisher":{…},"exclude_me":true,
+//!  "disclose_me":false,"filters":{…},"args":[…],"kwargs":{…}}
+//! {"v":1,"origin":"a","kind":"disconnect_user","authid":"alice","code":1008,"reason":"…","message":"…"}
+//! {"v":1,"origin":"a","kind":"probe","nonce":42}
+//! ```
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
-use crate::topic::{Payload, Publication, Publisher};
+use crate::topic::{Publication, Publisher};
 use crate::wamp::filter::Filters;
 use crate::wamp::Id;
 
 /// The envelope version this build speaks.
 pub const VERSION: u32 = 1;
 
-/// One message between nodes.
-// A publication is the common case and lives only while it is encoded or decoded: boxing it would cost an
-// allocation per message to save stack space for the rare control messages.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+/// What a message carries.
+#[derive(Debug, Clone)]
 pub enum Body {
-    /// A publication for the subscribers of `topic` on every node.
+    /// A publication for the subscribers of `topic` on every node (as received: payload still raw JSON).
     Publication {
         /// Cluster-unique publication id.
         id: Id,
         /// The concrete topic.
         topic: String,
         /// The publishing session, if any.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         publisher: Option<Publisher>,
         /// Leave the publisher out.
-        #[serde(default)]
         exclude_me: bool,
         /// Reveal the publisher.
-        #[serde(default)]
         disclose_me: bool,
         /// Receiver filters, applied by each receiving node.
-        #[serde(default)]
         filters: Filters,
-        /// Arguments.
-        #[serde(default)]
-        payload: Payload,
+        /// Positional arguments, raw JSON.
+        args: Option<Box<RawValue>>,
+        /// Keyword arguments, raw JSON.
+        kwargs: Option<Box<RawValue>>,
     },
     /// Close the local sessions of `authid` (DELETE /api/users/{authid}/sessions).
     DisconnectUser {
@@ -61,14 +65,13 @@ pub enum Body {
 }
 
 /// A versioned message with its origin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Envelope {
     /// Format version ([`VERSION`]).
     pub v: u32,
     /// The node that sent it.
     pub origin: String,
     /// What it carries.
-    #[serde(flatten)]
     pub body: Body,
 }
 
@@ -83,48 +86,164 @@ pub enum EnvelopeError {
     Version(u32),
 }
 
+/// A JSON value to write, whichever form it is held in.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonRef<'a> {
+    List(&'a Vec<Value>),
+    Dict(&'a Map<String, Value>),
+    Raw(&'a RawValue),
+}
+
+/// The wire form, written by reference.
+#[derive(Serialize, Default)]
+struct WireOut<'a> {
+    v: u32,
+    origin: &'a str,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topic: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publisher: Option<&'a Publisher>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    exclude_me: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disclose_me: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filters: Option<&'a Filters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<JsonRef<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kwargs: Option<JsonRef<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<u64>,
+}
+
+/// The wire form, read with the payload left raw.
+#[derive(Deserialize)]
+struct WireIn<'a> {
+    v: u32,
+    origin: String,
+    kind: String,
+    id: Option<Id>,
+    topic: Option<String>,
+    publisher: Option<Publisher>,
+    #[serde(default)]
+    exclude_me: bool,
+    #[serde(default)]
+    disclose_me: bool,
+    #[serde(default)]
+    filters: Filters,
+    #[serde(borrow)]
+    args: Option<&'a RawValue>,
+    #[serde(borrow)]
+    kwargs: Option<&'a RawValue>,
+    authid: Option<String>,
+    code: Option<u16>,
+    reason: Option<String>,
+    message: Option<String>,
+    nonce: Option<u64>,
+}
+
+fn to_bytes(wire: &WireOut<'_>) -> Vec<u8> {
+    // Plain data with string keys: serialisation cannot fail.
+    serde_json::to_vec(wire).expect("envelope serialises")
+}
+
 impl Envelope {
-    /// Wraps a publication of this node.
-    pub fn publication(origin: &str, p: &Publication) -> Envelope {
-        Envelope {
+    /// Serialises a local publication for the other nodes, by reference.
+    pub fn encode_publication(origin: &str, p: &Publication) -> Vec<u8> {
+        to_bytes(&WireOut {
             v: VERSION,
-            origin: origin.to_owned(),
-            body: Body::Publication {
-                id: p.id,
-                topic: p.topic.clone(),
-                publisher: p.publisher.clone(),
-                exclude_me: p.exclude_me,
-                disclose_me: p.disclose_me,
-                filters: p.filters.clone(),
-                payload: p.payload.clone(),
-            },
-        }
+            origin,
+            kind: "publication",
+            id: Some(p.id),
+            topic: Some(&p.topic),
+            publisher: p.publisher.as_ref(),
+            exclude_me: p.exclude_me,
+            disclose_me: p.disclose_me,
+            filters: (!p.filters.is_empty()).then_some(&p.filters),
+            args: p.payload.args.as_ref().map(JsonRef::List),
+            kwargs: p.payload.kwargs.as_ref().map(JsonRef::Dict),
+            ..WireOut::default()
+        })
     }
 
-    /// Serialises to the bytes published on Redis.
+    /// Serialises this envelope.
     pub fn encode(&self) -> Vec<u8> {
-        // Plain data with string keys: serialisation cannot fail.
-        serde_json::to_vec(self).expect("envelope serialises")
+        let mut wire = WireOut { v: self.v, origin: &self.origin, ..WireOut::default() };
+        match &self.body {
+            Body::Publication { id, topic, publisher, exclude_me, disclose_me, filters, args, kwargs } => {
+                wire.kind = "publication";
+                wire.id = Some(*id);
+                wire.topic = Some(topic);
+                wire.publisher = publisher.as_ref();
+                wire.exclude_me = *exclude_me;
+                wire.disclose_me = *disclose_me;
+                wire.filters = Some(filters);
+                wire.args = args.as_deref().map(JsonRef::Raw);
+                wire.kwargs = kwargs.as_deref().map(JsonRef::Raw);
+            }
+            Body::DisconnectUser { authid, code, reason, message } => {
+                wire.kind = "disconnect_user";
+                wire.authid = Some(authid);
+                wire.code = Some(*code);
+                wire.reason = Some(reason);
+                wire.message = Some(message);
+            }
+            Body::Probe { nonce } => {
+                wire.kind = "probe";
+                wire.nonce = Some(*nonce);
+            }
+        }
+        to_bytes(&wire)
     }
 
     /// Parses bytes received from Redis.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
-        #[derive(Deserialize)]
-        struct Version {
-            v: u32,
+        let malformed = |what: &str| EnvelopeError::Malformed(what.to_owned());
+        let w: WireIn<'_> = serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        if w.v != VERSION {
+            return Err(EnvelopeError::Version(w.v));
         }
-        let version: Version = serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-        if version.v != VERSION {
-            return Err(EnvelopeError::Version(version.v));
-        }
-        serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+        let body = match w.kind.as_str() {
+            "publication" => Body::Publication {
+                id: w.id.ok_or_else(|| malformed("publication without id"))?,
+                topic: w.topic.ok_or_else(|| malformed("publication without topic"))?,
+                publisher: w.publisher,
+                exclude_me: w.exclude_me,
+                disclose_me: w.disclose_me,
+                filters: w.filters,
+                args: w.args.map(RawValue::to_owned),
+                kwargs: w.kwargs.map(RawValue::to_owned),
+            },
+            "disconnect_user" => Body::DisconnectUser {
+                authid: w.authid.ok_or_else(|| malformed("disconnect_user without authid"))?,
+                code: w.code.unwrap_or(1008),
+                reason: w.reason.unwrap_or_default(),
+                message: w.message.unwrap_or_default(),
+            },
+            "probe" => Body::Probe { nonce: w.nonce.ok_or_else(|| malformed("probe without nonce"))? },
+            other => return Err(EnvelopeError::Malformed(format!("unknown kind '{other}'"))),
+        };
+        Ok(Envelope { v: w.v, origin: w.origin, body })
     }
 
-    /// Turns a publication envelope back into a [`Publication`].
+    /// Turns a publication envelope into a [`Publication`] whose payload stays raw JSON.
     pub fn into_publication(self) -> Option<Publication> {
         match self.body {
-            Body::Publication { id, topic, publisher, exclude_me, disclose_me, filters, payload } => {
-                let mut p = Publication::with_id(id, topic, payload, filters);
+            Body::Publication { id, topic, publisher, exclude_me, disclose_me, filters, args, kwargs } => {
+                let mut p = Publication::from_raw(id, topic, args, kwargs, filters);
                 p.publisher = publisher;
                 p.exclude_me = exclude_me;
                 p.disclose_me = disclose_me;
@@ -138,24 +257,41 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topic::Payload;
     use serde_json::json;
 
     #[test]
-    fn publication_round_trips_with_filters_and_publisher() {
+    fn publication_round_trips_and_splices_the_same_event_bytes() {
         let filters = Filters { exclude: vec![1], eligible_authid: Some(vec!["alice".into()]), ..Default::default() };
-        let p = Publication::new("chat/lobby".into(), Payload::single(json!({"t": "hi"})), filters).with_publisher(
+        let mut kwargs = Map::new();
+        kwargs.insert("k".into(), json!([1, {"x": null}]));
+        let payload = Payload { args: Some(vec![json!({"t": "hi"}), json!(3.5)]), kwargs: Some(kwargs) };
+        let p = Publication::new("chat/lobby".into(), payload, filters).with_publisher(
             Publisher { session: 9, authid: "bob".into(), authrole: "user".into() },
             true,
             false,
         );
-        let bytes = Envelope::publication("node-a", &p).encode();
+        let bytes = Envelope::encode_publication("node-a", &p);
         let back = Envelope::decode(&bytes).unwrap();
         assert_eq!(back.origin, "node-a");
         let q = back.into_publication().unwrap();
         assert_eq!((q.id, q.topic.as_str(), q.exclude_me), (p.id, "chat/lobby", true));
         assert_eq!(q.filters, p.filters);
         assert_eq!(q.publisher, p.publisher);
-        assert_eq!(q.v2_tail(), p.v2_tail());
+        assert_eq!(q.v2_tail(), p.v2_tail(), "remote EVENT frames are byte-identical to local ones");
+        assert_eq!(q.v1_event(), p.v1_event());
+    }
+
+    #[test]
+    fn payload_shapes_survive_the_trip() {
+        for payload in
+            [Payload::default(), Payload::single(json!("x")), Payload { args: None, kwargs: Some(Map::new()) }]
+        {
+            let p = Publication::new("t".into(), payload, Filters::default());
+            let q = Envelope::decode(&Envelope::encode_publication("n", &p)).unwrap().into_publication().unwrap();
+            assert_eq!(q.v2_tail(), p.v2_tail());
+            assert_eq!(q.v1_event(), p.v1_event());
+        }
     }
 
     #[test]
@@ -165,20 +301,25 @@ mod tests {
             origin: "n".into(),
             body: Body::DisconnectUser { authid: "alice".into(), code: 1008, reason: "r".into(), message: "m".into() },
         };
-        assert_eq!(Envelope::decode(&e.encode()).unwrap(), e);
+        match Envelope::decode(&e.encode()).unwrap().body {
+            Body::DisconnectUser { authid, code, .. } => assert_eq!((authid.as_str(), code), ("alice", 1008)),
+            other => panic!("{other:?}"),
+        }
         let probe = br#"{"v":1,"origin":"n","kind":"probe","nonce":5}"#;
-        assert_eq!(Envelope::decode(probe).unwrap().body, Body::Probe { nonce: 5 });
+        assert!(matches!(Envelope::decode(probe).unwrap().body, Body::Probe { nonce: 5 }));
     }
 
     #[test]
     fn other_versions_and_garbage_are_refused() {
-        assert_eq!(
-            Envelope::decode(br#"{"v":2,"origin":"n","kind":"probe","nonce":1}"#),
-            Err(EnvelopeError::Version(2))
-        );
+        let other = Envelope::decode(br#"{"v":2,"origin":"n","kind":"probe","nonce":1}"#).unwrap_err();
+        assert_eq!(other, EnvelopeError::Version(2));
         assert!(matches!(Envelope::decode(b"nope"), Err(EnvelopeError::Malformed(_))));
         assert!(matches!(
             Envelope::decode(br#"{"v":1,"origin":"n","kind":"shout"}"#),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        assert!(matches!(
+            Envelope::decode(br#"{"v":1,"origin":"n","kind":"probe"}"#),
             Err(EnvelopeError::Malformed(_))
         ));
     }

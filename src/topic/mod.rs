@@ -96,6 +96,13 @@ impl Payload {
     }
 }
 
+/// A payload kept as the raw JSON another node sent: arguments and keyword arguments.
+#[derive(Debug)]
+struct RawPayload {
+    args: Option<Box<serde_json::value::RawValue>>,
+    kwargs: Option<Box<serde_json::value::RawValue>>,
+}
+
 /// One publication on its way to subscribers. Shared (`Arc`) by every topic actor it reaches; the wire
 /// forms of the payload are computed at most once each.
 #[derive(Debug)]
@@ -112,8 +119,11 @@ pub struct Publication {
     pub disclose_me: bool,
     /// Receiver filters.
     pub filters: Filters,
-    /// The payload.
+    /// The payload. Publications received from another node keep theirs as raw JSON instead (see
+    /// [`Publication::from_raw`]), and this is empty: they are only ever delivered, never inspected.
     pub payload: Payload,
+    /// The payload as received from another node.
+    raw: Option<RawPayload>,
     v2_tail: OnceLock<String>,
     v1_event: OnceLock<String>,
 }
@@ -134,8 +144,34 @@ impl Publication {
             disclose_me: false,
             filters,
             payload,
+            raw: None,
             v2_tail: OnceLock::new(),
             v1_event: OnceLock::new(),
+        }
+    }
+
+    /// A publication received from another node, its payload still raw JSON: EVENT frames splice the bytes in
+    /// as they are, so the receiving node never builds a JSON tree for it.
+    pub fn from_raw(
+        id: Id,
+        topic: String,
+        args: Option<Box<serde_json::value::RawValue>>,
+        kwargs: Option<Box<serde_json::value::RawValue>>,
+        filters: Filters,
+    ) -> Publication {
+        let mut p = Publication::with_id(id, topic, Payload::default(), filters);
+        p.raw = Some(RawPayload { args, kwargs });
+        p
+    }
+
+    /// The payload, parsing the raw form of a publication from another node when needed.
+    fn parsed_payload(&self) -> Payload {
+        match &self.raw {
+            None => self.payload.clone(),
+            Some(raw) => Payload {
+                args: raw.args.as_ref().and_then(|a| serde_json::from_str(a.get()).ok()),
+                kwargs: raw.kwargs.as_ref().and_then(|k| serde_json::from_str(k.get()).ok()),
+            },
         }
     }
 
@@ -147,14 +183,22 @@ impl Publication {
         self
     }
 
-    /// The `,[args],{kwargs}` tail of a v2 EVENT, serialised on first use.
+    /// The `,[args],{kwargs}` tail of a v2 EVENT, serialised on first use (spliced from raw JSON for
+    /// publications from other nodes).
     pub fn v2_tail(&self) -> &str {
-        self.v2_tail.get_or_init(|| v2::encode_payload_tail(&self.payload.args, &self.payload.kwargs))
+        self.v2_tail.get_or_init(|| match &self.raw {
+            None => v2::encode_payload_tail(&self.payload.args, &self.payload.kwargs),
+            Some(raw) => match (&raw.args, &raw.kwargs) {
+                (None, None) => String::new(),
+                (Some(a), None) => format!(",{}", a.get()),
+                (a, Some(k)) => format!(",{},{}", a.as_ref().map(|a| a.get()).unwrap_or("[]"), k.get()),
+            },
+        })
     }
 
     /// The event value of a v1 EVENT as JSON, serialised on first use.
     pub fn v1_event(&self) -> &str {
-        self.v1_event.get_or_init(|| self.payload.to_v1_value().to_string())
+        self.v1_event.get_or_init(|| self.parsed_payload().to_v1_value().to_string())
     }
 
     /// Whether `subscriber` should receive this publication (exclude_me and every filter).
