@@ -276,7 +276,7 @@ impl SessionSettings {
     }
 }
 
-/// `[redis]`: the session store (and, later, the cluster backplane).
+/// `[redis]`: the session store, the cluster backplane and the registry.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSettings {

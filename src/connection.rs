@@ -56,6 +56,15 @@ enum State {
     Closing,
 }
 
+/// What a session store failure during a reload means.
+#[derive(Debug, Clone, Copy)]
+enum StoreErrorPolicy {
+    /// Close with 1011 (messages must not be handled with an identity that could not be re-read).
+    Close,
+    /// Keep the socket and retry at the next revalidation.
+    KeepSocket,
+}
+
 /// A subscription of this connection, by topic.
 enum Subscription {
     /// Sent to the broker; these v2 SUBSCRIBE requests wait for [`Joined`].
@@ -659,27 +668,33 @@ impl Connection {
                 return self.close(ctx, CloseCode::Policy, "too many messages waiting for the session store");
             }
             self.waiting.push_back(text.to_owned());
-            if !self.reloading {
-                self.reload_then_drain(ctx);
-            }
+            self.reload(ctx, StoreErrorPolicy::Close);
             return;
         }
         self.on_text(ctx, text);
     }
 
-    /// `message` reload policy: re-reads the session, applies it, then handles the waiting messages in order.
-    /// Messages arriving while a reload is in flight are handled with that reload's result.
-    fn reload_then_drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    /// Re-reads the session and applies it, then handles the messages waiting for it, in order. Messages
+    /// arriving while the load is in flight wait too, and are handled with its result. `on_store_error` says
+    /// what a store failure means here: closing (1011) before `message`-policy messages are handled with a
+    /// stale identity, or nothing (a revalidation tries again next interval; a hiccup is not a logout).
+    fn reload(&mut self, ctx: &mut ws::WebsocketContext<Self>, on_store_error: StoreErrorPolicy) {
         let Some(key) = self.web_key.clone() else { return };
+        if self.reloading {
+            return;
+        }
         self.reloading = true;
         let bridge = self.node.sessions().clone();
-        ctx.spawn(async move { bridge.load(&key).await }.into_actor(self).map(|result, this, ctx| {
+        ctx.spawn(async move { bridge.load(&key).await }.into_actor(self).map(move |result, this, ctx| {
             this.reloading = false;
-            match result {
-                Ok(state) => this.apply_state(ctx, state),
-                Err(e) => {
+            match (result, on_store_error) {
+                (Ok(state), _) => this.apply_state(ctx, state),
+                (Err(e), StoreErrorPolicy::Close) => {
                     log::warn!("session {}: {e}", this.session);
                     return this.close(ctx, CloseCode::Error, "session store unavailable");
+                }
+                (Err(e), StoreErrorPolicy::KeepSocket) => {
+                    log::warn!("session {}: revalidation skipped: {e}", this.session)
                 }
             }
             while let Some(text) = this.waiting.pop_front() {
@@ -768,30 +783,6 @@ impl Connection {
         );
     }
 
-    fn revalidate(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(key) = self.web_key.clone() else { return };
-        if self.reloading {
-            return;
-        }
-        self.reloading = true;
-        let bridge = self.node.sessions().clone();
-        ctx.spawn(async move { bridge.load(&key).await }.into_actor(self).map(|result, this, ctx| {
-            this.reloading = false;
-            match result {
-                Ok(state) => this.apply_state(ctx, state),
-                // A store hiccup is not a logout: keep the socket, try again next interval.
-                Err(e) => log::warn!("session {}: revalidation skipped: {e}", this.session),
-            }
-            // Messages that queued behind this load (message policy) are handled now.
-            while let Some(text) = this.waiting.pop_front() {
-                if this.state == State::Closing {
-                    break;
-                }
-                this.on_text(ctx, &text);
-            }
-        }));
-    }
-
     fn on_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>, item: Item) {
         let max = self.node.settings().websocket.max_message_size;
         let (bytes, last) = match item {
@@ -836,7 +827,7 @@ impl Actor for Connection {
             if !session.keepalive_interval.is_zero() {
                 ctx.run_interval(session.keepalive_interval, |this, ctx| this.keepalive(ctx));
             }
-            ctx.run_interval(session.revalidate_interval, |this, ctx| this.revalidate(ctx));
+            ctx.run_interval(session.revalidate_interval, |this, ctx| this.reload(ctx, StoreErrorPolicy::KeepSocket));
         }
         match self.protocol {
             Protocol::V1 => self.establish(ctx),

@@ -298,34 +298,49 @@ fn params(cli: &Cli) -> Value {
     })
 }
 
-/// N subscribers spread over topics and nodes; publishers at `--rate` in total, round robin over topics.
-pub async fn fanout(cli: &Cli) -> anyhow::Result<Report> {
-    let counters = Arc::new(Counters::default());
-    let topics = cli.topics;
-    let (urls, protocol) = (Arc::new(cli.urls.clone()), cli.protocol);
-    let subs =
-        open_many(cli.connections, cli.concurrency, |i| {
-            let urls = urls.clone();
-            async move {
-                Subscriber::open(&urls[i % urls.len()], protocol, &format!("load.fanout.{}", i % topics), None).await
-            }
+/// Subscribers receiving (counted, timed) and publishers ready to send: the set-up fanout and churn share.
+struct Traffic {
+    counters: Arc<Counters>,
+    publishers: Vec<V2Session>,
+    stop: watch::Sender<bool>,
+    receivers: JoinSet<Histogram<u64>>,
+}
+
+impl Traffic {
+    /// Opens `--connections` subscribers (subscriber `i` on `topic_of(i)`, nodes round robin) and
+    /// `--publishers` publishers, and starts the receivers.
+    async fn open(cli: &Cli, topic_of: impl Fn(usize) -> String) -> anyhow::Result<Traffic> {
+        let counters = Arc::new(Counters::default());
+        let (urls, protocol) = (Arc::new(cli.urls.clone()), cli.protocol);
+        let subs = open_many(cli.connections, cli.concurrency, |i| {
+            let (urls, topic) = (urls.clone(), topic_of(i));
+            async move { Subscriber::open(&urls[i % urls.len()], protocol, &topic, None).await }
         })
         .await
         .context("opening subscribers")?;
-    let publishers = open_many(cli.publishers, cli.concurrency, |i| {
-        let urls = urls.clone();
-        async move { Ok(open_v2(&urls[(i + 1) % urls.len()], None).await?) }
-    })
-    .await?;
-    // Let the last subscriptions settle cluster-wide (v1 has no SUBSCRIBED).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+        let publishers = open_many(cli.publishers, cli.concurrency, |i| {
+            let urls = urls.clone();
+            async move { Ok(open_v2(&urls[(i + 1) % urls.len()], None).await?) }
+        })
+        .await?;
+        // Let the last subscriptions settle cluster-wide (v1 has no SUBSCRIBED).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (stop, watch_rx) = watch::channel(false);
+        let mut receivers = JoinSet::new();
+        for s in subs {
+            receivers.spawn(receive(s, counters.clone(), watch_rx.clone()));
+        }
+        Ok(Traffic { counters, publishers, stop, receivers })
+    }
+}
+
+/// N subscribers spread over topics and nodes; publishers at `--rate` in total, round robin over topics.
+pub async fn fanout(cli: &Cli) -> anyhow::Result<Report> {
+    let topics = cli.topics;
+    let Traffic { counters, publishers, stop, receivers } =
+        Traffic::open(cli, move |i| format!("load.fanout.{}", i % topics)).await?;
     let subscribers_per_topic: Vec<u64> =
         (0..topics).map(|t| (0..cli.connections).filter(|i| i % topics == t).count() as u64).collect();
-    let (stop, watch_rx) = watch::channel(false);
-    let mut receivers = JoinSet::new();
-    for s in subs {
-        receivers.spawn(receive(s, counters.clone(), watch_rx.clone()));
-    }
     let bar = progress("fanout", cli.duration, counters.clone());
     let cpu = CpuWindow::start(cli.server_pid);
     let started = Instant::now();
@@ -521,26 +536,9 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
 /// Steady subscribers receive fan-out traffic while `--churn-rate` connections per second open, subscribe
 /// and close. Loss is counted for the steady subscribers only.
 pub async fn churn(cli: &Cli) -> anyhow::Result<Report> {
-    let counters = Arc::new(Counters::default());
     let urls = Arc::new(cli.urls.clone());
     let protocol = cli.protocol;
-    let subs = open_many(cli.connections, cli.concurrency, |i| {
-        let urls = urls.clone();
-        async move { Subscriber::open(&urls[i % urls.len()], protocol, "load.churn", None).await }
-    })
-    .await
-    .context("opening subscribers")?;
-    let publishers = open_many(cli.publishers, cli.concurrency, |i| {
-        let urls = urls.clone();
-        async move { Ok(open_v2(&urls[(i + 1) % urls.len()], None).await?) }
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (stop, watch_rx) = watch::channel(false);
-    let mut receivers = JoinSet::new();
-    for s in subs {
-        receivers.spawn(receive(s, counters.clone(), watch_rx.clone()));
-    }
+    let Traffic { counters, publishers, stop, receivers } = Traffic::open(cli, |_| "load.churn".to_owned()).await?;
     // The churners: open, subscribe, read briefly, close.
     let churned = Arc::new(Counters::default());
     let churn_task = {

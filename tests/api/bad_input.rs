@@ -252,7 +252,9 @@ async fn too_many_subscriptions_get_an_error() {
 #[actix_web::test]
 async fn slow_consumer_is_closed_1008_while_others_get_everything() {
     let mut settings = test_settings();
-    settings.websocket.outbound_queue = 64;
+    // The default queue: the fast reader (sharing a thread with the broker here) needs headroom; the client
+    // that never reads still overflows, as 5,000 frames of 8 KiB exceed 1,024 frames plus socket buffers.
+    settings.websocket.outbound_queue = 1024;
     settings.websocket.inbound_rate = 100_000;
     settings.websocket.inbound_burst = 100_000;
     let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
