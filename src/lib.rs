@@ -35,14 +35,17 @@
 //! | [`connection`] | the WebSocket actor: handshake, heartbeat, limits, dispatch |
 //! | [`topic`] | broker, topic actors, topic handler trait, access rules |
 //! | [`rpc`] | procedure registry and trait, built-in `wamp.session.*` |
-//! | [`session`] | identity of a connection |
-//! | [`clients`] | the ClientManipulator |
+//! | [`session`] | the web app's actix-session session: cookie → key → state → identity, stores, writable handle |
+//! | [`clients`] | the ClientManipulator: local index, cluster-wide lookups, targeted sends |
+//! | [`cluster`] | backplane, registry, envelope codec and Redis key schema (memory and Redis forms) |
 //! | [`outbox`] | the bounded outbound queue of a connection |
 //! | [`route`] | route patterns (`chat/{room}`) |
-//! | [`api`] | HTTP endpoints: `/ws`, health, metrics |
+//! | [`api`] | HTTP endpoints: `/ws` (origin, subprotocol, session before the upgrade), health, metrics |
+//! | `push` | the HTTP push API `/api/*` (bearer token) |
+//! | `demo` | the demo web app: login, chat page, `wamp.js` |
 //! | [`config`] | settings: embedded default, TOML file, environment |
 //! | [`node`] | the builder, the library handle and the ready server |
-//! | [`metrics`] | Prometheus counters |
+//! | [`metrics`] | OpenMetrics counters, gauges and histogram (prometheus-client) |
 //! | `client` | a small async WAMP client for tests and the load tool (feature `client`) |
 
 #![warn(missing_docs)]
