@@ -37,6 +37,12 @@ use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
 /// Server identification sent in v1 WELCOME and v2 WELCOME `agent`.
 pub const SERVER_AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
 
+/// actix-web-actors reports a text frame that is not UTF-8 as an I/O error carrying the `Utf8Error` text;
+/// every other I/O error means the peer went away.
+fn is_bad_utf8(error: &std::io::Error) -> bool {
+    error.to_string().contains("utf-8")
+}
+
 /// Longest a WELCOME or SUBSCRIBED waits for the cluster registry to confirm the write.
 const REGISTRY_ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -886,7 +892,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
                 }
                 ctx.stop();
             }
-            Err(ProtocolError::Io(e)) if !e.to_string().contains("utf-8") => {
+            Err(ProtocolError::Io(e)) if !is_bad_utf8(&e) => {
                 // The peer vanished (reset, EOF mid-frame): not a protocol violation, just the end.
                 log::debug!("session {}: connection lost: {e}", self.session);
                 ctx.stop();
@@ -898,7 +904,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
                     ProtocolError::Overflow => {
                         self.close(ctx, CloseCode::Size, &format!("message larger than {max} bytes"))
                     }
-                    ProtocolError::Io(e) if e.to_string().contains("utf-8") => {
+                    ProtocolError::Io(e) if is_bad_utf8(&e) => {
                         self.close(ctx, CloseCode::Invalid, "text message is not valid UTF-8")
                     }
                     other => self.close(ctx, CloseCode::Protocol, &format!("WebSocket protocol error: {other}")),

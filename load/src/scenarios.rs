@@ -310,7 +310,6 @@ impl Traffic {
     /// Opens `--connections` subscribers (subscriber `i` on `topic_of(i)`, nodes round robin) and
     /// `--publishers` publishers, and starts the receivers.
     async fn open(cli: &Cli, topic_of: impl Fn(usize) -> String) -> anyhow::Result<Traffic> {
-        let counters = Arc::new(Counters::default());
         let (urls, protocol) = (Arc::new(cli.urls.clone()), cli.protocol);
         let subs = open_many(cli.connections, cli.concurrency, |i| {
             let (urls, topic) = (urls.clone(), topic_of(i));
@@ -323,68 +322,99 @@ impl Traffic {
             async move { Ok(open_v2(&urls[(i + 1) % urls.len()], None).await?) }
         })
         .await?;
-        // Let the last subscriptions settle cluster-wide (v1 has no SUBSCRIBED).
+        Ok(Traffic::start(subs, publishers).await)
+    }
+
+    /// Lets the last subscriptions settle cluster-wide (v1 has no SUBSCRIBED), then starts counting.
+    async fn start(subs: Vec<Subscriber>, publishers: Vec<V2Session>) -> Traffic {
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let counters = Arc::new(Counters::default());
         let (stop, watch_rx) = watch::channel(false);
         let mut receivers = JoinSet::new();
         for s in subs {
             receivers.spawn(receive(s, counters.clone(), watch_rx.clone()));
         }
-        Ok(Traffic { counters, publishers, stop, receivers })
+        Traffic { counters, publishers, stop, receivers }
     }
+
+    /// The measured window: a progress bar and the server's CPU from now on.
+    fn begin(&self, label: &'static str, cli: &Cli) -> Window {
+        Window {
+            started: Instant::now(),
+            bar: progress(label, cli.duration, self.counters.clone()),
+            cpu: CpuWindow::start(cli.server_pid),
+        }
+    }
+
+    /// Ends a run whose traffic took `elapsed`: waits (bounded) for `expected` deliveries, reads the server's
+    /// CPU, stops the receivers and builds the report.
+    async fn finish(
+        self,
+        window: Window,
+        scenario: &'static str,
+        cli: &Cli,
+        elapsed: Duration,
+        expected: u64,
+        mut extra: Vec<(&'static str, Value)>,
+    ) -> Report {
+        let counters = self.counters;
+        drain(&counters, expected).await;
+        extra.extend(window.cpu.finish(Counters::get(&counters.delivered)));
+        end_progress(window.bar);
+        let latency = stop_receivers(self.stop, self.receivers).await;
+        Report {
+            scenario,
+            params: params(cli),
+            elapsed,
+            sent: Counters::get(&counters.sent),
+            expected,
+            delivered: Counters::get(&counters.delivered),
+            errors: Counters::get(&counters.errors),
+            latency_of: "delivery",
+            latency,
+            extra,
+        }
+    }
+}
+
+/// The measured part of a run.
+struct Window {
+    started: Instant,
+    bar: Option<tokio::task::JoinHandle<()>>,
+    cpu: CpuWindow,
 }
 
 /// N subscribers spread over topics and nodes; publishers at `--rate` in total, round robin over topics.
 pub async fn fanout(cli: &Cli) -> anyhow::Result<Report> {
     let topics = cli.topics;
-    let Traffic { counters, publishers, stop, receivers } =
-        Traffic::open(cli, move |i| format!("load.fanout.{}", i % topics)).await?;
+    let mut traffic = Traffic::open(cli, move |i| format!("load.fanout.{}", i % topics)).await?;
     let subscribers_per_topic: Vec<u64> =
         (0..topics).map(|t| (0..cli.connections).filter(|i| i % topics == t).count() as u64).collect();
-    let bar = progress("fanout", cli.duration, counters.clone());
-    let cpu = CpuWindow::start(cli.server_pid);
-    let started = Instant::now();
-    let pad = Arc::new("x".repeat(cli.payload));
+    let window = traffic.begin("fanout", cli);
     let per_message = publish_for(
-        publishers,
+        std::mem::take(&mut traffic.publishers),
         cli.rate,
         cli.duration,
-        pad,
-        counters.clone(),
+        Arc::new("x".repeat(cli.payload)),
+        traffic.counters.clone(),
         Arc::new(move |n| format!("load.fanout.{}", n % topics as u64)),
         Arc::new(|_| Map::new()),
     )
     .await;
-    let elapsed = started.elapsed();
+    let elapsed = window.started.elapsed();
     // per_message is indexed by message number; message n went to topic n % topics.
     let expected: u64 = per_message.iter().enumerate().map(|(n, c)| c * subscribers_per_topic[n % topics]).sum();
-    drain(&counters, expected).await;
-    let server = cpu.finish(Counters::get(&counters.delivered));
-    end_progress(bar);
-    let latency = stop_receivers(stop, receivers).await;
-    Ok(Report {
-        scenario: "fanout",
-        params: params(cli),
-        elapsed,
-        sent: Counters::get(&counters.sent),
-        expected,
-        delivered: Counters::get(&counters.delivered),
-        errors: Counters::get(&counters.errors),
-        latency_of: "delivery",
-        latency,
-        extra: server,
-    })
+    Ok(traffic.finish(window, "fanout", cli, elapsed, expected, Vec::new()).await)
 }
 
 /// N logged-in users on random nodes; each sends to a random other user (eligible_authid) at `--rate` in total.
 pub async fn direct(cli: &Cli) -> anyhow::Result<Report> {
-    let counters = Arc::new(Counters::default());
     let users = login_all(cli, cli.connections, "load-user-").await.context("logging users in")?;
     let n = users.len();
     let urls = Arc::new(cli.urls.clone());
     let users = Arc::new(users);
     // Each user has a receiving connection and a sending one, on random nodes.
-    let receivers_open = open_many(n, cli.concurrency, |i| {
+    let receivers = open_many(n, cli.concurrency, |i| {
         let (urls, users) = (urls.clone(), users.clone());
         let node = rand::rng().random_range(0..urls.len());
         async move { Subscriber::open(&urls[node], ProtocolArg::V2, "load.direct", Some(&users[i].1)).await }
@@ -397,23 +427,15 @@ pub async fn direct(cli: &Cli) -> anyhow::Result<Report> {
         async move { Ok(open_v2(&urls[node], Some(&users[i].1)).await?) }
     })
     .await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (stop, watch_rx) = watch::channel(false);
-    let mut receivers = JoinSet::new();
-    for s in receivers_open {
-        receivers.spawn(receive(s, counters.clone(), watch_rx.clone()));
-    }
-    let bar = progress("direct", cli.duration, counters.clone());
-    let cpu = CpuWindow::start(cli.server_pid);
-    let started = Instant::now();
+    let mut traffic = Traffic::start(receivers, senders).await;
+    let window = traffic.begin("direct", cli);
     let names: Arc<Vec<String>> = Arc::new(users.iter().map(|(name, _)| name.clone()).collect());
-    let pad = Arc::new("x".repeat(cli.payload));
     publish_for(
-        senders,
+        std::mem::take(&mut traffic.publishers),
         cli.rate,
         cli.duration,
-        pad,
-        counters.clone(),
+        Arc::new("x".repeat(cli.payload)),
+        traffic.counters.clone(),
         Arc::new(|_| "load.direct".to_owned()),
         Arc::new(move |_| {
             let to = &names[rand::rng().random_range(0..names.len())];
@@ -424,24 +446,10 @@ pub async fn direct(cli: &Cli) -> anyhow::Result<Report> {
         }),
     )
     .await;
-    let elapsed = started.elapsed();
-    let expected = Counters::get(&counters.sent);
-    drain(&counters, expected).await;
-    let server = cpu.finish(Counters::get(&counters.delivered));
-    end_progress(bar);
-    let latency = stop_receivers(stop, receivers).await;
-    Ok(Report {
-        scenario: "direct",
-        params: params(cli),
-        elapsed,
-        sent: Counters::get(&counters.sent),
-        expected,
-        delivered: Counters::get(&counters.delivered),
-        errors: Counters::get(&counters.errors),
-        latency_of: "delivery",
-        latency,
-        extra: server,
-    })
+    let elapsed = window.started.elapsed();
+    // Each message targets exactly one user, who has one receiving socket.
+    let expected = Counters::get(&traffic.counters.sent);
+    Ok(traffic.finish(window, "direct", cli, elapsed, expected, Vec::new()).await)
 }
 
 /// Opens `--connections` sockets (with session cookies when `--login`) as fast as `--concurrency` and `--rate`
@@ -538,7 +546,7 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
 pub async fn churn(cli: &Cli) -> anyhow::Result<Report> {
     let urls = Arc::new(cli.urls.clone());
     let protocol = cli.protocol;
-    let Traffic { counters, publishers, stop, receivers } = Traffic::open(cli, |_| "load.churn".to_owned()).await?;
+    let mut traffic = Traffic::open(cli, |_| "load.churn".to_owned()).await?;
     // The churners: open, subscribe, read briefly, close.
     let churned = Arc::new(Counters::default());
     let churn_task = {
@@ -581,47 +589,26 @@ pub async fn churn(cli: &Cli) -> anyhow::Result<Report> {
             while tasks.join_next().await.is_some() {}
         })
     };
-    let bar = progress("churn", cli.duration, counters.clone());
-    let cpu = CpuWindow::start(cli.server_pid);
-    let started = Instant::now();
-    let pad = Arc::new("x".repeat(cli.payload));
+    let window = traffic.begin("churn", cli);
     publish_for(
-        publishers,
+        std::mem::take(&mut traffic.publishers),
         cli.rate,
         cli.duration,
-        pad,
-        counters.clone(),
+        Arc::new("x".repeat(cli.payload)),
+        traffic.counters.clone(),
         Arc::new(|_| "load.churn".to_owned()),
         Arc::new(|_| Map::new()),
     )
     .await;
-    let elapsed = started.elapsed();
-    let expected = Counters::get(&counters.sent) * cli.connections as u64;
-    // Steady receivers also count events seen by no one else; churners do not add to `delivered`.
-    drain(&counters, expected).await;
-    end_progress(bar);
+    let elapsed = window.started.elapsed();
+    // Loss counts for the steady subscribers only; churners do not add to `delivered`.
+    let expected = Counters::get(&traffic.counters.sent) * cli.connections as u64;
     let _ = churn_task.await;
-    let server = cpu.finish(Counters::get(&counters.delivered));
-    let latency = stop_receivers(stop, receivers).await;
-    Ok(Report {
-        scenario: "churn",
-        params: params(cli),
-        elapsed,
-        sent: Counters::get(&counters.sent),
-        expected,
-        delivered: Counters::get(&counters.delivered),
-        errors: Counters::get(&counters.errors),
-        latency_of: "delivery",
-        latency,
-        extra: [
-            vec![
-                ("churned_connections", json!(Counters::get(&churned.sent))),
-                ("churn_failures", json!(Counters::get(&churned.errors))),
-            ],
-            server,
-        ]
-        .concat(),
-    })
+    let extra = vec![
+        ("churned_connections", json!(Counters::get(&churned.sent))),
+        ("churn_failures", json!(Counters::get(&churned.errors))),
+    ];
+    Ok(traffic.finish(window, "churn", cli, elapsed, expected, extra).await)
 }
 
 #[cfg(test)]

@@ -72,11 +72,6 @@ impl Keys {
             }
         }
     }
-
-    /// The topic a channel name carries, if it is a topic channel.
-    pub fn topic_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
-        channel.strip_prefix(&self.prefix).and_then(|rest| rest.strip_prefix("t:"))
-    }
 }
 
 #[cfg(test)]
@@ -96,7 +91,5 @@ mod tests {
         assert_eq!(k.subscription(&key("com..update", MatchPolicy::Wildcard)), ("sb:t:com.*.update".into(), true));
         assert_eq!(k.subscription(&key("a[1]", MatchPolicy::Prefix)), ("sb:t:a\\[1\\]*".into(), true));
         assert_eq!(k.inbox("node-a"), "sb:inbox:node-a");
-        assert_eq!(k.topic_of("sb:t:chat/lobby"), Some("chat/lobby"));
-        assert_eq!(k.topic_of("sb:inbox:x"), None);
     }
 }

@@ -121,6 +121,9 @@ pub struct RedisRegistry {
     dirty: Arc<AtomicBool>,
     stopped: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    /// The scripts, hashed once (invocations use EVALSHA and load the script again after a Redis restart).
+    lookup_script: redis::Script,
+    purge_script: redis::Script,
 }
 
 fn parse_record(r: Vec<String>) -> Option<ClientInfo> {
@@ -167,6 +170,8 @@ impl RedisRegistry {
             dirty: Arc::new(AtomicBool::new(true)),
             stopped: Arc::new(AtomicBool::new(false)),
             metrics,
+            lookup_script: redis::Script::new(LOOKUP),
+            purge_script: redis::Script::new(PURGE),
         });
         actix_web::rt::spawn(registry.clone().writer(receiver, local));
         // The first heartbeat runs now: it claims the lease and purges this node id's previous incarnation.
@@ -266,8 +271,7 @@ impl RedisRegistry {
 
     async fn purge(&self, mode: &str, node: &str) -> Result<i64, RegistryError> {
         let mut conn = self.pool.get().await.map_err(|e| RegistryError(e.to_string()))?;
-        let script = redis::Script::new(PURGE);
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = self.purge_script.prepare_invoke();
         invocation.arg(self.keys.prefix()).arg(mode).arg(node);
         match tokio::time::timeout(ROUND_TRIP_TIMEOUT, invocation.invoke_async::<i64>(&mut *conn)).await {
             Ok(Ok(n)) => Ok(n),
@@ -411,8 +415,7 @@ impl RedisRegistry {
 
     async fn lookup(&self, args: &[&str]) -> Result<Vec<ClientInfo>, RegistryError> {
         let mut conn = self.pool.get().await.map_err(|e| RegistryError(e.to_string()))?;
-        let script = redis::Script::new(LOOKUP);
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = self.lookup_script.prepare_invoke();
         invocation.arg(self.keys.prefix());
         for a in args {
             invocation.arg(*a);
