@@ -16,6 +16,7 @@ use crate::config::Unauthenticated;
 use crate::connection::Connection;
 use crate::metrics;
 use crate::node::Switchboard;
+use crate::transport;
 use crate::wamp::Protocol;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: Switchboard) {
@@ -89,6 +90,12 @@ async fn websocket(
         Protocol::V2 => &["wamp.2.json"],
         Protocol::V1 => &["wamp"],
     };
+    if req.app_data::<transport::Direct>().is_some() {
+        // The ready server's upgrade path: send the 101, then run the actor on the bare socket.
+        let mut response = ws::handshake_with_protocols(&req, tokens)?.finish();
+        response.extensions_mut().insert(transport::Accept { connection, max_message_size: max });
+        return Ok(response);
+    }
     ws::WsResponseBuilder::new(connection, &req, stream).protocols(tokens).frame_size(max).start()
 }
 

@@ -45,6 +45,7 @@
 //! | `demo` | the demo web app: login, chat page, `wamp.js` |
 //! | [`config`] | settings: embedded default, TOML file, environment |
 //! | [`node`] | the builder, the library handle and the ready server |
+//! | `transport` | the ready server's sockets: HTTP via actix-web, accepted WebSockets without the HTTP/1 dispatcher |
 //! | [`metrics`] | OpenMetrics counters, gauges and histogram (prometheus-client) |
 //! | `client` | a small async WAMP client for tests and the load tool (feature `client`) |
 
@@ -66,6 +67,7 @@ pub mod route;
 pub mod rpc;
 pub mod session;
 pub mod topic;
+mod transport;
 pub mod wamp;
 
 pub use clients::{ClientInfo, ClientManipulator, Disconnect};

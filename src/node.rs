@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 
 use std::sync::OnceLock;
 
@@ -28,6 +28,7 @@ use crate::session::store::{MemorySessionStore, Store};
 use crate::topic::access::{AccessRule, AccessRules};
 use crate::topic::broker::Broker;
 use crate::topic::TopicHandler;
+use crate::transport::{OpenSockets, ServerOptions};
 use crate::wamp::errors;
 
 /// Why a node could not start.
@@ -303,11 +304,13 @@ impl Switchboard {
     }
 }
 
-/// The ready-made server: a [`Switchboard`] behind an actix-web `HttpServer`.
+/// The ready-made server: a [`Switchboard`] behind actix-web, with accepted WebSockets running directly on their
+/// sockets (no HTTP/1 dispatcher buffers per connection; see the `transport` module).
 pub struct Application {
     port: u16,
     server: Server,
     node: Switchboard,
+    sockets: OpenSockets,
 }
 
 impl Application {
@@ -322,19 +325,14 @@ impl Application {
         let addr = settings.bind_addr()?;
         let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
         let port = listener.local_addr().map_err(|source| StartError::Bind { addr: addr.to_string(), source })?.port();
-        let configure = node.configure();
-        let mut server = HttpServer::new(move || App::new().configure(configure.clone()))
-            .disable_signals()
-            .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1));
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
-        let server =
-            server.listen(listener).map_err(|source| StartError::Bind { addr: addr.to_string(), source })?.run();
+        let options =
+            ServerOptions { workers: settings.server.workers, shutdown_timeout: settings.server.shutdown_timeout };
+        let (server, sockets) = crate::transport::server(listener, options, node.configure())
+            .map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
         let store = node.sessions().store().kind();
         let mode = if node.is_cluster() { "cluster" } else { "embedded" };
         log::info!("switchboard {} listening on {}:{port} ({mode} mode, sessions: {store})", node.node_id(), addr.ip());
-        Ok(Application { port, server, node })
+        Ok(Application { port, server, node, sockets })
     }
 
     /// The bound port (useful with port 0).
@@ -363,11 +361,17 @@ impl Application {
         let handle = self.server.handle();
         let node = self.node.clone();
         let timeout = node.settings().server.shutdown_timeout;
+        let sockets = self.sockets.clone();
         actix_web::rt::spawn(async move {
             wait_for_signal().await;
             log::info!("shutdown requested: no new connections");
             handle.pause().await;
+            let deadline = Instant::now() + timeout;
             node.close_all_connections(timeout).await;
+            // Closed sessions still flush their Close frame and wait briefly for the client's.
+            while sockets.count() > 0 && Instant::now() < deadline {
+                actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+            }
             node.deregister().await;
             handle.stop(true).await;
         });

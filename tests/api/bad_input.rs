@@ -233,7 +233,7 @@ async fn idle_client_is_closed_after_the_idle_timeout() {
     // write; stay silent by reading nothing until the deadline, then collect the close.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (code, reason) = socket.expect_close(WAIT).await.unwrap();
-    assert_eq!(code, 1001);
+    assert_eq!(code, 1001, "{reason}");
     assert!(reason.contains("idle"), "{reason}");
 }
 

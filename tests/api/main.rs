@@ -7,5 +7,6 @@ mod lb;
 mod library;
 mod redis_server;
 mod sessions;
+mod transport;
 mod v1;
 mod v2;

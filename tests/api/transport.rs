@@ -1,0 +1,117 @@
+//! The socket layer: the ready server runs accepted WebSockets outside actix-http's HTTP/1 dispatcher, while an app
+//! that mounts `Switchboard::configure()` in its own `HttpServer` keeps the actix-web-actors path. Both must
+//! behave the same, and the ready server must not lose bytes or answers at the hand-over.
+
+use actix_web::{App, HttpServer};
+use serde_json::json;
+use switchboard::client::{Socket, V2Session};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+
+/// A masked client text frame (RFC 6455 §5.2), for payloads under 126 bytes.
+fn masked_text_frame(payload: &str) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Reads from `stream` until `needle` has been seen or `WAIT` passes; returns everything read.
+async fn read_until(stream: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !seen.windows(needle.len()).any(|w| w == needle) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("timed out; read so far: {}", String::from_utf8_lossy(&seen)))
+            .unwrap();
+        assert!(n > 0, "connection closed; read: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    seen
+}
+
+#[actix_web::test]
+async fn a_frame_sent_together_with_the_handshake_is_not_lost() {
+    let app = spawn_app().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let mut bytes = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Protocol: wamp.2.json\r\n\r\n"
+        .to_vec();
+    bytes.extend(masked_text_frame(r#"[1,"realm1",{"roles":{"subscriber":{}}}]"#));
+    // One write: the HELLO arrives in the same segment as the request head.
+    stream.write_all(&bytes).await.unwrap();
+    let seen = read_until(&mut stream, b"authid").await;
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(text.contains("[2,"), "WELCOME expected: {text}");
+}
+
+/// Sends a WebSocket upgrade request for `path` and reads until the server closes.
+async fn upgrade_elsewhere(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("the server closes").unwrap();
+    String::from_utf8_lossy(&response).to_lowercase()
+}
+
+#[actix_web::test]
+async fn a_websocket_upgrade_to_another_path_gets_that_paths_answer_and_a_close() {
+    let app = spawn_app().await;
+    let text = upgrade_elsewhere(app.port, "/health/live").await;
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    assert!(text.ends_with(r#"{"status":"ok"}"#), "{text}");
+    let text = upgrade_elsewhere(app.port, "/nowhere").await;
+    assert!(text.starts_with("http/1.1 404"), "{text}");
+}
+
+#[actix_web::test]
+async fn a_refused_upgrade_gets_its_json_error_and_a_close() {
+    let app = spawn_app().await;
+    match Socket::connect(&app.ws_url(), &["mqtt"], &[]).await {
+        Err(switchboard::client::ClientError::Rejected { status, body }) => {
+            assert_eq!(status, 400);
+            assert!(body.contains("wamp.2.json"), "{body}");
+        }
+        other => panic!("expected 400, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[actix_web::test]
+async fn sockets_behave_the_same_when_mounted_in_an_own_http_server() {
+    let mut settings = test_settings();
+    settings.websocket.max_message_size = 4096;
+    let node = switchboard::Switchboard::builder(settings).build().await.unwrap();
+    let configure = node.configure();
+    let server =
+        HttpServer::new(move || App::new().configure(configure.clone())).workers(1).bind("127.0.0.1:0").unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let url = format!("ws://127.0.0.1:{port}/ws");
+
+    let mut alice = V2Session::connect(&url, "realm1").await.unwrap();
+    let subscription = alice.subscribe("com.example.news").await.unwrap();
+    let mut bob = V2Session::connect(&url, "realm1").await.unwrap();
+    bob.publish("com.example.news", dict(json!({})), vec![json!("hello")]).await.unwrap();
+    let (sub, _, _, args) = alice.next_event(WAIT).await.unwrap();
+    assert_eq!((sub, args), (subscription, vec![json!("hello")]));
+
+    // The message size limit applies on this path too.
+    bob.socket.send_text("x".repeat(5000)).await.unwrap();
+    assert_eq!(bob.socket.expect_close(WAIT).await.unwrap().0, 1009);
+    handle.stop(false).await;
+}
