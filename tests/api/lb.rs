@@ -34,7 +34,7 @@ impl Nginx {
             .map(|t| format!("    {t}_temp_path {}/{t};\n", dir.display()))
             .collect();
         let conf = format!(
-            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\ndaemon off;\nevents {{ worker_connections 1024; }}\n\
+            "master_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\ndaemon off;\nevents {{ worker_connections 1024; }}\n\
              http {{\n    access_log off;\n{temps}    upstream switchboard {{\n{servers}    }}\n    server {{\n        listen 127.0.0.1:{port};\n        include {locations};\n    }}\n}}\n",
             d = dir.display()
         );
