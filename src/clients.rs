@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
+use futures_util::future::{BoxFuture, FutureExt};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -152,9 +153,25 @@ impl ClientManipulator {
 
     /// Indexes a new session. In cluster mode the receiver fires once the registry has it, so a WELCOME
     /// sent after it means "findable on every node".
-    pub(crate) fn register(&self, info: ClientInfo, control: Recipient<Disconnect>) -> Option<oneshot::Receiver<()>> {
+    pub(crate) fn register(&self, info: ClientInfo, control: Recipient<Disconnect>) -> Option<BoxFuture<'static, ()>> {
+        let routed = self.backplane.want_user(&info.authid);
         self.local.write().insert(info.session, Entry { info: info.clone(), control, topics: HashSet::new() });
-        self.acked(|ack| Write::Register(info, ack))
+        let registered = self.acked(|ack| Write::Register(info, ack));
+        // WELCOME waits for both: the registry has the session, and messages targeted at the user reach this node.
+        match (registered, routed) {
+            (None, None) => None,
+            (registered, routed) => Some(
+                async move {
+                    if let Some(r) = registered {
+                        let _ = r.await;
+                    }
+                    if let Some(r) = routed {
+                        let _ = r.await;
+                    }
+                }
+                .boxed(),
+            ),
+        }
     }
 
     fn acked(&self, write: impl FnOnce(Option<oneshot::Sender<()>>) -> Write) -> Option<oneshot::Receiver<()>> {
@@ -174,6 +191,11 @@ impl ClientManipulator {
             let Some(entry) = entries.get_mut(&info.session) else { return };
             std::mem::replace(&mut entry.info, info.clone())
         };
+        if old.authid != info.authid {
+            // Targeted messages follow the new identity from the next publication on.
+            let _ = self.backplane.want_user(&info.authid);
+            self.backplane.unwant_user(&old.authid);
+        }
         self.written(Write::Reidentify { old, new: info });
     }
 
@@ -194,6 +216,7 @@ impl ClientManipulator {
 
     pub(crate) fn unregister(&self, session: Id) {
         if let Some(entry) = self.local.write().remove(&session) {
+            self.backplane.unwant_user(&entry.info.authid);
             self.written(Write::Unregister(entry.info, entry.topics.into_iter().collect()));
         }
     }

@@ -6,6 +6,12 @@
 //! so a node never receives traffic it has no use for. Publications go out on a separate auto-reconnecting
 //! connection, one PUBLISH each, serialised once.
 //!
+//! Publications targeted at a few users (`eligible_authid` with at most [`MAX_USER_ROUTES`] names) go to those
+//! users' channels instead of the topic's: each node subscribes to the channel of every user it holds a
+//! session of, so "send this to alice" reaches only the nodes where alice is, however many nodes subscribe to
+//! the topic. The receiving node delivers it exactly like a topic-channel publication (same topic actors, same
+//! filters), so the route changes who receives the bytes, never who gets the EVENT.
+//!
 //! Failure handling: the pub/sub task reconnects with doubling backoff and resubscribes everything; every
 //! `probe_interval` it sends a probe through its own inbox, and a probe that does not come back means a wedged
 //! subscription, which is torn down and rebuilt. While the subscription is down, publishes fail fast (counted,
@@ -13,9 +19,9 @@
 //! publish during the gap is not replayed. A node may receive one publication several times (a channel and a
 //! pattern both matching); recent publication ids are remembered so each is delivered once.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -37,6 +43,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const RECENT_IDS: usize = 16_384;
 /// Longest a PUBLISH may take before it counts as failed.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Largest `eligible_authid` list routed through user channels (one PUBLISH per user, pipelined); longer lists
+/// go to the topic channel, where one PUBLISH reaches every interested node.
+pub const MAX_USER_ROUTES: usize = 8;
 /// Longest a new topic waits for its Redis SUBSCRIBE before accepting subscribers anyway.
 pub const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
@@ -123,6 +132,37 @@ impl Backplane {
         }
     }
 
+    /// Counts a local session of `authid`; the node subscribes to her user channel with the first. The receiver
+    /// fires once that subscription is in place (at once for the memory backplane or while Redis is down).
+    pub fn want_user(&self, authid: &str) -> Option<oneshot::Receiver<()>> {
+        match self {
+            Backplane::Memory => None,
+            Backplane::Redis(r) => {
+                let (tx, rx) = oneshot::channel();
+                let mut users = r.users.lock().unwrap_or_else(|e| e.into_inner());
+                *users.entry(authid.to_owned()).or_default() += 1;
+                // Sent for every session, not only the first: it is acknowledged only after any SUBSCRIBE
+                // for this user still in flight, because the task handles commands in order.
+                let name = r.keys.user_channel(authid);
+                let _ = r.commands.send(Command::Want { name, pattern: false, ready: Some(tx) });
+                Some(rx)
+            }
+        }
+    }
+
+    /// Releases a session of `authid`; the node unsubscribes from her user channel with the last.
+    pub fn unwant_user(&self, authid: &str) {
+        if let Backplane::Redis(r) = self {
+            let mut users = r.users.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(count) = users.get_mut(authid) else { return };
+            *count -= 1;
+            if *count == 0 {
+                users.remove(authid);
+                let _ = r.commands.send(Command::Unwant { name: r.keys.user_channel(authid), pattern: false });
+            }
+        }
+    }
+
     /// Hands a local publication to the other nodes.
     pub async fn publish(&self, publication: &Publication) -> Result<(), BackplaneError> {
         match self {
@@ -154,6 +194,9 @@ pub struct RedisBackplane {
     node: String,
     keys: Keys,
     commands: mpsc::UnboundedSender<Command>,
+    /// Local sessions per user (the user channels this node is subscribed to). Commands are sent under this
+    /// lock, so the task sees wants and unwants in the order the counts changed.
+    users: Mutex<HashMap<String, usize>>,
     publisher: ConnectionManager,
     up: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
@@ -186,7 +229,7 @@ impl RedisBackplane {
             recent: RecentIds::default(),
         };
         actix_web::rt::spawn(task.run(receiver));
-        Ok(RedisBackplane { node, keys, commands, publisher, up, metrics })
+        Ok(RedisBackplane { node, keys, commands, users: Mutex::default(), publisher, up, metrics })
     }
 
     fn envelope(&self, body: Body) -> Envelope {
@@ -194,11 +237,14 @@ impl RedisBackplane {
     }
 
     async fn publish(&self, publication: &Publication) -> Result<(), BackplaneError> {
-        let channel = self.keys.topic_channel(&publication.topic);
-        let result = if self.up.load(Ordering::Acquire) {
-            self.send(&channel, Envelope::encode_publication(&self.node, publication)).await
-        } else {
+        let result = if !self.up.load(Ordering::Acquire) {
             Err(BackplaneError::Down)
+        } else if let Some(users) = user_route(publication) {
+            let channels: Vec<String> = users.iter().map(|u| self.keys.user_channel(u)).collect();
+            self.send_all(&channels, Envelope::encode_publication(&self.node, publication)).await
+        } else {
+            let channel = self.keys.topic_channel(&publication.topic);
+            self.send(&channel, Envelope::encode_publication(&self.node, publication)).await
         };
         match &result {
             Ok(()) => metrics::inc(&self.metrics.backplane_published_total),
@@ -210,6 +256,23 @@ impl RedisBackplane {
         result
     }
 
+    /// PUBLISHes the same bytes on several channels in one round trip.
+    async fn send_all(&self, channels: &[String], bytes: Vec<u8>) -> Result<(), BackplaneError> {
+        if let [channel] = channels {
+            return self.send(channel, bytes).await;
+        }
+        let mut pipe = redis::pipe();
+        for channel in channels {
+            pipe.cmd("PUBLISH").arg(channel).arg(&bytes).ignore();
+        }
+        let mut conn = self.publisher.clone();
+        match tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(BackplaneError::Publish(e.to_string())),
+            Err(_) => Err(BackplaneError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}"))),
+        }
+    }
+
     async fn send(&self, channel: &str, bytes: Vec<u8>) -> Result<(), BackplaneError> {
         let mut conn = self.publisher.clone();
         match tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(channel, bytes)).await {
@@ -218,6 +281,12 @@ impl RedisBackplane {
             Err(_) => Err(BackplaneError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}"))),
         }
     }
+}
+
+/// The users whose channels carry `publication` instead of its topic's channel, if it is targeted at a few.
+fn user_route(publication: &Publication) -> Option<&[String]> {
+    let users = publication.filters.eligible_authid.as_deref()?;
+    (!users.is_empty() && users.len() <= MAX_USER_ROUTES).then_some(users)
 }
 
 /// Remembers recently delivered publication ids.

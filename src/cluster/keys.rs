@@ -13,6 +13,7 @@
 //! | `{p}st:{session}` | set | topics a session is subscribed to (to clean `ts:` sets) |
 //! | channel `{p}t:{topic}` | pub/sub | publications on a topic (prefix/wildcard subscriptions use PSUBSCRIBE globs) |
 //! | channel `{p}inbox:{node}` | pub/sub | control messages for one node, and its liveness probes |
+//! | channel `{p}user:{authid}` | pub/sub | publications targeted at a user (`eligible_authid`), only to nodes holding her |
 
 use crate::topic::TopicKey;
 use crate::wamp::uri::MatchPolicy;
@@ -49,6 +50,11 @@ impl Keys {
     /// Channel of publications on `topic`.
     pub fn topic_channel(&self, topic: &str) -> String {
         format!("{}t:{topic}", self.prefix)
+    }
+
+    /// Channel of publications targeted at `authid`: a node subscribes to it while it holds a session of hers.
+    pub fn user_channel(&self, authid: &str) -> String {
+        format!("{}user:{authid}", self.prefix)
     }
 
     /// A node's inbox channel.

@@ -318,6 +318,57 @@ async fn a_node_without_subscribers_receives_nothing_for_a_topic() {
     }
 }
 
+async fn user_channel_subscribers(redis: &RedisServer, authid: &str) -> i64 {
+    let mut conn = redis.connection().await;
+    let channel = format!("sbtest:user:{authid}");
+    let reply: Vec<redis::Value> =
+        redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut conn).await.unwrap();
+    match &reply[1] {
+        redis::Value::Int(n) => *n,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn a_message_for_alice_travels_only_to_the_node_holding_her() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);
+    let cookie = a.login("alice").await;
+    let mut alice = V2Session::connect_with_headers(&c.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    // WELCOME means her node already listens for messages to her.
+    assert_eq!(user_channel_subscribers(&redis, "alice").await, 1);
+    let mut others = Vec::new();
+    for node in [&b, &c] {
+        let mut s = V2Session::connect(&node.ws(), "r").await.unwrap();
+        s.subscribe("room").await.unwrap();
+        others.push(s);
+    }
+    alice.subscribe("room").await.unwrap();
+    let mut p = V2Session::connect(&a.ws(), "r").await.unwrap();
+    for i in 0..10 {
+        p.publish_acked("room", dict(json!({"eligible_authid": ["alice"]})), vec![json!(i)]).await.unwrap();
+    }
+    for i in 0..10 {
+        assert_eq!(alice.next_event(WAIT).await.unwrap().3, vec![json!(i)]);
+    }
+    for s in &mut others {
+        s.expect_no_event(QUIET).await.unwrap();
+    }
+    assert_eq!(metric(&b, "switchboard_backplane_received_total").await, 0, "node b holds no alice");
+    assert_eq!(metric(&c, "switchboard_backplane_received_total").await, 10);
+    // An untargeted publication still reaches every subscribing node.
+    p.publish_acked("room", dict(json!({})), vec![json!("all")]).await.unwrap();
+    for s in others.iter_mut().chain([&mut alice]) {
+        assert_eq!(s.next_event(WAIT).await.unwrap().3, vec![json!("all")]);
+    }
+    alice.socket.close().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while user_channel_subscribers(&redis, "alice").await != 0 {
+        assert!(Instant::now() < deadline, "node c kept listening for alice after her last session left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[actix_web::test]
 async fn a_killed_node_leaves_lookups_within_the_lease_and_restarts_without_ghosts() {
     let redis = RedisServer::start().await;
