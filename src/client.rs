@@ -109,7 +109,7 @@ impl Socket {
                 HeaderValue::from_str(value).map_err(|e| ClientError::Unexpected(format!("bad header value: {e}")))?;
             request.headers_mut().insert(name, value);
         }
-        match tokio_tungstenite::connect_async_with_config(request, Some(config), false).await {
+        match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
             Ok((ws, response)) => {
                 let protocol =
                     response.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok()).map(str::to_owned);

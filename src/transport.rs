@@ -141,6 +141,9 @@ where
                 .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
                 .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
                 .h1_allow_half_closed(true)
+                // Realtime traffic: a small frame goes out now, not when the previous one is acknowledged
+                // (Nagle's algorithm would hold it for up to a delayed-ACK interval, ~40 ms).
+                .tcp_nodelay(true)
                 .local_addr(addr)
                 .graceful_shutdown_signal(move || {
                     let signal = signal.clone();

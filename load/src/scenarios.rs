@@ -222,8 +222,10 @@ async fn publish_for(
         let (pad, counters, topic_of, options_of) =
             (pad.clone(), counters.clone(), topic_of.clone(), options_of.clone());
         tasks.spawn(async move {
-            let started = Instant::now();
             let interval = Duration::from_secs_f64(1.0 / per);
+            // Publisher k starts k/count of an interval late: together they send evenly spread over time
+            // instead of all at once every interval (a burst that would measure queueing, not latency).
+            let started = Instant::now() + interval.mul_f64(k as f64 / count as f64);
             let mut sent_per_topic: Vec<u64> = Vec::new();
             let mut n: u64 = k as u64;
             let mut i: u64 = 0;
