@@ -212,7 +212,12 @@ impl RedisBackplane {
         inbound: Arc<OnceLock<Inbound>>,
         metrics: Arc<Metrics>,
     ) -> redis::RedisResult<RedisBackplane> {
-        let publisher = client.get_connection_manager().await?;
+        // redis-rs re-dials a lost connection with waits from 1 s growing to 60 s, so after an outage the
+        // publisher could stay dead for a minute while the subscription is back. Dial on demand instead: a
+        // publish after a failure reconnects at once (and while the subscription reports Redis down, publishes
+        // are refused without touching it, so nothing hammers a dead server).
+        let config = redis::aio::ConnectionManagerConfig::new().set_number_of_retries(0);
+        let publisher = client.get_connection_manager_with_config(config).await?;
         let (commands, receiver) = mpsc::unbounded_channel();
         let up = Arc::new(AtomicBool::new(false));
         let task = Subscriber {

@@ -442,7 +442,9 @@ async fn redis_restart_mid_traffic_recovers_reports_failures_and_never_duplicate
     redis.stop();
     let stopped = Instant::now();
     let mut i = 10;
-    while stopped.elapsed() < Duration::from_millis(1200) {
+    // Longer than redis-rs's first re-dial wait (1-2 s): a publisher that kept re-dialling on its own schedule
+    // would now sleep up to a minute (a bug we had).
+    while stopped.elapsed() < Duration::from_millis(3000) {
         match publisher.publish_acked("ticks", dict(json!({})), vec![json!(i)]).await {
             Ok(_) => {}
             Err(ClientError::Wamp { error, .. }) => {
