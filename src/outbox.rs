@@ -6,8 +6,8 @@
 //! batching comes by itself exactly when a connection falls behind — and no message is allocated per frame.
 //!
 //! The queue is bounded: actix mailboxes grow without limit, and a connection whose client does not read is
-//! not polled at all (actix-http stops pulling the response stream when the socket's buffer is full). Past
-//! `outbound_queue` frames the outbox *overflows*: it refuses further frames (the sender counts a drop) and the
+//! not polled at all (its socket task, or actix-http under a mounted app, stops pulling frames while the
+//! socket's buffer is full). Past `outbound_queue` frames the outbox *overflows*: it refuses further frames (the sender counts a drop) and the
 //! connection closes itself with 1008 "slow consumer" as soon as it runs again. Memory per connection is thus
 //! bounded by `outbound_queue` frames plus the socket buffers.
 
