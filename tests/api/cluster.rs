@@ -278,14 +278,19 @@ async fn push_api_checks_the_token_and_the_body() {
     assert!(body["error"].as_str().unwrap().contains("invalid JSON body"), "{body}");
 }
 
-async fn numsub(redis: &RedisServer, topic: &str) -> i64 {
+/// Subscribers of a Redis pub/sub channel (PUBSUB NUMSUB).
+async fn channel_subscribers(redis: &RedisServer, channel: &str) -> i64 {
     let mut conn = redis.connection().await;
     let reply: Vec<redis::Value> =
-        redis::cmd("PUBSUB").arg("NUMSUB").arg(format!("sbtest:t:{topic}")).query_async(&mut conn).await.unwrap();
+        redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut conn).await.unwrap();
     match &reply[1] {
         redis::Value::Int(n) => *n,
         other => panic!("{other:?}"),
     }
+}
+
+async fn numsub(redis: &RedisServer, topic: &str) -> i64 {
+    channel_subscribers(redis, &format!("sbtest:t:{topic}")).await
 }
 
 async fn metric(node: &Node, name: &str) -> u64 {
@@ -319,14 +324,7 @@ async fn a_node_without_subscribers_receives_nothing_for_a_topic() {
 }
 
 async fn user_channel_subscribers(redis: &RedisServer, authid: &str) -> i64 {
-    let mut conn = redis.connection().await;
-    let channel = format!("sbtest:user:{authid}");
-    let reply: Vec<redis::Value> =
-        redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut conn).await.unwrap();
-    match &reply[1] {
-        redis::Value::Int(n) => *n,
-        other => panic!("{other:?}"),
-    }
+    channel_subscribers(redis, &format!("sbtest:user:{authid}")).await
 }
 
 #[actix_web::test]
