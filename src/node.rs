@@ -297,10 +297,17 @@ impl Switchboard {
             message: "node shutting down".to_owned(),
         });
         log::info!("shutdown: closing {asked} sessions");
-        let deadline = Instant::now() + timeout;
-        while self.clients().local_count() > 0 && Instant::now() < deadline {
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until(Instant::now() + timeout, || self.clients().local_count() == 0).await;
+    }
+}
+
+/// How often shutdown re-checks what it waits for.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `done` holds or `deadline` passes.
+async fn wait_until(deadline: Instant, done: impl Fn() -> bool) {
+    while !done() && Instant::now() < deadline {
+        actix_web::rt::time::sleep(SHUTDOWN_POLL).await;
     }
 }
 
@@ -369,9 +376,7 @@ impl Application {
             let deadline = Instant::now() + timeout;
             node.close_all_connections(timeout).await;
             // Closed sessions still flush their Close frame and wait briefly for the client's.
-            while sockets.count() > 0 && Instant::now() < deadline {
-                actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_until(deadline, || sockets.count() == 0).await;
             node.deregister().await;
             handle.stop(true).await;
         });

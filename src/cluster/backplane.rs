@@ -242,14 +242,14 @@ impl RedisBackplane {
     }
 
     async fn publish(&self, publication: &Publication) -> Result<(), BackplaneError> {
-        let result = if !self.up.load(Ordering::Acquire) {
-            Err(BackplaneError::Down)
-        } else if let Some(users) = user_route(publication) {
-            let channels: Vec<String> = users.iter().map(|u| self.keys.user_channel(u)).collect();
+        let result = if self.up.load(Ordering::Acquire) {
+            let channels: Vec<String> = match user_route(publication) {
+                Some(users) => users.iter().map(|u| self.keys.user_channel(u)).collect(),
+                None => vec![self.keys.topic_channel(&publication.topic)],
+            };
             self.send_all(&channels, Envelope::encode_publication(&self.node, publication)).await
         } else {
-            let channel = self.keys.topic_channel(&publication.topic);
-            self.send(&channel, Envelope::encode_publication(&self.node, publication)).await
+            Err(BackplaneError::Down)
         };
         match &result {
             Ok(()) => metrics::inc(&self.metrics.backplane_published_total),
@@ -261,7 +261,7 @@ impl RedisBackplane {
         result
     }
 
-    /// PUBLISHes the same bytes on several channels in one round trip.
+    /// PUBLISHes the same bytes on one or several channels, in one round trip.
     async fn send_all(&self, channels: &[String], bytes: Vec<u8>) -> Result<(), BackplaneError> {
         if let [channel] = channels {
             return self.send(channel, bytes).await;
@@ -271,20 +271,21 @@ impl RedisBackplane {
             pipe.cmd("PUBLISH").arg(channel).arg(&bytes).ignore();
         }
         let mut conn = self.publisher.clone();
-        match tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(BackplaneError::Publish(e.to_string())),
-            Err(_) => Err(BackplaneError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}"))),
-        }
+        answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await)
     }
 
     async fn send(&self, channel: &str, bytes: Vec<u8>) -> Result<(), BackplaneError> {
         let mut conn = self.publisher.clone();
-        match tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(channel, bytes)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(BackplaneError::Publish(e.to_string())),
-            Err(_) => Err(BackplaneError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}"))),
-        }
+        answered(tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(channel, bytes)).await)
+    }
+}
+
+/// A PUBLISH (or pipeline of them) bounded by [`PUBLISH_TIMEOUT`], as a backplane result.
+fn answered<T>(outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Result<(), BackplaneError> {
+    match outcome {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(BackplaneError::Publish(e.to_string())),
+        Err(_) => Err(BackplaneError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}"))),
     }
 }
 
