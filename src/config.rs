@@ -47,6 +47,9 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_owned(), message: message.into() }
 }
 
+/// The smallest accepted `websocket.outbound_bytes`: one ordinary frame must always fit.
+pub const MIN_OUTBOUND_BYTES: usize = 4096;
+
 /// All settings of one node.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,6 +66,12 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// `[api]`
     pub api: ApiSettings,
+    /// `[wamp]`: protocol-level bounds on what one client may ask for.
+    pub wamp: WampSettings,
+    /// `[meta]`: who may see identities through the meta API.
+    pub meta: MetaSettings,
+    /// `[access_policy]`: what happens to topics no `[[access]]` rule matches.
+    pub access_policy: AccessPolicySettings,
     /// `[[access]]` rules, first match wins.
     pub access: Vec<AccessSettings>,
 }
@@ -89,6 +98,9 @@ pub struct ServerSettings {
     /// origin, `*` allows any. Requests without `Origin` (non-browser clients) are always allowed.
     /// Env: `SWITCHBOARD_ALLOWED_ORIGINS` (comma separated).
     pub allowed_origins: Vec<String>,
+    /// WebSockets this node holds at most; further upgrades get HTTP 503 before the handshake, so the node
+    /// keeps descriptors for its health endpoints and Redis.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -101,6 +113,7 @@ impl Default for ServerSettings {
             demo: None,
             shutdown_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),
+            max_connections: 16_000,
         }
     }
 }
@@ -122,12 +135,20 @@ pub struct WebSocketSettings {
     pub hello_timeout: Duration,
     /// Messages that may wait for one slow client before it is closed (1008, "slow consumer").
     pub outbound_queue: usize,
+    /// Bytes that may wait for one slow client before it is closed (1008, "slow consumer").
+    pub outbound_bytes: usize,
+    /// A socket whose writes make no progress for this long is closed (1008 "slow consumer", or the TCP
+    /// connection shut when not even the close frame can be written).
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
     /// Sustained inbound messages per second per connection (token bucket refill rate).
     pub inbound_rate: u32,
     /// Inbound burst allowed above the rate (token bucket size). A client beyond it is closed (1008).
     pub inbound_burst: u32,
     /// Subscriptions one session may hold.
     pub max_subscriptions: usize,
+    /// Of those, prefix and wildcard subscriptions one session may hold.
+    pub max_pattern_subscriptions: usize,
     /// Calls one session may have in flight.
     pub max_pending_calls: usize,
 }
@@ -140,9 +161,12 @@ impl Default for WebSocketSettings {
             idle_timeout: Duration::from_secs(45),
             hello_timeout: Duration::from_secs(10),
             outbound_queue: 1024,
+            outbound_bytes: 1024 * 1024,
+            write_timeout: Duration::from_secs(10),
             inbound_rate: 2000,
             inbound_burst: 4000,
             max_subscriptions: 1024,
+            max_pattern_subscriptions: 64,
             max_pending_calls: 64,
         }
     }
@@ -228,6 +252,21 @@ pub struct SessionSettings {
     pub store_timeout: Duration,
     /// Attempts to load a session before answering 503 (with doubling backoff from 50 ms).
     pub store_attempts: u32,
+    /// Sockets one user (authid of a logged-in session) may hold on this node; anonymous sockets are each
+    /// their own user.
+    pub max_sockets_per_user: usize,
+    /// What a socket beyond `max_sockets_per_user` does.
+    pub on_too_many: OnTooMany,
+}
+
+/// What happens when a user opens more than `session.max_sockets_per_user` sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTooMany {
+    /// The user's oldest socket is closed with 1008; the new one is accepted.
+    CloseOldest,
+    /// The new socket is refused with HTTP 429.
+    Reject,
 }
 
 impl Default for SessionSettings {
@@ -248,6 +287,8 @@ impl Default for SessionSettings {
             on_revoked: OnRevoked::Close,
             store_timeout: Duration::from_secs(2),
             store_attempts: 3,
+            max_sockets_per_user: 64,
+            on_too_many: OnTooMany::CloseOldest,
         }
     }
 }
@@ -320,6 +361,63 @@ impl Default for ClusterSettings {
 pub struct ApiSettings {
     /// Bearer token of `/api/*`; empty disables the push API. Env: `SWITCHBOARD_API_TOKEN`.
     pub token: String,
+}
+
+/// `[wamp]`: protocol-level bounds on what one client may ask for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WampSettings {
+    /// Entries one filter list (`exclude`, `eligible`, `exclude_authid`, …) of a publication may hold;
+    /// beyond: ERROR `wamp.error.invalid_argument` (push API: HTTP 400).
+    pub max_filter_entries: usize,
+    /// WAMP v1 CURIE prefixes one connection may define; beyond: the PREFIX is refused.
+    pub max_prefixes: usize,
+}
+
+impl Default for WampSettings {
+    fn default() -> Self {
+        WampSettings { max_filter_entries: 1024, max_prefixes: 64 }
+    }
+}
+
+/// `[meta]`: the meta API (`wamp.session.list`, `wamp.session.get`, later meta topics).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaSettings {
+    /// Roles allowed to call identity-revealing meta procedures; unset = every role except `anonymous`.
+    pub roles: Option<Vec<String>>,
+    /// Most entries one meta list answer carries (a page).
+    pub max_list: usize,
+}
+
+impl Default for MetaSettings {
+    fn default() -> Self {
+        MetaSettings { roles: None, max_list: 1000 }
+    }
+}
+
+/// What a topic no `[[access]]` rule matches allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultAccess {
+    /// Every role may subscribe and publish.
+    Allow,
+    /// Nobody may.
+    Deny,
+}
+
+/// `[access_policy]`: the policy for topics outside every `[[access]]` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessPolicySettings {
+    /// `"allow"` (default) or `"deny"`.
+    pub default: DefaultAccess,
+}
+
+impl Default for AccessPolicySettings {
+    fn default() -> Self {
+        AccessPolicySettings { default: DefaultAccess::Allow }
+    }
 }
 
 /// One `[[access]]` rule: which roles may subscribe to / publish on topics matching `pattern`.
@@ -418,7 +516,22 @@ impl Settings {
         if ws.hello_timeout.is_zero() {
             return Err(invalid("websocket.hello_timeout", "must be greater than zero"));
         }
+        if ws.write_timeout.is_zero() {
+            return Err(invalid("websocket.write_timeout", "must be greater than zero"));
+        }
+        if ws.outbound_bytes < MIN_OUTBOUND_BYTES {
+            return Err(invalid("websocket.outbound_bytes", format!("must be at least {MIN_OUTBOUND_BYTES} bytes")));
+        }
+        if ws.max_pattern_subscriptions > ws.max_subscriptions {
+            let msg = "must not exceed websocket.max_subscriptions";
+            return Err(invalid("websocket.max_pattern_subscriptions", msg));
+        }
         for (key, value) in [
+            ("server.max_connections", self.server.max_connections),
+            ("session.max_sockets_per_user", self.session.max_sockets_per_user),
+            ("wamp.max_filter_entries", self.wamp.max_filter_entries),
+            ("wamp.max_prefixes", self.wamp.max_prefixes),
+            ("meta.max_list", self.meta.max_list),
             ("websocket.outbound_queue", ws.outbound_queue),
             ("websocket.inbound_rate", ws.inbound_rate as usize),
             ("websocket.inbound_burst", ws.inbound_burst as usize),
