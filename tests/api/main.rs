@@ -3,6 +3,7 @@
 mod bad_input;
 mod cluster;
 mod helpers;
+mod hostile;
 mod lb;
 mod library;
 mod redis_server;
