@@ -59,6 +59,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 mod demo;
+pub mod frame;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
