@@ -85,7 +85,8 @@ async fn websocket(
     }
     let max = node.settings().websocket.max_message_size;
     let session = crate::wamp::id::random();
-    let connection = Connection::new(node.get_ref().clone(), protocol, session, resolved);
+    let verdict = transport::Verdict::default();
+    let connection = Connection::new(node.get_ref().clone(), protocol, session, resolved, verdict.clone());
     let tokens: &[&str] = match protocol {
         Protocol::V2 => &["wamp.2.json"],
         Protocol::V1 => &["wamp"],
@@ -93,10 +94,12 @@ async fn websocket(
     if req.app_data::<transport::Direct>().is_some() {
         // The ready server's upgrade path: send the 101, then run the actor on the bare socket.
         let mut response = ws::handshake_with_protocols(&req, tokens)?.finish();
-        response.extensions_mut().insert(transport::Accept { connection, max_message_size: max });
+        response.extensions_mut().insert(transport::Accept::new(connection, max, verdict));
         return Ok(response);
     }
-    ws::WsResponseBuilder::new(connection, &req, stream).protocols(tokens).frame_size(max).start()
+    // Mounted in an application's own `HttpServer`: actix-web-actors runs the actor, behind the same guard.
+    let input = transport::Guarded::new(stream, max, verdict);
+    ws::WsResponseBuilder::new(connection, &req, input).protocols(tokens).frame_size(max).start()
 }
 
 async fn live() -> HttpResponse {

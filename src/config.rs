@@ -147,7 +147,7 @@ pub struct WebSocketSettings {
     pub inbound_burst: u32,
     /// Subscriptions one session may hold.
     pub max_subscriptions: usize,
-    /// Of those, prefix and wildcard subscriptions one session may hold.
+    /// Of those, prefix and wildcard subscriptions one session may hold (`max_subscriptions` caps both).
     pub max_pattern_subscriptions: usize,
     /// Calls one session may have in flight.
     pub max_pending_calls: usize,
@@ -522,13 +522,10 @@ impl Settings {
         if ws.outbound_bytes < MIN_OUTBOUND_BYTES {
             return Err(invalid("websocket.outbound_bytes", format!("must be at least {MIN_OUTBOUND_BYTES} bytes")));
         }
-        if ws.max_pattern_subscriptions > ws.max_subscriptions {
-            let msg = "must not exceed websocket.max_subscriptions";
-            return Err(invalid("websocket.max_pattern_subscriptions", msg));
-        }
         for (key, value) in [
             ("server.max_connections", self.server.max_connections),
             ("session.max_sockets_per_user", self.session.max_sockets_per_user),
+            ("websocket.max_pattern_subscriptions", ws.max_pattern_subscriptions),
             ("wamp.max_filter_entries", self.wamp.max_filter_entries),
             ("wamp.max_prefixes", self.wamp.max_prefixes),
             ("meta.max_list", self.meta.max_list),

@@ -30,6 +30,7 @@ use crate::topic::actor::{Joined, Reidentify};
 use crate::topic::broker::{Publish, Subscribe, Unsubscribe, UpdateSubscriber};
 use crate::topic::handler::{PublishDecision, PublishRequest};
 use crate::topic::{Payload, Publication, Publisher, Subscriber, TopicInstance, TopicKey};
+use crate::transport::Verdict;
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::v2::{code, PublishOptions, SubscribeOptions};
 use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
@@ -131,12 +132,20 @@ pub struct Connection {
     waiting: VecDeque<String>,
     /// A session reload is in flight.
     reloading: bool,
+    /// Why the socket's guarded input ended, if a frame broke a rule (see `transport::Guarded`).
+    verdict: Verdict,
 }
 
 impl Connection {
     /// A connection for a client that negotiated `protocol`, with WAMP session id `session` and the web
     /// session resolved before the upgrade.
-    pub fn new(node: Switchboard, protocol: Protocol, session: Id, resolved: Resolved) -> Connection {
+    pub(crate) fn new(
+        node: Switchboard,
+        protocol: Protocol,
+        session: Id,
+        resolved: Resolved,
+        verdict: Verdict,
+    ) -> Connection {
         let ws = &node.settings().websocket;
         let web_session = resolved.key.as_deref().map(|key| SessionHandle::new(node.sessions().clone(), key));
         Connection {
@@ -157,6 +166,7 @@ impl Connection {
             last_seen: Instant::now(),
             pending_calls: 0,
             fragments: None,
+            verdict,
             node,
         }
     }
@@ -914,6 +924,11 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
+        if let Some(violation) = self.verdict.take() {
+            metrics::inc(&self.node.metrics().protocol_errors_total);
+            log::debug!("session {}: WebSocket input refused: {violation}", self.session);
+            return self.close(ctx, CloseCode::from(violation.close_code()), &violation.to_string());
+        }
         ctx.stop();
     }
 }

@@ -31,7 +31,7 @@ const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
 /// Why the guard refused the client's input. Each maps to one WebSocket close code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Violation {
     /// A data frame (or the fragmented message it continues) is larger than the limit.
     #[error("message larger than {max} bytes")]

@@ -67,6 +67,8 @@ mod push;
 pub mod route;
 pub mod rpc;
 pub mod session;
+#[doc(hidden)]
+pub mod testing;
 pub mod topic;
 mod transport;
 pub mod wamp;

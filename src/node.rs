@@ -332,8 +332,11 @@ impl Application {
         let addr = settings.bind_addr()?;
         let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
         let port = listener.local_addr().map_err(|source| StartError::Bind { addr: addr.to_string(), source })?.port();
-        let options =
-            ServerOptions { workers: settings.server.workers, shutdown_timeout: settings.server.shutdown_timeout };
+        let options = ServerOptions {
+            workers: settings.server.workers,
+            shutdown_timeout: settings.server.shutdown_timeout,
+            write_timeout: settings.websocket.write_timeout,
+        };
         let (server, sockets) = crate::transport::server(listener, options, node.configure())
             .map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
         let store = node.sessions().store().kind();
