@@ -1,12 +1,13 @@
 //! HTTP endpoints: the WebSocket upgrade (`/ws`), health and metrics.
 //!
-//! Owns everything decided before the upgrade, in this order: the Origin check (403), subprotocol
+//! Owns everything decided before the upgrade, in this order: the WebSocket version (426 unless 13) and key
+//! (400 unless 16 bytes of base64), the connection cap (503), the Origin check (403), subprotocol
 //! negotiation (400), and the web session — resolved here, before the connection actor exists, so no WAMP
 //! message is ever handled without a known identity, a rejected session can get HTTP 401 and a store
 //! failure HTTP 503. A client offering neither `wamp.2.json` nor `wamp` gets 400 and a JSON body saying what
 //! to offer: WAMP requires a negotiated subprotocol, and guessing one would hide client bugs.
 
-use actix_web::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use actix_web::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -55,11 +56,36 @@ pub fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
+/// The only WebSocket version (RFC 6455); actix-http would also accept the drafts' 7 and 8.
+const WEBSOCKET_VERSION: &str = "13";
+
+/// Length of a `Sec-WebSocket-Key` once base64-decoded (RFC 6455 §4.1).
+const WEBSOCKET_KEY_BYTES: usize = 16;
+
+/// Refuses a handshake that is not RFC 6455's: 426 naming version 13, or 400 for a malformed key.
+fn check_handshake(node: &Switchboard, req: &HttpRequest) -> Result<(), HttpResponse> {
+    use base64::Engine;
+    let version = req.headers().get(SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok());
+    if version != Some(WEBSOCKET_VERSION) {
+        let mut response = refuse(node, StatusCode::UPGRADE_REQUIRED, "unsupported WebSocket version: use 13");
+        response.headers_mut().insert(SEC_WEBSOCKET_VERSION, actix_web::http::header::HeaderValue::from_static("13"));
+        return Err(response);
+    }
+    let key = req.headers().get(SEC_WEBSOCKET_KEY).map(|k| k.as_bytes()).unwrap_or_default();
+    match base64::engine::general_purpose::STANDARD.decode(key) {
+        Ok(bytes) if bytes.len() == WEBSOCKET_KEY_BYTES => Ok(()),
+        _ => Err(refuse(node, StatusCode::BAD_REQUEST, "malformed Sec-WebSocket-Key: 16 bytes in base64 expected")),
+    }
+}
+
 async fn websocket(
     req: HttpRequest,
     stream: web::Payload,
     node: web::Data<Switchboard>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    if let Err(response) = check_handshake(&node, &req) {
+        return Ok(response);
+    }
     if !origin_allowed(&req, &node.settings().server.allowed_origins) {
         let origin = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?");
         log::info!("refused WebSocket from origin {origin}");
