@@ -62,19 +62,20 @@ const WEBSOCKET_VERSION: &str = "13";
 /// Length of a `Sec-WebSocket-Key` once base64-decoded (RFC 6455 §4.1).
 const WEBSOCKET_KEY_BYTES: usize = 16;
 
-/// Refuses a handshake that is not RFC 6455's: 426 naming version 13, or 400 for a malformed key.
-fn check_handshake(node: &Switchboard, req: &HttpRequest) -> Result<(), HttpResponse> {
+/// The refusal of a handshake that is not RFC 6455's, if it is not: 426 naming version 13, or 400 for a
+/// malformed key.
+fn check_handshake(node: &Switchboard, req: &HttpRequest) -> Option<HttpResponse> {
     use base64::Engine;
     let version = req.headers().get(SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok());
     if version != Some(WEBSOCKET_VERSION) {
         let mut response = refuse(node, StatusCode::UPGRADE_REQUIRED, "unsupported WebSocket version: use 13");
         response.headers_mut().insert(SEC_WEBSOCKET_VERSION, actix_web::http::header::HeaderValue::from_static("13"));
-        return Err(response);
+        return Some(response);
     }
     let key = req.headers().get(SEC_WEBSOCKET_KEY).map(|k| k.as_bytes()).unwrap_or_default();
     match base64::engine::general_purpose::STANDARD.decode(key) {
-        Ok(bytes) if bytes.len() == WEBSOCKET_KEY_BYTES => Ok(()),
-        _ => Err(refuse(node, StatusCode::BAD_REQUEST, "malformed Sec-WebSocket-Key: 16 bytes in base64 expected")),
+        Ok(bytes) if bytes.len() == WEBSOCKET_KEY_BYTES => None,
+        _ => Some(refuse(node, StatusCode::BAD_REQUEST, "malformed Sec-WebSocket-Key: 16 bytes in base64 expected")),
     }
 }
 
@@ -83,7 +84,7 @@ async fn websocket(
     stream: web::Payload,
     node: web::Data<Switchboard>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    if let Err(response) = check_handshake(&node, &req) {
+    if let Some(response) = check_handshake(&node, &req) {
         return Ok(response);
     }
     if !origin_allowed(&req, &node.settings().server.allowed_origins) {
