@@ -158,7 +158,7 @@ impl Connection {
             protocol,
             state: State::AwaitingHello,
             registered: false,
-            outbox: OutboxState::new(ws.outbound_queue),
+            outbox: OutboxState::new(ws.outbound_queue, ws.outbound_bytes),
             subscriptions: HashMap::new(),
             by_id: HashMap::new(),
             prefixes: v1::Prefixes::default(),
@@ -664,7 +664,8 @@ impl Connection {
     fn close_slow_consumer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if self.state != State::Closing {
             metrics::inc(&self.node.metrics().slow_consumer_closes_total);
-            log::warn!("session {}: closed as a slow consumer ({} frames queued)", self.session, self.outbox.pending());
+            let (frames, bytes) = self.outbox.pending();
+            log::warn!("session {}: closed as a slow consumer ({frames} frames, {bytes} bytes queued)", self.session);
         }
         self.close(ctx, CloseCode::Policy, "slow consumer: outbound queue full");
     }

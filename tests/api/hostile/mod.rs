@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 mod frames;
+mod slow;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
