@@ -13,10 +13,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use serde_json::json;
 
-use crate::config::Unauthenticated;
+use crate::config::{OnTooMany, Unauthenticated};
 use crate::connection::Connection;
 use crate::metrics;
 use crate::node::Switchboard;
+use crate::session::AuthMethod;
 use crate::transport;
 use crate::wamp::Protocol;
 
@@ -87,6 +88,12 @@ async fn websocket(
     if let Some(response) = check_handshake(&node, &req) {
         return Ok(response);
     }
+    // Before any session work: a full node answers at once, and keeps its descriptors for health and Redis.
+    let Some(slot) = node.caps().try_slot() else {
+        let max = node.settings().server.max_connections;
+        log::warn!("refused WebSocket: {max} connections open (server.max_connections)");
+        return Ok(refuse(&node, StatusCode::SERVICE_UNAVAILABLE, format!("node full: {max} connections open")));
+    };
     if !origin_allowed(&req, &node.settings().server.allowed_origins) {
         let origin = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?");
         log::info!("refused WebSocket from origin {origin}");
@@ -110,10 +117,18 @@ async fn websocket(
         let why = resolved.invalid.map(|r| r.to_string()).unwrap_or_else(|| "no session".to_owned());
         return Ok(refuse(&node, StatusCode::UNAUTHORIZED, format!("login required: {why}")));
     }
+    let session_settings = &node.settings().session;
+    if let Some(identity) = resolved.identity.as_ref().filter(|i| i.authmethod == AuthMethod::Cookie) {
+        if session_settings.on_too_many == OnTooMany::Reject && node.caps().user_full(&identity.authid) {
+            let max = session_settings.max_sockets_per_user;
+            let message = format!("too many sockets: a user may hold {max} (session.max_sockets_per_user)");
+            return Ok(refuse(&node, StatusCode::TOO_MANY_REQUESTS, message));
+        }
+    }
     let max = node.settings().websocket.max_message_size;
     let session = crate::wamp::id::random();
     let verdict = transport::Verdict::default();
-    let connection = Connection::new(node.get_ref().clone(), protocol, session, resolved, verdict.clone());
+    let connection = Connection::new(node.get_ref().clone(), protocol, session, resolved, slot, verdict.clone());
     let tokens: &[&str] = match protocol {
         Protocol::V2 => &["wamp.2.json"],
         Protocol::V1 => &["wamp"],

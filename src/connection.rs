@@ -16,6 +16,7 @@ use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 use serde_json::{json, Map, Value};
 
+use crate::caps::Slot;
 use crate::clients::{ClientInfo, Disconnect};
 use crate::config::{OnRevoked, ReloadPolicy};
 use crate::metrics;
@@ -134,6 +135,10 @@ pub struct Connection {
     reloading: bool,
     /// Why the socket's guarded input ended, if a frame broke a rule (see `transport::Guarded`).
     verdict: Verdict,
+    /// This socket's place under `server.max_connections`, released with the actor.
+    _slot: Slot,
+    /// The logged-in user this socket counts for under `session.max_sockets_per_user`.
+    counted_user: Option<String>,
 }
 
 impl Connection {
@@ -144,6 +149,7 @@ impl Connection {
         protocol: Protocol,
         session: Id,
         resolved: Resolved,
+        slot: Slot,
         verdict: Verdict,
     ) -> Connection {
         let ws = &node.settings().websocket;
@@ -167,6 +173,8 @@ impl Connection {
             pending_calls: 0,
             fragments: None,
             verdict,
+            _slot: slot,
+            counted_user: None,
             node,
         }
     }
@@ -222,6 +230,32 @@ impl Connection {
             self.send_v2(ctx, v2::Message::abort(errors::PROTOCOL_VIOLATION, message));
         }
         self.close(ctx, CloseCode::Protocol, message);
+    }
+
+    /// Counts this socket for its user under `session.max_sockets_per_user` (logged-in users only: an anonymous
+    /// socket is its own user) and closes the user's oldest sockets beyond the cap.
+    fn count_user(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.identity.authmethod != AuthMethod::Cookie {
+            return;
+        }
+        let authid = self.identity.authid.clone();
+        let oldest = self.node.caps().join_user(&authid, self.session, ctx.address().recipient());
+        for control in oldest {
+            let max = self.node.settings().session.max_sockets_per_user;
+            log::info!("user {authid}: more than {max} sockets, closing the oldest");
+            control.do_send(Disconnect {
+                code: u16::from(CloseCode::Policy),
+                reason: errors::TOO_MANY_SOCKETS.to_owned(),
+                message: format!("too many sockets for this user (at most {max})"),
+            });
+        }
+        self.counted_user = Some(authid);
+    }
+
+    fn uncount_user(&mut self) {
+        if let Some(authid) = self.counted_user.take() {
+            self.node.caps().leave_user(&authid, self.session);
+        }
     }
 
     /// The session is established: index it and greet the client.
@@ -733,7 +767,7 @@ impl Connection {
             return;
         };
         match self.node.sessions().identity_from(&state) {
-            Ok(Some(identity)) if identity != self.identity => self.reidentify(identity),
+            Ok(Some(identity)) if identity != self.identity => self.reidentify(ctx, identity),
             Ok(Some(_)) => {}
             Ok(None) if logged_in => self.revoked(ctx, InvalidReason::Revoked, false),
             Ok(None) => {}
@@ -742,9 +776,11 @@ impl Connection {
     }
 
     /// The socket's user changed (role change, login after connect, downgrade): index and topics follow.
-    fn reidentify(&mut self, identity: Identity) {
+    fn reidentify(&mut self, ctx: &mut ws::WebsocketContext<Self>, identity: Identity) {
         log::info!("session {}: identity now {} {:?}", self.session, identity.authid, identity.authroles);
         self.identity = identity;
+        self.uncount_user();
+        self.count_user(ctx);
         if self.registered {
             self.node.clients().reidentify(self.client_info());
         }
@@ -780,7 +816,7 @@ impl Connection {
                     self.web_key = None;
                 }
                 if self.identity.authmethod == AuthMethod::Cookie {
-                    self.reidentify(Identity::anonymous(self.session));
+                    self.reidentify(ctx, Identity::anonymous(self.session));
                 }
             }
         }
@@ -837,6 +873,7 @@ impl Actor for Connection {
     fn started(&mut self, ctx: &mut Self::Context) {
         metrics::add(&self.node.metrics().connections, 1);
         metrics::inc(&self.node.metrics().connections_total);
+        self.count_user(ctx);
         let ws = &self.node.settings().websocket;
         ctx.run_interval(ws.ping_interval, |this, ctx| this.heartbeat(ctx));
         if self.web_key.is_some() {
@@ -859,6 +896,7 @@ impl Actor for Connection {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.uncount_user();
         // Leave exactly the topics this session joined (pending ones too: their Subscribe went first).
         for (key, _) in self.subscriptions.drain() {
             self.node.broker().do_send(Unsubscribe { key, session: self.session, request: None });

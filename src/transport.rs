@@ -61,6 +61,11 @@ const READ_CHUNK: usize = 16 * 1024;
 /// destroy our Close frame before the peer reads it.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// HTTP connections (requests, keep-alive, handshakes in progress) one worker serves at once; more wait in the
+/// listen backlog. Accepted WebSockets leave this count at the hand-over (they are capped by
+/// `server.max_connections` instead), so together the two keep the node under its descriptor limit.
+const HTTP_CONNECTIONS_PER_WORKER: usize = 1024;
+
 /// The HTTP keep-alive, request-head and disconnect timeouts: actix-web's `HttpServer` defaults.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -203,7 +208,10 @@ where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
     let addr = listener.local_addr()?;
-    let mut builder = Server::build().disable_signals().shutdown_timeout(options.shutdown_timeout.as_secs().max(1));
+    let mut builder = Server::build()
+        .disable_signals()
+        .max_concurrent_connections(HTTP_CONNECTIONS_PER_WORKER)
+        .shutdown_timeout(options.shutdown_timeout.as_secs().max(1));
     if options.workers > 0 {
         builder = builder.workers(options.workers);
     }
