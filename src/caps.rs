@@ -15,13 +15,16 @@ use actix::Recipient;
 use crate::clients::Disconnect;
 use crate::wamp::Id;
 
+/// Each logged-in user's sockets on this node, oldest first.
+type UserSockets = HashMap<String, VecDeque<(Id, Recipient<Disconnect>)>>;
+
 /// The caps of one node.
 #[derive(Debug)]
 pub(crate) struct Caps {
     open: AtomicUsize,
     max_connections: usize,
     max_per_user: usize,
-    users: Mutex<HashMap<String, VecDeque<(Id, Recipient<Disconnect>)>>>,
+    users: Mutex<UserSockets>,
 }
 
 /// One WebSocket counted against `server.max_connections` until dropped.
@@ -41,7 +44,7 @@ impl Caps {
     }
 
     // Only map operations run under the lock; recover the guard rather than panic.
-    fn users(&self) -> MutexGuard<'_, HashMap<String, VecDeque<(Id, Recipient<Disconnect>)>>> {
+    fn users(&self) -> MutexGuard<'_, UserSockets> {
         self.users.lock().unwrap_or_else(|e| e.into_inner())
     }
 
