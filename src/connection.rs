@@ -963,7 +963,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        if let Some(violation) = self.verdict.take() {
+        if let Some(violation) = self.verdict.get() {
             metrics::inc(&self.node.metrics().protocol_errors_total);
             log::debug!("session {}: WebSocket input refused: {violation}", self.session);
             return self.close(ctx, CloseCode::from(violation.close_code()), &violation.to_string());

@@ -104,7 +104,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Echo {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        if let Some(violation) = self.verdict.take() {
+        if let Some(violation) = self.verdict.get() {
             return self.close(ctx, CloseCode::from(violation.close_code()), &violation.to_string());
         }
         ctx.stop();

@@ -86,6 +86,7 @@ type Frames = Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>;
 /// Attached to an accepted `/ws` response (101) by the handler: the actor to run on the socket.
 pub(crate) struct Accept {
     start: Box<dyn FnOnce(Incoming) -> Frames>,
+    verdict: Verdict,
 }
 
 impl Accept {
@@ -95,12 +96,13 @@ impl Accept {
     where
         A: Actor<Context = WebsocketContext<A>> + StreamHandler<Result<ws::Message, ws::ProtocolError>>,
     {
+        let guarded = verdict.clone();
         let start = move |incoming: Incoming| -> Frames {
-            let input = Guarded::new(incoming, max_message_size, verdict);
+            let input = Guarded::new(incoming, max_message_size, guarded);
             let codec = Codec::new().max_size(max_message_size);
             Box::pin(WebsocketContext::with_codec(actor, input, codec))
         };
-        Accept { start: Box::new(start) }
+        Accept { start: Box::new(start), verdict }
     }
 }
 
@@ -111,9 +113,9 @@ impl Accept {
 pub(crate) struct Verdict(Rc<Cell<Option<Violation>>>);
 
 impl Verdict {
-    /// The violation that ended the input, if any (taken once).
-    pub(crate) fn take(&self) -> Option<Violation> {
-        self.0.take()
+    /// The violation that ended the input, if any.
+    pub(crate) fn get(&self) -> Option<Violation> {
+        self.0.get()
     }
 }
 
@@ -344,6 +346,7 @@ async fn run(io: TcpStream, leftover: Bytes, accept: Accept, write_timeout: Dura
     let io = Rc::new(io);
     let incoming = Incoming { io: io.clone(), leftover: Some(leftover).filter(|b| !b.is_empty()), done: false };
     let mut stalled = false;
+    let verdict = accept.verdict.clone();
     {
         let mut frames = (accept.start)(incoming);
         while let Some(frame) = frames.next().await {
@@ -372,9 +375,20 @@ async fn run(io: TcpStream, leftover: Bytes, accept: Accept, write_timeout: Dura
             #[allow(deprecated)]
             let _ = io.set_linger(Some(Duration::ZERO));
             drop(io);
+        } else if verdict.get().is_some() {
+            refuse_close(io).await;
         } else {
             linger_close(io).await;
         }
+    }
+}
+
+/// Closes a socket whose input broke a rule without reading another byte: our side is shut (the close frame
+/// goes out first), the peer gets `CLOSE_LINGER` to read it, then the connection is dropped. What the peer sends
+/// meanwhile waits in the kernel's bounded receive buffer, never in ours.
+async fn refuse_close(mut io: TcpStream) {
+    if io.shutdown().await.is_ok() {
+        tokio::time::sleep(CLOSE_LINGER).await;
     }
 }
 

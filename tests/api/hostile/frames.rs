@@ -4,6 +4,8 @@
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpServer};
+use serde_json::json;
+use switchboard::client::V2Session;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -132,11 +134,21 @@ async fn a_frame_header_announcing_a_terabyte_closes_1009_at_once_and_buffers_no
         assert!(reason.contains("65536"), "{reason}");
         assert!(started.elapsed() < WAIT);
     }
-    // A client that ignores the close and streams 200 MiB of payload is not read into memory.
+    // A client that ignores the close and streams 200 MiB of payload is not read into memory, while a
+    // well-behaved pair keeps its traffic.
+    let mut reader = V2Session::connect(&node.ws(), "realm1").await.unwrap();
+    reader.subscribe("news").await.unwrap();
+    let mut writer = V2Session::connect(&node.ws(), "realm1").await.unwrap();
     let stream = raw_upgrade(&node.addr(), "wamp.2.json").await;
-    let (_stream, _) = stream_after(stream, header_announcing(1 << 40), 200 << 20).await;
+    let attack = tokio::spawn(stream_after(stream, header_announcing(1 << 40), 200 << 20));
+    for i in 0..50 {
+        writer.publish("news", dict(json!({})), vec![json!(i)]).await.unwrap();
+        assert_eq!(reader.next_event(WAIT).await.unwrap().3, vec![json!(i)]);
+    }
+    let (_stream, taken) = attack.await.unwrap();
     let grown = node.rss_kib().saturating_sub(baseline);
     assert!(grown < 30 * 1024, "RSS grew by {grown} KiB while a client streamed an oversize frame");
+    assert!(taken < 200 << 20, "the node stopped reading: it took {taken} bytes of the 200 MiB");
     assert!(node.metric("protocol_errors_total").await >= 4);
     let live = awc::Client::default().get(node.http("/health/live")).send().await.unwrap();
     assert_eq!(live.status(), 200);
