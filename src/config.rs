@@ -640,6 +640,31 @@ mod tests {
     }
 
     #[test]
+    fn safe_to_expose_limits_are_validated_by_name() {
+        for (toml, key) in [
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            ("[websocket]\nwrite_timeout = \"0s\"\n", "websocket.write_timeout"),
+            ("[websocket]\noutbound_bytes = 100\n", "websocket.outbound_bytes"),
+            ("[websocket]\nmax_pattern_subscriptions = 0\n", "websocket.max_pattern_subscriptions"),
+            ("[session]\nmax_sockets_per_user = 0\n", "session.max_sockets_per_user"),
+            ("[wamp]\nmax_filter_entries = 0\n", "wamp.max_filter_entries"),
+            ("[wamp]\nmax_prefixes = 0\n", "wamp.max_prefixes"),
+            ("[meta]\nmax_list = 0\n", "meta.max_list"),
+        ] {
+            let err = Settings::from_toml(toml, "x.toml").unwrap().validate().unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+        for (toml, key) in [
+            ("[session]\non_too_many = \"kick\"\n", "on_too_many"),
+            ("[access_policy]\ndefault = \"maybe\"\n", "default"),
+            ("[meta]\nroles = \"admin\"\n", "roles"),
+        ] {
+            let err = Settings::from_toml(toml, "x.toml").unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Settings::from_toml("[websocket]\npingg_interval = \"1s\"\n", "x.toml").unwrap_err();
         assert!(err.to_string().contains("pingg_interval"), "{err}");
