@@ -1,6 +1,10 @@
 //! The catalogue of error and close reason URIs switchboard sends.
 //!
 //! WAMP-defined URIs come first; `switchboard.*` URIs are ours and documented in `docs/protocol.md`.
+//! Error texts that quote what a client sent quote it through [`excerpt`], so an answer never grows with
+//! the client's input (a 20-byte request must not earn a 65 KB error).
+
+use std::fmt;
 
 /// A peer broke the protocol (bad message before HELLO, malformed frame, unknown code, …).
 pub const PROTOCOL_VIOLATION: &str = "wamp.error.protocol_violation";
@@ -42,3 +46,45 @@ pub const SESSION_REVOKED: &str = "switchboard.close.session_revoked";
 pub const BACKPLANE_UNAVAILABLE: &str = "switchboard.error.backplane_unavailable";
 /// GOODBYE reason when the application disconnected the user (push API, `disconnect_user`).
 pub const KICKED: &str = "switchboard.close.disconnected";
+
+/// Characters of client input an error text quotes at most; longer input is cut there and marked with `…`.
+pub const MAX_EXCERPT_CHARS: usize = 64;
+
+/// Client input (a URI, a realm, a CURIE expansion) as an error text may quote it: at most
+/// [`MAX_EXCERPT_CHARS`] characters, then `…` when something was cut. Use it in every `format!` that puts
+/// client input into an answer or a log line: `format!("'{}' is not a valid URI", excerpt(&uri))`.
+pub fn excerpt(input: &str) -> Excerpt<'_> {
+    Excerpt(input)
+}
+
+/// The [`Display`](fmt::Display) of [`excerpt`].
+#[derive(Debug, Clone, Copy)]
+pub struct Excerpt<'a>(&'a str);
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(MAX_EXCERPT_CHARS) {
+            None => f.write_str(self.0),
+            Some((end, _)) => {
+                f.write_str(&self.0[..end])?;
+                f.write_str("…")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_keep_short_input_and_cut_long_input_on_a_character_boundary() {
+        assert_eq!(excerpt("chat/lobby").to_string(), "chat/lobby");
+        let exact = "x".repeat(MAX_EXCERPT_CHARS);
+        assert_eq!(excerpt(&exact).to_string(), exact);
+        let long = "é".repeat(65_000);
+        let cut = excerpt(&long).to_string();
+        assert_eq!(cut.chars().count(), MAX_EXCERPT_CHARS + 1);
+        assert!(cut.ends_with("é…"), "{cut}");
+    }
+}
