@@ -6,6 +6,8 @@
 // Each submodule uses the part of the harness its attack needs.
 #![allow(dead_code)]
 
+mod access;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

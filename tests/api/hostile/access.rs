@@ -1,0 +1,40 @@
+//! Hostile clients of the access area (issue #9, items 5, 6, 7 and 10): v1 PREFIX floods, private topics,
+//! meta-procedure enumeration and the push API without a token — each against a real node process.
+
+use serde_json::json;
+use switchboard::client::V1Session;
+use switchboard::wamp::v1::Message as V1;
+
+use super::Proc;
+
+/// RSS the node may gain while a hostile client does its worst, in KiB.
+const RSS_GROWTH_BOUND_KIB: u64 = 48 * 1024;
+
+#[actix_web::test]
+async fn v1_clients_defining_256_huge_prefixes_each_leave_rss_bounded_and_get_short_errors() {
+    let node = Proc::start("").await;
+    let mut calm = V1Session::connect(&node.ws()).await.unwrap();
+    calm.call("wamp.session.count", vec![]).await.unwrap();
+    let before = node.rss_kib();
+    let huge = format!("http://example.com/{}#", "x".repeat(64_000));
+    // Before the fix each of these connections held 16.5 MB of prefixes: 8 of them held 130 MB.
+    let mut hostile = Vec::new();
+    for _ in 0..8 {
+        let mut s = V1Session::connect(&node.ws()).await.unwrap();
+        for i in 0..256 {
+            s.send(&V1::Prefix { prefix: format!("p{i}"), uri: huge.clone() }).await.unwrap();
+        }
+        hostile.push(s);
+    }
+    for s in &mut hostile {
+        // The reply comes after every PREFIX before it was handled; it quotes 20 bytes, not 64 KB.
+        match s.call("p0:missing/procedure", vec![]).await {
+            Err(switchboard::client::ClientError::Wamp { message, .. }) => assert!(message.len() < 200, "{message}"),
+            other => panic!("expected CALLERROR, got {other:?}"),
+        }
+    }
+    let grown = node.rss_kib().saturating_sub(before);
+    assert!(grown < RSS_GROWTH_BOUND_KIB, "RSS grew {grown} KiB while 8 clients defined 2,048 huge prefixes");
+    assert_eq!(calm.call("wamp.session.count", vec![]).await.unwrap(), json!(9), "the calm client is served");
+    assert!(node.metric("protocol_errors_total").await >= 8 * 256);
+}
