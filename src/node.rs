@@ -109,7 +109,7 @@ impl Builder {
             return Err(e.into());
         }
         self.settings.validate()?;
-        let mut access = AccessRules::from_settings(&self.settings.access)?;
+        let mut access = AccessRules::from_settings(&self.settings)?;
         self.access.into_iter().for_each(|rule| access.push(rule));
         let access = Arc::new(access);
         let metrics = Arc::new(Metrics::default());

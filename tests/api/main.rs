@@ -1,5 +1,6 @@
 //! Integration tests: real sockets against nodes started on port 0. One binary, modules by topic.
 
+mod access;
 mod bad_input;
 mod cluster;
 mod helpers;

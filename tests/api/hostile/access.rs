@@ -1,11 +1,12 @@
 //! Hostile clients of the access area (issue #9, items 5, 6, 7 and 10): v1 PREFIX floods, private topics,
 //! meta-procedure enumeration and the push API without a token — each against a real node process.
 
-use serde_json::json;
-use switchboard::client::V1Session;
+use serde_json::{json, Map};
+use switchboard::client::{V1Session, V2Session};
 use switchboard::wamp::v1::Message as V1;
 
 use super::Proc;
+use crate::helpers::{QUIET, WAIT};
 
 /// RSS the node may gain while a hostile client does its worst, in KiB.
 const RSS_GROWTH_BOUND_KIB: u64 = 48 * 1024;
@@ -37,4 +38,49 @@ async fn v1_clients_defining_256_huge_prefixes_each_leave_rss_bounded_and_get_sh
     assert!(grown < RSS_GROWTH_BOUND_KIB, "RSS grew {grown} KiB while 8 clients defined 2,048 huge prefixes");
     assert_eq!(calm.call("wamp.session.count", vec![]).await.unwrap(), json!(9), "the calm client is served");
     assert!(node.metric("protocol_errors_total").await >= 8 * 256);
+}
+
+/// The access rules of `config/example.toml` that the attacks below probe.
+const PRIVATE_AND_ADMIN_RULES: &str = r#"
+[[access]]
+pattern = "private/{username}"
+subscribe = ["anonymous", "user"]
+publish = []
+
+[[access]]
+pattern = "admin.{channel}"
+subscribe = ["admin"]
+publish = ["admin"]
+"#;
+
+fn not_authorized<T: std::fmt::Debug>(result: Result<T, switchboard::client::ClientError>) -> bool {
+    matches!(result, Err(switchboard::client::ClientError::Wamp { ref error, .. }) if error == "wamp.error.not_authorized")
+}
+
+#[actix_web::test]
+async fn an_anonymous_socket_can_neither_read_nor_forge_bob_smiths_private_messages() {
+    let node = Proc::start(PRIVATE_AND_ADMIN_RULES).await;
+    let cookie = node.login("bob.smith").await;
+    let mut bob = V2Session::connect_with_headers(&node.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    bob.subscribe("private/bob.smith").await.unwrap();
+    let before = node.rss_kib();
+
+    let mut attacker = V2Session::connect(&node.ws(), "r").await.unwrap();
+    assert!(not_authorized(attacker.subscribe("private/bob.smith").await));
+    assert!(not_authorized(attacker.publish_acked("private/bob.smith", Map::new(), vec![json!("forged")]).await));
+    assert!(not_authorized(attacker.subscribe("admin.news.eu").await));
+    let mut prefix = Map::new();
+    prefix.insert("match".into(), json!("prefix"));
+    attacker.subscribe_with("private/", prefix.clone()).await.unwrap();
+    attacker.subscribe_with("admin.", prefix).await.unwrap();
+
+    for (topic, message) in [("private/bob.smith", "for bob"), ("admin.news.eu", "for admins")] {
+        let (status, body) = node.api("POST", "/api/publish", Some(json!({"topic": topic, "args": [message]}))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(bob.next_event(WAIT).await.unwrap().3, vec![json!("for bob")]);
+    bob.expect_no_event(QUIET).await.unwrap();
+    attacker.expect_no_event(QUIET).await.unwrap();
+    let grown = node.rss_kib().saturating_sub(before);
+    assert!(grown < RSS_GROWTH_BOUND_KIB, "RSS grew {grown} KiB");
 }
