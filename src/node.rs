@@ -211,9 +211,9 @@ impl Switchboard {
     /// Starts building a node from `settings`.
     pub fn builder(settings: Settings) -> Builder {
         Builder {
+            procedures: Procedures::with_builtins(&settings.meta),
             settings,
             topics: Router::default(),
-            procedures: Procedures::with_builtins(),
             access: Vec::new(),
             errors: Vec::new(),
             on_invalid_session: None,

@@ -9,14 +9,6 @@ use switchboard::{Payload, Switchboard};
 
 use crate::helpers::*;
 
-/// Logs `username` in through the node's demo app; returns the `Cookie` header value.
-async fn login(app: &TestApp, username: &str) -> String {
-    let client = awc::Client::builder().disable_redirects().finish();
-    let r = client.post(app.http_url("/login")).send_form(&[("username", username)]).await.unwrap();
-    assert_eq!(r.status(), 303);
-    r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned()
-}
-
 /// Publishes from the server and waits until it is delivered on this node.
 async fn server_publish(app: &TestApp, topic: &str, value: serde_json::Value) {
     app.node.clients().publish_confirmed(topic, Payload::single(value), Default::default()).await.unwrap();

@@ -7,6 +7,7 @@ mod helpers;
 mod hostile;
 mod lb;
 mod library;
+mod meta;
 mod redis_server;
 mod sessions;
 mod transport;

@@ -84,3 +84,37 @@ async fn an_anonymous_socket_can_neither_read_nor_forge_bob_smiths_private_messa
     let grown = node.rss_kib().saturating_sub(before);
     assert!(grown < RSS_GROWTH_BOUND_KIB, "RSS grew {grown} KiB");
 }
+
+#[actix_web::test]
+async fn anonymous_sockets_flooding_the_meta_api_learn_no_username_and_the_count_stays_right() {
+    let node = Proc::start("").await;
+    let mut users = Vec::new();
+    for name in ["alice", "bob.smith", "carol"] {
+        let cookie = node.login(name).await;
+        users.push(V2Session::connect_with_headers(&node.ws(), "r", &[("Cookie", &cookie)]).await.unwrap());
+    }
+    let before = node.rss_kib();
+    let mut attackers = Vec::new();
+    for _ in 0..4 {
+        attackers.push(V2Session::connect(&node.ws(), "r").await.unwrap());
+    }
+    for _ in 0..50 {
+        for a in &mut attackers {
+            for (procedure, args) in [("wamp.session.list", vec![]), ("wamp.session.get", vec![json!(users[0].id)])] {
+                match a.call(procedure, args, Map::new()).await {
+                    Err(switchboard::client::ClientError::Wamp { error, message }) => {
+                        assert_eq!(error, "wamp.error.not_authorized");
+                        assert!(!message.contains("alice"), "{message}");
+                    }
+                    other => panic!("{procedure} answered an anonymous caller: {other:?}"),
+                }
+            }
+        }
+    }
+    let (args, _) = attackers[0].call("wamp.session.count", vec![], Map::new()).await.unwrap();
+    assert_eq!(args, vec![json!(7)], "counting stays open and exact");
+    let (args, _) = users[1].call("wamp.session.list", vec![json!(["user"])], Map::new()).await.unwrap();
+    assert_eq!(args[0].as_array().unwrap().len(), 3, "a logged-in user still gets the list");
+    let grown = node.rss_kib().saturating_sub(before);
+    assert!(grown < RSS_GROWTH_BOUND_KIB, "RSS grew {grown} KiB");
+}
