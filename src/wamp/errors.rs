@@ -54,19 +54,30 @@ pub const MAX_EXCERPT_CHARS: usize = 64;
 /// [`MAX_EXCERPT_CHARS`] characters, then `…` when something was cut. Use it in every `format!` that puts
 /// client input into an answer or a log line: `format!("'{}' is not a valid URI", excerpt(&uri))`.
 pub fn excerpt(input: &str) -> Excerpt<'_> {
-    Excerpt(input)
+    Excerpt { input, max_chars: MAX_EXCERPT_CHARS }
 }
 
 /// The [`Display`](fmt::Display) of [`excerpt`].
 #[derive(Debug, Clone, Copy)]
-pub struct Excerpt<'a>(&'a str);
+pub struct Excerpt<'a> {
+    input: &'a str,
+    max_chars: usize,
+}
+
+impl<'a> Excerpt<'a> {
+    /// A longer excerpt, for a message that quotes client input among useful text of its own (a parser's
+    /// "unknown field `x`, expected one of …").
+    pub fn with_max_chars(input: &'a str, max_chars: usize) -> Excerpt<'a> {
+        Excerpt { input, max_chars }
+    }
+}
 
 impl fmt::Display for Excerpt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.char_indices().nth(MAX_EXCERPT_CHARS) {
-            None => f.write_str(self.0),
+        match self.input.char_indices().nth(self.max_chars) {
+            None => f.write_str(self.input),
             Some((end, _)) => {
-                f.write_str(&self.0[..end])?;
+                f.write_str(&self.input[..end])?;
                 f.write_str("…")
             }
         }

@@ -8,6 +8,7 @@ mod hostile;
 mod lb;
 mod library;
 mod meta;
+mod push;
 mod redis_server;
 mod sessions;
 mod transport;

@@ -118,3 +118,36 @@ async fn anonymous_sockets_flooding_the_meta_api_learn_no_username_and_the_count
     let grown = node.rss_kib().saturating_sub(before);
     assert!(grown < RSS_GROWTH_BOUND_KIB, "RSS grew {grown} KiB");
 }
+
+#[actix_web::test]
+async fn the_push_api_answers_a_tokenless_body_with_401_and_reads_no_oversized_body() {
+    let node = Proc::start("").await;
+    let mut calm = V2Session::connect(&node.ws(), "r").await.unwrap();
+    calm.subscribe("news").await.unwrap();
+    let before = node.rss_kib();
+    let client = awc::Client::default();
+    let post = |token: Option<&str>, body: String| {
+        let mut request = client.post(node.http("/api/publish")).content_type("application/json");
+        if let Some(token) = token {
+            request = request.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        async move {
+            let mut response = request.send_body(body).await.unwrap();
+            let answer = response.json::<serde_json::Value>().await.unwrap_or_default();
+            (response.status().as_u16(), answer)
+        }
+    };
+    let (status, answer) = post(None, r#"{"zzz":1}"#.into()).await;
+    assert_eq!(status, 401);
+    assert!(!answer.to_string().contains("topic"), "no accepted field is listed: {answer}");
+    let huge = format!(r#"{{"topic":"news","args":["{}"]}}"#, "x".repeat(8 << 20));
+    for _ in 0..8 {
+        assert_eq!(post(None, huge.clone()).await.0, 401);
+        assert_eq!(post(Some(super::TOKEN), huge.clone()).await.0, 413);
+    }
+    let (status, _) = post(Some(super::TOKEN), r#"{"topic":"news","args":["calm"]}"#.into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(calm.next_event(WAIT).await.unwrap().3, vec![json!("calm")]);
+    let grown = node.rss_kib().saturating_sub(before);
+    assert!(grown < RSS_GROWTH_BOUND_KIB, "RSS grew {grown} KiB after 16 bodies of 8 MiB");
+}
