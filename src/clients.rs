@@ -78,6 +78,8 @@ struct Entry {
 #[derive(Clone, Default)]
 pub struct LocalIndex {
     entries: Arc<RwLock<HashMap<Id, Entry>>>,
+    /// Sessions per distinct role list, kept beside `entries` so counting by role reads no session.
+    by_roles: Arc<std::sync::Mutex<HashMap<Vec<String>, usize>>>,
 }
 
 impl LocalIndex {
@@ -112,6 +114,38 @@ impl LocalIndex {
 
     fn controls(&self, keep: impl Fn(&ClientInfo) -> bool) -> Vec<Recipient<Disconnect>> {
         self.read().values().filter(|e| keep(&e.info)).map(|e| e.control.clone()).collect()
+    }
+
+    /// Moves one session between role lists in the counts (`from` left, `to` joined).
+    fn recount(&self, from: Option<&[String]>, to: Option<&[String]>) {
+        let mut counts = self.by_roles.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(roles) = from {
+            if let Some(n) = counts.get_mut(roles) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(roles);
+                }
+            }
+        }
+        if let Some(roles) = to {
+            *counts.entry(roles.to_vec()).or_default() += 1;
+        }
+    }
+
+    /// Sessions holding at least one of `roles`, from the counts.
+    fn count_with_roles(&self, roles: &[String]) -> usize {
+        let counts = self.by_roles.lock().unwrap_or_else(|e| e.into_inner());
+        counts.iter().filter(|(held, _)| held.iter().any(|r| roles.contains(r))).map(|(_, n)| n).sum()
+    }
+
+    /// Up to `limit` session ids above `after` in id order, optionally only those holding one of `roles`.
+    fn page(&self, roles: Option<&[String]>, after: Id, limit: usize) -> Vec<Id> {
+        let holds = |c: &ClientInfo| roles.is_none_or(|roles| c.authroles.iter().any(|r| roles.contains(r)));
+        let mut ids: Vec<Id> =
+            self.read().values().filter(|e| e.info.session > after && holds(&e.info)).map(|e| e.info.session).collect();
+        ids.sort_unstable();
+        ids.truncate(limit);
+        ids
     }
 }
 
@@ -155,7 +189,9 @@ impl ClientManipulator {
     /// sent after it means "findable on every node".
     pub(crate) fn register(&self, info: ClientInfo, control: Recipient<Disconnect>) -> Option<BoxFuture<'static, ()>> {
         let routed = self.backplane.want_user(&info.authid);
-        self.local.write().insert(info.session, Entry { info: info.clone(), control, topics: HashSet::new() });
+        let replaced =
+            self.local.write().insert(info.session, Entry { info: info.clone(), control, topics: HashSet::new() });
+        self.local.recount(replaced.as_ref().map(|e| e.info.authroles.as_slice()), Some(&info.authroles));
         let registered = self.acked(|ack| Write::Register(info, ack));
         // WELCOME waits for both: the registry has the session, and messages targeted at the user reach this node.
         match (registered, routed) {
@@ -191,6 +227,7 @@ impl ClientManipulator {
             let Some(entry) = entries.get_mut(&info.session) else { return };
             std::mem::replace(&mut entry.info, info.clone())
         };
+        self.local.recount(Some(&old.authroles), Some(&info.authroles));
         if old.authid != info.authid {
             // Targeted messages follow the new identity from the next publication on.
             let _ = self.backplane.want_user(&info.authid);
@@ -216,6 +253,7 @@ impl ClientManipulator {
 
     pub(crate) fn unregister(&self, session: Id) {
         if let Some(entry) = self.local.write().remove(&session) {
+            self.local.recount(Some(&entry.info.authroles), None);
             self.backplane.unwant_user(&entry.info.authid);
             self.written(Write::Unregister(entry.info, entry.topics.into_iter().collect()));
         }
@@ -265,6 +303,30 @@ impl ClientManipulator {
         match &self.registry {
             Registry::Memory => local(),
             Registry::Redis(r) => self.fallback("find_by_roles", r.find_by_roles(roles).await, local),
+        }
+    }
+
+    /// How many sessions there are (cluster-wide), or how many hold at least one of `roles`. Answered from
+    /// counts kept as sessions come and go, never by reading the sessions.
+    pub async fn count(&self, roles: Option<&[String]>) -> usize {
+        let local = || match roles {
+            None => self.local.len(),
+            Some(roles) => self.local.count_with_roles(roles),
+        };
+        match &self.registry {
+            Registry::Memory => local(),
+            Registry::Redis(r) => self.fallback("count", r.count(roles).await, local),
+        }
+    }
+
+    /// One page of session ids (cluster-wide), in id order: up to `limit` ids greater than `after` (0 for the
+    /// first page), optionally only sessions holding at least one of `roles`. A page shorter than `limit` is
+    /// the last one; otherwise ask again with `after` = the page's last id.
+    pub async fn session_ids(&self, roles: Option<&[String]>, after: Id, limit: usize) -> Vec<Id> {
+        let local = || self.local.page(roles, after, limit);
+        match &self.registry {
+            Registry::Memory => local(),
+            Registry::Redis(r) => self.fallback("session_ids", r.page(roles, after, limit).await, local),
         }
     }
 

@@ -422,12 +422,13 @@ impl Default for AccessPolicySettings {
 
 /// One `[[access]]` rule: which roles may subscribe to / publish on topics matching `pattern`.
 ///
-/// A `{username}` placeholder in the pattern must equal the caller's authid (private per-user topics).
-/// An absent list allows every role; an empty list allows nobody.
+/// A `{username}` placeholder stands for the caller's whole authid (private per-user topics); a topic under
+/// the pattern's literal prefix without its shape is denied (see `topic::access`). An absent list allows
+/// every role; an empty list allows nobody.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessSettings {
-    /// Route pattern such as `private/{username}` or `admin.{any}`.
+    /// Route pattern such as `private/{username}` or `admin.{any}`; it must begin with literal text.
     pub pattern: String,
     /// Roles allowed to subscribe.
     pub subscribe: Option<Vec<String>>,
@@ -596,7 +597,7 @@ impl Settings {
             }
         }
         for (i, rule) in self.access.iter().enumerate() {
-            crate::route::RoutePattern::parse(&rule.pattern)
+            crate::topic::access::AccessRule::new(&rule.pattern, None, None)
                 .map_err(|e| invalid(&format!("access[{i}].pattern"), e.to_string()))?;
         }
         Ok(())
@@ -691,6 +692,10 @@ mod tests {
             .contains("SWITCHBOARD_DEMO"));
         let s = Settings::from_toml("[[access]]\npattern = \"chat/x{y}\"\n", "x").unwrap();
         assert!(s.validate().unwrap_err().to_string().contains("access[0].pattern"));
+        let s = Settings::from_toml("[[access]]\npattern = \"{username}\"\n", "x").unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("access[0].pattern"));
+        let err = Settings::from_toml("[access_policy]\ndefault = \"maybe\"\n", "x").unwrap_err();
+        assert!(err.to_string().contains("default"), "{err}");
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::topic::broker::{Publish, Subscribe, Unsubscribe, UpdateSubscriber};
 use crate::topic::handler::{PublishDecision, PublishRequest};
 use crate::topic::{Payload, Publication, Publisher, Subscriber, TopicInstance, TopicKey};
 use crate::transport::Verdict;
+use crate::wamp::errors::excerpt;
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::v2::{code, PublishOptions, SubscribeOptions};
 use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
@@ -353,7 +354,7 @@ impl Connection {
         if key.policy == MatchPolicy::Exact
             && !self.node.access().allows(Action::Subscribe, &key.uri, &self.identity.authid, &self.identity.authroles)
         {
-            return Err((errors::NOT_AUTHORIZED, format!("role may not subscribe to '{}'", key.uri)));
+            return Err((errors::NOT_AUTHORIZED, format!("role may not subscribe to '{}'", excerpt(&key.uri))));
         }
         self.subscriptions.insert(key.clone(), Subscription::Pending(request.into_iter().collect()));
         let subscriber = self.subscriber(ctx);
@@ -370,7 +371,7 @@ impl Connection {
         disclose_me: bool,
     ) -> Result<Option<Publication>, (String, String)> {
         if !self.node.access().allows(Action::Publish, &topic, &self.identity.authid, &self.identity.authroles) {
-            return Err((errors::NOT_AUTHORIZED.to_owned(), format!("role may not publish to '{topic}'")));
+            return Err((errors::NOT_AUTHORIZED.to_owned(), format!("role may not publish to '{}'", excerpt(&topic))));
         }
         let request = match self.node.topic_handler(&topic) {
             None => request,
@@ -427,7 +428,7 @@ impl Connection {
         });
         let Some(future) = future else {
             metrics::inc(&self.node.metrics().call_errors_total);
-            let error = CallError::new(errors::NO_SUCH_PROCEDURE, format!("no procedure '{procedure}'"));
+            let error = CallError::new(errors::NO_SUCH_PROCEDURE, format!("no procedure '{}'", excerpt(&procedure)));
             ctx.text(reply(Err(error)));
             return;
         };
@@ -469,7 +470,7 @@ impl Connection {
             };
             let expected = &self.node.settings().server.realm;
             if !expected.is_empty() && &realm != expected {
-                self.send_v2(ctx, M::abort(errors::NO_SUCH_REALM, format!("no realm '{realm}'")));
+                self.send_v2(ctx, M::abort(errors::NO_SUCH_REALM, format!("no realm '{}'", excerpt(&realm))));
                 return self.close(ctx, CloseCode::Normal, "no such realm");
             }
             if !uri::is_valid_v2(&realm) {
@@ -493,7 +494,8 @@ impl Connection {
                     Err(e) => return reply_error(self, ctx, errors::INVALID_ARGUMENT, e.to_string()),
                 };
                 if !uri::is_valid_v2_pattern(&topic, options.policy) {
-                    let msg = format!("'{topic}' is not a valid {} subscription URI", options.policy.as_str());
+                    let msg =
+                        format!("'{}' is not a valid {} subscription URI", excerpt(&topic), options.policy.as_str());
                     return reply_error(self, ctx, errors::INVALID_URI, msg);
                 }
                 let key = TopicKey { uri: Arc::from(topic.as_str()), policy: options.policy };
@@ -524,11 +526,11 @@ impl Connection {
                         if !uri::is_valid_v2(&topic) {
                             return Err((
                                 errors::INVALID_URI.to_owned(),
-                                format!("'{topic}' is not a valid topic URI"),
+                                format!("'{}' is not a valid topic URI", excerpt(&topic)),
                             ));
                         }
                         if uri::is_reserved(&topic) {
-                            let msg = format!("'{topic}' is in the reserved wamp. namespace");
+                            let msg = format!("'{}' is in the reserved wamp. namespace", excerpt(&topic));
                             return Err((errors::INVALID_URI.to_owned(), msg));
                         }
                         let request = PublishRequest { payload: Payload { args, kwargs }, filters: o.filters };
@@ -566,7 +568,7 @@ impl Connection {
             }
             M::Call { request, procedure, args, kwargs, .. } => {
                 if !uri::is_valid_v2(&procedure) {
-                    let msg = format!("'{procedure}' is not a valid procedure URI");
+                    let msg = format!("'{}' is not a valid procedure URI", excerpt(&procedure));
                     return self.send_v2(ctx, M::error(code::CALL, request, errors::INVALID_URI, msg));
                 }
                 self.call(ctx, procedure, args.unwrap_or_default(), kwargs.unwrap_or_default(), move |outcome| {
@@ -608,10 +610,15 @@ impl Connection {
     fn on_v1(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: v1::Message) {
         use v1::Message as M;
         match message {
+            // An over-long PREFIX is dropped like any refused v1 request; a connection past its prefix count closes.
             M::Prefix { prefix, uri } => {
-                if let Err(e) = self.prefixes.define(prefix, uri) {
-                    metrics::inc(&self.node.metrics().protocol_errors_total);
-                    self.close(ctx, CloseCode::Policy, &e.to_string());
+                match self.prefixes.define(prefix, uri, self.node.settings().wamp.max_prefixes) {
+                    Ok(()) => {}
+                    Err(e @ v1::PrefixError::TooLong) => self.v1_refused(&e.to_string()),
+                    Err(e @ v1::PrefixError::TooMany { .. }) => {
+                        metrics::inc(&self.node.metrics().protocol_errors_total);
+                        self.close(ctx, CloseCode::Policy, &e.to_string());
+                    }
                 }
             }
             M::Call { call_id, procedure, args } => {
@@ -630,7 +637,8 @@ impl Connection {
                     .encode()
                 };
                 if !uri::is_valid_v1(&procedure) {
-                    let error = CallError::new(errors::INVALID_URI, format!("'{procedure}' is not a valid URI"));
+                    let error =
+                        CallError::new(errors::INVALID_URI, format!("'{}' is not a valid URI", excerpt(&procedure)));
                     return ctx.text(reply(Err(error)));
                 }
                 self.call(ctx, procedure, args, Map::new(), reply);
@@ -638,7 +646,7 @@ impl Connection {
             M::Subscribe { topic } => {
                 let topic = self.prefixes.resolve(&topic);
                 if !uri::is_valid_v1(&topic) {
-                    return self.v1_refused(&format!("SUBSCRIBE to invalid URI '{topic}'"));
+                    return self.v1_refused(&format!("SUBSCRIBE to invalid URI '{}'", excerpt(&topic)));
                 }
                 if let Err((_, msg)) = self.subscribe(ctx, TopicKey::exact(&topic), None) {
                     self.v1_refused(&msg);
@@ -657,7 +665,7 @@ impl Connection {
             M::Publish { topic, event, targets } => {
                 let topic = self.prefixes.resolve(&topic);
                 if !uri::is_valid_v1(&topic) || uri::is_reserved(&topic) {
-                    return self.v1_refused(&format!("PUBLISH to invalid URI '{topic}'"));
+                    return self.v1_refused(&format!("PUBLISH to invalid URI '{}'", excerpt(&topic)));
                 }
                 let mut exclude = targets.exclude;
                 if targets.exclude_me {

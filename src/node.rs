@@ -110,7 +110,7 @@ impl Builder {
             return Err(e.into());
         }
         self.settings.validate()?;
-        let mut access = AccessRules::from_settings(&self.settings.access)?;
+        let mut access = AccessRules::from_settings(&self.settings)?;
         self.access.into_iter().for_each(|rule| access.push(rule));
         let access = Arc::new(access);
         let metrics = Arc::new(Metrics::default());
@@ -215,9 +215,9 @@ impl Switchboard {
     /// Starts building a node from `settings`.
     pub fn builder(settings: Settings) -> Builder {
         Builder {
+            procedures: Procedures::with_builtins(&settings.meta),
             settings,
             topics: Router::default(),
-            procedures: Procedures::with_builtins(),
             access: Vec::new(),
             errors: Vec::new(),
             on_invalid_session: None,

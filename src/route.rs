@@ -1,7 +1,9 @@
 //! Route patterns for topics and procedures: `chat/{room}`, `com.app.{name}`, `private/{username}`.
 //!
 //! A pattern is split into segments at `/` and `.`; a segment written `{name}` matches any one non-empty
-//! segment of the URI and captures it, every other segment must be equal. Pure: no actor or I/O here.
+//! segment of the URI and captures it, every other segment must be equal. Access rules also match with one
+//! placeholder *bound* to a known value ([`RoutePattern::matches_bound`]): `{username}` then stands for the
+//! caller's whole authid, dots and slashes included. Pure: no actor or I/O here.
 
 use std::collections::HashMap;
 
@@ -85,34 +87,46 @@ impl RoutePattern {
         self.tokens.iter().any(|t| matches!(t, Token::Param(p) if p == name))
     }
 
+    /// The pattern's text before its first placeholder; the whole pattern when it has none. Placeholders
+    /// fill whole segments, so a non-empty prefix of a pattern with placeholders ends with `/` or `.`.
+    pub fn literal_prefix(&self) -> &str {
+        self.source.find('{').map_or(self.source.as_str(), |end| &self.source[..end])
+    }
+
     /// Matches `uri`, returning the captured placeholders.
     pub fn matches(&self, uri: &str) -> Option<Params> {
-        let parts = tokenize(uri);
-        if parts.len() != self.tokens.len() {
-            return None;
-        }
+        self.match_with(uri, None)
+    }
+
+    /// Matches `uri` with placeholder `name` standing for exactly `value`, whatever characters it holds
+    /// (`.`, `/`, `*`, any Unicode): `private/{username}` bound to `bob.smith` matches `private/bob.smith`
+    /// only. Other placeholders match one segment each, as in [`RoutePattern::matches`].
+    pub fn matches_bound(&self, uri: &str, name: &str, value: &str) -> Option<Params> {
+        self.match_with(uri, Some((name, value)))
+    }
+
+    fn match_with(&self, uri: &str, bound: Option<(&str, &str)>) -> Option<Params> {
+        let mut rest = uri;
         let mut params = Params::new();
-        for (token, part) in self.tokens.iter().zip(parts) {
+        // Tokens alternate segment, separator, segment…, so a free placeholder ends at the next separator.
+        for token in &self.tokens {
             match token {
-                Token::Separator(c) => {
-                    if part.len() != 1 || !part.starts_with(*c) {
-                        return None;
-                    }
-                }
-                Token::Literal(l) => {
-                    if l != part {
-                        return None;
-                    }
-                }
+                Token::Separator(c) => rest = rest.strip_prefix(*c)?,
+                Token::Literal(l) => rest = rest.strip_prefix(l.as_str())?,
                 Token::Param(name) => {
-                    if part.is_empty() {
+                    let value = match bound {
+                        Some((bound_name, value)) if bound_name == name => rest.starts_with(value).then_some(value)?,
+                        _ => &rest[..rest.find(['/', '.']).unwrap_or(rest.len())],
+                    };
+                    if value.is_empty() {
                         return None;
                     }
-                    params.insert(name.clone(), part.to_owned());
+                    params.insert(name.clone(), value.to_owned());
+                    rest = &rest[value.len()..];
                 }
             }
         }
-        Some(params)
+        rest.is_empty().then_some(params)
     }
 }
 
@@ -159,6 +173,32 @@ mod tests {
         let p = RoutePattern::parse("com.app.{name}").unwrap();
         assert_eq!(p.matches("com.app.add").unwrap()["name"], "add");
         assert!(RoutePattern::parse("com.app").unwrap().matches("com.app").is_some());
+    }
+
+    #[test]
+    fn a_bound_placeholder_matches_the_whole_value_whatever_it_contains() {
+        let p = RoutePattern::parse("private/{username}").unwrap();
+        assert_eq!(p.matches_bound("private/bob.smith", "username", "bob.smith").unwrap()["username"], "bob.smith");
+        assert!(p.matches_bound("private/bob.smith", "username", "bob").is_none());
+        assert!(p.matches_bound("private/bob", "username", "bob.smith").is_none());
+        assert!(p.matches_bound("private/a/b*ü", "username", "a/b*ü").is_some());
+        assert!(p.matches_bound("private/", "username", "").is_none());
+        let p = RoutePattern::parse("user.{username}.{channel}").unwrap();
+        let params = p.matches_bound("user.a.b.news", "username", "a.b").unwrap();
+        assert_eq!((params["username"].as_str(), params["channel"].as_str()), ("a.b", "news"));
+        assert!(
+            p.matches_bound("user.a.b.c.news", "username", "a.b").is_none(),
+            "the channel placeholder is one segment"
+        );
+        assert!(p.matches("user.a.b").is_some(), "unbound, every placeholder is one segment");
+    }
+
+    #[test]
+    fn the_literal_prefix_ends_before_the_first_placeholder() {
+        assert_eq!(RoutePattern::parse("private/{username}").unwrap().literal_prefix(), "private/");
+        assert_eq!(RoutePattern::parse("admin.{a}.x.{b}").unwrap().literal_prefix(), "admin.");
+        assert_eq!(RoutePattern::parse("chat/admin").unwrap().literal_prefix(), "chat/admin");
+        assert_eq!(RoutePattern::parse("{x}.inbox").unwrap().literal_prefix(), "");
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! Server-side procedures: the registry, the [`Procedure`] trait, and the built-in session meta procedures.
 //!
+//! The meta procedures that reveal identities (`wamp.session.list`, `wamp.session.get`) answer only callers
+//! holding a role of `meta.roles` (default: any role but `anonymous`), others get `wamp.error.not_authorized`
+//! ([`MetaPolicy`]). `wamp.session.count` is open to all and answered from maintained counts, never by reading
+//! sessions. `wamp.session.list` answers one page of at most `meta.max_list` ids (see [`MetaPolicy`]).
+//!
 //! Procedures are async functions registered under route patterns (`com.app.add`, `chat/{room}`). A call
 //! from either protocol becomes a [`Call`]; the handler answers [`CallResult`] or [`CallError`] (an error
 //! URI and a message). A panicking handler is caught and answered with `switchboard.error.runtime_error`:
@@ -13,9 +18,10 @@ use futures_util::future::{FutureExt, LocalBoxFuture};
 use serde_json::{json, Map, Value};
 
 use crate::clients::{ClientInfo, ClientManipulator};
+use crate::config::MetaSettings;
 use crate::route::{Params, PatternError, RoutePattern, Router};
-use crate::session::Caller;
-use crate::wamp::errors;
+use crate::session::{Caller, ANONYMOUS_ROLE};
+use crate::wamp::{errors, Id};
 
 /// One procedure call.
 #[derive(Clone)]
@@ -105,12 +111,20 @@ pub struct Procedures {
 }
 
 impl Procedures {
-    /// A table holding the built-in `wamp.session.count|list|get`.
-    pub fn with_builtins() -> Procedures {
+    /// A table holding the built-in `wamp.session.count|list|get`, guarded and capped by `meta`.
+    pub fn with_builtins(meta: &MetaSettings) -> Procedures {
+        let policy = Arc::new(MetaPolicy::new(meta));
         let mut p = Procedures::default();
         p.router.add(RoutePattern::parse("wamp.session.count").expect("literal pattern"), Arc::new(session_count));
-        p.router.add(RoutePattern::parse("wamp.session.list").expect("literal pattern"), Arc::new(session_list));
-        p.router.add(RoutePattern::parse("wamp.session.get").expect("literal pattern"), Arc::new(session_get));
+        let list = policy.clone();
+        p.router.add(
+            RoutePattern::parse("wamp.session.list").expect("literal pattern"),
+            Arc::new(move |call: Call| session_list(list.clone(), call)),
+        );
+        p.router.add(
+            RoutePattern::parse("wamp.session.get").expect("literal pattern"),
+            Arc::new(move |call: Call| session_get(policy.clone(), call)),
+        );
         p
     }
 
@@ -131,6 +145,40 @@ impl Procedures {
     }
 }
 
+/// Who may call the identity-revealing meta procedures, and how long one list answer gets (`[meta]`).
+///
+/// Paging of `wamp.session.list([authroles])`: keyword arguments `limit` (ids per page, at most and by
+/// default `meta.max_list`) and `after` (a session id; the page starts above it, default 0). Ids come in
+/// ascending order; a page shorter than `limit` is the last, otherwise call again with `after` = its last id.
+#[derive(Debug, Clone)]
+pub struct MetaPolicy {
+    roles: Option<Vec<String>>,
+    max_list: usize,
+}
+
+impl MetaPolicy {
+    /// The policy of `[meta]`.
+    pub fn new(meta: &MetaSettings) -> MetaPolicy {
+        MetaPolicy { roles: meta.roles.clone(), max_list: meta.max_list }
+    }
+
+    /// Whether a caller with `roles` may see identities.
+    pub fn admits(&self, roles: &[String]) -> bool {
+        match &self.roles {
+            None => roles.iter().any(|r| r != ANONYMOUS_ROLE),
+            Some(allowed) => roles.iter().any(|r| allowed.contains(r)),
+        }
+    }
+
+    fn check(&self, caller: &Caller) -> Result<(), CallError> {
+        if self.admits(&caller.authroles) {
+            Ok(())
+        } else {
+            Err(CallError::new(errors::NOT_AUTHORIZED, "the session meta API is not available to this role"))
+        }
+    }
+}
+
 /// The optional `authroles` filter argument of `wamp.session.count|list`.
 fn role_filter(call: &Call) -> Result<Option<Vec<String>>, CallError> {
     match call.args.first() {
@@ -146,25 +194,33 @@ fn role_filter(call: &Call) -> Result<Option<Vec<String>>, CallError> {
     }
 }
 
-async fn sessions_matching(call: &Call) -> Result<Vec<ClientInfo>, CallError> {
-    let roles = role_filter(call)?;
-    let all = call.clients.get_all(true).await;
-    Ok(match roles {
-        None => all,
-        Some(roles) => all.into_iter().filter(|c| c.authroles.iter().any(|r| roles.contains(r))).collect(),
-    })
+/// A non-negative integer keyword argument, `None` when absent.
+fn kwarg_u64(call: &Call, name: &str) -> Result<Option<u64>, CallError> {
+    match call.kwargs.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| CallError::invalid_argument(format!("{name} must be a non-negative integer"))),
+    }
 }
 
 async fn session_count(call: Call) -> Result<CallResult, CallError> {
-    Ok(CallResult::value(sessions_matching(&call).await?.len()))
+    let roles = role_filter(&call)?;
+    Ok(CallResult::value(call.clients.count(roles.as_deref()).await))
 }
 
-async fn session_list(call: Call) -> Result<CallResult, CallError> {
-    let ids: Vec<Value> = sessions_matching(&call).await?.iter().map(|c| Value::from(c.session)).collect();
+async fn session_list(policy: Arc<MetaPolicy>, call: Call) -> Result<CallResult, CallError> {
+    policy.check(&call.caller)?;
+    let roles = role_filter(&call)?;
+    let limit = kwarg_u64(&call, "limit")?.map_or(policy.max_list, |l| (l as usize).clamp(1, policy.max_list));
+    let after: Id = kwarg_u64(&call, "after")?.unwrap_or(0);
+    let ids = call.clients.session_ids(roles.as_deref(), after, limit).await;
     Ok(CallResult::value(ids))
 }
 
-async fn session_get(call: Call) -> Result<CallResult, CallError> {
+async fn session_get(policy: Arc<MetaPolicy>, call: Call) -> Result<CallResult, CallError> {
+    policy.check(&call.caller)?;
     let id = call.arg(0)?.as_u64().ok_or_else(|| CallError::invalid_argument("the argument is a session id"))?;
     let client = call
         .clients
@@ -187,4 +243,24 @@ pub fn session_details(c: &ClientInfo) -> Value {
         "node": c.node,
         "connected_at": c.connected_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roles(r: &[&str]) -> Vec<String> {
+        r.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn meta_roles_default_to_everyone_but_anonymous() {
+        let policy = MetaPolicy::new(&MetaSettings { roles: None, max_list: 10 });
+        assert!(!policy.admits(&roles(&["anonymous"])));
+        assert!(policy.admits(&roles(&["user"])));
+        assert!(!policy.admits(&[]));
+        let policy = MetaPolicy::new(&MetaSettings { roles: Some(roles(&["admin"])), max_list: 10 });
+        assert!(!policy.admits(&roles(&["user"])));
+        assert!(policy.admits(&roles(&["user", "admin"])));
+    }
 }

@@ -8,7 +8,10 @@
 //! | `{p}n:{node}` | set | session ids registered by the node |
 //! | `{p}u:{authid}` | set | session ids of a user |
 //! | `{p}r:{role}` | set | session ids holding a role |
-//! | `{p}all` | set | every session id |
+//! | `{p}ids` | sorted set | every session id, scored by itself (list pages in id order) |
+//! | `{p}nrs:{node}` | set | the distinct role lists (JSON) of the node's sessions |
+//! | `{p}nr:{node}:{roles}` | set | the node's session ids with exactly that role list (counted by role) |
+//! | `{p}ne:{node}` | string | the epoch whose sessions `n:`/`nr:` hold; they count only while it equals the lease |
 //! | `{p}ts:{topic}` | set | session ids subscribed (exactly) to a topic |
 //! | `{p}st:{session}` | set | topics a session is subscribed to (to clean `ts:` sets) |
 //! | channel `{p}t:{topic}` | pub/sub | publications on a topic (prefix/wildcard subscriptions use PSUBSCRIBE globs) |

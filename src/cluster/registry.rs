@@ -10,6 +10,16 @@
 //! for a rebuild: purge this node's entries and register every live local session again. The same happens when
 //! the heartbeat finds its key missing (Redis restarted without persistence). Lookups run as one Lua script:
 //! one round trip, no scatter-gather.
+//!
+//! Two connection pools: the writer and the heartbeat use their own (*control*), lookups another, so a flood of
+//! lookups queues behind lookups only and can never delay a lease renewal or a write into a rebuild.
+//!
+//! Counting (`wamp.session.count`) reads no session: each node keeps its sessions in `n:<node>` and, per
+//! distinct role list, in `nr:<node>:<roles>`; the count is the sum of those sets' sizes (`SCARD`) over live
+//! nodes. Sets, not counters, because a rebuild may re-add a session whose own write is still queued: `SADD`
+//! is idempotent, `INCR` is not. A node's sets count only while `ne:<node>` holds its current epoch (written
+//! last by each rebuild), so a restarted node's previous incarnation is never counted. Lists page through
+//! the `ids` sorted set (score = session id) in id order.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,6 +46,7 @@ local p, mode = ARGV[1], ARGV[2]
 local ids
 if mode == 'one' then ids = {ARGV[3]}
 elseif mode == 'set' then ids = redis.call('SMEMBERS', p .. ARGV[3])
+elseif mode == 'zset' then ids = redis.call('ZRANGE', p .. ARGV[3], 0, -1)
 elseif mode == 'inter' then ids = redis.call('SINTER', p .. ARGV[3], p .. ARGV[4])
 else
   local keys = {}
@@ -52,6 +63,67 @@ end
 return out
 "#;
 
+/// Count script: `all`, or `roles r1 r2…` (sessions holding any of them), summed over live nodes without
+/// reading a session (see the module docs).
+const COUNT: &str = r#"
+local p, mode = ARGV[1], ARGV[2]
+local wanted = {}
+for i = 3, #ARGV do wanted[ARGV[i]] = true end
+local total = 0
+for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
+  local epoch = redis.call('GET', p .. 'node:' .. node)
+  if epoch and redis.call('GET', p .. 'ne:' .. node) == epoch then
+    if mode == 'all' then
+      total = total + redis.call('SCARD', p .. 'n:' .. node)
+    else
+      for _, combo in ipairs(redis.call('SMEMBERS', p .. 'nrs:' .. node)) do
+        for _, r in ipairs(cjson.decode(combo)) do
+          if wanted[r] then
+            total = total + redis.call('SCARD', p .. 'nr:' .. node .. ':' .. combo)
+            break
+          end
+        end
+      end
+    end
+  end
+end
+return total
+"#;
+
+/// Page script: up to `limit` live session ids above `after`, in id order, optionally only those holding one
+/// of the given roles. Reads candidates in chunks of `limit` from the `ids` sorted set.
+const PAGE: &str = r#"
+local p, after, limit, mode = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local wanted = {}
+for i = 5, #ARGV do wanted[ARGV[i]] = true end
+local live = {}
+local out = {}
+local cursor = '(' .. after
+while #out < limit do
+  local ids = redis.call('ZRANGEBYSCORE', p .. 'ids', cursor, '+inf', 'LIMIT', 0, limit)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    local h = redis.call('HMGET', p .. 's:' .. id, 'node', 'epoch', 'authroles')
+    if h[1] then
+      if live[h[1]] == nil then live[h[1]] = redis.call('GET', p .. 'node:' .. h[1]) end
+      local keep = live[h[1]] == h[2]
+      if keep and mode == 'roles' then
+        keep = false
+        for _, r in ipairs(cjson.decode(h[3])) do
+          if wanted[r] then keep = true break end
+        end
+      end
+      if keep then
+        out[#out + 1] = id
+        if #out == limit then break end
+      end
+    end
+  end
+  cursor = '(' .. ids[#ids]
+end
+return out
+"#;
+
 /// Purge script: `node <id>` removes a node's entries; `dead` purges every node whose lease is gone.
 const PURGE: &str = r#"
 local p, mode = ARGV[1], ARGV[2]
@@ -63,12 +135,15 @@ local function purge_session(id)
   end
   for _, t in ipairs(redis.call('SMEMBERS', p .. 'st:' .. id)) do redis.call('SREM', p .. 'ts:' .. t, id) end
   redis.call('DEL', p .. 'st:' .. id, p .. 's:' .. id)
-  redis.call('SREM', p .. 'all', id)
+  redis.call('ZREM', p .. 'ids', id)
 end
 local function purge_node(node)
   local n = 0
   for _, id in ipairs(redis.call('SMEMBERS', p .. 'n:' .. node)) do purge_session(id); n = n + 1 end
-  redis.call('DEL', p .. 'n:' .. node)
+  for _, combo in ipairs(redis.call('SMEMBERS', p .. 'nrs:' .. node)) do
+    redis.call('DEL', p .. 'nr:' .. node .. ':' .. combo)
+  end
+  redis.call('DEL', p .. 'n:' .. node, p .. 'nrs:' .. node, p .. 'ne:' .. node)
   return n
 end
 if mode == 'node' then return purge_node(ARGV[3]) end
@@ -112,7 +187,10 @@ impl Write {
 
 /// The Redis registry of one node.
 pub struct RedisRegistry {
-    pool: Pool<RedisConnectionManager>,
+    /// Lookups only: however many queue here, they never delay the control pool's work.
+    lookups: Pool<RedisConnectionManager>,
+    /// The writer and the heartbeat (lease renewal, rebuild, janitor, deregistration).
+    control: Pool<RedisConnectionManager>,
     keys: Keys,
     node: String,
     epoch: String,
@@ -123,7 +201,32 @@ pub struct RedisRegistry {
     metrics: Arc<Metrics>,
     /// The scripts, hashed once (invocations use EVALSHA and load the script again after a Redis restart).
     lookup_script: redis::Script,
+    count_script: redis::Script,
+    page_script: redis::Script,
     purge_script: redis::Script,
+}
+
+/// Connections lookups may use at once; more lookups wait for one (and never for the control pool).
+const LOOKUP_CONNECTIONS: u32 = 8;
+/// Connections of the control pool: one for the writer, one for the heartbeat.
+const CONTROL_CONNECTIONS: u32 = 2;
+
+async fn pool(url: &str, size: u32) -> Result<Pool<RedisConnectionManager>, RegistryError> {
+    let manager = RedisConnectionManager::new(url).map_err(|e| RegistryError(e.to_string()))?;
+    // bb8 keeps a broken multiplexed connection unless the checkout test (a PING) finds it dead; registry
+    // traffic is batched and low-rate, so the extra round trip buys recovery after Redis restarts.
+    Pool::builder()
+        .max_size(size)
+        .test_on_check_out(true)
+        .connection_timeout(ROUND_TRIP_TIMEOUT)
+        .build(manager)
+        .await
+        .map_err(|e| RegistryError(e.to_string()))
+}
+
+/// The role list of a session as the registry stores and groups it (JSON).
+fn roles_key(roles: &[String]) -> String {
+    serde_json::to_string(roles).unwrap_or_else(|_| "[]".into())
 }
 
 fn parse_record(r: Vec<String>) -> Option<ClientInfo> {
@@ -140,7 +243,7 @@ fn parse_record(r: Vec<String>) -> Option<ClientInfo> {
 }
 
 impl RedisRegistry {
-    /// Connects the command pool and starts the writer and heartbeat tasks.
+    /// Connects the two pools and starts the writer and heartbeat tasks.
     pub async fn start(
         url: &str,
         keys: Keys,
@@ -149,19 +252,10 @@ impl RedisRegistry {
         local: LocalIndex,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<RedisRegistry>, RegistryError> {
-        let manager = RedisConnectionManager::new(url).map_err(|e| RegistryError(e.to_string()))?;
-        // bb8 keeps a broken multiplexed connection unless the checkout test (a PING) finds it dead; registry
-        // traffic is batched and low-rate, so the extra round trip buys recovery after Redis restarts.
-        let pool = Pool::builder()
-            .max_size(8)
-            .test_on_check_out(true)
-            .connection_timeout(ROUND_TRIP_TIMEOUT)
-            .build(manager)
-            .await
-            .map_err(|e| RegistryError(e.to_string()))?;
         let (writes, receiver) = mpsc::unbounded_channel();
         let registry = Arc::new(RedisRegistry {
-            pool,
+            lookups: pool(url, LOOKUP_CONNECTIONS).await?,
+            control: pool(url, CONTROL_CONNECTIONS).await?,
             keys,
             node,
             epoch: format!("{:016x}", rand::random::<u64>()),
@@ -171,6 +265,8 @@ impl RedisRegistry {
             stopped: Arc::new(AtomicBool::new(false)),
             metrics,
             lookup_script: redis::Script::new(LOOKUP),
+            count_script: redis::Script::new(COUNT),
+            page_script: redis::Script::new(PAGE),
             purge_script: redis::Script::new(PURGE),
         });
         actix_web::rt::spawn(registry.clone().writer(receiver, local));
@@ -197,7 +293,7 @@ impl RedisRegistry {
 
     fn push_register(&self, pipe: &mut redis::Pipeline, c: &ClientInfo) {
         let id = c.session.to_string();
-        let roles = serde_json::to_string(&c.authroles).unwrap_or_else(|_| "[]".into());
+        let roles = roles_key(&c.authroles);
         pipe.cmd("HSET")
             .arg(self.p(&format!("s:{id}")))
             .arg("node")
@@ -207,7 +303,7 @@ impl RedisRegistry {
             .arg("authid")
             .arg(&c.authid)
             .arg("authroles")
-            .arg(roles)
+            .arg(&roles)
             .arg("authmethod")
             .arg(c.authmethod.as_str())
             .arg("protocol")
@@ -220,7 +316,10 @@ impl RedisRegistry {
         for role in &c.authroles {
             pipe.cmd("SADD").arg(self.p(&format!("r:{role}"))).arg(&id).ignore();
         }
-        pipe.cmd("SADD").arg(self.p("all")).arg(&id).ignore();
+        pipe.cmd("SADD").arg(self.p(&format!("nrs:{}", self.node))).arg(&roles).ignore();
+        pipe.cmd("SADD").arg(self.p(&format!("nr:{}:{roles}", self.node))).arg(&id).ignore();
+        // Session ids are at most 2^53, so the score (a double) is exact and orders pages by id.
+        pipe.cmd("ZADD").arg(self.p("ids")).arg(c.session).arg(&id).ignore();
     }
 
     fn push_unregister_sets(&self, pipe: &mut redis::Pipeline, c: &ClientInfo) {
@@ -229,6 +328,8 @@ impl RedisRegistry {
         for role in &c.authroles {
             pipe.cmd("SREM").arg(self.p(&format!("r:{role}"))).arg(&id).ignore();
         }
+        let roles = roles_key(&c.authroles);
+        pipe.cmd("SREM").arg(self.p(&format!("nr:{}:{roles}", self.node))).arg(&id).ignore();
     }
 
     fn push(&self, pipe: &mut redis::Pipeline, write: &Write) {
@@ -246,7 +347,7 @@ impl RedisRegistry {
                 }
                 pipe.cmd("DEL").arg(self.p(&format!("s:{id}"))).arg(self.p(&format!("st:{id}"))).ignore();
                 pipe.cmd("SREM").arg(self.p(&format!("n:{}", self.node))).arg(&id).ignore();
-                pipe.cmd("SREM").arg(self.p("all")).arg(&id).ignore();
+                pipe.cmd("ZREM").arg(self.p("ids")).arg(&id).ignore();
             }
             Write::Subscribed(id, topic, _) => {
                 pipe.cmd("SADD").arg(self.p(&format!("ts:{topic}"))).arg(id.to_string()).ignore();
@@ -261,7 +362,7 @@ impl RedisRegistry {
     }
 
     async fn run_pipe(&self, pipe: &redis::Pipeline) -> Result<(), RegistryError> {
-        let mut conn = self.pool.get().await.map_err(|e| RegistryError(e.to_string()))?;
+        let mut conn = self.control.get().await.map_err(|e| RegistryError(e.to_string()))?;
         match tokio::time::timeout(ROUND_TRIP_TIMEOUT, pipe.query_async::<()>(&mut *conn)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(RegistryError(e.to_string())),
@@ -270,7 +371,7 @@ impl RedisRegistry {
     }
 
     async fn purge(&self, mode: &str, node: &str) -> Result<i64, RegistryError> {
-        let mut conn = self.pool.get().await.map_err(|e| RegistryError(e.to_string()))?;
+        let mut conn = self.control.get().await.map_err(|e| RegistryError(e.to_string()))?;
         let mut invocation = self.purge_script.prepare_invoke();
         invocation.arg(self.keys.prefix()).arg(mode).arg(node);
         match tokio::time::timeout(ROUND_TRIP_TIMEOUT, invocation.invoke_async::<i64>(&mut *conn)).await {
@@ -291,6 +392,8 @@ impl RedisRegistry {
                 self.push(&mut pipe, &Write::Subscribed(client.session, topic, None));
             }
         }
+        // Last: from here on the node's sets count for this epoch.
+        pipe.cmd("SET").arg(self.p(&format!("ne:{}", self.node))).arg(&self.epoch).ignore();
         self.run_pipe(&pipe).await
     }
 
@@ -345,7 +448,7 @@ impl RedisRegistry {
 
     /// Renews the lease; asks for a rebuild when Redis lost it or writes failed; purges dead nodes.
     async fn heartbeat(&self) {
-        let mut conn = match self.pool.get().await {
+        let mut conn = match self.control.get().await {
             Ok(c) => c,
             Err(e) => {
                 self.dirty.store(true, Ordering::Release);
@@ -413,18 +516,41 @@ impl RedisRegistry {
         self.run_pipe(&pipe).await
     }
 
-    async fn lookup(&self, args: &[&str]) -> Result<Vec<ClientInfo>, RegistryError> {
-        let mut conn = self.pool.get().await.map_err(|e| RegistryError(e.to_string()))?;
-        let mut invocation = self.lookup_script.prepare_invoke();
+    /// Runs `script` with the prefix and `args` on the lookup pool.
+    async fn query<T: redis::FromRedisValue>(&self, script: &redis::Script, args: &[&str]) -> Result<T, RegistryError> {
+        let mut conn = self.lookups.get().await.map_err(|e| RegistryError(e.to_string()))?;
+        let mut invocation = script.prepare_invoke();
         invocation.arg(self.keys.prefix());
         for a in args {
             invocation.arg(*a);
         }
-        match tokio::time::timeout(ROUND_TRIP_TIMEOUT, invocation.invoke_async::<Vec<Vec<String>>>(&mut *conn)).await {
-            Ok(Ok(records)) => Ok(records.into_iter().filter_map(parse_record).collect()),
+        match tokio::time::timeout(ROUND_TRIP_TIMEOUT, invocation.invoke_async::<T>(&mut *conn)).await {
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(RegistryError(e.to_string())),
             Err(_) => Err(RegistryError("timed out".into())),
         }
+    }
+
+    async fn lookup(&self, args: &[&str]) -> Result<Vec<ClientInfo>, RegistryError> {
+        let records: Vec<Vec<String>> = self.query(&self.lookup_script, args).await?;
+        Ok(records.into_iter().filter_map(parse_record).collect())
+    }
+
+    /// How many live sessions there are, or how many hold one of `roles`, without reading any session.
+    pub async fn count(&self, roles: Option<&[String]>) -> Result<usize, RegistryError> {
+        let mut args = vec![if roles.is_some() { "roles" } else { "all" }];
+        args.extend(roles.unwrap_or_default().iter().map(String::as_str));
+        let n: i64 = self.query(&self.count_script, &args).await?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Up to `limit` live session ids above `after`, in id order, optionally only those holding one of `roles`.
+    pub async fn page(&self, roles: Option<&[String]>, after: Id, limit: usize) -> Result<Vec<Id>, RegistryError> {
+        let (after, limit) = (after.to_string(), limit.to_string());
+        let mut args = vec![after.as_str(), limit.as_str(), if roles.is_some() { "roles" } else { "all" }];
+        args.extend(roles.unwrap_or_default().iter().map(String::as_str));
+        let ids: Vec<String> = self.query(&self.page_script, &args).await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
     /// One session.
@@ -455,7 +581,7 @@ impl RedisRegistry {
 
     /// Every session.
     pub async fn get_all(&self) -> Result<Vec<ClientInfo>, RegistryError> {
-        self.lookup(&["set", "all"]).await
+        self.lookup(&["zset", "ids"]).await
     }
 }
 

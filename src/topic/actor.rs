@@ -240,7 +240,7 @@ impl Handler<Fanout> for TopicActor {
     fn handle(&mut self, Fanout(publication): Fanout, _: &mut Self::Context) {
         let mut v2_frame: Option<ByteString> = None;
         let mut v1_frame: Option<ByteString> = None;
-        let check_access = self.pattern_details && !self.access.is_empty();
+        let check_access = self.pattern_details && !self.access.is_open();
         let (mut delivered, mut dropped) = (0u64, 0u64);
         // Duplicate names in an eligible list must not mean duplicate deliveries.
         let targeted = publication.filters.eligible.is_some() || publication.filters.eligible_authid.is_some();

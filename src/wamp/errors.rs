@@ -1,6 +1,10 @@
 //! The catalogue of error and close reason URIs switchboard sends.
 //!
 //! WAMP-defined URIs come first; `switchboard.*` URIs are ours and documented in `docs/protocol.md`.
+//! Error texts that quote what a client sent quote it through [`excerpt`], so an answer never grows with
+//! the client's input (a 20-byte request must not earn a 65 KB error).
+
+use std::fmt;
 
 /// A peer broke the protocol (bad message before HELLO, malformed frame, unknown code, …).
 pub const PROTOCOL_VIOLATION: &str = "wamp.error.protocol_violation";
@@ -45,3 +49,56 @@ pub const BACKPLANE_UNAVAILABLE: &str = "switchboard.error.backplane_unavailable
 pub const TOO_MANY_SOCKETS: &str = "switchboard.close.too_many_sockets";
 /// A socket closed by an operator or the application (push API, `disconnect`).
 pub const KICKED: &str = "switchboard.close.disconnected";
+
+/// Characters of client input an error text quotes at most; longer input is cut there and marked with `…`.
+pub const MAX_EXCERPT_CHARS: usize = 64;
+
+/// Client input (a URI, a realm, a CURIE expansion) as an error text may quote it: at most
+/// [`MAX_EXCERPT_CHARS`] characters, then `…` when something was cut. Use it in every `format!` that puts
+/// client input into an answer or a log line: `format!("'{}' is not a valid URI", excerpt(&uri))`.
+pub fn excerpt(input: &str) -> Excerpt<'_> {
+    Excerpt { input, max_chars: MAX_EXCERPT_CHARS }
+}
+
+/// The [`Display`](fmt::Display) of [`excerpt`].
+#[derive(Debug, Clone, Copy)]
+pub struct Excerpt<'a> {
+    input: &'a str,
+    max_chars: usize,
+}
+
+impl<'a> Excerpt<'a> {
+    /// A longer excerpt, for a message that quotes client input among useful text of its own (a parser's
+    /// "unknown field `x`, expected one of …").
+    pub fn with_max_chars(input: &'a str, max_chars: usize) -> Excerpt<'a> {
+        Excerpt { input, max_chars }
+    }
+}
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.input.char_indices().nth(self.max_chars) {
+            None => f.write_str(self.input),
+            Some((end, _)) => {
+                f.write_str(&self.input[..end])?;
+                f.write_str("…")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_keep_short_input_and_cut_long_input_on_a_character_boundary() {
+        assert_eq!(excerpt("chat/lobby").to_string(), "chat/lobby");
+        let exact = "x".repeat(MAX_EXCERPT_CHARS);
+        assert_eq!(excerpt(&exact).to_string(), exact);
+        let long = "é".repeat(65_000);
+        let cut = excerpt(&long).to_string();
+        assert_eq!(cut.chars().count(), MAX_EXCERPT_CHARS + 1);
+        assert!(cut.ends_with("é…"), "{cut}");
+    }
+}

@@ -51,6 +51,23 @@ impl Filters {
         true
     }
 
+    /// Checks that no list holds more than `max` entries (`wamp.max_filter_entries`); the error names the
+    /// first list that does.
+    pub fn check_limits(&self, max: usize) -> Result<(), String> {
+        let lengths = [
+            ("exclude", self.exclude.len()),
+            ("eligible", self.eligible.as_ref().map_or(0, Vec::len)),
+            ("exclude_authid", self.exclude_authid.len()),
+            ("eligible_authid", self.eligible_authid.as_ref().map_or(0, Vec::len)),
+            ("exclude_authrole", self.exclude_authrole.len()),
+            ("eligible_authrole", self.eligible_authrole.as_ref().map_or(0, Vec::len)),
+        ];
+        match lengths.into_iter().find(|(_, len)| *len > max) {
+            Some((name, len)) => Err(format!("'{name}' has {len} entries; at most {max} are allowed")),
+            None => Ok(()),
+        }
+    }
+
     /// True when no filter is set (every subscriber receives the publication).
     pub fn is_empty(&self) -> bool {
         *self == Filters::default()
@@ -85,5 +102,14 @@ mod tests {
         let f = Filters { eligible_authrole: Some(vec!["admin".into()]), ..Default::default() };
         assert!(f.admits(1, "a", &roles(&["user", "admin"])));
         assert!(!f.admits(1, "a", &roles(&["user"])));
+    }
+
+    #[test]
+    fn limits_name_the_first_list_that_is_too_long() {
+        let f = Filters { exclude: vec![1, 2], eligible_authid: Some(vec!["a".into(); 3]), ..Default::default() };
+        assert_eq!(f.check_limits(3), Ok(()));
+        let err = f.check_limits(2).unwrap_err();
+        assert!(err.contains("eligible_authid") && err.contains('3'), "{err}");
+        assert!(Filters::default().check_limits(0).is_ok());
     }
 }

@@ -10,12 +10,17 @@
 //! - **Session ids** are sent as strings (WELCOME, and compared in exclude/eligible lists); switchboard's ids
 //!   are numbers, so list entries may be numbers or numeric strings. Entries that are neither match no one.
 //! - **Call ids** may be any JSON value (autobahn.js sends strings); the reply echoes it unchanged.
+//!
+//! CURIE prefixes are connection state a client creates, so they are bounded (see [`Prefixes::define`]):
+//! each prefix and its URI at most [`MAX_URI_LEN`] bytes, and a per-connection count the caller passes in
+//! (`wamp.max_prefixes`).
 
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
 use super::id::Id;
+use super::uri::MAX_URI_LEN;
 use super::DecodeError;
 
 /// Message type codes of WAMP v1.
@@ -34,9 +39,6 @@ pub mod code {
 
 /// The protocol version WELCOME announces.
 pub const PROTOCOL_VERSION: u64 = 1;
-
-/// How many CURIE prefixes one connection may define; PREFIX beyond this closes the socket (1008).
-pub const MAX_PREFIXES: usize = 256;
 
 /// Receiver selection of a v1 PUBLISH, after Ratchet's rules (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -254,19 +256,43 @@ pub struct Prefixes {
     map: HashMap<String, String>,
 }
 
-/// PREFIX would exceed [`MAX_PREFIXES`].
+/// Why a `PREFIX` was not stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a connection may define at most {MAX_PREFIXES} prefixes")]
-pub struct TooManyPrefixes;
+pub enum PrefixError {
+    /// The prefix or its URI is longer than [`MAX_URI_LEN`] bytes.
+    #[error("PREFIX and its URI may be at most {MAX_URI_LEN} bytes each")]
+    TooLong,
+    /// The connection already defines as many prefixes as it may.
+    #[error("a connection may define at most {max} prefixes")]
+    TooMany {
+        /// The limit (`wamp.max_prefixes`).
+        max: usize,
+    },
+}
 
 impl Prefixes {
-    /// Defines or redefines `prefix` as `uri`.
-    pub fn define(&mut self, prefix: String, uri: String) -> Result<(), TooManyPrefixes> {
-        if self.map.len() >= MAX_PREFIXES && !self.map.contains_key(&prefix) {
-            return Err(TooManyPrefixes);
+    /// Defines or redefines `prefix` as `uri`. A connection holds at most `max` prefixes (redefining one it
+    /// has does not count again), each prefix and URI at most [`MAX_URI_LEN`] bytes, so what one client can
+    /// make a connection hold — and what a CURIE can expand to — stays bounded.
+    pub fn define(&mut self, prefix: String, uri: String, max: usize) -> Result<(), PrefixError> {
+        if prefix.len() > MAX_URI_LEN || uri.len() > MAX_URI_LEN {
+            return Err(PrefixError::TooLong);
+        }
+        if self.map.len() >= max && !self.map.contains_key(&prefix) {
+            return Err(PrefixError::TooMany { max });
         }
         self.map.insert(prefix, uri);
         Ok(())
+    }
+
+    /// How many prefixes are defined.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether none is defined.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 
     /// Expands a CURIE (`event:myevent1`) whose prefix is defined; any other string is returned unchanged,
@@ -343,14 +369,26 @@ mod tests {
     #[test]
     fn curies_expand_only_known_prefixes() {
         let mut p = Prefixes::default();
-        p.define("event".into(), "http://example.com/event#".into()).unwrap();
+        p.define("event".into(), "http://example.com/event#".into(), 4).unwrap();
         assert_eq!(p.resolve("event:myevent1"), "http://example.com/event#myevent1");
         assert_eq!(p.resolve("http://example.com/x"), "http://example.com/x");
         assert_eq!(p.resolve("chat/room"), "chat/room");
-        for i in 0..MAX_PREFIXES - 1 {
-            p.define(format!("p{i}"), "u".into()).unwrap();
+    }
+
+    #[test]
+    fn prefixes_are_bounded_in_count_and_length() {
+        let mut p = Prefixes::default();
+        for i in 0..4 {
+            p.define(format!("p{i}"), "u".into(), 4).unwrap();
         }
-        assert_eq!(p.define("overflow".into(), "u".into()), Err(TooManyPrefixes));
-        assert!(p.define("event".into(), "http://other/".into()).is_ok(), "redefining is not growth");
+        assert_eq!(p.define("overflow".into(), "u".into(), 4), Err(PrefixError::TooMany { max: 4 }));
+        assert!(p.define("p0".into(), "http://other/".into(), 4).is_ok(), "redefining is not growth");
+        assert_eq!(p.len(), 4);
+        let long = "x".repeat(MAX_URI_LEN + 1);
+        assert_eq!(p.define("p1".into(), long.clone(), 4), Err(PrefixError::TooLong));
+        assert_eq!(p.define(long, "u".into(), 4), Err(PrefixError::TooLong));
+        assert_eq!(p.resolve("p1:x"), "ux", "a refused redefinition leaves the old one");
+        let mut q = Prefixes::default();
+        q.define("p".into(), "x".repeat(MAX_URI_LEN), 1).unwrap();
     }
 }

@@ -298,7 +298,7 @@ async fn malformed_v1_frames_close_1002() {
 async fn v1_prefix_flood_closes_1008() {
     let app = spawn_app().await;
     let mut s = V1Session::connect(&app.ws_url()).await.unwrap();
-    for i in 0..=switchboard::wamp::v1::MAX_PREFIXES {
+    for i in 0..=switchboard::Settings::default().wamp.max_prefixes {
         if s.socket.send_text(format!(r#"[1,"p{i}","http://x/{i}#"]"#)).await.is_err() {
             break;
         }

@@ -30,6 +30,11 @@ pub struct Node {
 
 impl Node {
     pub async fn start(redis: &RedisServer, id: &str) -> Node {
+        Node::start_with(redis, id, "").await
+    }
+
+    /// Starts a node whose config file also holds `extra` (whole TOML sections the test adds).
+    pub async fn start_with(redis: &RedisServer, id: &str, extra: &str) -> Node {
         let dir = std::env::temp_dir().join(format!("switchboard-test-{id}-{}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("node.toml");
@@ -37,7 +42,7 @@ impl Node {
             &config,
             format!(
                 "[server]\nworkers = 1\nshutdown_timeout = \"3s\"\n[cluster]\nprefix = \"sbtest:\"\nlease = \"{}ms\"\n\
-                 probe_interval = \"500ms\"\nmax_backoff = \"300ms\"\n[session]\nstore_timeout = \"500ms\"\n",
+                 probe_interval = \"500ms\"\nmax_backoff = \"300ms\"\n[session]\nstore_timeout = \"500ms\"\n{extra}",
                 LEASE.as_millis()
             ),
         )
@@ -239,11 +244,13 @@ async fn lookups_see_alice_on_a_and_c_and_disconnect_everywhere_closes_both() {
     let (_, users) = b.api("GET", "/api/sessions?authrole=user", None).await;
     assert_eq!(users.as_array().unwrap().len(), 2);
 
-    // Meta procedures answer cluster-wide.
+    // Meta procedures answer cluster-wide; identities only to logged-in callers.
     let mut anon_b = V2Session::connect(&b.ws(), "r").await.unwrap();
     let (args, _) = anon_b.call("wamp.session.count", vec![], dict(json!({}))).await.unwrap();
     assert_eq!(args, vec![json!(3)]);
-    let (args, _) = anon_b.call("wamp.session.get", vec![json!(on_a.id)], dict(json!({}))).await.unwrap();
+    let refused = anon_b.call("wamp.session.get", vec![json!(on_a.id)], dict(json!({}))).await;
+    assert_eq!(wamp_error(refused), "wamp.error.not_authorized");
+    let (args, _) = on_c.call("wamp.session.get", vec![json!(on_a.id)], dict(json!({}))).await.unwrap();
     assert_eq!((args[0]["authid"].as_str(), args[0]["node"].as_str()), (Some("alice"), Some("a")));
 
     let (status, body) = b.api("DELETE", "/api/users/alice/sessions", None).await;
@@ -523,4 +530,133 @@ async fn sigterm_drains_the_node_and_deregisters_its_sessions() {
     assert_eq!(v2.socket.expect_close(WAIT).await.unwrap().0, 1001);
     assert_eq!(v1.expect_close(WAIT).await.unwrap().0, 1001);
     assert_eq!(sessions_on(&a).await.iter().filter(|s| s["node"] == "b").count(), 0, "b's sessions still listed");
+}
+
+async fn count(session: &mut V2Session, roles: Value) -> u64 {
+    let args = if roles.is_null() { vec![] } else { vec![roles] };
+    session.call("wamp.session.count", args, dict(json!({}))).await.unwrap().0[0].as_u64().unwrap()
+}
+
+async fn list_page(session: &mut V2Session, after: u64, limit: u64) -> Vec<u64> {
+    let kwargs = dict(json!({"after": after, "limit": limit}));
+    let (args, _) = session.call("wamp.session.list", vec![], kwargs).await.unwrap();
+    args[0].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+}
+
+#[actix_web::test]
+async fn session_count_and_list_are_cluster_wide_and_drop_a_killed_node() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis, "a").await;
+    let mut b = Node::start(&redis, "b").await;
+    let mut anon_a = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let other_a = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let cookie = b.login("alice").await;
+    let alice_b = V2Session::connect_with_headers(&b.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    let anon_b = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let mut alice_a = V2Session::connect_with_headers(&a.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+
+    assert_eq!(count(&mut anon_a, Value::Null).await, 5);
+    assert_eq!(count(&mut anon_a, json!(["user"])).await, 2);
+    assert_eq!(count(&mut anon_a, json!(["anonymous", "user"])).await, 5);
+    let mut expected = vec![anon_a.id, other_a.id, alice_b.id, anon_b.id, alice_a.id];
+    expected.sort();
+    let first = list_page(&mut alice_a, 0, 3).await;
+    let rest = list_page(&mut alice_a, *first.last().unwrap(), 3).await;
+    assert_eq!([first, rest].concat(), expected, "two pages, in id order, from both nodes");
+
+    b.kill9();
+    let killed = Instant::now();
+    while count(&mut anon_a, Value::Null).await != 3 {
+        assert!(killed.elapsed() < LEASE * 3, "b's sessions still counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count(&mut anon_a, json!(["user"])).await, 1);
+    // A restarted b counts only its new sessions, never its previous incarnation's.
+    let b2 = Node::start(&redis, "b").await;
+    let _fresh = V2Session::connect(&b2.ws(), "r").await.unwrap();
+    assert_eq!(count(&mut anon_a, Value::Null).await, 4);
+    assert_eq!(list_page(&mut alice_a, 0, 100).await.len(), 4);
+}
+
+/// Logged-in clients calling `wamp.session.list` with `FLOOD_IN_FLIGHT` calls outstanding each.
+const FLOODERS: usize = 8;
+const FLOOD_IN_FLIGHT: usize = 64;
+/// Sessions on the flooded node, so each list answer costs Redis real work.
+const FLOOD_SESSIONS: usize = 1000;
+
+#[actix_web::test]
+async fn a_lookup_flood_never_expires_a_lease_or_forces_a_rebuild() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis, "a").await;
+    let b = Node::start(&redis, "b").await;
+    let mut on_b = Vec::new();
+    for _ in 0..5 {
+        on_b.push(V2Session::connect(&b.ws(), "r").await.unwrap());
+    }
+    let mut crowd = Vec::new();
+    for _ in 0..FLOOD_SESSIONS {
+        crowd.push(Socket::connect(&a.ws(), &["wamp"], &[]).await.unwrap());
+    }
+    let mut watcher = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let total = (FLOOD_SESSIONS + on_b.len() + 1) as u64;
+    while count(&mut watcher, Value::Null).await != total {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rebuilds = (
+        metric(&a, "switchboard_registry_rebuilds_total").await,
+        metric(&b, "switchboard_registry_rebuilds_total").await,
+    );
+
+    let cookie = a.login("flooder").await;
+    let mut flooders = Vec::new();
+    for _ in 0..FLOODERS {
+        flooders.push(V2Session::connect_with_headers(&a.ws(), "r", &[("Cookie", &cookie)]).await.unwrap());
+    }
+    let total = total + FLOODERS as u64;
+    let flood = async move {
+        let started = Instant::now();
+        let mut answered = 0usize;
+        while started.elapsed() < LEASE * 3 {
+            for s in &mut flooders {
+                for i in 0..FLOOD_IN_FLIGHT {
+                    let call = Message::Call {
+                        request: 1_000_000 + i as u64,
+                        options: dict(json!({})),
+                        procedure: "wamp.session.list".into(),
+                        args: Some(vec![]),
+                        kwargs: None,
+                    };
+                    s.send(&call).await.unwrap();
+                }
+            }
+            for s in &mut flooders {
+                for _ in 0..FLOOD_IN_FLIGHT {
+                    match s.next_message(Duration::from_secs(30)).await.unwrap() {
+                        Message::Result { .. } => answered += 1,
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+        }
+        answered
+    };
+    let watch = async {
+        // While the flood runs, node b keeps seeing every session of both nodes.
+        let started = Instant::now();
+        while started.elapsed() < LEASE * 3 {
+            assert_eq!(count(&mut watcher, Value::Null).await, total, "a lease expired or a rebuild ran");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (answered, ()) = tokio::join!(flood, watch);
+    assert!(answered > FLOODERS * FLOOD_IN_FLIGHT, "the flood ran ({answered} answers)");
+    let after = (
+        metric(&a, "switchboard_registry_rebuilds_total").await,
+        metric(&b, "switchboard_registry_rebuilds_total").await,
+    );
+    assert_eq!(after, rebuilds, "no registry rebuild during the flood");
+    assert_eq!(metric(&a, "switchboard_registry_errors_total").await, 0);
+    let sessions = sessions_on(&a).await;
+    assert_eq!(sessions.iter().filter(|s| s["node"] == "b").count(), on_b.len() + 1, "b's sessions visible on a");
+    drop(crowd);
 }

@@ -49,6 +49,20 @@ pub async fn spawn_with(builder: Builder) -> TestApp {
     TestApp { port, node }
 }
 
+/// Logs `username` in through the node's demo app (on in test settings); returns the `Cookie` header value.
+pub async fn login(app: &TestApp, username: &str) -> String {
+    let client = awc::Client::builder().disable_redirects().finish();
+    let r = client.post(app.http_url("/login")).send_form(&[("username", username)]).await.unwrap();
+    assert_eq!(r.status(), 303);
+    r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned()
+}
+
+/// A v2 session logged in as `username` through the demo app.
+pub async fn connect_as(app: &TestApp, username: &str) -> switchboard::client::V2Session {
+    let cookie = login(app, username).await;
+    switchboard::client::V2Session::connect_with_headers(&app.ws_url(), "r", &[("Cookie", &cookie)]).await.unwrap()
+}
+
 /// A JSON object literal as a WAMP dictionary.
 pub fn dict(json: Value) -> Map<String, Value> {
     match json {

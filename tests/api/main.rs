@@ -1,11 +1,14 @@
 //! Integration tests: real sockets against nodes started on port 0. One binary, modules by topic.
 
+mod access;
 mod bad_input;
 mod cluster;
 mod helpers;
 mod hostile;
 mod lb;
 mod library;
+mod meta;
+mod push;
 mod redis_server;
 mod sessions;
 mod transport;

@@ -131,3 +131,56 @@ async fn forbidden_or_invalid_v1_subscribe_and_publish_are_dropped_and_counted()
     s.send(&publish("open.topic", json!("still here"), PublishTargets::default())).await.unwrap();
     assert_eq!(admin_feed.next_event(WAIT).await.unwrap().3, vec![json!("still here")]);
 }
+
+/// Longest error text a test accepts for an answer that quotes client input (an excerpt plus the sentence).
+const SHORT_ERROR: usize = 200;
+
+fn wamp_error_message<T: std::fmt::Debug>(result: Result<T, switchboard::client::ClientError>) -> (String, String) {
+    match result {
+        Err(switchboard::client::ClientError::Wamp { error, message }) => (error, message),
+        other => panic!("expected a WAMP error, got {other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn over_long_prefixes_are_refused_and_a_curie_call_gets_a_short_callerror() {
+    let app = spawn_app().await;
+    let mut s = V1Session::connect(&app.ws_url()).await.unwrap();
+    let huge = format!("http://example.com/{}#", "x".repeat(64_000));
+    for i in 0..256 {
+        s.send(&Message::Prefix { prefix: format!("p{i}"), uri: huge.clone() }).await.unwrap();
+    }
+    // None of them was stored: the CURIE stays unexpanded and the error quotes 20 bytes, not 64 KB.
+    let (error, message) = wamp_error_message(s.call("p0:missing/procedure", vec![]).await);
+    assert_eq!(error, "wamp.error.no_such_procedure");
+    assert!(message.len() < SHORT_ERROR, "{} bytes: {message}", message.len());
+    let metrics = app.node.metrics().render();
+    assert!(metrics.contains("switchboard_protocol_errors_total 256\n"), "each refusal is counted");
+    // A prefix of the longest allowed URI still works, and an error quoting its expansion stays short.
+    let longest = format!("http://example.com/{}#", "y".repeat(512 - 20));
+    assert_eq!(longest.len(), 512);
+    s.send(&Message::Prefix { prefix: "p".into(), uri: longest }).await.unwrap();
+    let (error, message) = wamp_error_message(s.call("p:missing", vec![]).await);
+    assert_eq!(error, "wamp.error.invalid_uri", "the expansion is longer than 512 bytes");
+    assert!(message.len() < SHORT_ERROR && message.contains('…'), "{message}");
+}
+
+#[actix_web::test]
+async fn errors_quote_only_an_excerpt_of_a_huge_uri() {
+    let app = spawn_app().await;
+    let huge = "h".repeat(60_000);
+    let mut one = V1Session::connect(&app.ws_url()).await.unwrap();
+    let (error, message) = wamp_error_message(one.call(&huge, vec![]).await);
+    assert_eq!(error, "wamp.error.invalid_uri");
+    assert!(message.len() < SHORT_ERROR, "{} bytes", message.len());
+    let mut two = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    for result in [
+        two.subscribe(&huge).await.map(|_| ()),
+        two.publish_acked(&huge, dict(json!({})), vec![]).await.map(|_| ()),
+        two.call(&huge, vec![], dict(json!({}))).await.map(|_| ()),
+    ] {
+        let (error, message) = wamp_error_message(result);
+        assert_eq!(error, "wamp.error.invalid_uri");
+        assert!(message.len() < SHORT_ERROR, "{} bytes", message.len());
+    }
+}

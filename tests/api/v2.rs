@@ -186,7 +186,7 @@ async fn goodbye_is_answered_with_goodbye_and_out() {
 #[actix_web::test]
 async fn session_meta_procedures_answer_for_this_node() {
     let app = spawn_app().await;
-    let mut a = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let mut a = connect_as(&app, "alice").await;
     let b = V2Session::connect(&app.ws_url(), "r").await.unwrap();
     let (args, _) = a.call("wamp.session.count", vec![], dict(json!({}))).await.unwrap();
     assert_eq!(args, vec![json!(2)]);

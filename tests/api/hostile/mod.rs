@@ -6,6 +6,7 @@
 // Each submodule uses the part of the harness its attack needs.
 #![allow(dead_code)]
 
+mod access;
 mod caps;
 mod frames;
 mod slow;
