@@ -147,16 +147,18 @@ impl TopicActor {
         }
     }
 
-    /// The subscribers a publication can reach: its eligible sessions or authids when it names them (a
-    /// targeted message costs O(targets), not O(subscribers)), else everyone.
+    /// The subscribers a publication can reach: its eligible sessions or authids when it names fewer of them
+    /// than the topic has subscribers (a targeted message costs O(targets), not O(subscribers)), else everyone.
+    /// Each subscriber comes at most once: the eligible sets hold each name once, and a session has one authid.
     fn candidates<'a>(&'a self, publication: &'a Publication) -> Box<dyn Iterator<Item = &'a Subscriber> + 'a> {
-        if let Some(sessions) = &publication.filters.eligible {
+        let admit = publication.admit_set();
+        if let Some(sessions) = admit.eligible().filter(|s| s.len() < self.subscribers.len()) {
             Box::new(sessions.iter().filter_map(|id| self.subscribers.get(id)))
-        } else if let Some(authids) = &publication.filters.eligible_authid {
+        } else if let Some(authids) = admit.eligible_authid().filter(|a| a.len() < self.subscribers.len()) {
             Box::new(
                 authids
                     .iter()
-                    .filter_map(|a| self.by_authid.get(a.as_str()))
+                    .filter_map(|a| self.by_authid.get(&**a))
                     .flatten()
                     .filter_map(|id| self.subscribers.get(id)),
             )
@@ -242,13 +244,7 @@ impl Handler<Fanout> for TopicActor {
         let mut v1_frame: Option<ByteString> = None;
         let check_access = self.pattern_details && !self.access.is_empty();
         let (mut delivered, mut dropped) = (0u64, 0u64);
-        // Duplicate names in an eligible list must not mean duplicate deliveries.
-        let targeted = publication.filters.eligible.is_some() || publication.filters.eligible_authid.is_some();
-        let mut seen = std::collections::HashSet::new();
         for subscriber in self.candidates(&publication) {
-            if targeted && !seen.insert(subscriber.session) {
-                continue;
-            }
             if !publication.admits(subscriber) {
                 continue;
             }
