@@ -48,6 +48,9 @@ pub struct Leave {
     pub session: Id,
     /// The UNSUBSCRIBE request id to answer with UNSUBSCRIBED, if any.
     pub request: Option<Id>,
+    /// It was the last subscriber: the topic stops once it has left (one message, not two, per topic a mass
+    /// disconnect empties).
+    pub last: bool,
 }
 
 /// Delivers a publication to the eligible local subscribers.
@@ -73,11 +76,6 @@ pub struct Reidentify {
     /// The web session, if it still has one.
     pub web_session: Option<crate::session::SessionHandle>,
 }
-
-/// Stops the actor (sent by the broker once the topic is empty).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Close;
 
 /// One topic's subscriber set.
 pub struct TopicActor {
@@ -222,7 +220,10 @@ impl Handler<Join> for TopicActor {
 impl Handler<Leave> for TopicActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) {
+        if msg.last {
+            ctx.stop();
+        }
         let Some(subscriber) = self.subscribers.remove(&msg.session) else { return };
         self.unindex(&subscriber.authid, msg.session);
         metrics::add(&self.metrics.subscriptions, -1);
@@ -293,13 +294,5 @@ impl Handler<Reidentify> for TopicActor {
         subscriber.web_session = msg.web_session;
         self.unindex(&old, msg.session);
         self.index(&msg.authid, msg.session);
-    }
-}
-
-impl Handler<Close> for TopicActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
-        ctx.stop();
     }
 }

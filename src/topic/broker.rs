@@ -7,13 +7,13 @@
 //! node's subscriptions. Every publication passing through is charged to the node's [`Backlog`] for the
 //! [`Fanout`] messages it queues.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry as MapEntry, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
 
 use super::access::AccessRules;
-use super::actor::{Close, Fanout, Join, Joined, Leave, ListSubscribers, Reidentify, TopicActor};
+use super::actor::{Fanout, Join, Joined, Leave, ListSubscribers, Reidentify, TopicActor};
 use super::backlog::Backlog;
 use super::handler::{TopicHandler, TopicInstance};
 use super::index::SubscriptionIndex;
@@ -100,6 +100,20 @@ impl Broker {
         Broker { topics: HashMap::new(), index, handlers, access, metrics, backplane, backlog }
     }
 
+    /// Removes `session` from `key`; the topic's last member closes it (O(URI length): no scan).
+    fn leave(&mut self, key: TopicKey, session: Id, request: Option<Id>) {
+        let MapEntry::Occupied(mut entry) = self.topics.entry(key) else { return };
+        let members = &mut entry.get_mut().members;
+        *members -= 1;
+        let last = *members == 0;
+        entry.get().addr.do_send(Leave { session, request, last });
+        if last {
+            let (key, _) = entry.remove_entry();
+            self.backplane.unwant(&key);
+            self.index.remove(&key.uri, key.policy);
+        }
+    }
+
     /// Delivers to the local topic actors matching the publication's topic, and charges the messages queued.
     fn fan_out(&self, publication: &Arc<Publication>) {
         let mut reached = 0;
@@ -144,16 +158,7 @@ impl Handler<Unsubscribe> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
-        let Some(entry) = self.topics.get_mut(&msg.key) else { return };
-        entry.addr.do_send(Leave { session: msg.session, request: msg.request });
-        entry.members -= 1;
-        if entry.members == 0 {
-            if let Some(entry) = self.topics.remove(&msg.key) {
-                entry.addr.do_send(Close);
-                self.backplane.unwant(&msg.key);
-            }
-            self.index.remove(&msg.key.uri, msg.key.policy);
-        }
+        self.leave(msg.key, msg.session, msg.request);
     }
 }
 

@@ -57,10 +57,7 @@ impl<V> SubscriptionIndex<V> {
         let previous = match policy {
             MatchPolicy::Exact => self.exact.insert(Box::from(uri), value),
             MatchPolicy::Prefix => self.prefix.insert(uri.as_bytes(), value),
-            MatchPolicy::Wildcard => {
-                let components: Vec<&str> = uri.split('.').collect();
-                self.wildcard.entry(components.len()).or_default().insert(&components, value)
-            }
+            MatchPolicy::Wildcard => self.wildcard.entry(components(uri)).or_default().insert(uri.split('.'), value),
         };
         if previous.is_none() {
             self.len += 1;
@@ -74,10 +71,9 @@ impl<V> SubscriptionIndex<V> {
             MatchPolicy::Exact => self.exact.remove(uri),
             MatchPolicy::Prefix => self.prefix.remove(uri.as_bytes()),
             MatchPolicy::Wildcard => {
-                let components: Vec<&str> = uri.split('.').collect();
-                let count = components.len();
+                let count = components(uri);
                 let trie = self.wildcard.get_mut(&count)?;
-                let removed = trie.remove(&components);
+                let removed = trie.remove(uri.split('.'));
                 if trie.is_empty() {
                     self.wildcard.remove(&count);
                 }
@@ -99,12 +95,15 @@ impl<V> SubscriptionIndex<V> {
         if self.wildcard.is_empty() {
             return;
         }
-        let count = topic.bytes().filter(|b| *b == b'.').count() + 1;
-        if let Some(trie) = self.wildcard.get(&count) {
-            let components: Vec<&str> = topic.split('.').collect();
-            trie.for_each_match(&components, &mut f);
+        if let Some(trie) = self.wildcard.get(&components(topic)) {
+            trie.for_each_match(topic.split('.'), &mut f);
         }
     }
+}
+
+/// The number of `.`-separated components of a URI.
+fn components(uri: &str) -> usize {
+    uri.bytes().filter(|b| *b == b'.').count() + 1
 }
 
 /// A node of the prefix radix tree: the subscription ending exactly here, and the edges below, sorted by their
@@ -211,21 +210,21 @@ impl<V> WildcardNode<V> {
         self.value.is_none() && self.exact.is_empty() && self.any.is_none()
     }
 
-    fn insert(&mut self, components: &[&str], value: V) -> Option<V> {
-        let Some((first, rest)) = components.split_first() else { return self.value.replace(value) };
-        let child = match *first {
+    fn insert<'a>(&mut self, mut components: impl Iterator<Item = &'a str>, value: V) -> Option<V> {
+        let Some(first) = components.next() else { return self.value.replace(value) };
+        let child = match first {
             "" => self.any.get_or_insert_with(Box::default),
             fixed => self.exact.entry(Box::from(fixed)).or_default(),
         };
-        child.insert(rest, value)
+        child.insert(components, value)
     }
 
-    fn remove(&mut self, components: &[&str]) -> Option<V> {
-        let Some((first, rest)) = components.split_first() else { return self.value.take() };
-        match *first {
+    fn remove<'a>(&mut self, mut components: impl Iterator<Item = &'a str>) -> Option<V> {
+        let Some(first) = components.next() else { return self.value.take() };
+        match first {
             "" => {
                 let child = self.any.as_mut()?;
-                let removed = child.remove(rest)?;
+                let removed = child.remove(components)?;
                 if child.is_empty() {
                     self.any = None;
                 }
@@ -233,7 +232,7 @@ impl<V> WildcardNode<V> {
             }
             fixed => {
                 let child = self.exact.get_mut(fixed)?;
-                let removed = child.remove(rest)?;
+                let removed = child.remove(components)?;
                 if child.is_empty() {
                     self.exact.remove(fixed);
                 }
@@ -242,19 +241,19 @@ impl<V> WildcardNode<V> {
         }
     }
 
-    /// Every value whose pattern matches `components` (which has this trie's component count).
-    fn for_each_match(&self, components: &[&str], f: &mut impl FnMut(&V)) {
-        let Some((first, rest)) = components.split_first() else {
+    /// Every value whose pattern matches the topic's `components` (as many as this trie's patterns have).
+    fn for_each_match<'a>(&self, mut components: impl Iterator<Item = &'a str> + Clone, f: &mut impl FnMut(&V)) {
+        let Some(first) = components.next() else {
             if let Some(value) = &self.value {
                 f(value);
             }
             return;
         };
-        if let Some(child) = self.exact.get(*first) {
-            child.for_each_match(rest, f);
+        if let Some(child) = self.exact.get(first) {
+            child.for_each_match(components.clone(), f);
         }
         if let Some(child) = &self.any {
-            child.for_each_match(rest, f);
+            child.for_each_match(components, f);
         }
     }
 }

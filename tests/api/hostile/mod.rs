@@ -6,6 +6,9 @@
 // Each submodule uses the part of the harness its attack needs.
 #![allow(dead_code)]
 
+mod fanout;
+mod patterns;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
