@@ -1,6 +1,8 @@
 //! Topics: the [`Broker`](broker::Broker) that routes publications, one [`TopicActor`](actor::TopicActor)
 //! per subscribed topic URI (and match policy) holding its local subscriber set, the [`TopicHandler`] trait
-//! for application code, and per-pattern [access rules](access).
+//! for application code, and per-pattern [access rules](access). The broker finds topic actors through the
+//! [`SubscriptionIndex`](index::SubscriptionIndex); what is queued between publishers and subscribers is bounded
+//! by the [`Backlog`](backlog::Backlog).
 //!
 //! A topic actor is created on the first subscription and stopped when its last subscriber leaves; the
 //! broker alone decides both, so membership changes never race. A publication is serialised once per topic
