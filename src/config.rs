@@ -101,6 +101,10 @@ pub struct ServerSettings {
     /// WebSockets this node holds at most; further upgrades get HTTP 503 before the handshake, so the node
     /// keeps descriptors for its health endpoints and Redis.
     pub max_connections: usize,
+    /// Bytes of publications (estimated heap) the node may hold between accepting them and queueing their
+    /// EVENTs for subscribers; beyond it, and beyond 1/8 of it for one session, a client's PUBLISH is refused
+    /// with `switchboard.error.overloaded`.
+    pub publish_backlog_bytes: usize,
 }
 
 impl Default for ServerSettings {
@@ -114,6 +118,7 @@ impl Default for ServerSettings {
             shutdown_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),
             max_connections: 16_000,
+            publish_backlog_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -523,6 +528,10 @@ impl Settings {
         if ws.outbound_bytes < MIN_OUTBOUND_BYTES {
             return Err(invalid("websocket.outbound_bytes", format!("must be at least {MIN_OUTBOUND_BYTES} bytes")));
         }
+        if self.server.publish_backlog_bytes < ws.max_message_size {
+            let msg = "must be at least websocket.max_message_size";
+            return Err(invalid("server.publish_backlog_bytes", msg));
+        }
         for (key, value) in [
             ("server.max_connections", self.server.max_connections),
             ("session.max_sockets_per_user", self.session.max_sockets_per_user),
@@ -743,5 +752,13 @@ mod tests {
         s.apply_env(env(&[("SWITCHBOARD_BIND", "127.0.0.1:9100"), ("SWITCHBOARD_DEMO", "false")])).unwrap();
         assert_eq!(s.server.bind, "127.0.0.1:9100");
         assert!(!s.demo_enabled());
+    }
+
+    #[test]
+    fn a_publish_backlog_smaller_than_one_message_is_refused_naming_the_key() {
+        let s = Settings::from_toml("[server]\npublish_backlog_bytes = 1000\n", "x").unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("server.publish_backlog_bytes"));
+        let s = Settings::from_toml("[server]\npublish_backlog_bytes = 65536\n", "x").unwrap();
+        s.validate().unwrap();
     }
 }

@@ -351,6 +351,13 @@ impl Connection {
         if self.subscriptions.len() >= limit {
             return Err((errors::TOO_MANY_SUBSCRIPTIONS, format!("a session may hold at most {limit} subscriptions")));
         }
+        let limit = self.node.settings().websocket.max_pattern_subscriptions;
+        if key.policy != MatchPolicy::Exact
+            && self.subscriptions.keys().filter(|k| k.policy != MatchPolicy::Exact).count() >= limit
+        {
+            let msg = format!("a session may hold at most {limit} prefix or wildcard subscriptions");
+            return Err((errors::TOO_MANY_SUBSCRIPTIONS, msg));
+        }
         if key.policy == MatchPolicy::Exact
             && !self.node.access().allows(Action::Subscribe, &key.uri, &self.identity.authid, &self.identity.authroles)
         {
@@ -373,6 +380,8 @@ impl Connection {
         if !self.node.access().allows(Action::Publish, &topic, &self.identity.authid, &self.identity.authroles) {
             return Err((errors::NOT_AUTHORIZED.to_owned(), format!("role may not publish to '{}'", excerpt(&topic))));
         }
+        let max = self.node.settings().wamp.max_filter_entries;
+        request.filters.check_limits(max).map_err(|msg| (errors::INVALID_ARGUMENT.to_owned(), msg))?;
         let request = match self.node.topic_handler(&topic) {
             None => request,
             Some((handler, params)) => {
@@ -395,6 +404,10 @@ impl Connection {
             exclude_me,
             disclose_me,
         );
+        if let Err(e) = self.node.backlog().admit(&publication) {
+            metrics::inc(&self.node.metrics().publishes_overloaded_total);
+            return Err((errors::OVERLOADED.to_owned(), e.to_string()));
+        }
         Ok(Some(publication))
     }
 

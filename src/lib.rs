@@ -33,7 +33,7 @@
 //! |---|---|
 //! | [`wamp`] | pure v1/v2 codecs, ids, URI rules, filters, error URIs (no actix, tokio or redis) |
 //! | [`connection`] | the WebSocket actor: handshake, heartbeat, limits, dispatch |
-//! | [`topic`] | broker, topic actors, topic handler trait, access rules |
+//! | [`topic`] | broker, topic actors, subscription index, publication backlog, topic handler trait, access rules |
 //! | [`rpc`] | procedure registry and trait, built-in `wamp.session.*` |
 //! | [`session`] | the web app's actix-session session: cookie → key → state → identity, stores, writable handle |
 //! | [`clients`] | the ClientManipulator: local index, cluster-wide lookups, targeted sends |

@@ -56,6 +56,10 @@ metrics! {
     counter messages_in_total = "messages_in",
     /// Publications accepted from clients and the library.
     counter publishes_total = "publishes",
+    /// Bytes of publications queued between publishers and subscribers' outbound queues (estimated).
+    gauge publish_backlog_bytes = "publish_backlog_bytes",
+    /// Client publishes refused with `switchboard.error.overloaded` because the backlog was full.
+    counter publishes_overloaded_total = "publishes_overloaded",
     /// EVENT frames queued for subscribers.
     counter deliveries_total = "deliveries",
     /// EVENT frames dropped because a subscriber's outbound queue was full.

@@ -27,6 +27,7 @@ use crate::rpc::{Procedure, Procedures};
 use crate::session::bridge::{InvalidSession, InvalidSessionCallback, SessionBridge};
 use crate::session::store::{MemorySessionStore, Store};
 use crate::topic::access::{AccessRule, AccessRules};
+use crate::topic::backlog::Backlog;
 use crate::topic::broker::Broker;
 use crate::topic::TopicHandler;
 use crate::transport::{OpenSockets, ServerOptions};
@@ -166,7 +167,9 @@ impl Builder {
                 (Backplane::Redis(Arc::new(backplane)), Registry::Redis(registry))
             }
         };
-        let broker = Broker::new(topics.clone(), access.clone(), metrics.clone(), backplane.clone()).start();
+        let backlog = Backlog::new(self.settings.server.publish_backlog_bytes, metrics.publish_backlog_bytes.clone());
+        let broker =
+            Broker::new(topics.clone(), access.clone(), metrics.clone(), backplane.clone(), backlog.clone()).start();
         let clients = ClientManipulator::new(local, registry.clone(), broker.clone(), backplane.clone(), &node_id);
         // Set before any topic is subscribed, hence before anything but probes can arrive.
         let _ = inbound.set(Inbound { broker: broker.clone().recipient(), clients: clients.clone() });
@@ -183,6 +186,7 @@ impl Builder {
                 topics,
                 access,
                 broker,
+                backlog,
                 metrics,
                 sessions,
             }),
@@ -197,6 +201,7 @@ struct Inner {
     topics: Arc<Router<Arc<dyn TopicHandler>>>,
     access: Arc<AccessRules>,
     broker: Addr<Broker>,
+    backlog: Arc<Backlog>,
     clients: ClientManipulator,
     metrics: Arc<Metrics>,
     sessions: Arc<SessionBridge>,
@@ -275,6 +280,11 @@ impl Switchboard {
 
     pub(crate) fn broker(&self) -> &Addr<Broker> {
         &self.inner.broker
+    }
+
+    /// The bytes of publications queued on this node, and the gate for clients' publishes.
+    pub(crate) fn backlog(&self) -> &Arc<Backlog> {
+        &self.inner.backlog
     }
 
     pub(crate) fn access(&self) -> &AccessRules {

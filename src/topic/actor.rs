@@ -48,6 +48,9 @@ pub struct Leave {
     pub session: Id,
     /// The UNSUBSCRIBE request id to answer with UNSUBSCRIBED, if any.
     pub request: Option<Id>,
+    /// It was the last subscriber: the topic stops once it has left (one message, not two, per topic a mass
+    /// disconnect empties).
+    pub last: bool,
 }
 
 /// Delivers a publication to the eligible local subscribers.
@@ -73,11 +76,6 @@ pub struct Reidentify {
     /// The web session, if it still has one.
     pub web_session: Option<crate::session::SessionHandle>,
 }
-
-/// Stops the actor (sent by the broker once the topic is empty).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Close;
 
 /// One topic's subscriber set.
 pub struct TopicActor {
@@ -147,16 +145,18 @@ impl TopicActor {
         }
     }
 
-    /// The subscribers a publication can reach: its eligible sessions or authids when it names them (a
-    /// targeted message costs O(targets), not O(subscribers)), else everyone.
+    /// The subscribers a publication can reach: its eligible sessions or authids when it names fewer of them
+    /// than the topic has subscribers (a targeted message costs O(targets), not O(subscribers)), else everyone.
+    /// Each subscriber comes at most once: the eligible sets hold each name once, and a session has one authid.
     fn candidates<'a>(&'a self, publication: &'a Publication) -> Box<dyn Iterator<Item = &'a Subscriber> + 'a> {
-        if let Some(sessions) = &publication.filters.eligible {
+        let admit = publication.admit_set();
+        if let Some(sessions) = admit.eligible().filter(|s| s.len() < self.subscribers.len()) {
             Box::new(sessions.iter().filter_map(|id| self.subscribers.get(id)))
-        } else if let Some(authids) = &publication.filters.eligible_authid {
+        } else if let Some(authids) = admit.eligible_authid().filter(|a| a.len() < self.subscribers.len()) {
             Box::new(
                 authids
                     .iter()
-                    .filter_map(|a| self.by_authid.get(a.as_str()))
+                    .filter_map(|a| self.by_authid.get(&**a))
                     .flatten()
                     .filter_map(|id| self.subscribers.get(id)),
             )
@@ -220,7 +220,10 @@ impl Handler<Join> for TopicActor {
 impl Handler<Leave> for TopicActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) {
+        if msg.last {
+            ctx.stop();
+        }
         let Some(subscriber) = self.subscribers.remove(&msg.session) else { return };
         self.unindex(&subscriber.authid, msg.session);
         metrics::add(&self.metrics.subscriptions, -1);
@@ -242,13 +245,7 @@ impl Handler<Fanout> for TopicActor {
         let mut v1_frame: Option<ByteString> = None;
         let check_access = self.pattern_details && !self.access.is_open();
         let (mut delivered, mut dropped) = (0u64, 0u64);
-        // Duplicate names in an eligible list must not mean duplicate deliveries.
-        let targeted = publication.filters.eligible.is_some() || publication.filters.eligible_authid.is_some();
-        let mut seen = std::collections::HashSet::new();
         for subscriber in self.candidates(&publication) {
-            if targeted && !seen.insert(subscriber.session) {
-                continue;
-            }
             if !publication.admits(subscriber) {
                 continue;
             }
@@ -297,13 +294,5 @@ impl Handler<Reidentify> for TopicActor {
         subscriber.web_session = msg.web_session;
         self.unindex(&old, msg.session);
         self.index(&msg.authid, msg.session);
-    }
-}
-
-impl Handler<Close> for TopicActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
-        ctx.stop();
     }
 }

@@ -1,18 +1,22 @@
 //! The broker: routes publications to topic actors and owns their lifetimes.
 //!
 //! Every membership change passes through here in order, so the broker's member count per topic is exact:
-//! it starts a topic actor for the first subscriber and closes it when the count returns to zero. Exact
-//! topics are found by hash lookup; prefix and wildcard subscriptions are scanned per publication (their
-//! number is small in practice: one per distinct pattern, not per subscriber).
+//! it starts a topic actor for the first subscriber and closes it when the count returns to zero. The topic
+//! actors a publication reaches are found through the [`SubscriptionIndex`] (exact topics by hash, prefixes in
+//! a radix tree, wildcards in a component trie), so neither a publish nor a subscription change ever scans the
+//! node's subscriptions. Every publication passing through is charged to the node's [`Backlog`] for the
+//! [`Fanout`] messages it queues.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry as MapEntry, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
 
 use super::access::AccessRules;
-use super::actor::{Close, Fanout, Join, Joined, Leave, ListSubscribers, Reidentify, TopicActor};
+use super::actor::{Fanout, Join, Joined, Leave, ListSubscribers, Reidentify, TopicActor};
+use super::backlog::Backlog;
 use super::handler::{TopicHandler, TopicInstance};
+use super::index::SubscriptionIndex;
 use super::{Publication, Subscriber, TopicKey};
 use crate::cluster::backplane::{Backplane, BackplaneError, RemotePublish};
 use crate::metrics::{self, Metrics};
@@ -73,38 +77,51 @@ struct Entry {
 /// The broker actor of one node.
 pub struct Broker {
     topics: HashMap<TopicKey, Entry>,
-    /// Keys of prefix/wildcard topics, scanned on every publication.
-    patterns: Vec<TopicKey>,
+    /// The same topic actors, found by the topics they match.
+    index: SubscriptionIndex<Addr<TopicActor>>,
     handlers: Arc<Router<Arc<dyn TopicHandler>>>,
     access: Arc<AccessRules>,
     metrics: Arc<Metrics>,
     backplane: Backplane,
+    backlog: Arc<Backlog>,
 }
 
 impl Broker {
-    /// A broker with the application's topic handlers and access rules, joined to other nodes by `backplane`.
+    /// A broker with the application's topic handlers and access rules, joined to other nodes by `backplane`,
+    /// charging what it queues to `backlog`.
     pub fn new(
         handlers: Arc<Router<Arc<dyn TopicHandler>>>,
         access: Arc<AccessRules>,
         metrics: Arc<Metrics>,
         backplane: Backplane,
+        backlog: Arc<Backlog>,
     ) -> Self {
-        Broker { topics: HashMap::new(), patterns: Vec::new(), handlers, access, metrics, backplane }
+        let index = SubscriptionIndex::new();
+        Broker { topics: HashMap::new(), index, handlers, access, metrics, backplane, backlog }
     }
 
-    /// Delivers to the local topic actors matching the publication's topic.
+    /// Removes `session` from `key`; the topic's last member closes it (O(URI length): no scan).
+    fn leave(&mut self, key: TopicKey, session: Id, request: Option<Id>) {
+        let MapEntry::Occupied(mut entry) = self.topics.entry(key) else { return };
+        let members = &mut entry.get_mut().members;
+        *members -= 1;
+        let last = *members == 0;
+        entry.get().addr.do_send(Leave { session, request, last });
+        if last {
+            let (key, _) = entry.remove_entry();
+            self.backplane.unwant(&key);
+            self.index.remove(&key.uri, key.policy);
+        }
+    }
+
+    /// Delivers to the local topic actors matching the publication's topic, and charges the messages queued.
     fn fan_out(&self, publication: &Arc<Publication>) {
-        let exact = TopicKey::exact(&publication.topic);
-        if let Some(entry) = self.topics.get(&exact) {
-            entry.addr.do_send(Fanout(publication.clone()));
-        }
-        for key in &self.patterns {
-            if key.policy.matches(&key.uri, &publication.topic) {
-                if let Some(entry) = self.topics.get(key) {
-                    entry.addr.do_send(Fanout(publication.clone()));
-                }
-            }
-        }
+        let mut reached = 0;
+        self.index.for_each_match(&publication.topic, |addr| {
+            addr.do_send(Fanout(publication.clone()));
+            reached += 1;
+        });
+        self.backlog.charge(publication, reached);
     }
 }
 
@@ -124,14 +141,13 @@ impl Handler<Subscribe> for Broker {
                 }),
                 _ => None,
             };
-            if msg.key.policy != MatchPolicy::Exact {
-                self.patterns.push(msg.key.clone());
-            }
             // The topic starts taking subscribers once other nodes' traffic for it is subscribed in Redis, so a
             // SUBSCRIBED means "cluster-wide from now on".
             let ready = self.backplane.want(&msg.key);
             let actor = TopicActor::new(msg.key.clone(), handler, self.access.clone(), self.metrics.clone(), ready);
-            Entry { addr: actor.start(), members: 0 }
+            let addr = actor.start();
+            self.index.insert(&msg.key.uri, msg.key.policy, addr.clone());
+            Entry { addr, members: 0 }
         });
         entry.members += 1;
         entry.addr.do_send(Join { subscriber: msg.subscriber, reply: msg.reply });
@@ -142,16 +158,7 @@ impl Handler<Unsubscribe> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
-        let Some(entry) = self.topics.get_mut(&msg.key) else { return };
-        entry.addr.do_send(Leave { session: msg.session, request: msg.request });
-        entry.members -= 1;
-        if entry.members == 0 {
-            if let Some(entry) = self.topics.remove(&msg.key) {
-                entry.addr.do_send(Close);
-                self.backplane.unwant(&msg.key);
-            }
-            self.patterns.retain(|k| k != &msg.key);
-        }
+        self.leave(msg.key, msg.session, msg.request);
     }
 }
 

@@ -1,6 +1,8 @@
 //! Topics: the [`Broker`](broker::Broker) that routes publications, one [`TopicActor`](actor::TopicActor)
 //! per subscribed topic URI (and match policy) holding its local subscriber set, the [`TopicHandler`] trait
-//! for application code, and per-pattern [access rules](access).
+//! for application code, and per-pattern [access rules](access). The broker finds topic actors through the
+//! [`SubscriptionIndex`](index::SubscriptionIndex); what is queued between publishers and subscribers is bounded
+//! by the [`Backlog`](backlog::Backlog).
 //!
 //! A topic actor is created on the first subscription and stopped when its last subscriber leaves; the
 //! broker alone decides both, so membership changes never race. A publication is serialised once per topic
@@ -8,15 +10,17 @@
 
 pub mod access;
 pub mod actor;
+pub mod backlog;
 pub mod broker;
 pub mod handler;
+pub mod index;
 
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
 use crate::outbox::Outbox;
-use crate::wamp::filter::Filters;
+use crate::wamp::filter::{AdmitSet, Filters};
 use crate::wamp::uri::MatchPolicy;
 use crate::wamp::{v2, Id, Protocol};
 
@@ -126,6 +130,10 @@ pub struct Publication {
     raw: Option<RawPayload>,
     v2_tail: OnceLock<String>,
     v1_event: OnceLock<String>,
+    /// The filters as hash sets, built by the first topic actor that needs them.
+    admit: OnceLock<AdmitSet>,
+    /// Its bytes in the node's [backlog](backlog), returned when the last reference drops.
+    charge: OnceLock<backlog::Charge>,
 }
 
 impl Publication {
@@ -147,6 +155,8 @@ impl Publication {
             raw: None,
             v2_tail: OnceLock::new(),
             v1_event: OnceLock::new(),
+            admit: OnceLock::new(),
+            charge: OnceLock::new(),
         }
     }
 
@@ -201,13 +211,58 @@ impl Publication {
         self.v1_event.get_or_init(|| self.parsed_payload().to_v1_value().to_string())
     }
 
+    /// The filters as hash sets, built on first use and shared by every topic actor the publication reaches.
+    pub fn admit_set(&self) -> &AdmitSet {
+        self.admit.get_or_init(|| AdmitSet::new(&self.filters))
+    }
+
     /// Whether `subscriber` should receive this publication (exclude_me and every filter).
     pub fn admits(&self, subscriber: &Subscriber) -> bool {
         if self.exclude_me && self.publisher.as_ref().is_some_and(|p| p.session == subscriber.session) {
             return false;
         }
-        self.filters.admits(subscriber.session, &subscriber.authid, &subscriber.authroles)
+        self.admit_set().admits(subscriber.session, &subscriber.authid, &subscriber.authroles)
     }
+
+    /// Roughly the heap bytes this publication holds while queued: the topic, the payload (twice: its JSON
+    /// tree and the EVENT forms cached from it), the filters and their hash sets. An estimate for the backlog,
+    /// not an allocator's count.
+    pub fn approx_bytes(&self) -> usize {
+        let payload = match &self.raw {
+            None => {
+                let args = self.payload.args.iter().flatten();
+                let kwargs = self.payload.kwargs.iter().flatten().map(|(k, v)| k.len() + json_bytes(v));
+                args.map(json_bytes).sum::<usize>() + kwargs.sum::<usize>()
+            }
+            Some(raw) => [&raw.args, &raw.kwargs].into_iter().flatten().map(|r| r.get().len()).sum(),
+        };
+        std::mem::size_of::<Publication>()
+            + self.topic.len()
+            + 2 * payload
+            + self.filters.approx_bytes()
+            + AdmitSet::approx_bytes(&self.filters)
+    }
+}
+
+/// Roughly the heap bytes of a JSON tree: one `Value` per node, plus string and key bytes. Iterative, so a
+/// deeply nested value built by application code cannot overflow the stack.
+fn json_bytes(value: &Value) -> usize {
+    const NODE: usize = std::mem::size_of::<Value>();
+    const KEY: usize = std::mem::size_of::<String>();
+    let (mut total, mut stack) = (0, vec![value]);
+    while let Some(v) = stack.pop() {
+        total += NODE;
+        match v {
+            Value::String(s) => total += s.len(),
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                total += map.keys().map(|k| KEY + k.len()).sum::<usize>();
+                stack.extend(map.values());
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    total
 }
 
 #[cfg(test)]

@@ -38,6 +38,9 @@ pub const RUNTIME_ERROR: &str = "switchboard.error.runtime_error";
 pub const TOO_MANY_CALLS: &str = "switchboard.error.too_many_calls";
 /// The session holds as many subscriptions as it may.
 pub const TOO_MANY_SUBSCRIPTIONS: &str = "switchboard.error.too_many_subscriptions";
+/// The node has too many publications queued (node-wide, or this session's share): the publish is refused;
+/// retry later.
+pub const OVERLOADED: &str = "switchboard.error.overloaded";
 /// A topic handler refused a publish.
 pub const PUBLISH_REJECTED: &str = "switchboard.error.publish_rejected";
 /// GOODBYE reason when the web session behind a socket was logged out or expired.

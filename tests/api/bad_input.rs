@@ -241,12 +241,106 @@ async fn idle_client_is_closed_after_the_idle_timeout() {
 async fn too_many_subscriptions_get_an_error() {
     let mut settings = test_settings();
     settings.websocket.max_subscriptions = 3;
+    settings.websocket.max_pattern_subscriptions = 3;
     let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
     let mut s = V2Session::connect(&app.ws_url(), "r").await.unwrap();
     for i in 0..3 {
         s.subscribe(&format!("t.{i}")).await.unwrap();
     }
     assert_eq!(wamp_error(s.subscribe("t.3").await), "switchboard.error.too_many_subscriptions");
+}
+
+#[actix_web::test]
+async fn pattern_subscriptions_beyond_their_cap_get_too_many_subscriptions_while_exact_ones_still_work() {
+    let mut settings = test_settings();
+    settings.websocket.max_pattern_subscriptions = 2;
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut s = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    s.subscribe_with("p.a", dict(json!({"match": "prefix"}))).await.unwrap();
+    s.subscribe_with("w..a", dict(json!({"match": "wildcard"}))).await.unwrap();
+    let refused = s.subscribe_with("w..b", dict(json!({"match": "wildcard"}))).await;
+    assert_eq!(wamp_error(refused), "switchboard.error.too_many_subscriptions");
+    assert_eq!(
+        wamp_error(s.subscribe_with("p.b", dict(json!({"match": "prefix"}))).await),
+        "switchboard.error.too_many_subscriptions"
+    );
+    s.subscribe_with("p.a", dict(json!({"match": "prefix"})))
+        .await
+        .expect("subscribing again to one held is no new subscription");
+    s.subscribe("exact.topic").await.unwrap();
+}
+
+/// `n` distinct names.
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("u{i}")).collect()
+}
+
+#[actix_web::test]
+async fn filter_lists_over_max_filter_entries_get_invalid_argument_naming_the_option() {
+    let mut settings = test_settings();
+    settings.wamp.max_filter_entries = 100;
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut subscriber = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    subscriber.subscribe("t.filtered").await.unwrap();
+    let mut publisher = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    for (option, list) in [
+        ("exclude_authid", json!(names(101))),
+        ("eligible_authid", json!(names(101))),
+        ("exclude_authrole", json!(names(101))),
+        ("eligible_authrole", json!(names(101))),
+        ("exclude", json!((1..=101).collect::<Vec<u64>>())),
+        ("eligible", json!((1..=101).collect::<Vec<u64>>())),
+    ] {
+        match publisher.publish_acked("t.filtered", dict(json!({ option: list })), vec![json!("x")]).await {
+            Err(ClientError::Wamp { error, message, .. }) => {
+                assert_eq!(error, "wamp.error.invalid_argument", "{option}");
+                assert!(message.contains(&format!("{option} holds 101 entries; at most 100")), "{message}");
+            }
+            other => panic!("{option}: {other:?}"),
+        }
+    }
+    subscriber.expect_no_event(QUIET).await.unwrap();
+    let at_the_cap = dict(
+        json!({"exclude_authid": names(100), "eligible_authrole": names(99).into_iter().chain(["anonymous".to_owned()]).collect::<Vec<_>>()}),
+    );
+    publisher.publish_acked("t.filtered", at_the_cap, vec![json!("delivered")]).await.unwrap();
+    let (_, _, _, args) = subscriber.next_event(WAIT).await.unwrap();
+    assert_eq!(args, vec![json!("delivered")]);
+}
+
+#[actix_web::test]
+async fn v1_publish_with_an_exclude_list_over_the_cap_is_dropped() {
+    let mut settings = test_settings();
+    settings.wamp.max_filter_entries = 100;
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut subscriber = V1Session::connect(&app.ws_url()).await.unwrap();
+    subscriber.socket.send_text(r#"[5,"http://example.com/t"]"#).await.unwrap();
+    let mut publisher = V1Session::connect(&app.ws_url()).await.unwrap();
+    let exclude: Vec<String> = (1..=101).map(|i| i.to_string()).collect();
+    let too_many = json!([7, "http://example.com/t", "dropped", exclude, []]).to_string();
+    let within = json!([7, "http://example.com/t", "delivered", exclude[..100], []]).to_string();
+    // SUBSCRIBE has no reply in v1: wait until it took effect (a publish arrives) before the real test.
+    eventually_v1_subscribed(&mut publisher, &mut subscriber).await;
+    publisher.socket.send_text(too_many).await.unwrap();
+    publisher.socket.send_text(within).await.unwrap();
+    let (_, event) = subscriber.next_event(WAIT).await.unwrap();
+    assert_eq!(event, json!("delivered"), "the refused publish never arrives, the next one does");
+    let m = app.node.metrics().render();
+    assert!(!m.contains("switchboard_protocol_errors_total 0\n"), "the refusal is counted");
+}
+
+/// Publishes probes until `subscriber` receives one (v1 SUBSCRIBE is unanswered).
+async fn eventually_v1_subscribed(publisher: &mut V1Session, subscriber: &mut V1Session) {
+    for _ in 0..50 {
+        publisher.socket.send_text(r#"[7,"http://example.com/t","probe"]"#).await.unwrap();
+        if let Ok((_, event)) = subscriber.next_event(Duration::from_millis(100)).await {
+            assert_eq!(event, json!("probe"));
+            // Drain probes still in flight.
+            while subscriber.next_event(Duration::from_millis(100)).await.is_ok() {}
+            return;
+        }
+    }
+    panic!("v1 subscription never took effect");
 }
 
 #[actix_web::test]

@@ -8,7 +8,9 @@
 
 mod access;
 mod caps;
+mod fanout;
 mod frames;
+mod patterns;
 mod slow;
 
 use std::path::PathBuf;
