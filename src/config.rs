@@ -150,12 +150,23 @@ pub struct WebSocketSettings {
     pub inbound_rate: u32,
     /// Inbound burst allowed above the rate (token bucket size). A client beyond it is closed (1008).
     pub inbound_burst: u32,
+    /// Sustained inbound bytes per second per connection; the burst above it is
+    /// [`inbound_bytes_burst`](Self::inbound_bytes_burst). A client beyond it is closed (1008).
+    pub inbound_bytes_rate: usize,
     /// Subscriptions one session may hold.
     pub max_subscriptions: usize,
     /// Of those, prefix and wildcard subscriptions one session may hold (`max_subscriptions` caps both).
     pub max_pattern_subscriptions: usize,
     /// Calls one session may have in flight.
     pub max_pending_calls: usize,
+}
+
+impl WebSocketSettings {
+    /// Inbound bytes a connection may send at once above `inbound_bytes_rate`: four seconds' worth, and always
+    /// at least one message of `max_message_size`.
+    pub fn inbound_bytes_burst(&self) -> usize {
+        self.inbound_bytes_rate.saturating_mul(4).max(self.max_message_size)
+    }
 }
 
 impl Default for WebSocketSettings {
@@ -170,6 +181,7 @@ impl Default for WebSocketSettings {
             write_timeout: Duration::from_secs(10),
             inbound_rate: 2000,
             inbound_burst: 4000,
+            inbound_bytes_rate: 8 * 1024 * 1024,
             max_subscriptions: 1024,
             max_pattern_subscriptions: 64,
             max_pending_calls: 64,
@@ -542,6 +554,7 @@ impl Settings {
             ("websocket.outbound_queue", ws.outbound_queue),
             ("websocket.inbound_rate", ws.inbound_rate as usize),
             ("websocket.inbound_burst", ws.inbound_burst as usize),
+            ("websocket.inbound_bytes_rate", ws.inbound_bytes_rate),
             ("websocket.max_subscriptions", ws.max_subscriptions),
             ("websocket.max_pending_calls", ws.max_pending_calls),
         ] {
@@ -656,6 +669,7 @@ mod tests {
             ("[websocket]\nwrite_timeout = \"0s\"\n", "websocket.write_timeout"),
             ("[websocket]\noutbound_bytes = 100\n", "websocket.outbound_bytes"),
             ("[websocket]\nmax_pattern_subscriptions = 0\n", "websocket.max_pattern_subscriptions"),
+            ("[websocket]\ninbound_bytes_rate = 0\n", "websocket.inbound_bytes_rate"),
             ("[session]\nmax_sockets_per_user = 0\n", "session.max_sockets_per_user"),
             ("[wamp]\nmax_filter_entries = 0\n", "wamp.max_filter_entries"),
             ("[wamp]\nmax_prefixes = 0\n", "wamp.max_prefixes"),

@@ -82,7 +82,7 @@ enum Subscription {
     Active(Id),
 }
 
-/// Token bucket limiting inbound messages.
+/// Token bucket limiting inbound messages (one token each) or bytes (one token per byte).
 struct RateLimiter {
     tokens: f64,
     rate: f64,
@@ -91,17 +91,17 @@ struct RateLimiter {
 }
 
 impl RateLimiter {
-    fn new(rate: u32, burst: u32) -> RateLimiter {
-        RateLimiter { tokens: burst as f64, rate: rate as f64, burst: burst as f64, last: Instant::now() }
+    fn new(rate: f64, burst: f64) -> RateLimiter {
+        RateLimiter { tokens: burst, rate, burst, last: Instant::now() }
     }
 
-    /// Takes one token; `false` when the client is over its rate.
-    fn take(&mut self) -> bool {
+    /// Takes `cost` tokens; `false` when the client is over its rate.
+    fn take(&mut self, cost: f64) -> bool {
         let now = Instant::now();
         self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
         self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= cost {
+            self.tokens -= cost;
             true
         } else {
             false
@@ -122,6 +122,8 @@ pub struct Connection {
     by_id: HashMap<Id, TopicKey>,
     prefixes: v1::Prefixes,
     limiter: RateLimiter,
+    /// Inbound bytes: parsing is the work a client makes the node do, so it is bounded per socket too.
+    byte_limiter: RateLimiter,
     last_seen: Instant,
     pending_calls: usize,
     /// A fragmented text message being reassembled.
@@ -169,7 +171,8 @@ impl Connection {
             subscriptions: HashMap::new(),
             by_id: HashMap::new(),
             prefixes: v1::Prefixes::default(),
-            limiter: RateLimiter::new(ws.inbound_rate, ws.inbound_burst),
+            limiter: RateLimiter::new(f64::from(ws.inbound_rate), f64::from(ws.inbound_burst)),
+            byte_limiter: RateLimiter::new(ws.inbound_bytes_rate as f64, ws.inbound_bytes_burst() as f64),
             last_seen: Instant::now(),
             pending_calls: 0,
             fragments: None,
@@ -730,10 +733,15 @@ impl Connection {
         if self.state == State::Closing {
             return;
         }
-        if !self.limiter.take() {
+        if !self.limiter.take(1.0) {
             metrics::inc(&self.node.metrics().rate_limited_closes_total);
             log::warn!("session {}: closed for exceeding the inbound message rate", self.session);
             return self.close(ctx, CloseCode::Policy, "message rate limit exceeded");
+        }
+        if !self.byte_limiter.take(text.len() as f64) {
+            metrics::inc(&self.node.metrics().rate_limited_closes_total);
+            log::warn!("session {}: closed for exceeding the inbound byte rate", self.session);
+            return self.close(ctx, CloseCode::Policy, "byte rate limit exceeded");
         }
         if self.node.settings().session.reload == ReloadPolicy::Message && self.web_key.is_some() {
             if self.waiting.len() >= MAX_WAITING_FOR_RELOAD {

@@ -349,6 +349,7 @@ async fn slow_consumer_is_closed_1008_while_others_get_everything() {
     settings.websocket.outbound_queue = 256;
     settings.websocket.inbound_rate = 100_000;
     settings.websocket.inbound_burst = 100_000;
+    settings.websocket.inbound_bytes_rate = 1 << 30;
     let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
     let mut fast = V2Session::connect(&app.ws_url(), "r").await.unwrap();
     let mut slow = V2Session::connect(&app.ws_url(), "r").await.unwrap();

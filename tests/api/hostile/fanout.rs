@@ -99,7 +99,10 @@ async fn an_exclude_authid_list_of_7000_names_is_refused_naming_the_option_and_c
 /// connection's worker thread, and with one worker per core (two here) the probe's connections often share it
 /// and wait for that parsing — up to about a second in the debug build these tests run — which is the
 /// transport's fairness between sockets, not fan-out's.
-const FLOOD_NODE: &str = "[server]\nworkers = 4\npublish_backlog_bytes = 16777216\n";
+/// The byte rate limit is lifted here so that the flood reaches the backlog; with the default
+/// `inbound_bytes_rate` the attacker is closed first (see the next test).
+const FLOOD_NODE: &str =
+    "[server]\nworkers = 4\npublish_backlog_bytes = 16777216\n[websocket]\ninbound_bytes_rate = 1073741824\n";
 
 #[actix_web::test]
 async fn a_flood_of_filtered_publications_under_the_cap_stays_bounded_and_other_topics_keep_flowing() {
@@ -141,4 +144,45 @@ async fn a_flood_of_filtered_publications_under_the_cap_stays_bounded_and_other_
     assert!(grown < 100 * 1024, "RSS grew by {grown} KiB under the flood");
     assert!(probe.slowest < PROMPT, "a probe EVENT took {:?}", probe.slowest);
     assert!(node.metric("publishes_overloaded_total").await > 0, "the flood outran the node and was refused");
+}
+
+#[actix_web::test]
+async fn a_publisher_sending_more_bytes_than_its_rate_is_closed_1008_and_other_topics_keep_flowing() {
+    // Default workers; a byte rate of 1 MiB/s (bursts of 4 MiB) so that the test client, slowed by the tests
+    // beside it, still outruns it: the byte rate bounds what one socket makes the node parse.
+    let node = Proc::start("[websocket]\ninbound_bytes_rate = 1048576\n").await;
+    let _crowd = crowd(&node, "t.crowd", 100).await;
+    let mut probe = Probe::new(&node).await;
+    let options = dict(json!({ "exclude_authid": names(1000) }));
+    let pad = Value::String("p".repeat(8 * 1024));
+    let frame = Message::Publish { request: 1, options, topic: "t.crowd".into(), args: Some(vec![pad]), kwargs: None };
+    let frame = frame.encode();
+    let mut attacker = V2Session::connect(&node.ws(), "r").await.unwrap();
+    // Up to ~1,400 messages/s of ~17 KB: within the message rate, up to ~24 MB/s — far above 1 MiB/s.
+    let started = Instant::now();
+    let closed = loop {
+        assert!(started.elapsed() < Duration::from_secs(10), "the byte flood was never stopped");
+        let tick = Instant::now();
+        let mut failed = false;
+        for _ in 0..100 {
+            if attacker.socket.send_text(frame.clone()).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        probe.check().await;
+        if failed {
+            break attacker.socket.expect_close(WAIT).await;
+        }
+        if let Ok(close) = attacker.socket.expect_close(Duration::from_millis(1)).await {
+            break Ok(close);
+        }
+        tokio::time::sleep(Duration::from_millis(70).saturating_sub(tick.elapsed())).await;
+    };
+    let (code, reason) = closed.expect("a close frame");
+    assert_eq!((code, reason.as_str()), (1008, "byte rate limit exceeded"));
+    for _ in 0..5 {
+        probe.check().await;
+    }
+    assert!(probe.slowest < PROMPT, "a probe EVENT took {:?}", probe.slowest);
 }

@@ -32,7 +32,9 @@ async fn non_reader(proc: &Proc, topic: &str) -> TcpStream {
 #[actix_web::test]
 async fn clients_that_never_read_are_closed_within_the_write_timeout_and_their_memory_returns() {
     let write_timeout = Duration::from_secs(2);
-    let proc = Proc::start("[server]\nworkers = 1\n[websocket]\nwrite_timeout = \"2s\"\n").await;
+    // The publisher is trusted here (66 MB in a few seconds): its byte rate limit is lifted.
+    let config = "[server]\nworkers = 1\n[websocket]\nwrite_timeout = \"2s\"\ninbound_bytes_rate = 1073741824\n";
+    let proc = Proc::start(config).await;
     let mut good = V2Session::connect(&proc.ws(), "realm1").await.unwrap();
     good.subscribe("feed").await.unwrap();
     let mut stuck = Vec::new();
