@@ -94,28 +94,12 @@ impl Node {
     }
 
     pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let client = awc::Client::default();
-        let request = match method {
-            "GET" => client.get(self.http(path)),
-            "POST" => client.post(self.http(path)),
-            "DELETE" => client.delete(self.http(path)),
-            other => panic!("{other}"),
-        }
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")));
-        let mut response = match body {
-            Some(b) => request.send_json(&b).await.unwrap(),
-            None => request.send().await.unwrap(),
-        };
-        let status = response.status().as_u16();
-        (status, response.json::<Value>().limit(1 << 20).await.unwrap_or(Value::Null))
+        push_api(&self.http(path), TOKEN, method, body).await
     }
 
     /// Logs `username` in through this node's demo app; returns the cookie.
     pub async fn login(&self, username: &str) -> String {
-        let client = awc::Client::builder().disable_redirects().finish();
-        let r = client.post(self.http("/login")).send_form(&[("username", username)]).await.unwrap();
-        assert_eq!(r.status(), 303);
-        r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned()
+        demo_login(&self.http("/login"), username).await
     }
 
     pub fn pid(&self) -> u32 {

@@ -51,10 +51,49 @@ pub async fn spawn_with(builder: Builder) -> TestApp {
 
 /// Logs `username` in through the node's demo app (on in test settings); returns the `Cookie` header value.
 pub async fn login(app: &TestApp, username: &str) -> String {
+    demo_login(&app.http_url("/login"), username).await
+}
+
+/// Logs `username` in through the demo app's login `url`; returns the `Cookie` header value.
+pub async fn demo_login(url: &str, username: &str) -> String {
     let client = awc::Client::builder().disable_redirects().finish();
-    let r = client.post(app.http_url("/login")).send_form(&[("username", username)]).await.unwrap();
+    let r = client.post(url).send_form(&[("username", username)]).await.unwrap();
     assert_eq!(r.status(), 303);
     r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned()
+}
+
+/// A push API request to `url` with bearer `token`; returns the status and the JSON body (null if none).
+pub async fn push_api(url: &str, token: &str, method: &str, body: Option<Value>) -> (u16, Value) {
+    let client = awc::Client::default();
+    let request = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url),
+        "DELETE" => client.delete(url),
+        other => panic!("{other}"),
+    }
+    .insert_header(("Authorization", format!("Bearer {token}")));
+    let mut response = match body {
+        Some(b) => request.send_json(&b).await.unwrap(),
+        None => request.send().await.unwrap(),
+    };
+    let status = response.status().as_u16();
+    (status, response.json::<Value>().limit(1 << 20).await.unwrap_or(Value::Null))
+}
+
+/// A node mounted with `Switchboard::configure()` in an application's own `HttpServer` (the actix-web-actors
+/// socket path); returns its address and the server's handle.
+pub async fn spawn_mounted(settings: Settings) -> (String, actix_web::dev::ServerHandle) {
+    let node = Switchboard::builder(settings).build().await.unwrap();
+    let configure = node.configure();
+    let server = actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let addr = server.addrs()[0].to_string();
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (addr, handle)
 }
 
 /// A v2 session logged in as `username` through the demo app.

@@ -2,7 +2,6 @@
 //! that mounts `Switchboard::configure()` in its own `HttpServer` keeps the actix-web-actors path. Both must
 //! behave the same, and the ready server must not lose bytes or answers at the hand-over.
 
-use actix_web::{App, HttpServer};
 use serde_json::json;
 use switchboard::client::{Socket, V2Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -93,15 +92,8 @@ async fn a_refused_upgrade_gets_its_json_error_and_a_close() {
 async fn sockets_behave_the_same_when_mounted_in_an_own_http_server() {
     let mut settings = test_settings();
     settings.websocket.max_message_size = 4096;
-    let node = switchboard::Switchboard::builder(settings).build().await.unwrap();
-    let configure = node.configure();
-    let server =
-        HttpServer::new(move || App::new().configure(configure.clone())).workers(1).bind("127.0.0.1:0").unwrap();
-    let port = server.addrs()[0].port();
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
-    let url = format!("ws://127.0.0.1:{port}/ws");
+    let (addr, handle) = spawn_mounted(settings).await;
+    let url = format!("ws://{addr}/ws");
 
     let mut alice = V2Session::connect(&url, "realm1").await.unwrap();
     let subscription = alice.subscribe("com.example.news").await.unwrap();

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpServer};
 use serde_json::json;
 use switchboard::client::V2Session;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -171,14 +170,7 @@ async fn a_fragmented_message_growing_past_the_limit_closes_1009_at_that_fragmen
 async fn an_oversize_header_closes_1009_at_once_when_mounted_in_an_own_http_server() {
     let mut settings = test_settings();
     settings.websocket.max_message_size = 4096;
-    let node = switchboard::Switchboard::builder(settings).build().await.unwrap();
-    let configure = node.configure();
-    let server =
-        HttpServer::new(move || App::new().configure(configure.clone())).workers(1).bind("127.0.0.1:0").unwrap();
-    let addr = server.addrs()[0].to_string();
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let (addr, handle) = spawn_mounted(settings).await;
 
     let mut stream = raw_upgrade(&addr, "wamp.2.json").await;
     stream.write_all(&header_announcing(1 << 40)).await.unwrap();

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::helpers::{demo_login, push_api};
+
 /// Bearer token of the push API on hostile-test nodes.
 pub const TOKEN: &str = "hostile-test-token-0123456789";
 
@@ -116,28 +118,12 @@ impl Proc {
 
     /// Logs `username` in through the demo app; returns the `Cookie` header value.
     pub async fn login(&self, username: &str) -> String {
-        let client = awc::Client::builder().disable_redirects().finish();
-        let r = client.post(self.http("/login")).send_form(&[("username", username)]).await.unwrap();
-        assert_eq!(r.status(), 303);
-        r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned()
+        demo_login(&self.http("/login"), username).await
     }
 
     /// A push API request with the token; returns status and JSON body.
     pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let client = awc::Client::default();
-        let request = match method {
-            "GET" => client.get(self.http(path)),
-            "POST" => client.post(self.http(path)),
-            "DELETE" => client.delete(self.http(path)),
-            other => panic!("{other}"),
-        }
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")));
-        let mut response = match body {
-            Some(b) => request.send_json(&b).await.unwrap(),
-            None => request.send().await.unwrap(),
-        };
-        let status = response.status().as_u16();
-        (status, response.json::<Value>().limit(1 << 20).await.unwrap_or(Value::Null))
+        push_api(&self.http(path), TOKEN, method, body).await
     }
 }
 
