@@ -5,7 +5,7 @@
 //! counters of its outbound queue. Protocol rules come from the pure codecs in `wamp/`; delivery goes
 //! through the broker; the client index learns of the session once it is established and forgets it in
 //! `stopping`. Every way a client can misbehave ends in a defined answer (WAMP ERROR/ABORT, or a close
-//! code), catalogued in `docs/protocol.md`.
+//! code), catalogued in the README (Protocol → "Bad input: the defined answer to each case").
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The catalogue of error and close reason URIs switchboard sends.
 //!
-//! WAMP-defined URIs come first; `switchboard.*` URIs are ours and documented in `docs/protocol.md`.
+//! WAMP-defined URIs come first; `switchboard.*` URIs are ours and documented in the README (Protocol → "Bad input").
 //! Error texts that quote what a client sent quote it through [`excerpt`], so an answer never grows with
 //! the client's input (a 20-byte request must not earn a 65 KB error).
 
