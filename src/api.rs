@@ -1,21 +1,23 @@
 //! HTTP endpoints: the WebSocket upgrade (`/ws`), health and metrics.
 //!
-//! Owns everything decided before the upgrade, in this order: the Origin check (403), subprotocol
+//! Owns everything decided before the upgrade, in this order: the WebSocket version (426 unless 13) and key
+//! (400 unless 16 bytes of base64), the connection cap (503), the Origin check (403), subprotocol
 //! negotiation (400), and the web session — resolved here, before the connection actor exists, so no WAMP
 //! message is ever handled without a known identity, a rejected session can get HTTP 401 and a store
 //! failure HTTP 503. A client offering neither `wamp.2.json` nor `wamp` gets 400 and a JSON body saying what
 //! to offer: WAMP requires a negotiated subprotocol, and guessing one would hide client bugs.
 
-use actix_web::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use actix_web::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use serde_json::json;
 
-use crate::config::Unauthenticated;
+use crate::config::{OnTooMany, Unauthenticated};
 use crate::connection::Connection;
 use crate::metrics;
 use crate::node::Switchboard;
+use crate::session::AuthMethod;
 use crate::transport;
 use crate::wamp::Protocol;
 
@@ -55,11 +57,43 @@ pub fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
+/// The only WebSocket version (RFC 6455); actix-http would also accept the drafts' 7 and 8.
+const WEBSOCKET_VERSION: &str = "13";
+
+/// Length of a `Sec-WebSocket-Key` once base64-decoded (RFC 6455 §4.1).
+const WEBSOCKET_KEY_BYTES: usize = 16;
+
+/// The refusal of a handshake that is not RFC 6455's, if it is not: 426 naming version 13, or 400 for a
+/// malformed key.
+fn check_handshake(node: &Switchboard, req: &HttpRequest) -> Option<HttpResponse> {
+    use base64::Engine;
+    let version = req.headers().get(SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok());
+    if version != Some(WEBSOCKET_VERSION) {
+        let mut response = refuse(node, StatusCode::UPGRADE_REQUIRED, "unsupported WebSocket version: use 13");
+        response.headers_mut().insert(SEC_WEBSOCKET_VERSION, actix_web::http::header::HeaderValue::from_static("13"));
+        return Some(response);
+    }
+    let key = req.headers().get(SEC_WEBSOCKET_KEY).map(|k| k.as_bytes()).unwrap_or_default();
+    match base64::engine::general_purpose::STANDARD.decode(key) {
+        Ok(bytes) if bytes.len() == WEBSOCKET_KEY_BYTES => None,
+        _ => Some(refuse(node, StatusCode::BAD_REQUEST, "malformed Sec-WebSocket-Key: 16 bytes in base64 expected")),
+    }
+}
+
 async fn websocket(
     req: HttpRequest,
     stream: web::Payload,
     node: web::Data<Switchboard>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    if let Some(response) = check_handshake(&node, &req) {
+        return Ok(response);
+    }
+    // Before any session work: a full node answers at once, and keeps its descriptors for health and Redis.
+    let Some(slot) = node.caps().try_slot() else {
+        let max = node.settings().server.max_connections;
+        log::warn!("refused WebSocket: {max} connections open (server.max_connections)");
+        return Ok(refuse(&node, StatusCode::SERVICE_UNAVAILABLE, format!("node full: {max} connections open")));
+    };
     if !origin_allowed(&req, &node.settings().server.allowed_origins) {
         let origin = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?");
         log::info!("refused WebSocket from origin {origin}");
@@ -83,9 +117,18 @@ async fn websocket(
         let why = resolved.invalid.map(|r| r.to_string()).unwrap_or_else(|| "no session".to_owned());
         return Ok(refuse(&node, StatusCode::UNAUTHORIZED, format!("login required: {why}")));
     }
+    let session_settings = &node.settings().session;
+    if let Some(identity) = resolved.identity.as_ref().filter(|i| i.authmethod == AuthMethod::Cookie) {
+        if session_settings.on_too_many == OnTooMany::Reject && node.caps().user_full(&identity.authid) {
+            let max = session_settings.max_sockets_per_user;
+            let message = format!("too many sockets: a user may hold {max} (session.max_sockets_per_user)");
+            return Ok(refuse(&node, StatusCode::TOO_MANY_REQUESTS, message));
+        }
+    }
     let max = node.settings().websocket.max_message_size;
     let session = crate::wamp::id::random();
-    let connection = Connection::new(node.get_ref().clone(), protocol, session, resolved);
+    let verdict = transport::Verdict::default();
+    let connection = Connection::new(node.get_ref().clone(), protocol, session, resolved, slot, verdict.clone());
     let tokens: &[&str] = match protocol {
         Protocol::V2 => &["wamp.2.json"],
         Protocol::V1 => &["wamp"],
@@ -93,10 +136,12 @@ async fn websocket(
     if req.app_data::<transport::Direct>().is_some() {
         // The ready server's upgrade path: send the 101, then run the actor on the bare socket.
         let mut response = ws::handshake_with_protocols(&req, tokens)?.finish();
-        response.extensions_mut().insert(transport::Accept { connection, max_message_size: max });
+        response.extensions_mut().insert(transport::Accept::new(connection, max, verdict));
         return Ok(response);
     }
-    ws::WsResponseBuilder::new(connection, &req, stream).protocols(tokens).frame_size(max).start()
+    // Mounted in an application's own `HttpServer`: actix-web-actors runs the actor, behind the same guard.
+    let input = transport::Guarded::new(stream, max, verdict);
+    ws::WsResponseBuilder::new(connection, &req, input).protocols(tokens).frame_size(max).start()
 }
 
 async fn live() -> HttpResponse {

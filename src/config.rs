@@ -147,7 +147,7 @@ pub struct WebSocketSettings {
     pub inbound_burst: u32,
     /// Subscriptions one session may hold.
     pub max_subscriptions: usize,
-    /// Of those, prefix and wildcard subscriptions one session may hold.
+    /// Of those, prefix and wildcard subscriptions one session may hold (`max_subscriptions` caps both).
     pub max_pattern_subscriptions: usize,
     /// Calls one session may have in flight.
     pub max_pending_calls: usize,
@@ -522,13 +522,10 @@ impl Settings {
         if ws.outbound_bytes < MIN_OUTBOUND_BYTES {
             return Err(invalid("websocket.outbound_bytes", format!("must be at least {MIN_OUTBOUND_BYTES} bytes")));
         }
-        if ws.max_pattern_subscriptions > ws.max_subscriptions {
-            let msg = "must not exceed websocket.max_subscriptions";
-            return Err(invalid("websocket.max_pattern_subscriptions", msg));
-        }
         for (key, value) in [
             ("server.max_connections", self.server.max_connections),
             ("session.max_sockets_per_user", self.session.max_sockets_per_user),
+            ("websocket.max_pattern_subscriptions", ws.max_pattern_subscriptions),
             ("wamp.max_filter_entries", self.wamp.max_filter_entries),
             ("wamp.max_prefixes", self.wamp.max_prefixes),
             ("meta.max_list", self.meta.max_list),
@@ -640,6 +637,31 @@ mod tests {
         let file = "config/example.toml";
         let text = std::fs::read_to_string(file).unwrap();
         Settings::from_toml(&text, file).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn safe_to_expose_limits_are_validated_by_name() {
+        for (toml, key) in [
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            ("[websocket]\nwrite_timeout = \"0s\"\n", "websocket.write_timeout"),
+            ("[websocket]\noutbound_bytes = 100\n", "websocket.outbound_bytes"),
+            ("[websocket]\nmax_pattern_subscriptions = 0\n", "websocket.max_pattern_subscriptions"),
+            ("[session]\nmax_sockets_per_user = 0\n", "session.max_sockets_per_user"),
+            ("[wamp]\nmax_filter_entries = 0\n", "wamp.max_filter_entries"),
+            ("[wamp]\nmax_prefixes = 0\n", "wamp.max_prefixes"),
+            ("[meta]\nmax_list = 0\n", "meta.max_list"),
+        ] {
+            let err = Settings::from_toml(toml, "x.toml").unwrap().validate().unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+        for (toml, key) in [
+            ("[session]\non_too_many = \"kick\"\n", "on_too_many"),
+            ("[access_policy]\ndefault = \"maybe\"\n", "default"),
+            ("[meta]\nroles = \"admin\"\n", "roles"),
+        ] {
+            let err = Settings::from_toml(toml, "x.toml").unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 use serde_json::{json, Map, Value};
 
+use crate::caps::Slot;
 use crate::clients::{ClientInfo, Disconnect};
 use crate::config::{OnRevoked, ReloadPolicy};
 use crate::metrics;
@@ -30,6 +31,7 @@ use crate::topic::actor::{Joined, Reidentify};
 use crate::topic::broker::{Publish, Subscribe, Unsubscribe, UpdateSubscriber};
 use crate::topic::handler::{PublishDecision, PublishRequest};
 use crate::topic::{Payload, Publication, Publisher, Subscriber, TopicInstance, TopicKey};
+use crate::transport::Verdict;
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::v2::{code, PublishOptions, SubscribeOptions};
 use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
@@ -131,12 +133,25 @@ pub struct Connection {
     waiting: VecDeque<String>,
     /// A session reload is in flight.
     reloading: bool,
+    /// Why the socket's guarded input ended, if a frame broke a rule (see `transport::Guarded`).
+    verdict: Verdict,
+    /// This socket's place under `server.max_connections`, released with the actor.
+    _slot: Slot,
+    /// The logged-in user this socket counts for under `session.max_sockets_per_user`.
+    counted_user: Option<String>,
 }
 
 impl Connection {
     /// A connection for a client that negotiated `protocol`, with WAMP session id `session` and the web
     /// session resolved before the upgrade.
-    pub fn new(node: Switchboard, protocol: Protocol, session: Id, resolved: Resolved) -> Connection {
+    pub(crate) fn new(
+        node: Switchboard,
+        protocol: Protocol,
+        session: Id,
+        resolved: Resolved,
+        slot: Slot,
+        verdict: Verdict,
+    ) -> Connection {
         let ws = &node.settings().websocket;
         let web_session = resolved.key.as_deref().map(|key| SessionHandle::new(node.sessions().clone(), key));
         Connection {
@@ -149,7 +164,7 @@ impl Connection {
             protocol,
             state: State::AwaitingHello,
             registered: false,
-            outbox: OutboxState::new(ws.outbound_queue),
+            outbox: OutboxState::new(ws.outbound_queue, ws.outbound_bytes),
             subscriptions: HashMap::new(),
             by_id: HashMap::new(),
             prefixes: v1::Prefixes::default(),
@@ -157,6 +172,9 @@ impl Connection {
             last_seen: Instant::now(),
             pending_calls: 0,
             fragments: None,
+            verdict,
+            _slot: slot,
+            counted_user: None,
             node,
         }
     }
@@ -212,6 +230,32 @@ impl Connection {
             self.send_v2(ctx, v2::Message::abort(errors::PROTOCOL_VIOLATION, message));
         }
         self.close(ctx, CloseCode::Protocol, message);
+    }
+
+    /// Counts this socket for its user under `session.max_sockets_per_user` (logged-in users only: an anonymous
+    /// socket is its own user) and closes the user's oldest sockets beyond the cap.
+    fn count_user(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.identity.authmethod != AuthMethod::Cookie {
+            return;
+        }
+        let authid = self.identity.authid.clone();
+        let oldest = self.node.caps().join_user(&authid, self.session, ctx.address().recipient());
+        for control in oldest {
+            let max = self.node.settings().session.max_sockets_per_user;
+            log::info!("user {authid}: more than {max} sockets, closing the oldest");
+            control.do_send(Disconnect {
+                code: u16::from(CloseCode::Policy),
+                reason: errors::TOO_MANY_SOCKETS.to_owned(),
+                message: format!("too many sockets for this user (at most {max})"),
+            });
+        }
+        self.counted_user = Some(authid);
+    }
+
+    fn uncount_user(&mut self) {
+        if let Some(authid) = self.counted_user.take() {
+            self.node.caps().leave_user(&authid, self.session);
+        }
     }
 
     /// The session is established: index it and greet the client.
@@ -654,7 +698,8 @@ impl Connection {
     fn close_slow_consumer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if self.state != State::Closing {
             metrics::inc(&self.node.metrics().slow_consumer_closes_total);
-            log::warn!("session {}: closed as a slow consumer ({} frames queued)", self.session, self.outbox.pending());
+            let (frames, bytes) = self.outbox.pending();
+            log::warn!("session {}: closed as a slow consumer ({frames} frames, {bytes} bytes queued)", self.session);
         }
         self.close(ctx, CloseCode::Policy, "slow consumer: outbound queue full");
     }
@@ -722,7 +767,7 @@ impl Connection {
             return;
         };
         match self.node.sessions().identity_from(&state) {
-            Ok(Some(identity)) if identity != self.identity => self.reidentify(identity),
+            Ok(Some(identity)) if identity != self.identity => self.reidentify(ctx, identity),
             Ok(Some(_)) => {}
             Ok(None) if logged_in => self.revoked(ctx, InvalidReason::Revoked, false),
             Ok(None) => {}
@@ -731,9 +776,11 @@ impl Connection {
     }
 
     /// The socket's user changed (role change, login after connect, downgrade): index and topics follow.
-    fn reidentify(&mut self, identity: Identity) {
+    fn reidentify(&mut self, ctx: &mut ws::WebsocketContext<Self>, identity: Identity) {
         log::info!("session {}: identity now {} {:?}", self.session, identity.authid, identity.authroles);
         self.identity = identity;
+        self.uncount_user();
+        self.count_user(ctx);
         if self.registered {
             self.node.clients().reidentify(self.client_info());
         }
@@ -769,7 +816,7 @@ impl Connection {
                     self.web_key = None;
                 }
                 if self.identity.authmethod == AuthMethod::Cookie {
-                    self.reidentify(Identity::anonymous(self.session));
+                    self.reidentify(ctx, Identity::anonymous(self.session));
                 }
             }
         }
@@ -826,6 +873,7 @@ impl Actor for Connection {
     fn started(&mut self, ctx: &mut Self::Context) {
         metrics::add(&self.node.metrics().connections, 1);
         metrics::inc(&self.node.metrics().connections_total);
+        self.count_user(ctx);
         let ws = &self.node.settings().websocket;
         ctx.run_interval(ws.ping_interval, |this, ctx| this.heartbeat(ctx));
         if self.web_key.is_some() {
@@ -848,6 +896,7 @@ impl Actor for Connection {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.uncount_user();
         // Leave exactly the topics this session joined (pending ones too: their Subscribe went first).
         for (key, _) in self.subscriptions.drain() {
             self.node.broker().do_send(Unsubscribe { key, session: self.session, request: None });
@@ -914,6 +963,11 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
+        if let Some(violation) = self.verdict.get() {
+            metrics::inc(&self.node.metrics().protocol_errors_total);
+            log::debug!("session {}: WebSocket input refused: {violation}", self.session);
+            return self.close(ctx, CloseCode::from(violation.close_code()), &violation.to_string());
+        }
         ctx.stop();
     }
 }

@@ -38,6 +38,8 @@
 //! | [`session`] | the web app's actix-session session: cookie → key → state → identity, stores, writable handle |
 //! | [`clients`] | the ClientManipulator: local index, cluster-wide lookups, targeted sends |
 //! | [`cluster`] | backplane, registry, envelope codec and Redis key schema (memory and Redis forms) |
+//! | `caps` | node-wide connection cap and per-user socket cap |
+//! | [`frame`] | the frame guard: inbound WebSocket frame headers checked before any payload is buffered |
 //! | [`outbox`] | the bounded outbound queue of a connection |
 //! | [`route`] | route patterns (`chat/{room}`) |
 //! | [`api`] | HTTP endpoints: `/ws` (origin, subprotocol, session before the upgrade), health, metrics |
@@ -52,6 +54,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+mod caps;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod clients;
@@ -59,6 +62,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 mod demo;
+pub mod frame;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
@@ -66,6 +70,8 @@ mod push;
 pub mod route;
 pub mod rpc;
 pub mod session;
+#[doc(hidden)]
+pub mod testing;
 pub mod topic;
 mod transport;
 pub mod wamp;

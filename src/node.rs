@@ -15,6 +15,7 @@ use actix_web::web;
 
 use std::sync::OnceLock;
 
+use crate::caps::Caps;
 use crate::clients::{ClientManipulator, Disconnect, LocalIndex, Registry};
 use crate::cluster::backplane::{Backplane, Inbound, RedisBackplane};
 use crate::cluster::keys::Keys;
@@ -169,8 +170,10 @@ impl Builder {
         let clients = ClientManipulator::new(local, registry.clone(), broker.clone(), backplane.clone(), &node_id);
         // Set before any topic is subscribed, hence before anything but probes can arrive.
         let _ = inbound.set(Inbound { broker: broker.clone().recipient(), clients: clients.clone() });
+        let caps = Caps::new(self.settings.server.max_connections, self.settings.session.max_sockets_per_user);
         Ok(Switchboard {
             inner: Arc::new(Inner {
+                caps,
                 clients,
                 backplane,
                 registry,
@@ -199,6 +202,7 @@ struct Inner {
     sessions: Arc<SessionBridge>,
     backplane: Backplane,
     registry: Registry,
+    caps: Arc<Caps>,
 }
 
 /// A running switchboard node, as a library handle. Clone it freely.
@@ -263,6 +267,10 @@ impl Switchboard {
                 Err(e) => log::warn!("shutdown: deregistration failed ({e}); the lease will expire instead"),
             }
         }
+    }
+
+    pub(crate) fn caps(&self) -> &Arc<Caps> {
+        &self.inner.caps
     }
 
     pub(crate) fn broker(&self) -> &Addr<Broker> {
@@ -332,8 +340,11 @@ impl Application {
         let addr = settings.bind_addr()?;
         let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
         let port = listener.local_addr().map_err(|source| StartError::Bind { addr: addr.to_string(), source })?.port();
-        let options =
-            ServerOptions { workers: settings.server.workers, shutdown_timeout: settings.server.shutdown_timeout };
+        let options = ServerOptions {
+            workers: settings.server.workers,
+            shutdown_timeout: settings.server.shutdown_timeout,
+            write_timeout: settings.websocket.write_timeout,
+        };
         let (server, sockets) = crate::transport::server(listener, options, node.configure())
             .map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
         let store = node.sessions().store().kind();

@@ -7,9 +7,11 @@
 //!
 //! The queue is bounded: actix mailboxes grow without limit, and a connection whose client does not read is
 //! not polled at all (its socket task, or actix-http under a mounted app, stops pulling frames while the
-//! socket's buffer is full). Past `outbound_queue` frames the outbox *overflows*: it refuses further frames (the sender counts a drop) and the
-//! connection closes itself with 1008 "slow consumer" as soon as it runs again. Memory per connection is thus
-//! bounded by `outbound_queue` frames plus the socket buffers.
+//! socket's buffer is full). Past `outbound_queue` frames or `outbound_bytes` bytes the outbox *overflows*: it
+//! refuses further frames (the sender counts a drop) and the connection closes itself with 1008 "slow consumer"
+//! as soon as it runs again. Memory per connection is thus bounded by `outbound_bytes` plus the socket buffers;
+//! in time, the ready server bounds it by `websocket.write_timeout` (a socket that takes no bytes for that long
+//! is shut even though its connection never runs again, see `transport`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,25 +28,38 @@ pub struct Wake;
 /// The queue shared by the senders and the connection.
 #[derive(Debug)]
 pub struct OutboxState {
-    queue: Mutex<VecDeque<ByteString>>,
+    queue: Mutex<Queue>,
     limit: usize,
+    byte_limit: usize,
     overflowed: AtomicBool,
 }
 
+/// The frames waiting and their total size.
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<ByteString>,
+    bytes: usize,
+}
+
 impl OutboxState {
-    /// A queue holding at most `limit` frames.
-    pub fn new(limit: usize) -> Arc<OutboxState> {
-        Arc::new(OutboxState { queue: Mutex::new(VecDeque::new()), limit, overflowed: AtomicBool::new(false) })
+    /// A queue holding at most `limit` frames and `byte_limit` bytes.
+    pub fn new(limit: usize, byte_limit: usize) -> Arc<OutboxState> {
+        Arc::new(OutboxState {
+            queue: Mutex::new(Queue::default()),
+            limit,
+            byte_limit,
+            overflowed: AtomicBool::new(false),
+        })
     }
 
     // Only push/take run under the lock and neither can panic; recover the guard rather than panic anyway.
-    fn lock(&self) -> MutexGuard<'_, VecDeque<ByteString>> {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes every queued frame (called by the connection on [`Wake`]).
     pub fn take(&self) -> VecDeque<ByteString> {
-        std::mem::take(&mut *self.lock())
+        std::mem::take(&mut *self.lock()).frames
     }
 
     /// Whether the queue overflowed; the connection must then close.
@@ -52,9 +67,10 @@ impl OutboxState {
         self.overflowed.load(Ordering::Acquire)
     }
 
-    /// Frames waiting.
-    pub fn pending(&self) -> usize {
-        self.lock().len()
+    /// Frames and bytes waiting.
+    pub fn pending(&self) -> (usize, usize) {
+        let queue = self.lock();
+        (queue.frames.len(), queue.bytes)
     }
 }
 
@@ -78,15 +94,16 @@ impl Outbox {
         }
         let was_empty = {
             let mut queue = self.state.lock();
-            if queue.len() >= self.state.limit {
+            if queue.frames.len() >= self.state.limit || queue.bytes + frame.len() > self.state.byte_limit {
                 drop(queue);
                 self.state.overflowed.store(true, Ordering::Release);
                 // Wake the connection so it closes as soon as it is polled again.
                 self.recipient.do_send(Wake);
                 return false;
             }
-            let was_empty = queue.is_empty();
-            queue.push_back(frame);
+            let was_empty = queue.frames.is_empty();
+            queue.bytes += frame.len();
+            queue.frames.push_back(frame);
             was_empty
         };
         // Invariant: a non-empty queue always has a Wake pending or being handled before its `take`.

@@ -15,19 +15,25 @@
 //! Applications that mount [`Switchboard::configure`](crate::node::Switchboard::configure) into their own
 //! `HttpServer` keep the plain actix-web-actors path: same behaviour, more memory per socket.
 //!
-//! This module owns sockets and bytes only; it knows nothing of WAMP, sessions or the cluster.
+//! Both paths read through a [`Guarded`] input: the [`FrameGuard`] checks every frame header before any of its
+//! payload is buffered, and the ready server's writes are bounded in time (`websocket.write_timeout`): a socket
+//! that takes no bytes for that long is shut, even though its actor cannot run while the write waits.
+//!
+//! This module owns sockets and bytes only; it knows nothing of WAMP, sessions or the cluster: an accepted
+//! socket comes with any WebSocket actor to run ([`Accept::new`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use actix::{Actor, StreamHandler};
 use actix_codec::Framed;
 use actix_http::body::{self, BodySize};
 use actix_http::error::PayloadError;
@@ -40,12 +46,12 @@ use actix_web::dev::AppConfig;
 use actix_web::dev::ServiceResponse;
 use actix_web::web::{self, Bytes};
 use actix_web::App;
-use actix_web_actors::ws::WebsocketContext;
+use actix_web_actors::ws::{self, WebsocketContext};
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::connection::Connection;
+use crate::frame::{FrameGuard, Violation};
 
 /// Bytes read from a socket per system call. One buffer per worker thread, shared by all its sockets.
 const READ_CHUNK: usize = 16 * 1024;
@@ -54,6 +60,11 @@ const READ_CHUNK: usize = 16 * 1024;
 /// while the peer's own Close frame is still unread would make the kernel answer with a reset, which can
 /// destroy our Close frame before the peer reads it.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// HTTP connections (requests, keep-alive, handshakes in progress) one worker serves at once; more wait in the
+/// listen backlog. Accepted WebSockets leave this count at the hand-over (they are capped by
+/// `server.max_connections` instead), so together the two keep the node under its descriptor limit.
+const HTTP_CONNECTIONS_PER_WORKER: usize = 1024;
 
 /// The HTTP keep-alive, request-head and disconnect timeouts: actix-web's `HttpServer` defaults.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
@@ -69,12 +80,85 @@ thread_local! {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Direct;
 
+/// The outgoing bytes of a running WebSocket actor.
+type Frames = Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>;
+
 /// Attached to an accepted `/ws` response (101) by the handler: the actor to run on the socket.
 pub(crate) struct Accept {
-    /// The connection actor, not started yet.
-    pub(crate) connection: Connection,
-    /// Largest accepted WebSocket message, after reassembly of fragments.
-    pub(crate) max_message_size: usize,
+    start: Box<dyn FnOnce(Incoming) -> Frames>,
+    verdict: Verdict,
+}
+
+impl Accept {
+    /// Runs `actor` on the socket once the 101 is sent, reading through a [`Guarded`] input that refuses
+    /// messages over `max_message_size` at their header and reports violations to `verdict`.
+    pub(crate) fn new<A>(actor: A, max_message_size: usize, verdict: Verdict) -> Accept
+    where
+        A: Actor<Context = WebsocketContext<A>> + StreamHandler<Result<ws::Message, ws::ProtocolError>>,
+    {
+        let guarded = verdict.clone();
+        let start = move |incoming: Incoming| -> Frames {
+            let input = Guarded::new(incoming, max_message_size, guarded);
+            let codec = Codec::new().max_size(max_message_size);
+            Box::pin(WebsocketContext::with_codec(actor, input, codec))
+        };
+        Accept { start: Box::new(start), verdict }
+    }
+}
+
+/// Shared by a socket's [`Guarded`] input and its actor: the violation that ended the input, if one did.
+/// The guarded stream ends at a violation (after the frames before it); the actor then finds the reason here
+/// in `StreamHandler::finished` and closes with its code.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Verdict(Rc<Cell<Option<Violation>>>);
+
+impl Verdict {
+    /// The violation that ended the input, if any.
+    pub(crate) fn get(&self) -> Option<Violation> {
+        self.0.get()
+    }
+}
+
+/// A socket's inbound bytes after the [`FrameGuard`]: only bytes of acceptable frames reach the codec. At a
+/// violation the stream ends and the reason goes to the [`Verdict`]; the socket is not read any further.
+pub(crate) struct Guarded<S> {
+    inner: S,
+    guard: FrameGuard,
+    verdict: Verdict,
+    done: bool,
+}
+
+impl<S> Guarded<S> {
+    /// Guards `inner` with the message limit `max_message_size`.
+    pub(crate) fn new(inner: S, max_message_size: usize, verdict: Verdict) -> Guarded<S> {
+        Guarded { inner, guard: FrameGuard::new(max_message_size), verdict, done: false }
+    }
+}
+
+impl<S> Stream for Guarded<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        while !this.done {
+            let bytes = match ready!(this.inner.poll_next_unpin(cx)) {
+                Some(Ok(bytes)) => bytes,
+                other => return Poll::Ready(other),
+            };
+            let fed = this.guard.feed(&bytes);
+            if let Some(violation) = fed.violation {
+                this.verdict.0.set(Some(violation));
+                this.done = true;
+            }
+            if !fed.pass.is_empty() {
+                return Poll::Ready(Some(Ok(fed.pass)));
+            }
+        }
+        Poll::Ready(None)
+    }
 }
 
 /// The number of WebSockets a [`server`] is running, closing ones included: a graceful stop waits for it to
@@ -111,6 +195,8 @@ pub(crate) struct ServerOptions {
     pub(crate) workers: usize,
     /// How long a graceful stop waits for open connections.
     pub(crate) shutdown_timeout: Duration,
+    /// How long a WebSocket write may make no progress before the socket is shut.
+    pub(crate) write_timeout: Duration,
 }
 
 /// Builds the HTTP server on `listener`: every route of the `App` that `configure` sets up, plus the direct
@@ -124,7 +210,10 @@ where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
     let addr = listener.local_addr()?;
-    let mut builder = Server::build().disable_signals().shutdown_timeout(options.shutdown_timeout.as_secs().max(1));
+    let mut builder = Server::build()
+        .disable_signals()
+        .max_concurrent_connections(HTTP_CONNECTIONS_PER_WORKER)
+        .shutdown_timeout(options.shutdown_timeout.as_secs().max(1));
     if options.workers > 0 {
         builder = builder.workers(options.workers);
     }
@@ -149,7 +238,7 @@ where
                     let signal = signal.clone();
                     async move { signal.notified().await }
                 })
-                .upgrade(upgrade_service(upgrades, addr, open.clone()))
+                .upgrade(upgrade_service(upgrades, addr, open.clone(), options.write_timeout))
                 .finish(map_config(plain, move |_| app_config(addr)))
                 .tcp()
         })?
@@ -170,6 +259,7 @@ fn upgrade_service<I, S>(
     app: I,
     addr: SocketAddr,
     open: OpenSockets,
+    write_timeout: Duration,
 ) -> impl ServiceFactory<
     (Request, Framed<TcpStream, h1::Codec>),
     Config = (),
@@ -201,7 +291,7 @@ where
                         Ok(res) => res.into(),
                         Err(e) => e.error_response().into(),
                     };
-                    answer(framed, response, &open).await;
+                    answer(framed, response, &open, write_timeout).await;
                     Ok::<_, Infallible>(())
                 }
             }))
@@ -211,7 +301,12 @@ where
 
 /// Sends `response` on the upgraded request's connection: the 101 and then the WebSocket if the `/ws` handler
 /// accepted it, otherwise the response as it is and a close.
-async fn answer(mut framed: Framed<TcpStream, h1::Codec>, response: Response<BoxBody>, open: &OpenSockets) {
+async fn answer(
+    mut framed: Framed<TcpStream, h1::Codec>,
+    response: Response<BoxBody>,
+    open: &OpenSockets,
+    write_timeout: Duration,
+) {
     let (mut head, body) = response.into_parts();
     let accept = head.extensions_mut().remove::<Accept>();
     match accept {
@@ -225,7 +320,7 @@ async fn answer(mut framed: Framed<TcpStream, h1::Codec>, response: Response<Box
             // WebSocket lives in a task of its own sized for it.
             let parts = framed.into_parts();
             let leftover = Bytes::copy_from_slice(&parts.read_buf);
-            actix_web::rt::spawn(run(parts.io, leftover, accept, Open::new(open)));
+            actix_web::rt::spawn(run(parts.io, leftover, accept, write_timeout, Open::new(open)));
         }
         None => {
             // Our responses are small and complete (JSON errors, health): read the body whole, then send it.
@@ -247,36 +342,65 @@ async fn answer(mut framed: Framed<TcpStream, h1::Codec>, response: Response<Box
 
 /// Runs an accepted WebSocket until the actor stops and the socket is closed. `leftover` is what the HTTP parser
 /// had read past the request head (a client may send its first frame without waiting for the 101).
-async fn run(io: TcpStream, leftover: Bytes, accept: Accept, _open: Open) {
+async fn run(io: TcpStream, leftover: Bytes, accept: Accept, write_timeout: Duration, _open: Open) {
     let io = Rc::new(io);
     let incoming = Incoming { io: io.clone(), leftover: Some(leftover).filter(|b| !b.is_empty()), done: false };
-    let codec = Codec::new().max_size(accept.max_message_size);
+    let mut stalled = false;
+    let verdict = accept.verdict.clone();
     {
-        let mut frames = pin!(WebsocketContext::with_codec(accept.connection, incoming, codec));
+        let mut frames = (accept.start)(incoming);
         while let Some(frame) = frames.next().await {
             let written = match frame {
-                Ok(bytes) => write_all(&io, &bytes).await,
+                Ok(bytes) => write_all(&io, &bytes, write_timeout).await,
                 Err(e) => Err(io::Error::other(e.to_string())),
             };
             if let Err(e) = written {
-                // The actor learns of it through its input: the socket is gone, so reads end too.
-                log::debug!("WebSocket write failed: {e}");
+                // Dropping `frames` stops the actor (its `stopping` runs): the socket is gone or useless.
+                stalled = e.kind() == io::ErrorKind::TimedOut;
+                if stalled {
+                    log::info!("WebSocket closed: no write progress for {write_timeout:?} (slow consumer)");
+                } else {
+                    log::debug!("WebSocket write failed: {e}");
+                }
                 break;
             }
         }
     }
     // The actor and its `Incoming` are gone with `frames`, so this is the last reference.
     if let Ok(io) = Rc::try_unwrap(io) {
-        linger_close(io).await;
+        if stalled {
+            // Not even a close frame fits: reset the connection, so the kernel drops what it still holds for a
+            // client that does not read (a normal close would keep trying to deliver it).
+            // A zero linger never blocks (tokio deprecates `set_linger` for the non-zero, blocking case).
+            #[allow(deprecated)]
+            let _ = io.set_linger(Some(Duration::ZERO));
+            drop(io);
+        } else if verdict.get().is_some() {
+            refuse_close(io).await;
+        } else {
+            linger_close(io).await;
+        }
     }
 }
 
-/// Writes all of `bytes`, waiting for the socket to take them. While this waits, the actor is not polled:
-/// a reader that stops reading holds its sender back exactly as under actix-http (the bounded outbound queue
-/// and its slow-consumer close still apply).
-async fn write_all(io: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+/// Closes a socket whose input broke a rule without reading another byte: our side is shut (the close frame
+/// goes out first), the peer gets `CLOSE_LINGER` to read it, then the connection is dropped. What the peer sends
+/// meanwhile waits in the kernel's bounded receive buffer, never in ours.
+async fn refuse_close(mut io: TcpStream) {
+    if io.shutdown().await.is_ok() {
+        tokio::time::sleep(CLOSE_LINGER).await;
+    }
+}
+
+/// Writes all of `bytes`, waiting for the socket to take them; fails with `TimedOut` when the socket takes
+/// nothing for `timeout`. While this waits, the actor is not polled: its outbound queue (bounded in frames and
+/// bytes) is all that grows, and this timeout bounds how long.
+async fn write_all(io: &TcpStream, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {
     while !bytes.is_empty() {
-        io.writable().await?;
+        match tokio::time::timeout(timeout, io.writable()).await {
+            Ok(ready) => ready?,
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        }
         match io.try_write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
@@ -301,7 +425,7 @@ async fn linger_close(mut io: TcpStream) {
 
 /// The socket's incoming bytes, as the stream `WebsocketContext` decodes: first what the HTTP parser had already
 /// read, then whatever the socket has, read through the worker's scratch buffer.
-struct Incoming {
+pub(crate) struct Incoming {
     io: Rc<TcpStream>,
     leftover: Option<Bytes>,
     done: bool,

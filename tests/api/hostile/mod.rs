@@ -6,6 +6,10 @@
 // Each submodule uses the part of the harness its attack needs.
 #![allow(dead_code)]
 
+mod caps;
+mod frames;
+mod slow;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
