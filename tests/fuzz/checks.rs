@@ -7,18 +7,22 @@
 
 use std::sync::OnceLock;
 
+use actix_codec::Decoder;
+use actix_http::ws::Codec;
 use actix_web::cookie::{Cookie, CookieJar, Key};
+use bytes::{Bytes, BytesMut};
 use actix_web::test::TestRequest;
 use serde_json::Value;
 use switchboard::cluster::envelope::Envelope;
 use switchboard::config::CookieSecurity;
+use switchboard::frame::{FrameGuard, Violation};
 use switchboard::route::{RoutePattern, Router};
 use switchboard::session::bridge::session_key_from_cookie;
 use switchboard::wamp::{v1, v2};
 
 /// Every fuzz target, by the name of its `fuzz_targets/<name>.rs` and `corpus/<name>/`.
 pub const TARGETS: &[(&str, fn(&[u8]))] =
-    &[("v1", v1), ("v2", v2), ("envelope", envelope), ("cookie", cookie), ("route", route)];
+    &[("v1", v1), ("v2", v2), ("envelope", envelope), ("cookie", cookie), ("route", route), ("frame", frame)];
 
 /// WAMP v1 decoder: an accepted frame re-encodes to one that decodes to the same message.
 pub fn v1(data: &[u8]) {
@@ -149,4 +153,45 @@ fn segments(text: &str) -> impl Iterator<Item = &str> {
         Some((i, '/' | '.')) => [&part[..i], &part[i..]],
         _ => [part, ""],
     })
+}
+
+/// WebSocket frame guard: the first byte picks a chunk size (1–64), the second the message limit (125–380 bytes:
+/// never below the longest control frame, as `websocket.max_message_size` is at least 1,024),
+/// the rest is a client's byte stream. Fed in chunks or whole, the guard passes the same bytes and reports the
+/// same violation; what it passes is a prefix of the input and nothing passes after a violation; and actix's
+/// codec, limited alike, decodes what it passed without a protocol error (every fault is the guard's to answer).
+pub fn frame(data: &[u8]) {
+    let [chunk, max, ref stream @ ..] = *data else { return };
+    let chunk = 1 + usize::from(chunk) % 64;
+    let max = 125 + usize::from(max);
+    let input = Bytes::copy_from_slice(stream);
+
+    let whole = FrameGuard::new(max).feed(&input);
+    assert!(input.starts_with(&whole.pass), "passed bytes are a prefix of the input");
+
+    let mut guard = FrameGuard::new(max);
+    let mut passed = Vec::new();
+    let mut violation: Option<Violation> = None;
+    for piece in input.chunks(chunk) {
+        let fed = guard.feed(&Bytes::copy_from_slice(piece));
+        if violation.is_some() {
+            assert!(fed.pass.is_empty(), "nothing passes after a violation");
+            continue;
+        }
+        passed.extend_from_slice(&fed.pass);
+        violation = fed.violation;
+    }
+    assert_eq!(passed, whole.pass, "the same bytes pass whatever the split (chunks of {chunk})");
+    assert_eq!(violation, whole.violation, "the same violation whatever the split (chunks of {chunk})");
+    assert_eq!(guard.refused(), violation.is_some());
+
+    let mut codec = Codec::new().max_size(max);
+    let mut buffer = BytesMut::from(&passed[..]);
+    loop {
+        match codec.decode(&mut buffer) {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => panic!("the codec refused what the guard passed: {e}"),
+        }
+    }
 }
