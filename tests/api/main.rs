@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cluster;
+mod fuzz_corpus;
 mod helpers;
 mod hostile;
 mod lb;

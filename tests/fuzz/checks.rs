@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 use actix_codec::Decoder;
 use actix_http::ws::Codec;
 use actix_web::cookie::{Cookie, CookieJar, Key};
-use bytes::{Bytes, BytesMut};
 use actix_web::test::TestRequest;
+use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use switchboard::cluster::envelope::Envelope;
 use switchboard::config::CookieSecurity;
@@ -20,8 +20,11 @@ use switchboard::route::{RoutePattern, Router};
 use switchboard::session::bridge::session_key_from_cookie;
 use switchboard::wamp::{v1, v2};
 
+/// What a fuzz target runs on one input: panics on a failed check.
+pub type Check = fn(&[u8]);
+
 /// Every fuzz target, by the name of its `fuzz_targets/<name>.rs` and `corpus/<name>/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] =
+pub const TARGETS: &[(&str, Check)] =
     &[("v1", v1), ("v2", v2), ("envelope", envelope), ("cookie", cookie), ("route", route), ("frame", frame)];
 
 /// WAMP v1 decoder: an accepted frame re-encodes to one that decodes to the same message.
