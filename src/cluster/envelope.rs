@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::topic::{Publication, Publisher};
 use crate::wamp::filter::Filters;
-use crate::wamp::Id;
+use crate::wamp::{id, Id};
 
 /// The envelope version this build speaks.
 pub const VERSION: u32 = 1;
@@ -228,9 +228,13 @@ impl Envelope {
         }
         let body = match w.kind.as_str() {
             "publication" => Body::Publication {
-                id: w.id.ok_or_else(|| malformed("publication without id"))?,
+                // Both ids reach clients in EVENT frames, where only WAMP ids are valid.
+                id: w.id.filter(|v| id::is_valid(*v)).ok_or_else(|| malformed("publication without a valid id"))?,
                 topic: w.topic.ok_or_else(|| malformed("publication without topic"))?,
-                publisher: w.publisher,
+                publisher: match w.publisher {
+                    Some(p) if !id::is_valid(p.session) => return Err(malformed("publisher without a valid session")),
+                    publisher => publisher,
+                },
                 exclude_me: w.exclude_me,
                 disclose_me: w.disclose_me,
                 filters: w.filters,
@@ -332,6 +336,21 @@ mod tests {
         }
         let fine = br#"{"v":1,"origin":"n","kind":"publication","id":2,"topic":"t","args":[ 1 ],"kwargs":{}}"#;
         assert!(Envelope::decode(fine).is_ok());
+    }
+
+    #[test]
+    fn a_publication_id_or_publisher_session_outside_the_wamp_id_range_is_refused() {
+        // Found by the `envelope` fuzz target: `"id":0` became EVENT frames with publication 0, which clients
+        // refuse (WAMP ids are in [1, 2^53]).
+        for fields in
+            [r#""id":0"#, r#""id":9007199254740993"#, r#""id":1,"publisher":{"session":0,"authid":"a","authrole":"r"}"#]
+        {
+            let bytes = format!(r#"{{"v":1,"origin":"n","kind":"publication","topic":"t",{fields}}}"#);
+            assert!(
+                matches!(Envelope::decode(bytes.as_bytes()), Err(EnvelopeError::Malformed(_))),
+                "{fields} accepted"
+            );
+        }
     }
 
     #[test]
