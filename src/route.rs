@@ -65,6 +65,10 @@ impl RoutePattern {
                     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                         return Err(err("placeholder names are letters, digits and '_'"));
                     }
+                    if tokens.iter().any(|t| matches!(t, Token::Param(p) if p == name)) {
+                        // A second `{name}` would silently keep only the last segment it matched.
+                        return Err(err("each placeholder name may appear once"));
+                    }
                     Token::Param(name.to_owned())
                 }
                 p if p.contains('{') || p.contains('}') => {
@@ -206,6 +210,14 @@ mod tests {
         assert!(RoutePattern::parse("").is_err());
         assert!(RoutePattern::parse("chat/x{room}").is_err());
         assert!(RoutePattern::parse("chat/{ro-om}").is_err());
+    }
+
+    #[test]
+    fn a_placeholder_name_appears_once_per_pattern() {
+        // Found by the `route` fuzz target: `{a}/{a}` matched `x/y` and captured only the last segment.
+        let err = RoutePattern::parse("chat/{a}/{a}").unwrap_err();
+        assert_eq!(err.reason, "each placeholder name may appear once");
+        assert!(RoutePattern::parse("chat/{a}/{b}").is_ok());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::topic::{Publication, Publisher};
 use crate::wamp::filter::Filters;
-use crate::wamp::Id;
+use crate::wamp::{id, Id};
 
 /// The envelope version this build speaks.
 pub const VERSION: u32 = 1;
@@ -160,6 +160,16 @@ fn to_bytes(wire: &WireOut<'_>) -> Vec<u8> {
     serde_json::to_vec(wire).expect("envelope serialises")
 }
 
+/// A raw payload part, checked to be the JSON type EVENT frames splice it in as (`[` list, `{` dictionary):
+/// it is copied into frames unparsed, so a wrong type would reach clients as a frame they cannot decode.
+fn raw_payload(raw: Option<&RawValue>, open: char, wrong: &str) -> Result<Option<Box<RawValue>>, EnvelopeError> {
+    match raw {
+        // A raw value is held without the whitespace around it, so its first character is its type.
+        Some(raw) if !raw.get().starts_with(open) => Err(EnvelopeError::Malformed(wrong.to_owned())),
+        raw => Ok(raw.map(RawValue::to_owned)),
+    }
+}
+
 impl Envelope {
     /// Serialises a local publication for the other nodes, by reference.
     pub fn encode_publication(origin: &str, p: &Publication) -> Vec<u8> {
@@ -218,14 +228,18 @@ impl Envelope {
         }
         let body = match w.kind.as_str() {
             "publication" => Body::Publication {
-                id: w.id.ok_or_else(|| malformed("publication without id"))?,
+                // Both ids reach clients in EVENT frames, where only WAMP ids are valid.
+                id: w.id.filter(|v| id::is_valid(*v)).ok_or_else(|| malformed("publication without a valid id"))?,
                 topic: w.topic.ok_or_else(|| malformed("publication without topic"))?,
-                publisher: w.publisher,
+                publisher: match w.publisher {
+                    Some(p) if !id::is_valid(p.session) => return Err(malformed("publisher without a valid session")),
+                    publisher => publisher,
+                },
                 exclude_me: w.exclude_me,
                 disclose_me: w.disclose_me,
                 filters: w.filters,
-                args: w.args.map(RawValue::to_owned),
-                kwargs: w.kwargs.map(RawValue::to_owned),
+                args: raw_payload(w.args, '[', "publication args must be a list")?,
+                kwargs: raw_payload(w.kwargs, '{', "publication kwargs must be a dictionary")?,
             },
             "disconnect_user" => Body::DisconnectUser {
                 authid: w.authid.ok_or_else(|| malformed("disconnect_user without authid"))?,
@@ -307,6 +321,36 @@ mod tests {
         }
         let probe = br#"{"v":1,"origin":"n","kind":"probe","nonce":5}"#;
         assert!(matches!(Envelope::decode(probe).unwrap().body, Body::Probe { nonce: 5 }));
+    }
+
+    #[test]
+    fn a_payload_that_is_not_a_list_and_a_dictionary_is_refused() {
+        // Found by the `envelope` fuzz target: raw payloads were spliced into EVENT frames unchecked, so
+        // `"args":5` reached v2 clients as `[36,…,{},5]`, which they cannot decode.
+        for payload in [r#""args":5"#, r#""args":{}"#, r#""kwargs":[1]"#, r#""args":[],"kwargs":"x""#] {
+            let bytes = format!(r#"{{"v":1,"origin":"n","kind":"publication","id":2,"topic":"t",{payload}}}"#);
+            assert!(
+                matches!(Envelope::decode(bytes.as_bytes()), Err(EnvelopeError::Malformed(_))),
+                "{payload} accepted"
+            );
+        }
+        let fine = br#"{"v":1,"origin":"n","kind":"publication","id":2,"topic":"t","args":[ 1 ],"kwargs":{}}"#;
+        assert!(Envelope::decode(fine).is_ok());
+    }
+
+    #[test]
+    fn a_publication_id_or_publisher_session_outside_the_wamp_id_range_is_refused() {
+        // Found by the `envelope` fuzz target: `"id":0` became EVENT frames with publication 0, which clients
+        // refuse (WAMP ids are in [1, 2^53]).
+        for fields in
+            [r#""id":0"#, r#""id":9007199254740993"#, r#""id":1,"publisher":{"session":0,"authid":"a","authrole":"r"}"#]
+        {
+            let bytes = format!(r#"{{"v":1,"origin":"n","kind":"publication","topic":"t",{fields}}}"#);
+            assert!(
+                matches!(Envelope::decode(bytes.as_bytes()), Err(EnvelopeError::Malformed(_))),
+                "{fields} accepted"
+            );
+        }
     }
 
     #[test]

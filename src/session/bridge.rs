@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix_session::storage::{SessionKey, SessionStore};
 use actix_web::cookie::time::Duration as CookieDuration;
-use actix_web::cookie::{CookieJar, Key};
+use actix_web::cookie::{Cookie, CookieJar, Key};
 use actix_web::HttpRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -136,16 +136,7 @@ impl SessionBridge {
     /// The session key carried by the request's cookie: `Ok(None)` without a cookie, `Err` when the cookie
     /// fails verification.
     pub fn cookie_session_key(&self, req: &HttpRequest) -> Result<Option<String>, InvalidReason> {
-        let Some(cookie) = req.cookie(&self.settings.cookie_name) else { return Ok(None) };
-        let mut jar = CookieJar::new();
-        jar.add_original(cookie);
-        let verified = match self.settings.cookie_security {
-            CookieSecurity::Private => jar.private(&self.key).get(&self.settings.cookie_name),
-            CookieSecurity::Signed => jar.signed(&self.key).get(&self.settings.cookie_name),
-        };
-        let value = verified.ok_or(InvalidReason::Undecodable)?.value().to_owned();
-        SessionKey::try_from(value.clone()).map_err(|_| InvalidReason::Undecodable)?;
-        Ok(Some(value))
+        session_key_from_cookie(req.cookie(&self.settings.cookie_name), self.settings.cookie_security, &self.key)
     }
 
     fn session_key(key: &str) -> Result<SessionKey, StoreUnavailable> {
@@ -244,6 +235,28 @@ impl SessionBridge {
     }
 }
 
+/// The session key a session cookie carries (the cookie as `HttpRequest::cookie` parsed it from the `Cookie`
+/// header): `Ok(None)` without a cookie, `Err` when it fails verification (`signed`) or decryption (`private`)
+/// with `key`, or is not a valid actix-session key. Pure, so the fuzz target `cookie` drives it directly.
+#[doc(hidden)]
+pub fn session_key_from_cookie(
+    cookie: Option<Cookie<'static>>,
+    security: CookieSecurity,
+    key: &Key,
+) -> Result<Option<String>, InvalidReason> {
+    let Some(cookie) = cookie else { return Ok(None) };
+    let name = cookie.name().to_owned();
+    let mut jar = CookieJar::new();
+    jar.add_original(cookie);
+    let verified = match security {
+        CookieSecurity::Private => jar.private(key).get(&name),
+        CookieSecurity::Signed => jar.signed(key).get(&name),
+    };
+    let value = verified.ok_or(InvalidReason::Undecodable)?.value().to_owned();
+    SessionKey::try_from(value.clone()).map_err(|_| InvalidReason::Undecodable)?;
+    Ok(Some(value))
+}
+
 /// Why a session write failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SessionError {
@@ -337,5 +350,53 @@ impl SessionHandle {
             return Err(SessionError::Lost);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> Key {
+        Key::from(&[byte; 64])
+    }
+
+    /// The cookie the web app's actix-session middleware would set for `value`.
+    fn sealed(value: &str, security: CookieSecurity, key: &Key) -> Cookie<'static> {
+        let mut jar = CookieJar::new();
+        let cookie = Cookie::new("id", value.to_owned());
+        match security {
+            CookieSecurity::Private => jar.private_mut(key).add(cookie),
+            CookieSecurity::Signed => jar.signed_mut(key).add(cookie),
+        }
+        jar.get("id").expect("just added").clone()
+    }
+
+    #[test]
+    fn a_genuine_cookie_yields_its_session_key_in_both_modes() {
+        for security in [CookieSecurity::Private, CookieSecurity::Signed] {
+            let cookie = sealed("k3y", security, &key(1));
+            assert_eq!(session_key_from_cookie(Some(cookie), security, &key(1)), Ok(Some("k3y".into())));
+        }
+    }
+
+    #[test]
+    fn no_cookie_is_no_session_and_a_foreign_or_oversized_one_is_undecodable() {
+        assert_eq!(session_key_from_cookie(None, CookieSecurity::Private, &key(1)), Ok(None));
+        let other_key = sealed("k3y", CookieSecurity::Private, &key(2));
+        assert_eq!(
+            session_key_from_cookie(Some(other_key), CookieSecurity::Private, &key(1)),
+            Err(InvalidReason::Undecodable)
+        );
+        let other_mode = sealed("k3y", CookieSecurity::Signed, &key(1));
+        assert_eq!(
+            session_key_from_cookie(Some(other_mode), CookieSecurity::Private, &key(1)),
+            Err(InvalidReason::Undecodable)
+        );
+        let oversized = sealed(&"k".repeat(4065), CookieSecurity::Signed, &key(1));
+        assert_eq!(
+            session_key_from_cookie(Some(oversized), CookieSecurity::Signed, &key(1)),
+            Err(InvalidReason::Undecodable)
+        );
     }
 }

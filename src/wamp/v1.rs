@@ -226,10 +226,14 @@ impl Message {
             Message::Subscribe { topic } => json!([code::SUBSCRIBE, topic]),
             Message::Unsubscribe { topic } => json!([code::UNSUBSCRIBE, topic]),
             Message::Publish { topic, event, targets } => {
-                if targets.eligible.is_empty() && targets.exclude.is_empty() {
-                    json!([code::PUBLISH, topic, event, targets.exclude_me])
+                // The 4th element is excludeMe or an exclude list, not both: with an exclude list the list is
+                // written (leaving someone out matters more than sparing the publisher its own event).
+                let fourth =
+                    if targets.exclude.is_empty() { json!(targets.exclude_me) } else { json!(targets.exclude) };
+                if targets.eligible.is_empty() {
+                    json!([code::PUBLISH, topic, event, fourth])
                 } else {
-                    json!([code::PUBLISH, topic, event, targets.exclude, targets.eligible])
+                    json!([code::PUBLISH, topic, event, fourth, targets.eligible])
                 }
             }
             Message::Event { topic, event } => json!([code::EVENT, topic, event]),
@@ -364,6 +368,16 @@ mod tests {
             assert_eq!(Message::decode(&m.encode()).unwrap(), m);
         }
         assert_eq!(encode_event("t", "\"hi\""), r#"[8,"t","hi"]"#);
+    }
+
+    #[test]
+    fn publish_with_exclude_me_and_an_eligible_list_round_trips() {
+        // Found by the `v1` fuzz target: the encoder wrote `[]` for the 4th element whenever an eligible list
+        // was present, so excludeMe was lost.
+        let m = Message::decode(r#"[7,"t","x",true,["12"]]"#).unwrap();
+        assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+        let Message::Publish { targets, .. } = Message::decode(&m.encode()).unwrap() else { panic!() };
+        assert!(targets.exclude_me && targets.eligible == vec![12]);
     }
 
     #[test]

@@ -601,6 +601,15 @@ mod tests {
     }
 
     #[test]
+    fn numbers_in_a_payload_survive_decode_and_encode_unchanged() {
+        // Found by the `v1` fuzz target: without serde_json's `float_roundtrip`, a relayed float could come out
+        // one unit in the last place off (6.666666666666666e43 in, 6.666666666666667e43 out after a trip).
+        let frame = r#"[16,1,{},"t",[66666666666666666666666666666666666666666661,0.1,1e-7,-2.5e300]]"#;
+        let once = Message::decode(frame).unwrap();
+        assert_eq!(Message::decode(&once.encode()).unwrap(), once);
+    }
+
+    #[test]
     fn event_fast_path_matches_the_generic_encoder() {
         let args = Some(vec![json!("hi"), json!(2)]);
         let kwargs = None;
