@@ -8,16 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
-
-/// A masked client text frame (RFC 6455 §5.2), for payloads under 126 bytes.
-fn masked_text_frame(payload: &str) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mask = [0x12u8, 0x34, 0x56, 0x78];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
+use crate::hostile::frames::client_frame;
 
 /// Reads from `stream` until `needle` has been seen or `WAIT` passes; returns everything read.
 async fn read_until(stream: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
@@ -43,7 +34,7 @@ async fn a_frame_sent_together_with_the_handshake_is_not_lost() {
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
         Sec-WebSocket-Protocol: wamp.2.json\r\n\r\n"
         .to_vec();
-    bytes.extend(masked_text_frame(r#"[1,"realm1",{"roles":{"subscriber":{}}}]"#));
+    bytes.extend(client_frame(0x81, br#"[1,"realm1",{"roles":{"subscriber":{}}}]"#));
     // One write: the HELLO arrives in the same segment as the request head.
     stream.write_all(&bytes).await.unwrap();
     let seen = read_until(&mut stream, b"authid").await;

@@ -9,7 +9,7 @@
 mod access;
 mod caps;
 mod fanout;
-mod frames;
+pub mod frames;
 mod patterns;
 mod slow;
 
