@@ -42,7 +42,7 @@ pub const SERVER_AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION")
 
 /// actix-web-actors reports a text frame that is not UTF-8 as an I/O error carrying the `Utf8Error` text;
 /// every other I/O error means the peer went away.
-fn is_bad_utf8(error: &std::io::Error) -> bool {
+pub(crate) fn is_bad_utf8(error: &std::io::Error) -> bool {
     error.to_string().contains("utf-8")
 }
 
@@ -733,15 +733,17 @@ impl Connection {
         if self.state == State::Closing {
             return;
         }
-        if !self.limiter.take(1.0) {
+        let over = if !self.limiter.take(1.0) {
+            Some("message")
+        } else if !self.byte_limiter.take(text.len() as f64) {
+            Some("byte")
+        } else {
+            None
+        };
+        if let Some(what) = over {
             metrics::inc(&self.node.metrics().rate_limited_closes_total);
-            log::warn!("session {}: closed for exceeding the inbound message rate", self.session);
-            return self.close(ctx, CloseCode::Policy, "message rate limit exceeded");
-        }
-        if !self.byte_limiter.take(text.len() as f64) {
-            metrics::inc(&self.node.metrics().rate_limited_closes_total);
-            log::warn!("session {}: closed for exceeding the inbound byte rate", self.session);
-            return self.close(ctx, CloseCode::Policy, "byte rate limit exceeded");
+            log::warn!("session {}: closed for exceeding the inbound {what} rate", self.session);
+            return self.close(ctx, CloseCode::Policy, &format!("{what} rate limit exceeded"));
         }
         if self.node.settings().session.reload == ReloadPolicy::Message && self.web_key.is_some() {
             if self.waiting.len() >= MAX_WAITING_FOR_RELOAD {
