@@ -206,7 +206,7 @@ metrics! {
     counter session_store_errors_total = "session_store_errors",
     /// Time to load a session from the store (successful loads), in seconds.
     histogram session_resolve_seconds = "session_resolve_seconds",
-    /// Upgrades refused: 401 unauthenticated, 403 foreign origin, 503 store unavailable.
+    /// WebSocket upgrades refused before the socket opened (every `/ws` refusal: 400, 401, 403, 426, 429, 503).
     counter upgrades_refused_total = "upgrades_refused",
     /// Time to answer a client lookup (by session, user, role, count, list), in seconds: the registry round
     /// trip in cluster mode, the local index in embedded mode.

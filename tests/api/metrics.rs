@@ -223,3 +223,18 @@ async fn metrics_parse_strictly_and_count_connections_closes_lookups_and_queues_
     let expected: HashSet<&str> = switchboard::metrics::CloseReason::ALL.iter().map(|r| r.as_str()).collect();
     assert_eq!(reasons, expected, "every reason is shown, and nothing else");
 }
+
+#[test]
+fn the_readme_lists_every_family_and_every_close_reason() {
+    let readme = include_str!("../../README.md");
+    let section = readme.split("\n### Metrics\n").nth(1).expect("a Metrics section in the README");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let text = switchboard::metrics::Metrics::default().render();
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let family = line.split(' ').nth(2).unwrap().strip_prefix("switchboard_").unwrap();
+        assert!(section.contains(&format!("`{family}`")), "the README's Metrics section does not list {family}");
+    }
+    for reason in switchboard::metrics::CloseReason::ALL {
+        assert!(section.contains(&format!("`{}`", reason.as_str())), "the README does not list {reason:?}");
+    }
+}
