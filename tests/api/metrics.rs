@@ -5,8 +5,11 @@
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::json;
-use switchboard::client::{Frame, Socket};
-use switchboard::wamp::v2::Message;
+use std::time::Duration;
+
+use switchboard::client::{Frame, Socket, V2Session};
+use switchboard::wamp::{errors, v2::Message};
+use switchboard::{Disconnect, Switchboard};
 
 use crate::helpers::*;
 
@@ -237,4 +240,31 @@ fn the_readme_lists_every_family_and_every_close_reason() {
     for reason in switchboard::metrics::CloseReason::ALL {
         assert!(section.contains(&format!("`{}`", reason.as_str())), "the README does not list {reason:?}");
     }
+}
+
+#[actix_web::test]
+async fn closes_the_node_or_the_application_asks_for_are_counted_by_reason() {
+    let mut settings = test_settings();
+    settings.session.max_sockets_per_user = 1;
+    let app = spawn_with(Switchboard::builder(settings)).await;
+    let mut oldest = connect_as(&app, "bob").await;
+    let mut newest = connect_as(&app, "bob").await;
+    assert_eq!(oldest.socket.expect_close(WAIT).await.unwrap().0, 1008);
+    let kick = |reason: &str| Disconnect { code: 1008, reason: reason.to_owned(), message: "bye".to_owned() };
+    assert_eq!(app.node.clients().disconnect_user("bob", kick(errors::KICKED)).await.unwrap(), 1);
+    assert_eq!(newest.socket.expect_close(WAIT).await.unwrap().0, 1008);
+    // A reason URI the application makes up is still one of the bounded label values.
+    let mut carol = connect_as(&app, "carol").await;
+    app.node.clients().disconnect_user("carol", kick("com.example.\nforged")).await.unwrap();
+    assert_eq!(carol.socket.expect_close(WAIT).await.unwrap().0, 1008);
+    let mut last = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    app.node.close_all_connections(Duration::from_secs(2)).await;
+    assert_eq!(last.socket.expect_close(WAIT).await.unwrap().0, 1001);
+    eventually("every close is counted", || {
+        [("too_many_sockets", 1), ("kicked", 2), ("shutdown", 1)]
+            .iter()
+            .all(|(reason, n)| closed_for(&app, reason) == *n)
+    })
+    .await;
+    assert!(!app.node.metrics().render().contains("forged"));
 }
