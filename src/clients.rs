@@ -5,6 +5,7 @@
 //! cluster-wide, in one round trip (see `cluster/registry.rs`). Lookups follow GosWebSocketBundle's
 //! ClientManipulator (`get_client`, `find_by_username`, `find_all_by_username`, `find_by_roles`, `get_all`).
 //! If Redis cannot answer a lookup, it answers for this node only and logs a warning: a lookup never fails.
+//! Every lookup is timed in `switchboard_registry_lookup_seconds`.
 //! Delivery goes through the broker (publications) or connections' control mailboxes ([`Disconnect`]).
 
 use std::collections::{HashMap, HashSet};

@@ -5,7 +5,9 @@
 //! counters of its outbound queue. Protocol rules come from the pure codecs in `wamp/`; delivery goes
 //! through the broker; the client index learns of the session once it is established and forgets it in
 //! `stopping`. Every way a client can misbehave ends in a defined answer (WAMP ERROR/ABORT, or a close
-//! code), catalogued in the README (Protocol → "Bad input: the defined answer to each case").
+//! code), catalogued in the README (Protocol → "Bad input: the defined answer to each case"). Whatever ends a
+//! connection, it is counted once in `switchboard_connections_closed_total`, under the first reason it closed
+//! for (`close` records it, `stopped` counts it). Client input in its log lines goes through `logfmt::Escaped`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
