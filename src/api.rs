@@ -5,7 +5,8 @@
 //! negotiation (400), and the web session — resolved here, before the connection actor exists, so no WAMP
 //! message is ever handled without a known identity, a rejected session can get HTTP 401 and a store
 //! failure HTTP 503. A client offering neither `wamp.2.json` nor `wamp` gets 400 and a JSON body saying what
-//! to offer: WAMP requires a negotiated subprotocol, and guessing one would hide client bugs.
+//! to offer: WAMP requires a negotiated subprotocol, and guessing one would hide client bugs. A refusal quotes
+//! the client's Origin or subprotocol offer as an excerpt (at most 64 characters); logs show it escaped.
 
 use actix_web::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION};
 use actix_web::http::StatusCode;
@@ -15,10 +16,12 @@ use serde_json::json;
 
 use crate::config::{OnTooMany, Unauthenticated};
 use crate::connection::Connection;
+use crate::logfmt::Escaped;
 use crate::metrics;
 use crate::node::Switchboard;
 use crate::session::AuthMethod;
 use crate::transport;
+use crate::wamp::errors::excerpt;
 use crate::wamp::Protocol;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: Switchboard) {
@@ -96,11 +99,12 @@ async fn websocket(
     };
     if !origin_allowed(&req, &node.settings().server.allowed_origins) {
         let origin = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?");
-        log::info!("refused WebSocket from origin {origin}");
-        return Ok(refuse(&node, StatusCode::FORBIDDEN, format!("origin '{origin}' is not allowed")));
+        log::info!("refused WebSocket from origin {}", Escaped(origin));
+        return Ok(refuse(&node, StatusCode::FORBIDDEN, format!("origin '{}' is not allowed", excerpt(origin))));
     }
     let offer = req.headers().get(SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(protocol) = Protocol::negotiate(offer) else {
+        let offer = excerpt(offer);
         let message =
             format!("unsupported WebSocket subprotocol '{offer}': offer wamp.2.json (WAMP v2) or wamp (WAMP v1)");
         return Ok(refuse(&node, StatusCode::BAD_REQUEST, message));

@@ -5,11 +5,13 @@
 //! cluster-wide, in one round trip (see `cluster/registry.rs`). Lookups follow GosWebSocketBundle's
 //! ClientManipulator (`get_client`, `find_by_username`, `find_all_by_username`, `find_by_roles`, `get_all`).
 //! If Redis cannot answer a lookup, it answers for this node only and logs a warning: a lookup never fails.
+//! Every lookup is timed in `switchboard_registry_lookup_seconds`.
 //! Delivery goes through the broker (publications) or connections' control mailboxes ([`Disconnect`]).
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use futures_util::future::{BoxFuture, FutureExt};
@@ -19,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::cluster::backplane::{Backplane, BackplaneError};
 use crate::cluster::envelope::Body;
 use crate::cluster::registry::{RedisRegistry, RegistryError, Write};
+use crate::metrics::Metrics;
 use crate::session::AuthMethod;
 use crate::topic::broker::{Broker, Publish, Subscribers};
 use crate::topic::{Payload, Publication};
@@ -166,6 +169,7 @@ pub struct ClientManipulator {
     broker: Addr<Broker>,
     backplane: Backplane,
     node: Arc<str>,
+    metrics: Arc<Metrics>,
 }
 
 impl ClientManipulator {
@@ -175,8 +179,17 @@ impl ClientManipulator {
         broker: Addr<Broker>,
         backplane: Backplane,
         node: &str,
+        metrics: Arc<Metrics>,
     ) -> ClientManipulator {
-        ClientManipulator { local, registry, broker, backplane, node: Arc::from(node) }
+        ClientManipulator { local, registry, broker, backplane, node: Arc::from(node), metrics }
+    }
+
+    /// Runs a lookup, observing how long it took in `switchboard_registry_lookup_seconds`.
+    async fn timed<T>(&self, lookup: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let answer = lookup.await;
+        self.metrics.registry_lookup_seconds.observe(started.elapsed().as_secs_f64());
+        answer
     }
 
     fn written(&self, write: Write) {
@@ -268,75 +281,98 @@ impl ClientManipulator {
 
     /// The session with this id, if connected (anywhere in the cluster).
     pub async fn get_client(&self, session: Id) -> Option<ClientInfo> {
-        let local = || self.local.read().get(&session).map(|e| e.info.clone());
-        match &self.registry {
-            Registry::Memory => local(),
-            Registry::Redis(r) => self.fallback("get_client", r.get_client(session).await, local),
-        }
+        self.timed(async {
+            let local = || self.local.read().get(&session).map(|e| e.info.clone());
+            match &self.registry {
+                Registry::Memory => local(),
+                Registry::Redis(r) => self.fallback("get_client", r.get_client(session).await, local),
+            }
+        })
+        .await
     }
 
     /// Every session of `username`.
     pub async fn find_all_by_username(&self, username: &str) -> Vec<ClientInfo> {
-        let local = || self.local.collect(|c| c.authid == username);
-        match &self.registry {
-            Registry::Memory => local(),
-            Registry::Redis(r) => self.fallback("find_all_by_username", r.find_all_by_username(username).await, local),
-        }
+        self.timed(async {
+            let local = || self.local.collect(|c| c.authid == username);
+            match &self.registry {
+                Registry::Memory => local(),
+                Registry::Redis(r) => {
+                    self.fallback("find_all_by_username", r.find_all_by_username(username).await, local)
+                }
+            }
+        })
+        .await
     }
 
     /// Sessions of `username` among the (exact) subscribers of `topic` (Gos `findByUsername`).
     pub async fn find_by_username(&self, topic: &str, username: &str) -> Vec<ClientInfo> {
-        if let Registry::Redis(r) = &self.registry {
-            match r.find_by_username(topic, username).await {
-                Ok(found) => return found,
-                Err(e) => log::warn!("find_by_username: {e}; answering for node {} only", self.node),
+        self.timed(async {
+            if let Registry::Redis(r) = &self.registry {
+                match r.find_by_username(topic, username).await {
+                    Ok(found) => return found,
+                    Err(e) => log::warn!("find_by_username: {e}; answering for node {} only", self.node),
+                }
             }
-        }
-        let subscribers = self.broker.send(Subscribers(topic.to_owned())).await.unwrap_or_default();
-        let sessions: Vec<Id> = subscribers.into_iter().filter(|(_, a)| a == username).map(|(s, _)| s).collect();
-        self.local.collect(|c| sessions.contains(&c.session))
+            let subscribers = self.broker.send(Subscribers(topic.to_owned())).await.unwrap_or_default();
+            let sessions: Vec<Id> = subscribers.into_iter().filter(|(_, a)| a == username).map(|(s, _)| s).collect();
+            self.local.collect(|c| sessions.contains(&c.session))
+        })
+        .await
     }
 
     /// Sessions holding at least one of `roles`.
     pub async fn find_by_roles(&self, roles: &[&str]) -> Vec<ClientInfo> {
-        let local = || self.local.collect(|c| c.authroles.iter().any(|r| roles.contains(&r.as_str())));
-        match &self.registry {
-            Registry::Memory => local(),
-            Registry::Redis(r) => self.fallback("find_by_roles", r.find_by_roles(roles).await, local),
-        }
+        self.timed(async {
+            let local = || self.local.collect(|c| c.authroles.iter().any(|r| roles.contains(&r.as_str())));
+            match &self.registry {
+                Registry::Memory => local(),
+                Registry::Redis(r) => self.fallback("find_by_roles", r.find_by_roles(roles).await, local),
+            }
+        })
+        .await
     }
 
     /// How many sessions there are (cluster-wide), or how many hold at least one of `roles`. Answered from
     /// counts kept as sessions come and go, never by reading the sessions.
     pub async fn count(&self, roles: Option<&[String]>) -> usize {
-        let local = || match roles {
-            None => self.local.len(),
-            Some(roles) => self.local.count_with_roles(roles),
-        };
-        match &self.registry {
-            Registry::Memory => local(),
-            Registry::Redis(r) => self.fallback("count", r.count(roles).await, local),
-        }
+        self.timed(async {
+            let local = || match roles {
+                None => self.local.len(),
+                Some(roles) => self.local.count_with_roles(roles),
+            };
+            match &self.registry {
+                Registry::Memory => local(),
+                Registry::Redis(r) => self.fallback("count", r.count(roles).await, local),
+            }
+        })
+        .await
     }
 
     /// One page of session ids (cluster-wide), in id order: up to `limit` ids greater than `after` (0 for the
     /// first page), optionally only sessions holding at least one of `roles`. A page shorter than `limit` is
     /// the last one; otherwise ask again with `after` = the page's last id.
     pub async fn session_ids(&self, roles: Option<&[String]>, after: Id, limit: usize) -> Vec<Id> {
-        let local = || self.local.page(roles, after, limit);
-        match &self.registry {
-            Registry::Memory => local(),
-            Registry::Redis(r) => self.fallback("session_ids", r.page(roles, after, limit).await, local),
-        }
+        self.timed(async {
+            let local = || self.local.page(roles, after, limit);
+            match &self.registry {
+                Registry::Memory => local(),
+                Registry::Redis(r) => self.fallback("session_ids", r.page(roles, after, limit).await, local),
+            }
+        })
+        .await
     }
 
     /// Every session, optionally without anonymous ones.
     pub async fn get_all(&self, include_anonymous: bool) -> Vec<ClientInfo> {
-        let all = match &self.registry {
-            Registry::Memory => self.local.collect(|_| true),
-            Registry::Redis(r) => self.fallback("get_all", r.get_all().await, || self.local.collect(|_| true)),
-        };
-        all.into_iter().filter(|c| include_anonymous || !c.is_anonymous()).collect()
+        self.timed(async {
+            let all = match &self.registry {
+                Registry::Memory => self.local.collect(|_| true),
+                Registry::Redis(r) => self.fallback("get_all", r.get_all().await, || self.local.collect(|_| true)),
+            };
+            all.into_iter().filter(|c| include_anonymous || !c.is_anonymous()).collect()
+        })
+        .await
     }
 
     /// Publishes `payload` on `topic` from the server, with Gos-style session-id filters. Returns the

@@ -5,7 +5,9 @@
 //! counters of its outbound queue. Protocol rules come from the pure codecs in `wamp/`; delivery goes
 //! through the broker; the client index learns of the session once it is established and forgets it in
 //! `stopping`. Every way a client can misbehave ends in a defined answer (WAMP ERROR/ABORT, or a close
-//! code), catalogued in the README (Protocol → "Bad input: the defined answer to each case").
+//! code), catalogued in the README (Protocol → "Bad input: the defined answer to each case"). Whatever ends a
+//! connection, it is counted once in `switchboard_connections_closed_total`, under the first reason it closed
+//! for (`close` records it, `stopped` counts it). Client input in its log lines goes through `logfmt::Escaped`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -13,13 +15,14 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use actix_http::ws::Item;
-use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
+use actix_web_actors::ws::{self, CloseCode, ProtocolError};
 use serde_json::{json, Map, Value};
 
 use crate::caps::Slot;
 use crate::clients::{ClientInfo, Disconnect};
 use crate::config::{OnRevoked, ReloadPolicy};
-use crate::metrics;
+use crate::logfmt::Escaped;
+use crate::metrics::{self, CloseReason};
 use crate::node::Switchboard;
 use crate::outbox::{Outbox, OutboxState, Wake};
 use crate::rpc::{Call, CallError, CallResult};
@@ -44,6 +47,16 @@ pub const SERVER_AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION")
 /// every other I/O error means the peer went away.
 pub(crate) fn is_bad_utf8(error: &std::io::Error) -> bool {
     error.to_string().contains("utf-8")
+}
+
+/// What `/metrics` counts a [`Disconnect`] under, by its WAMP reason URI (any reason an application makes up
+/// counts as `kicked`: label values never come from outside the code).
+fn disconnect_reason(uri: &str) -> CloseReason {
+    match uri {
+        errors::SYSTEM_SHUTDOWN => CloseReason::Shutdown,
+        errors::TOO_MANY_SOCKETS => CloseReason::TooManySockets,
+        _ => CloseReason::Kicked,
+    }
 }
 
 /// Longest a WELCOME or SUBSCRIBED waits for the cluster registry to confirm the write.
@@ -142,6 +155,8 @@ pub struct Connection {
     _slot: Slot,
     /// The logged-in user this socket counts for under `session.max_sockets_per_user`.
     counted_user: Option<String>,
+    /// Why the connection is closing, once it is (counted in `/metrics` when the actor stops).
+    closed_for: Option<CloseReason>,
 }
 
 impl Connection {
@@ -167,7 +182,7 @@ impl Connection {
             protocol,
             state: State::AwaitingHello,
             registered: false,
-            outbox: OutboxState::new(ws.outbound_queue, ws.outbound_bytes),
+            outbox: OutboxState::new(ws.outbound_queue, ws.outbound_bytes, node.metrics().outbound_queue_bytes.clone()),
             subscriptions: HashMap::new(),
             by_id: HashMap::new(),
             prefixes: v1::Prefixes::default(),
@@ -179,6 +194,7 @@ impl Connection {
             verdict,
             _slot: slot,
             counted_user: None,
+            closed_for: None,
             node,
         }
     }
@@ -212,28 +228,35 @@ impl Connection {
         ctx.text(message.encode());
     }
 
-    /// Closes the socket with `code` and a reason (truncated to what a close frame holds) and stops.
-    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, reason: &str) {
+    /// Closes the socket with `code` and a reason (truncated to what a close frame holds) and stops; `why` is
+    /// what `/metrics` counts it under.
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: CloseReason, code: CloseCode, reason: &str) {
         if self.state == State::Closing {
             return;
         }
         self.state = State::Closing;
+        self.closed_for = Some(why);
         let mut end = reason.len().min(MAX_CLOSE_REASON);
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
-        ctx.close(Some(CloseReason { code, description: Some(reason[..end].to_owned()) }));
+        ctx.close(Some(ws::CloseReason { code, description: Some(reason[..end].to_owned()) }));
         ctx.stop();
     }
 
     /// A protocol violation: v2 gets ABORT first; both get close 1002.
     fn violation(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: &str) {
         metrics::inc(&self.node.metrics().protocol_errors_total);
-        log::debug!("session {}: protocol violation: {message}", self.session);
+        self.abort(ctx, CloseReason::ProtocolError, message);
+    }
+
+    /// Ends the session for breaking the protocol's rules (`why`): v2 gets ABORT first; both get close 1002.
+    fn abort(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: CloseReason, message: &str) {
+        log::debug!("session {}: protocol violation: {}", self.session, Escaped(message));
         if self.protocol == Protocol::V2 && self.state != State::Closing {
             self.send_v2(ctx, v2::Message::abort(errors::PROTOCOL_VIOLATION, message));
         }
-        self.close(ctx, CloseCode::Protocol, message);
+        self.close(ctx, why, CloseCode::Protocol, message);
     }
 
     /// Counts this socket for its user under `session.max_sockets_per_user` (logged-in users only: an anonymous
@@ -246,7 +269,7 @@ impl Connection {
         let oldest = self.node.caps().join_user(&authid, self.session, ctx.address().recipient());
         for control in oldest {
             let max = self.node.settings().session.max_sockets_per_user;
-            log::info!("user {authid}: more than {max} sockets, closing the oldest");
+            log::info!("user {}: more than {max} sockets, closing the oldest", Escaped(&authid));
             control.do_send(Disconnect {
                 code: u16::from(CloseCode::Policy),
                 reason: errors::TOO_MANY_SOCKETS.to_owned(),
@@ -268,7 +291,8 @@ impl Connection {
         let registered = self.node.clients().register(self.client_info(), ctx.address().recipient());
         self.registered = true;
         metrics::add(&self.node.metrics().sessions, 1);
-        log::debug!("session {} established ({}, {})", self.session, self.protocol.token(), self.identity.authid);
+        let authid = Escaped(&self.identity.authid);
+        log::debug!("session {} established ({}, {authid})", self.session, self.protocol.token());
         // In cluster mode, greet once the registry has the session (bounded): WELCOME means findable everywhere.
         // `wait` holds every other message of this actor meanwhile, so nothing overtakes the WELCOME.
         match registered {
@@ -487,7 +511,7 @@ impl Connection {
             let expected = &self.node.settings().server.realm;
             if !expected.is_empty() && &realm != expected {
                 self.send_v2(ctx, M::abort(errors::NO_SUCH_REALM, format!("no realm '{}'", excerpt(&realm))));
-                return self.close(ctx, CloseCode::Normal, "no such realm");
+                return self.close(ctx, CloseReason::NoSuchRealm, CloseCode::Normal, "no such realm");
             }
             if !uri::is_valid_v2(&realm) {
                 return self.violation(ctx, "HELLO realm is not a valid URI");
@@ -498,9 +522,9 @@ impl Connection {
             M::Hello { .. } => self.violation(ctx, "HELLO received on an established session"),
             M::Goodbye { .. } => {
                 self.send_v2(ctx, M::goodbye(errors::GOODBYE_AND_OUT, "goodbye"));
-                self.close(ctx, CloseCode::Normal, "goodbye");
+                self.close(ctx, CloseReason::Goodbye, CloseCode::Normal, "goodbye");
             }
-            M::Abort { .. } => self.close(ctx, CloseCode::Normal, "aborted by client"),
+            M::Abort { .. } => self.close(ctx, CloseReason::ClientAbort, CloseCode::Normal, "aborted by client"),
             M::Subscribe { request, options, topic } => {
                 let reply_error = |this: &Self, ctx: &mut ws::WebsocketContext<Self>, error: &str, msg: String| {
                     this.send_v2(ctx, M::error(code::SUBSCRIBE, request, error, msg))
@@ -578,7 +602,11 @@ impl Connection {
                     (Err((error, msg)), true) => self.send_v2(ctx, M::error(code::PUBLISH, request, &error, msg)),
                     (Err((error, msg)), false) => {
                         metrics::inc(&self.node.metrics().protocol_errors_total);
-                        log::debug!("session {}: unacknowledged publish refused: {error}: {msg}", self.session);
+                        log::debug!(
+                            "session {}: unacknowledged publish refused: {error}: {}",
+                            self.session,
+                            Escaped(&msg)
+                        );
                     }
                 }
             }
@@ -633,7 +661,7 @@ impl Connection {
                     Err(e @ v1::PrefixError::TooLong) => self.v1_refused(&e.to_string()),
                     Err(e @ v1::PrefixError::TooMany { .. }) => {
                         metrics::inc(&self.node.metrics().protocol_errors_total);
-                        self.close(ctx, CloseCode::Policy, &e.to_string());
+                        self.close(ctx, CloseReason::LimitExceeded, CloseCode::Policy, &e.to_string());
                     }
                 }
             }
@@ -705,7 +733,7 @@ impl Connection {
     /// WAMP v1 has no reply for a refused SUBSCRIBE or PUBLISH: it is dropped, logged and counted.
     fn v1_refused(&self, message: &str) {
         metrics::inc(&self.node.metrics().protocol_errors_total);
-        log::debug!("session {}: v1 request refused: {message}", self.session);
+        log::debug!("session {}: v1 request refused: {}", self.session, Escaped(message));
     }
 
     fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
@@ -714,18 +742,17 @@ impl Connection {
         }
         if self.last_seen.elapsed() > self.node.settings().websocket.idle_timeout {
             log::debug!("session {}: idle timeout", self.session);
-            return self.close(ctx, CloseCode::Away, "idle timeout");
+            return self.close(ctx, CloseReason::IdleTimeout, CloseCode::Away, "idle timeout");
         }
         ctx.ping(b"");
     }
 
     fn close_slow_consumer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if self.state != State::Closing {
-            metrics::inc(&self.node.metrics().slow_consumer_closes_total);
             let (frames, bytes) = self.outbox.pending();
             log::warn!("session {}: closed as a slow consumer ({frames} frames, {bytes} bytes queued)", self.session);
         }
-        self.close(ctx, CloseCode::Policy, "slow consumer: outbound queue full");
+        self.close(ctx, CloseReason::SlowConsumer, CloseCode::Policy, "slow consumer: outbound queue full");
     }
 
     /// Handles a complete inbound text message.
@@ -741,13 +768,14 @@ impl Connection {
             None
         };
         if let Some(what) = over {
-            metrics::inc(&self.node.metrics().rate_limited_closes_total);
             log::warn!("session {}: closed for exceeding the inbound {what} rate", self.session);
-            return self.close(ctx, CloseCode::Policy, &format!("{what} rate limit exceeded"));
+            let reason = format!("{what} rate limit exceeded");
+            return self.close(ctx, CloseReason::RateLimited, CloseCode::Policy, &reason);
         }
         if self.node.settings().session.reload == ReloadPolicy::Message && self.web_key.is_some() {
             if self.waiting.len() >= MAX_WAITING_FOR_RELOAD {
-                return self.close(ctx, CloseCode::Policy, "too many messages waiting for the session store");
+                let reason = "too many messages waiting for the session store";
+                return self.close(ctx, CloseReason::LimitExceeded, CloseCode::Policy, reason);
             }
             self.waiting.push_back(text.to_owned());
             self.reload(ctx, StoreErrorPolicy::Close);
@@ -773,7 +801,8 @@ impl Connection {
                 (Ok(state), _) => this.apply_state(ctx, state),
                 (Err(e), StoreErrorPolicy::Close) => {
                     log::warn!("session {}: {e}", this.session);
-                    return this.close(ctx, CloseCode::Error, "session store unavailable");
+                    let reason = "session store unavailable";
+                    return this.close(ctx, CloseReason::SessionStoreUnavailable, CloseCode::Error, reason);
                 }
                 (Err(e), StoreErrorPolicy::KeepSocket) => {
                     log::warn!("session {}: revalidation skipped: {e}", this.session)
@@ -808,7 +837,7 @@ impl Connection {
 
     /// The socket's user changed (role change, login after connect, downgrade): index and topics follow.
     fn reidentify(&mut self, ctx: &mut ws::WebsocketContext<Self>, identity: Identity) {
-        log::info!("session {}: identity now {} {:?}", self.session, identity.authid, identity.authroles);
+        log::info!("session {}: identity now {} {:?}", self.session, Escaped(&identity.authid), identity.authroles);
         self.identity = identity;
         self.uncount_user();
         self.count_user(ctx);
@@ -839,7 +868,7 @@ impl Connection {
                 if self.protocol == Protocol::V2 && self.state == State::Established {
                     self.send_v2(ctx, v2::Message::goodbye(errors::SESSION_REVOKED, "session expired or logged out"));
                 }
-                self.close(ctx, CloseCode::Policy, "session expired or logged out");
+                self.close(ctx, CloseReason::SessionRevoked, CloseCode::Policy, "session expired or logged out");
             }
             OnRevoked::Anonymous => {
                 if gone {
@@ -870,10 +899,14 @@ impl Connection {
     fn on_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>, item: Item) {
         let max = self.node.settings().websocket.max_message_size;
         let (bytes, last) = match item {
-            Item::FirstBinary(_) => return self.close(ctx, CloseCode::Unsupported, "binary frames are not supported"),
+            Item::FirstBinary(_) => {
+                let reason = "binary frames are not supported";
+                return self.close(ctx, CloseReason::ProtocolError, CloseCode::Unsupported, reason);
+            }
             Item::FirstText(b) => {
                 if self.fragments.is_some() {
-                    return self.close(ctx, CloseCode::Protocol, "new message started inside a fragmented one");
+                    let reason = "new message started inside a fragmented one";
+                    return self.close(ctx, CloseReason::ProtocolError, CloseCode::Protocol, reason);
                 }
                 self.fragments = Some(Vec::new());
                 (b, false)
@@ -882,17 +915,21 @@ impl Connection {
             Item::Last(b) => (b, true),
         };
         let Some(buffer) = self.fragments.as_mut() else {
-            return self.close(ctx, CloseCode::Protocol, "continuation frame without a first frame");
+            let reason = "continuation frame without a first frame";
+            return self.close(ctx, CloseReason::ProtocolError, CloseCode::Protocol, reason);
         };
         if buffer.len() + bytes.len() > max {
-            return self.close(ctx, CloseCode::Size, &format!("message larger than {max} bytes"));
+            let reason = format!("message larger than {max} bytes");
+            return self.close(ctx, CloseReason::MessageTooBig, CloseCode::Size, &reason);
         }
         buffer.extend_from_slice(&bytes);
         if last {
             let buffer = self.fragments.take().unwrap_or_default();
             match String::from_utf8(buffer) {
                 Ok(text) => self.on_message(ctx, &text),
-                Err(_) => self.close(ctx, CloseCode::Invalid, "text message is not valid UTF-8"),
+                Err(_) => {
+                    self.close(ctx, CloseReason::ProtocolError, CloseCode::Invalid, "text message is not valid UTF-8")
+                }
             }
         }
     }
@@ -903,7 +940,7 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         metrics::add(&self.node.metrics().connections, 1);
-        metrics::inc(&self.node.metrics().connections_total);
+        metrics::inc(&self.node.metrics().connections_accepted);
         self.count_user(ctx);
         let ws = &self.node.settings().websocket;
         ctx.run_interval(ws.ping_interval, |this, ctx| this.heartbeat(ctx));
@@ -919,7 +956,7 @@ impl Actor for Connection {
             Protocol::V2 => {
                 ctx.run_later(ws.hello_timeout, |this, ctx| {
                     if this.state == State::AwaitingHello {
-                        this.violation(ctx, "no HELLO received in time");
+                        this.abort(ctx, CloseReason::HelloTimeout, "no HELLO received in time");
                     }
                 });
             }
@@ -944,6 +981,9 @@ impl Actor for Connection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         metrics::add(&self.node.metrics().connections, -1);
+        // Ended without a reason of its own: the transport gave up on writing, or the peer just went away.
+        let stalled = self.verdict.write_stalled().then_some(CloseReason::WriteTimeout);
+        self.node.metrics().closed(self.closed_for.or(stalled).unwrap_or(CloseReason::ConnectionLost));
     }
 }
 
@@ -953,14 +993,15 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
         match item {
             Ok(ws::Message::Text(text)) => {
                 if self.fragments.is_some() {
-                    return self.close(ctx, CloseCode::Protocol, "text frame inside a fragmented message");
+                    let reason = "text frame inside a fragmented message";
+                    return self.close(ctx, CloseReason::ProtocolError, CloseCode::Protocol, reason);
                 }
                 self.on_message(ctx, &text)
             }
             Ok(ws::Message::Binary(_)) => {
                 metrics::inc(&self.node.metrics().protocol_errors_total);
                 let reason = format!("binary frames are not supported on {}", self.protocol.token());
-                self.close(ctx, CloseCode::Unsupported, &reason)
+                self.close(ctx, CloseReason::ProtocolError, CloseCode::Unsupported, &reason)
             }
             Ok(ws::Message::Continuation(item)) => self.on_fragment(ctx, item),
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
@@ -968,6 +1009,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
             Ok(ws::Message::Close(reason)) => {
                 if self.state != State::Closing {
                     self.state = State::Closing;
+                    self.closed_for = Some(CloseReason::ClientClose);
                     ctx.close(reason);
                 }
                 ctx.stop();
@@ -982,12 +1024,17 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
                 let max = self.node.settings().websocket.max_message_size;
                 match error {
                     ProtocolError::Overflow => {
-                        self.close(ctx, CloseCode::Size, &format!("message larger than {max} bytes"))
+                        let reason = format!("message larger than {max} bytes");
+                        self.close(ctx, CloseReason::MessageTooBig, CloseCode::Size, &reason)
                     }
                     ProtocolError::Io(e) if is_bad_utf8(&e) => {
-                        self.close(ctx, CloseCode::Invalid, "text message is not valid UTF-8")
+                        let reason = "text message is not valid UTF-8";
+                        self.close(ctx, CloseReason::ProtocolError, CloseCode::Invalid, reason)
                     }
-                    other => self.close(ctx, CloseCode::Protocol, &format!("WebSocket protocol error: {other}")),
+                    other => {
+                        let reason = format!("WebSocket protocol error: {other}");
+                        self.close(ctx, CloseReason::ProtocolError, CloseCode::Protocol, &reason)
+                    }
                 }
             }
         }
@@ -997,7 +1044,9 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
         if let Some(violation) = self.verdict.get() {
             metrics::inc(&self.node.metrics().protocol_errors_total);
             log::debug!("session {}: WebSocket input refused: {violation}", self.session);
-            return self.close(ctx, CloseCode::from(violation.close_code()), &violation.to_string());
+            let code = CloseCode::from(violation.close_code());
+            let why = if code == CloseCode::Size { CloseReason::MessageTooBig } else { CloseReason::ProtocolError };
+            return self.close(ctx, why, code, &violation.to_string());
         }
         ctx.stop();
     }
@@ -1058,6 +1107,6 @@ impl Handler<Disconnect> for Connection {
         if self.protocol == Protocol::V2 && self.state == State::Established {
             self.send_v2(ctx, v2::Message::goodbye(&msg.reason, msg.message.clone()));
         }
-        self.close(ctx, CloseCode::from(msg.code), &msg.message);
+        self.close(ctx, disconnect_reason(&msg.reason), CloseCode::from(msg.code), &msg.message);
     }
 }

@@ -48,7 +48,8 @@
 //! | [`config`] | settings: embedded default, TOML file, environment |
 //! | [`node`] | the builder, the library handle and the ready server |
 //! | `transport` | the ready server's sockets: HTTP via actix-web, accepted WebSockets without the HTTP/1 dispatcher |
-//! | [`metrics`] | OpenMetrics counters, gauges and histogram (prometheus-client) |
+//! | [`metrics`] | OpenMetrics counters, gauges, histograms and closes by reason (prometheus-client) |
+//! | [`logfmt`] | client input as log lines show it: escaped and bounded |
 //! | `client` | a small async WAMP client for tests and the load tool (feature `client`) |
 
 #![warn(missing_docs)]
@@ -63,6 +64,7 @@ pub mod config;
 pub mod connection;
 mod demo;
 pub mod frame;
+pub mod logfmt;
 pub mod metrics;
 pub mod node;
 pub mod outbox;

@@ -1,21 +1,141 @@
 //! The node's metrics, exposed at `GET /metrics` in the OpenMetrics text format via `prometheus-client`.
 //!
-//! Counters and gauges are lock-free atomics; the hot paths call [`inc`] / [`add`] and never block. Counter
-//! names appear with Prometheus' `_total` suffix (e.g. `switchboard_deliveries_total`).
+//! Every family has its own name, prefixed `switchboard_`; counters render with OpenMetrics' `_total` suffix
+//! (family `connections_accepted`, sample `switchboard_connections_accepted_total`). A family's HELP text is
+//! its doc comment below without the final full stop, which the registry adds. The README's metrics table
+//! lists every family; `tests/api/metrics.rs` parses the rendering strictly and `tests/metrics/check` runs
+//! `promtool check metrics` on a live node.
+//!
+//! Cost: counters and gauges are lock-free atomics; hot paths call [`inc`] / [`add`] and never block. Closes
+//! are one family with a bounded `reason` label ([`CloseReason`]: a label value is never client text); its
+//! counters are created at start-up and kept by index, so counting a close takes no lock. Histograms are
+//! observed off the per-delivery path only (session loads, registry lookups, backplane publishes).
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+/// Latency buckets of every histogram: 100 µs to ~3.3 s in ×2 steps. A local Redis answers in well under a
+/// millisecond; the slowest bucket lies past the longest timeout of what is measured (2 s).
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0001, 2.0, 16)
+}
+
+/// Why a connection closed: the `reason` label of `switchboard_connections_closed_total`. Each connection is
+/// counted once, for the first reason that ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// The client closed the WebSocket (close frame).
+    ClientClose,
+    /// The socket ended without a close handshake: reset, EOF or a failed write.
+    ConnectionLost,
+    /// The client ended its WAMP v2 session with GOODBYE.
+    Goodbye,
+    /// The client sent ABORT.
+    ClientAbort,
+    /// No HELLO within `websocket.hello_timeout`.
+    HelloTimeout,
+    /// Nothing received within `websocket.idle_timeout`.
+    IdleTimeout,
+    /// HELLO named another realm than `server.realm`.
+    NoSuchRealm,
+    /// A WAMP or WebSocket protocol violation (binary frames, bad UTF-8 and bad fragments included).
+    ProtocolError,
+    /// A message over `websocket.max_message_size`.
+    MessageTooBig,
+    /// Over the inbound message or byte rate.
+    RateLimited,
+    /// Past a per-connection limit: too many v1 prefixes, or too many messages waiting for the session store.
+    LimitExceeded,
+    /// The outbound queue overflowed (`websocket.outbound_queue` / `outbound_bytes`).
+    SlowConsumer,
+    /// The socket took no bytes for `websocket.write_timeout`.
+    WriteTimeout,
+    /// The web session was logged out or expired (`session.on_revoked = "close"`).
+    SessionRevoked,
+    /// The session store failed while a message waited for a session reload.
+    SessionStoreUnavailable,
+    /// Closed as the user's oldest socket past `session.max_sockets_per_user`.
+    TooManySockets,
+    /// Disconnected by the application or an operator (push API, `disconnect_user`).
+    Kicked,
+    /// The node is shutting down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// Every reason, in declaration order (the index of a reason is its discriminant).
+    pub const ALL: [CloseReason; 18] = [
+        CloseReason::ClientClose,
+        CloseReason::ConnectionLost,
+        CloseReason::Goodbye,
+        CloseReason::ClientAbort,
+        CloseReason::HelloTimeout,
+        CloseReason::IdleTimeout,
+        CloseReason::NoSuchRealm,
+        CloseReason::ProtocolError,
+        CloseReason::MessageTooBig,
+        CloseReason::RateLimited,
+        CloseReason::LimitExceeded,
+        CloseReason::SlowConsumer,
+        CloseReason::WriteTimeout,
+        CloseReason::SessionRevoked,
+        CloseReason::SessionStoreUnavailable,
+        CloseReason::TooManySockets,
+        CloseReason::Kicked,
+        CloseReason::Shutdown,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClose => "client_close",
+            CloseReason::ConnectionLost => "connection_lost",
+            CloseReason::Goodbye => "goodbye",
+            CloseReason::ClientAbort => "client_abort",
+            CloseReason::HelloTimeout => "hello_timeout",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::NoSuchRealm => "no_such_realm",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::MessageTooBig => "message_too_big",
+            CloseReason::RateLimited => "rate_limited",
+            CloseReason::LimitExceeded => "limit_exceeded",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::WriteTimeout => "write_timeout",
+            CloseReason::SessionRevoked => "session_revoked",
+            CloseReason::SessionStoreUnavailable => "session_store_unavailable",
+            CloseReason::TooManySockets => "too_many_sockets",
+            CloseReason::Kicked => "kicked",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl EncodeLabelValue for CloseReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// The labels of `switchboard_connections_closed_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CloseLabels {
+    /// Why the connection closed.
+    pub reason: CloseReason,
+}
 
 macro_rules! metrics {
     ($( $(#[doc = $doc:literal])* $kind:ident $field:ident = $name:literal ),* $(,)?) => {
         /// All metrics of one node.
         pub struct Metrics {
             $( $(#[doc = $doc])* pub $field: metrics!(@type $kind), )*
-            /// Time to load a session from the store (successful loads), in seconds.
-            pub session_resolve_seconds: Histogram,
+            /// The counters of `connections_closed`, one per reason, indexed by [`CloseReason`].
+            closed_by_reason: [Counter; CloseReason::ALL.len()],
             registry: Registry,
         }
 
@@ -23,29 +143,35 @@ macro_rules! metrics {
             fn default() -> Self {
                 let mut registry = Registry::with_prefix("switchboard");
                 $(
-                    let $field = <metrics!(@type $kind)>::default();
-                    registry.register($name, concat!($($doc),*).trim(), $field.clone());
+                    let $field = metrics!(@new $kind);
+                    // The registry ends every HELP text with a full stop of its own.
+                    let help = concat!($($doc),*).trim().trim_end_matches('.');
+                    registry.register($name, help, $field.clone());
                 )*
-                // 100 µs to ~3 s in ×2 steps: local Redis answers in well under a millisecond.
-                let session_resolve_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
-                registry.register(
-                    "session_resolve_seconds",
-                    "Time to load a session from the store (successful loads).",
-                    session_resolve_seconds.clone(),
-                );
-                Metrics { $( $field, )* session_resolve_seconds, registry }
+                let closed_by_reason = std::array::from_fn(|_| Counter::default());
+                let mut metrics = Metrics { $( $field, )* closed_by_reason, registry };
+                // Every reason is shown from the start (at 0), and counting one takes no lock afterwards.
+                metrics.closed_by_reason = CloseReason::ALL
+                    .map(|reason| metrics.connections_closed.get_or_create_owned(&CloseLabels { reason }));
+                metrics
             }
         }
     };
     (@type counter) => { Counter };
     (@type gauge) => { Gauge };
+    (@type histogram) => { Histogram };
+    (@type closes) => { Family<CloseLabels, Counter> };
+    (@new histogram) => { Histogram::new(latency_buckets()) };
+    (@new $kind:ident) => { <metrics!(@type $kind)>::default() };
 }
 
 metrics! {
     /// Open WebSocket connections.
     gauge connections = "connections",
     /// WebSocket connections accepted since start.
-    counter connections_total = "connections",
+    counter connections_accepted = "connections_accepted",
+    /// WebSocket connections closed, by reason (each connection once, for what ended it first).
+    closes connections_closed = "connections_closed",
     /// Established WAMP sessions.
     gauge sessions = "sessions",
     /// Topics with at least one local subscriber.
@@ -62,14 +188,12 @@ metrics! {
     counter publishes_overloaded_total = "publishes_overloaded",
     /// EVENT frames queued for subscribers.
     counter deliveries_total = "deliveries",
+    /// Bytes of frames waiting in connections' outbound queues, not yet handed to their sockets.
+    gauge outbound_queue_bytes = "outbound_queue_bytes",
     /// EVENT frames dropped because a subscriber's outbound queue was full.
     counter drops_slow_consumer_total = "drops_slow_consumer",
-    /// Connections closed for not reading fast enough.
-    counter slow_consumer_closes_total = "slow_consumer_closes",
     /// Inbound messages refused as malformed or out of protocol.
     counter protocol_errors_total = "protocol_errors",
-    /// Connections closed for exceeding the inbound message rate.
-    counter rate_limited_closes_total = "rate_limited_closes",
     /// Procedure calls handled.
     counter calls_total = "calls",
     /// Procedure calls answered with an error.
@@ -80,10 +204,17 @@ metrics! {
     counter session_loads_total = "session_loads",
     /// Session loads that failed after every retry.
     counter session_store_errors_total = "session_store_errors",
-    /// Upgrades refused: 401 unauthenticated, 403 foreign origin, 503 store unavailable.
+    /// Time to load a session from the store (successful loads), in seconds.
+    histogram session_resolve_seconds = "session_resolve_seconds",
+    /// WebSocket upgrades refused before the socket opened (every `/ws` refusal: 400, 401, 403, 426, 429, 503).
     counter upgrades_refused_total = "upgrades_refused",
+    /// Time to answer a client lookup (by session, user, role, count, list), in seconds: the registry round
+    /// trip in cluster mode, the local index in embedded mode.
+    histogram registry_lookup_seconds = "registry_lookup_seconds",
     /// Publications handed to Redis for other nodes.
     counter backplane_published_total = "backplane_published",
+    /// Time from handing a publication to the backplane to Redis acknowledging its PUBLISH, in seconds.
+    histogram backplane_publish_seconds = "backplane_publish_seconds",
     /// Publications that could not be handed to Redis (backplane down or PUBLISH failed).
     counter backplane_publish_errors_total = "backplane_publish_errors",
     /// Publications received from other nodes (after de-duplication).
@@ -101,6 +232,11 @@ metrics! {
 }
 
 impl Metrics {
+    /// Counts one closed connection.
+    pub fn closed(&self, reason: CloseReason) {
+        self.closed_by_reason[reason as usize].inc();
+    }
+
     /// Renders every metric in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -148,8 +284,41 @@ mod tests {
         let text = m.render();
         assert!(text.contains("# TYPE switchboard_publishes counter\nswitchboard_publishes_total 1\n"), "{text}");
         assert!(text.contains("switchboard_connections 1\n"), "{text}");
-        assert!(text.contains("# HELP switchboard_connections Open WebSocket connections."), "{text}");
+        assert!(text.contains("# HELP switchboard_connections Open WebSocket connections.\n"), "{text}");
         assert!(text.contains("switchboard_session_resolve_seconds_count 1\n"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn every_family_is_declared_once_with_one_full_stop() {
+        let text = Metrics::default().render();
+        let mut names = std::collections::HashSet::new();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split(' ').nth(2).expect("# TYPE name type");
+            assert!(names.insert(name), "{name} declared twice:\n{text}");
+        }
+        let helps: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP ")).collect();
+        assert_eq!(helps.len(), names.len(), "{text}");
+        for help in helps {
+            assert!(help.ends_with('.') && !help.ends_with(".."), "{help}");
+        }
+    }
+
+    #[test]
+    fn closes_count_by_reason_and_every_reason_shows_from_the_start() {
+        for (i, reason) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "ALL is in declaration order");
+        }
+        let m = Metrics::default();
+        m.closed(CloseReason::Goodbye);
+        m.closed(CloseReason::Goodbye);
+        m.closed(CloseReason::WriteTimeout);
+        let text = m.render();
+        assert!(text.contains("switchboard_connections_closed_total{reason=\"goodbye\"} 2\n"), "{text}");
+        assert!(text.contains("switchboard_connections_closed_total{reason=\"write_timeout\"} 1\n"), "{text}");
+        for reason in CloseReason::ALL {
+            let label = format!("{{reason=\"{}\"}}", reason.as_str());
+            assert_eq!(text.matches(&label).count(), 1, "{label}:\n{text}");
+        }
     }
 }

@@ -170,7 +170,14 @@ impl Builder {
         let backlog = Backlog::new(self.settings.server.publish_backlog_bytes, metrics.publish_backlog_bytes.clone());
         let broker =
             Broker::new(topics.clone(), access.clone(), metrics.clone(), backplane.clone(), backlog.clone()).start();
-        let clients = ClientManipulator::new(local, registry.clone(), broker.clone(), backplane.clone(), &node_id);
+        let clients = ClientManipulator::new(
+            local,
+            registry.clone(),
+            broker.clone(),
+            backplane.clone(),
+            &node_id,
+            metrics.clone(),
+        );
         // Set before any topic is subscribed, hence before anything but probes can arrive.
         let _ = inbound.set(Inbound { broker: broker.clone().recipient(), clients: clients.clone() });
         let caps = Caps::new(self.settings.server.max_connections, self.settings.session.max_sockets_per_user);

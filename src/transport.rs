@@ -106,16 +106,28 @@ impl Accept {
     }
 }
 
-/// Shared by a socket's [`Guarded`] input and its actor: the violation that ended the input, if one did.
-/// The guarded stream ends at a violation (after the frames before it); the actor then finds the reason here
-/// in `StreamHandler::finished` and closes with its code.
+/// Shared by a socket's [`Guarded`] input, its writer and its actor: the violation that ended the input, if one
+/// did, and whether the writer gave up. The guarded stream ends at a violation (after the frames before it); the
+/// actor then finds the reason here in `StreamHandler::finished` and closes with its code. A writer that gives
+/// up drops the actor, which finds the reason here when it stops.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Verdict(Rc<Cell<Option<Violation>>>);
+pub(crate) struct Verdict(Rc<VerdictState>);
+
+#[derive(Debug, Default)]
+struct VerdictState {
+    input: Cell<Option<Violation>>,
+    write_stalled: Cell<bool>,
+}
 
 impl Verdict {
     /// The violation that ended the input, if any.
     pub(crate) fn get(&self) -> Option<Violation> {
-        self.0.get()
+        self.0.input.get()
+    }
+
+    /// Whether the socket was shut for taking no bytes for `websocket.write_timeout`.
+    pub(crate) fn write_stalled(&self) -> bool {
+        self.0.write_stalled.get()
     }
 }
 
@@ -150,7 +162,7 @@ where
             };
             let fed = this.guard.feed(&bytes);
             if let Some(violation) = fed.violation {
-                this.verdict.0.set(Some(violation));
+                this.verdict.0.input.set(Some(violation));
                 this.done = true;
             }
             if !fed.pass.is_empty() {
@@ -357,6 +369,7 @@ async fn run(io: TcpStream, leftover: Bytes, accept: Accept, write_timeout: Dura
             if let Err(e) = written {
                 // Dropping `frames` stops the actor (its `stopping` runs): the socket is gone or useless.
                 stalled = e.kind() == io::ErrorKind::TimedOut;
+                verdict.0.write_stalled.set(stalled);
                 if stalled {
                     log::info!("WebSocket closed: no write progress for {write_timeout:?} (slow consumer)");
                 } else {

@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::envelope::{Body, Envelope};
 use super::keys::Keys;
 use crate::clients::{ClientManipulator, Disconnect};
+use crate::logfmt::Escaped;
 use crate::metrics::{self, Metrics};
 use crate::topic::{Publication, TopicKey};
 use crate::wamp::Id;
@@ -242,6 +243,7 @@ impl RedisBackplane {
     }
 
     async fn publish(&self, publication: &Publication) -> Result<(), BackplaneError> {
+        let handed_over = Instant::now();
         let result = if self.up.load(Ordering::Acquire) {
             let channels: Vec<String> = match user_route(publication) {
                 Some(users) => users.iter().map(|u| self.keys.user_channel(u)).collect(),
@@ -252,10 +254,14 @@ impl RedisBackplane {
             Err(BackplaneError::Down)
         };
         match &result {
-            Ok(()) => metrics::inc(&self.metrics.backplane_published_total),
+            Ok(()) => {
+                metrics::inc(&self.metrics.backplane_published_total);
+                self.metrics.backplane_publish_seconds.observe(handed_over.elapsed().as_secs_f64());
+            }
             Err(e) => {
                 metrics::inc(&self.metrics.backplane_publish_errors_total);
-                log::warn!("publication {} on {} not sent to other nodes: {e}", publication.id, publication.topic);
+                let topic = Escaped(&publication.topic);
+                log::warn!("publication {} on {topic} not sent to other nodes: {e}", publication.id);
             }
         }
         result
@@ -484,7 +490,7 @@ impl Subscriber {
             Ok(e) => e,
             Err(e) => {
                 metrics::inc(&self.metrics.backplane_malformed_total);
-                log::warn!("ignoring message on {}: {e}", message.get_channel_name());
+                log::warn!("ignoring message on {}: {e}", Escaped(message.get_channel_name()));
                 return None;
             }
         };

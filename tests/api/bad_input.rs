@@ -207,6 +207,7 @@ async fn flooding_client_is_closed_1008_and_others_are_unaffected() {
     assert_eq!(code, 1008);
     assert!(reason.contains("rate"), "{reason}");
     calm.call("wamp.session.count", vec![], dict(json!({}))).await.unwrap();
+    eventually("the flood is counted closed as rate limited", || closed_for(&app, "rate_limited") == 1).await;
 }
 
 #[actix_web::test]
@@ -220,6 +221,8 @@ async fn v2_client_that_never_sends_hello_is_aborted() {
         other => panic!("{other:?}"),
     }
     assert_eq!(socket.expect_close(WAIT).await.unwrap().0, 1002);
+    eventually("the close is counted as a hello timeout", || closed_for(&app, "hello_timeout") == 1).await;
+    assert_eq!(closed_for(&app, "protocol_error"), 0);
 }
 
 #[actix_web::test]
@@ -375,7 +378,7 @@ async fn slow_consumer_is_closed_1008_while_others_get_everything() {
     let (code, reason) = slow.socket.expect_close(Duration::from_secs(30)).await.unwrap();
     assert_eq!(code, 1008);
     assert!(reason.contains("slow consumer"), "{reason}");
-    assert!(!app.node.metrics().render().contains("switchboard_slow_consumer_closes_total 0\n"));
+    eventually("the slow consumer is counted closed", || closed_for(&app, "slow_consumer") == 1).await;
 }
 
 #[actix_web::test]
@@ -399,4 +402,25 @@ async fn v1_prefix_flood_closes_1008() {
         }
     }
     assert_eq!(s.socket.expect_close(WAIT).await.unwrap().0, 1008);
+}
+
+#[actix_web::test]
+async fn refusals_quote_a_long_origin_or_subprotocol_offer_as_an_excerpt() {
+    let app = spawn_app().await;
+    let origin = format!("http://{}.example", "e".repeat(4000));
+    let offer = format!("wamp.3.{}", "x".repeat(4000));
+    let refusals = [
+        (403, Socket::connect(&app.ws_url(), &["wamp.2.json"], &[("Origin", &origin)]).await),
+        (400, Socket::connect(&app.ws_url(), &[&offer], &[]).await),
+    ];
+    for (expected, refusal) in refusals {
+        let Err(ClientError::Rejected { status, body }) = refusal else { panic!("not refused: {expected}") };
+        assert_eq!(status, expected, "{body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let error = error["error"].as_str().unwrap();
+        let quoted = error.split('\'').nth(1).unwrap();
+        assert_eq!(quoted.chars().count(), switchboard::wamp::errors::MAX_EXCERPT_CHARS + 1, "{error}");
+        assert!(quoted.ends_with('…'), "{error}");
+    }
+    node_is_healthy(&app).await;
 }

@@ -306,6 +306,7 @@ async fn a_node_without_subscribers_receives_nothing_for_a_topic() {
     }
     assert_eq!(metric(&c, "switchboard_backplane_received_total").await, 0, "node c received traffic");
     assert_eq!(metric(&b, "switchboard_backplane_received_total").await, 20);
+    assert_eq!(metric(&a, "switchboard_backplane_publish_seconds_count").await, 20, "each PUBLISH is timed");
     sub.unsubscribe(id).await.unwrap();
     let deadline = Instant::now() + WAIT;
     while numsub(&redis, "only.b").await != 0 {

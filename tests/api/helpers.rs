@@ -119,6 +119,14 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// The number of connections the node counted closed for `reason` (a `reason` label value).
+pub fn closed_for(app: &TestApp, reason: &str) -> u64 {
+    let series = format!("switchboard_connections_closed_total{{reason=\"{reason}\"}} ");
+    let text = app.node.metrics().render();
+    let value = text.lines().find_map(|l| l.strip_prefix(&series)).unwrap_or_else(|| panic!("no {series}\n{text}"));
+    value.parse().unwrap_or_else(|_| panic!("{series}{value}"))
+}
+
 /// The error URI of a request that must fail with a WAMP error.
 pub fn wamp_error<T: std::fmt::Debug>(result: Result<T, switchboard::client::ClientError>) -> String {
     match result {

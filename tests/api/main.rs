@@ -9,6 +9,7 @@ mod hostile;
 mod lb;
 mod library;
 mod meta;
+mod metrics;
 mod push;
 mod redis_server;
 mod sessions;

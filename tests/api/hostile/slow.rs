@@ -76,6 +76,10 @@ async fn clients_that_never_read_are_closed_within_the_write_timeout_and_their_m
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(proc.metric("drops_slow_consumer_total").await > 0);
+    // Their actors could not run while their writes waited: the writer shut them, and they are counted so.
+    let stalled = proc.metric(r#"connections_closed_total{reason="write_timeout"}"#).await;
+    let overflowed = proc.metric(r#"connections_closed_total{reason="slow_consumer"}"#).await;
+    assert!(stalled > 0 && stalled + overflowed == 10, "{stalled} write timeouts, {overflowed} slow consumers");
     // The node and the good subscriber carry on.
     publisher.publish("feed", dict(json!({})), vec![json!("after")]).await.unwrap();
     assert_eq!(good.next_event(WAIT).await.unwrap().3, vec![json!("after")]);
