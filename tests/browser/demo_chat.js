@@ -106,8 +106,10 @@ const logText = (u) => u.page.textContent('#log');
 const logHas = (u, text, timeout = WAIT) => u.page.waitForFunction(
   (t) => document.getElementById('log').textContent.includes(t), text, { timeout })
   .catch(() => logText(u).then((l) => fail(`${u.name}'s log never showed "${text}"; it holds: ${l}`)));
+// Within 5 s: an announcement's effect, never the 30 s fallback refresh.
+const ANNOUNCEMENT_WAIT = 5000;
 const onlineIs = (u, names) => u.page.waitForFunction(
-  (want) => document.getElementById('online').textContent === want.join(', '), names, { timeout: WAIT })
+  (want) => document.getElementById('online').textContent === want.join(', '), names, { timeout: ANNOUNCEMENT_WAIT })
   .catch(() => u.page.textContent('#online').then((o) => fail(`${u.name}'s online list is "${o}", not ${names}`)));
 
 async function send(u, kind, text, to) {

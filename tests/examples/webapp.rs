@@ -8,7 +8,8 @@
 //! | `SWITCHBOARD_SESSION_KEY_PREFIX` | empty (actix-session's default: no prefix) |
 //! | `WEBAPP_BIND` | `127.0.0.1:3000` |
 //!
-//! `cargo run --example webapp` prints what it uses, then serves `POST /login` (as alice) and `POST /logout`.
+//! `cargo run --release --example webapp` prints what it uses, then serves `POST /login` (as alice) and
+//! `POST /logout`.
 
 use actix_session::{config::BrowserSession, storage::RedisSessionStore, Session, SessionMiddleware};
 use actix_web::{cookie::Key, web, App, HttpResponse, HttpServer};
