@@ -5,10 +5,12 @@
 #   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|direct-3|redis-ceiling|all]
 #
 # Needs: cargo build --release --workspace, redis-server, redis-benchmark, taskset. Ports 7600-7699.
+# PROFILE=profiling runs the binaries of `cargo build --profile profiling --workspace` (full debug info, for perf).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-SB="$ROOT/target/release/switchboard"
-LOAD="$ROOT/target/release/switchboard-load"
+BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/${PROFILE:-release}"
+SB="$BIN_DIR/switchboard"
+LOAD="$BIN_DIR/switchboard-load"
 OUT="$ROOT/load/results"
 mkdir -p "$OUT"
 PIDS=()

@@ -237,7 +237,8 @@ pub struct SessionSettings {
     pub cookie_name: String,
     /// `private` (actix-session default) or `signed`.
     pub cookie_security: CookieSecurity,
-    /// Base64 of at least 64 bytes: the web app's `cookie::Key` (`Key::from(bytes)`). Empty in embedded mode
+    /// Base64 of at least 64 bytes: the web app's `cookie::Key` (`Key::from(bytes)`); whitespace and line breaks
+    /// (as `openssl rand -base64 64` prints them) are ignored. Empty in embedded mode
     /// generates a random key at start (fine for the demo, useless for sharing). Env: `SWITCHBOARD_SESSION_KEY`.
     pub key: String,
     /// Prefix the web app's `RedisSessionStore` puts before session keys (`cache_keygen`).
@@ -322,7 +323,7 @@ impl SessionSettings {
             return Ok(None);
         }
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(self.key.trim())
+            .decode(without_whitespace(&self.key))
             .map_err(|e| invalid(key, format!("not valid base64: {e}")))?;
         if bytes.len() < MIN_SESSION_KEY_BYTES {
             return Err(invalid(
@@ -332,6 +333,13 @@ impl SessionSettings {
         }
         Ok(Some(bytes))
     }
+}
+
+/// Base64 text with every whitespace character removed: `openssl rand -base64 64` wraps its output at 64
+/// characters and ends it with a newline, and keys pasted into files or YAML pick up spaces and CRLFs.
+/// Whitespace is never part of base64, so dropping it cannot turn a wrong key into a different valid one.
+fn without_whitespace(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
 /// `[redis]`: the session store, the cluster backplane and the registry.
@@ -737,6 +745,30 @@ mod tests {
         s.validate().unwrap();
         s.redis.url = "localhost:6379".into();
         assert!(s.validate().unwrap_err().to_string().contains("redis.url"));
+    }
+
+    #[test]
+    fn a_key_as_openssl_rand_base64_64_prints_it_is_accepted() {
+        // `openssl rand -base64 64` wraps at 64 characters and ends with a newline; `export K=$(…)` keeps the
+        // inner newline, and a key pasted into a file may carry spaces, tabs or CRLF line ends.
+        let printed = "Cp11D3sZR7ndhi5wkWQHIRPfaKN3bB79hUENtfvqDHVoijB8PFb6RgwpUCp8+Feq\n4oH5l92Y6YvR0qHh+p/0WQ==\n";
+        for text in
+            [printed.to_owned(), printed.replace('\n', "\r\n"), format!("  {}\t", printed.replace('\n', " \n "))]
+        {
+            let mut s = Settings::default();
+            s.apply_env(env(&[("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:1"), ("SWITCHBOARD_SESSION_KEY", &text)]))
+                .unwrap();
+            s.validate().unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(s.session.key_bytes().unwrap().unwrap().len(), 64, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_that_is_not_base64_is_refused_naming_the_key() {
+        let mut s = Settings::default();
+        s.apply_env(env(&[("SWITCHBOARD_SESSION_KEY", "Cp11D3sZR7ndhi5w\nkWQH!RPf\n")])).unwrap();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("session.key (SWITCHBOARD_SESSION_KEY)") && err.contains("not valid base64"), "{err}");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! `switchboard-load`: load scenarios against one or more switchboard nodes (or a load balancer).
 //!
 //! ```text
-//! switchboard-load <fanout|direct|connect|churn> --url ws://HOST:PORT/ws [--url ...] --connections N
-//!   --rate R --duration 30s [--payload BYTES] [--protocol v2|v1] [--json]
+//! switchboard-load <fanout|direct|connect|churn> --url ws://HOST:PORT/ws [--url ...] [scenario flags]
+//! switchboard-load <scenario> --help        # the flags that scenario takes
 //! ```
 //!
-//! Latency is measured from a timestamp in each payload to its arrival (same machine clock) into an HDR
-//! histogram. Every loop is bounded in count and time; targets must be loopback (127.0.0.0/8, [::1],
-//! localhost) unless `--allow-remote` is given.
+//! Each scenario is a subcommand with its own flags ([`ScenarioCmd`]); they are flattened into one [`Cli`]
+//! value the scenarios read. Latency is measured from a timestamp in each payload to its arrival (same machine
+//! clock) into an HDR histogram. Every loop is bounded in count and time; targets must be loopback
+//! (127.0.0.0/8, [::1], localhost) unless `--allow-remote` is given.
 
 mod report;
 mod scenarios;
@@ -16,22 +17,18 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Hard caps: a load test must end by itself and fit this machine.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 const MAX_CONNECTIONS: usize = 60_000;
 const MAX_RATE: u64 = 2_000_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Scenario {
-    /// N subscribers on one or more topics, publishers at R msg/s in total.
     Fanout,
-    /// N logged-in users on random nodes send targeted messages (eligible_authid) to random other users.
     Direct,
-    /// A connection storm with real session cookies: connects/s and handshake latency.
     Connect,
-    /// Connections opening and closing while fan-out traffic flows to steady subscribers.
     Churn,
 }
 
@@ -41,52 +38,44 @@ enum ProtocolArg {
     V1,
 }
 
-/// Load generator for switchboard.
-#[derive(Parser, Debug, Clone)]
+/// Load generator for switchboard: `switchboard-load <scenario> --help` lists a scenario's flags.
+#[derive(Parser, Debug)]
 #[command(version, about)]
-struct Cli {
-    /// The scenario to run.
-    #[arg(value_enum)]
-    scenario: Scenario,
+struct Command {
+    #[command(subcommand)]
+    scenario: ScenarioCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum ScenarioCmd {
+    /// N subscribers on one or more topics; publishers send --rate msg/s in total. Measures delivery latency,
+    /// loss and (with --server-pid) server CPU per delivery.
+    Fanout(FanoutArgs),
+    /// N users log in through the node's demo /login, connect to random nodes and send to random other users
+    /// (eligible_authid) at --rate msg/s in total.
+    Direct(DirectArgs),
+    /// A connection storm (with real session cookies given --login): connects/s and handshake latency;
+    /// --hold keeps the connections open to measure the server's memory per connection.
+    Connect(ConnectArgs),
+    /// Connections opening and closing (--churn-rate per second) while fan-out traffic flows to steady
+    /// subscribers; loss is counted for the steady ones.
+    Churn(ChurnArgs),
+}
+
+/// Flags every scenario takes.
+#[derive(Args, Debug, Clone)]
+struct Common {
     /// WebSocket URL of a node or load balancer (repeat for several; connections are spread round robin).
-    #[arg(long = "url", required = true)]
+    #[arg(long = "url", required = true, value_name = "ws://HOST:PORT/ws")]
     urls: Vec<String>,
-    /// Connections: subscribers (fanout, churn), users (direct), or connections to open (connect).
-    #[arg(long, default_value_t = 100)]
-    connections: usize,
-    /// Messages per second in total (fanout, direct, churn publishers); connects per second for `connect`
-    /// (0 = as fast as `--concurrency` allows).
-    #[arg(long, default_value_t = 1000)]
-    rate: u64,
-    /// How long traffic flows, e.g. 30s.
+    /// How long traffic flows (connect: the longest time spent opening), e.g. 30s.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Padding bytes added to each message.
-    #[arg(long, default_value_t = 64)]
-    payload: usize,
-    /// WAMP version of the subscribing connections (publishers in `direct` always use v2).
-    #[arg(long, value_enum, default_value_t = ProtocolArg::V2)]
-    protocol: ProtocolArg,
-    /// Topics the fan-out subscribers are spread over.
-    #[arg(long, default_value_t = 1)]
-    topics: usize,
-    /// Publishing connections (fanout, churn).
-    #[arg(long, default_value_t = 1)]
-    publishers: usize,
-    /// Connections opened and closed per second (churn).
-    #[arg(long, default_value_t = 50)]
-    churn_rate: u64,
     /// Connections being set up at once.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
-    /// Log users in through the node's /login (demo) and use their cookies (connect); direct always logs in.
-    #[arg(long)]
-    login: bool,
-    /// Keep the connections of `connect` open this long after the last one opened (to measure memory).
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
-    hold: Duration,
     /// PID of the (single, local) server: its CPU time during traffic and its memory are reported.
-    #[arg(long)]
+    #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
     /// Print the summary as JSON.
     #[arg(long)]
@@ -94,6 +83,164 @@ struct Cli {
     /// Allow targets outside loopback.
     #[arg(long)]
     allow_remote: bool,
+}
+
+/// `fanout` flags.
+#[derive(Args, Debug)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Subscribing connections, spread over --topics and the URLs.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Messages published per second in total.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Topics the subscribers are spread over (publishers go round robin over them).
+    #[arg(long, default_value_t = 1)]
+    topics: usize,
+    /// Publishing connections.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Padding bytes added to each message.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// WAMP version of the subscribers (publishers use v2).
+    #[arg(long, value_enum, default_value_t = ProtocolArg::V2)]
+    protocol: ProtocolArg,
+}
+
+/// `direct` flags.
+#[derive(Args, Debug)]
+struct DirectArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Users (at least 2); each has a receiving and a sending connection.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Messages sent per second in total.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Padding bytes added to each message.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+}
+
+/// `connect` flags.
+#[derive(Args, Debug)]
+struct ConnectArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections to open.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Connects started per second at most; 0 = as fast as --concurrency allows. A result close to this cap
+    /// says so: it measures the cap, not the server.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Log users in through the node's /login (demo) and connect with their session cookies.
+    #[arg(long)]
+    login: bool,
+    /// Keep the connections open this long after the last one opened (to measure memory).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    hold: Duration,
+}
+
+/// `churn` flags.
+#[derive(Args, Debug)]
+struct ChurnArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Steady subscribers.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Messages published per second in total.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Connections opened (subscribed, kept 0.1–1 s, closed) per second.
+    #[arg(long, default_value_t = 50)]
+    churn_rate: u64,
+    /// Publishing connections.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Padding bytes added to each message.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// WAMP version of the subscribers and churners (publishers use v2).
+    #[arg(long, value_enum, default_value_t = ProtocolArg::V2)]
+    protocol: ProtocolArg,
+}
+
+/// One run's settings, whatever the scenario: what the scenarios read. Flags a scenario does not take keep
+/// their defaults here.
+#[derive(Debug, Clone)]
+struct Cli {
+    scenario: Scenario,
+    urls: Vec<String>,
+    connections: usize,
+    rate: u64,
+    duration: Duration,
+    payload: usize,
+    protocol: ProtocolArg,
+    topics: usize,
+    publishers: usize,
+    churn_rate: u64,
+    concurrency: usize,
+    login: bool,
+    hold: Duration,
+    server_pid: Option<u32>,
+    json: bool,
+    allow_remote: bool,
+}
+
+impl Cli {
+    fn new(scenario: Scenario, common: Common, connections: usize, rate: u64) -> Cli {
+        Cli {
+            scenario,
+            urls: common.urls,
+            connections,
+            rate,
+            duration: common.duration,
+            payload: 64,
+            protocol: ProtocolArg::V2,
+            topics: 1,
+            publishers: 1,
+            churn_rate: 0,
+            concurrency: common.concurrency,
+            login: false,
+            hold: Duration::ZERO,
+            server_pid: common.server_pid,
+            json: common.json,
+            allow_remote: common.allow_remote,
+        }
+    }
+}
+
+impl From<ScenarioCmd> for Cli {
+    fn from(cmd: ScenarioCmd) -> Cli {
+        match cmd {
+            ScenarioCmd::Fanout(a) => Cli {
+                payload: a.payload,
+                protocol: a.protocol,
+                topics: a.topics,
+                publishers: a.publishers,
+                ..Cli::new(Scenario::Fanout, a.common, a.connections, a.rate)
+            },
+            ScenarioCmd::Direct(a) => {
+                Cli { payload: a.payload, ..Cli::new(Scenario::Direct, a.common, a.connections, a.rate) }
+            }
+            ScenarioCmd::Connect(a) => {
+                Cli { login: a.login, hold: a.hold, ..Cli::new(Scenario::Connect, a.common, a.connections, a.rate) }
+            }
+            ScenarioCmd::Churn(a) => Cli {
+                payload: a.payload,
+                protocol: a.protocol,
+                publishers: a.publishers,
+                churn_rate: a.churn_rate,
+                ..Cli::new(Scenario::Churn, a.common, a.connections, a.rate)
+            },
+        }
+    }
 }
 
 /// The host of a ws:// or http:// URL.
@@ -148,19 +295,27 @@ fn validate(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    let cli = Cli::from(Command::parse().scenario);
     if let Err(e) = validate(&cli) {
         eprintln!("switchboard-load: {e}");
         std::process::exit(2);
     }
+    if let Err(e) = run(&cli) {
+        // One line with the whole chain (it names the URL), not a backtrace.
+        eprintln!("switchboard-load: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(async {
         match cli.scenario {
-            Scenario::Fanout => scenarios::fanout(&cli).await,
-            Scenario::Direct => scenarios::direct(&cli).await,
-            Scenario::Connect => scenarios::connect(&cli).await,
-            Scenario::Churn => scenarios::churn(&cli).await,
+            Scenario::Fanout => scenarios::fanout(cli).await,
+            Scenario::Direct => scenarios::direct(cli).await,
+            Scenario::Connect => scenarios::connect(cli).await,
+            Scenario::Churn => scenarios::churn(cli).await,
         }
     })?;
     if cli.json {
@@ -176,7 +331,8 @@ mod tests {
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("switchboard-load").chain(args.iter().copied())).unwrap()
+        let command = Command::try_parse_from(std::iter::once("switchboard-load").chain(args.iter().copied()));
+        Cli::from(command.unwrap().scenario)
     }
 
     #[test]
@@ -189,6 +345,19 @@ mod tests {
         assert!(validate(&cli(&["fanout", "--url", "ws://example.com/ws"])).is_err());
         assert!(validate(&cli(&["fanout", "--url", "ws://10.0.0.1:8080/ws", "--allow-remote"])).is_ok());
         assert!(validate(&cli(&["fanout", "--url", "http://127.0.0.1:8080/ws"])).is_err());
+    }
+
+    #[test]
+    fn each_scenario_takes_its_own_flags_only() {
+        let fanout = cli(&["fanout", "--url", "ws://127.0.0.1:1/ws", "--topics", "3", "--publishers", "2"]);
+        assert_eq!((fanout.scenario, fanout.topics, fanout.publishers), (Scenario::Fanout, 3, 2));
+        let connect = cli(&["connect", "--url", "ws://127.0.0.1:1/ws", "--login", "--hold", "2s", "--rate", "0"]);
+        assert!(connect.login && connect.hold == Duration::from_secs(2) && connect.rate == 0);
+        let parse =
+            |args: &[&str]| Command::try_parse_from(std::iter::once("switchboard-load").chain(args.iter().copied()));
+        assert!(parse(&["connect", "--url", "ws://127.0.0.1:1/ws", "--topics", "3"]).is_err());
+        assert!(parse(&["fanout", "--url", "ws://127.0.0.1:1/ws", "--login"]).is_err());
+        assert!(parse(&["direct", "--url", "ws://127.0.0.1:1/ws", "--churn-rate", "5"]).is_err());
     }
 
     #[test]

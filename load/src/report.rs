@@ -42,6 +42,19 @@ pub struct Report {
     pub latency_of: &'static str,
     pub latency: Histogram<u64>,
     pub extra: Vec<(&'static str, Value)>,
+    /// Sentences a reader must not miss (a result capped by a flag, the first connection error).
+    pub notes: Vec<String>,
+}
+
+/// How close (as a fraction of the cap) an achieved rate must come to a rate flag to count as capped by it.
+const RATE_CAP_TOLERANCE: f64 = 0.03;
+
+/// "rate-limited by --rate 1000/s; …" when `achieved_per_s` is within [`RATE_CAP_TOLERANCE`] of the cap set by
+/// `flag` (0 = no cap): the figure then measures the flag, not the server.
+pub fn rate_cap_note(flag: &str, cap: u64, achieved_per_s: f64) -> Option<String> {
+    (cap > 0 && achieved_per_s >= cap as f64 * (1.0 - RATE_CAP_TOLERANCE)).then(|| {
+        format!("rate-limited by {flag} {cap}/s; the server may accept more (raise {flag}, or {flag} 0 for no cap)")
+    })
 }
 
 fn ms(us: u64) -> f64 {
@@ -81,6 +94,9 @@ impl Report {
         for (k, v) in &self.extra {
             out[*k] = v.clone();
         }
+        if !self.notes.is_empty() {
+            out["notes"] = json!(self.notes);
+        }
         out
     }
 
@@ -115,6 +131,9 @@ impl Report {
         );
         for (k, v) in &self.extra {
             let _ = writeln!(s, "{k:<10} {v}");
+        }
+        for note in &self.notes {
+            let _ = writeln!(s, "note       {note}");
         }
         s
     }
@@ -202,6 +221,37 @@ impl CpuWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_at_its_cap_is_reported_as_capped_by_the_flag() {
+        let note = rate_cap_note("--rate", 1000, 995.0).expect("capped");
+        assert_eq!(
+            note,
+            "rate-limited by --rate 1000/s; the server may accept more (raise --rate, or --rate 0 for no cap)"
+        );
+        assert!(rate_cap_note("--rate", 1000, 1000.4).is_some());
+        assert_eq!(rate_cap_note("--rate", 1000, 600.0), None, "well below the cap: the server's figure");
+        assert_eq!(rate_cap_note("--rate", 0, 6000.0), None, "no cap");
+    }
+
+    #[test]
+    fn notes_are_printed_and_in_the_json() {
+        let report = Report {
+            scenario: "connect",
+            params: json!({}),
+            elapsed: Duration::from_secs(1),
+            sent: 1000,
+            expected: 1000,
+            delivered: 1000,
+            errors: 0,
+            latency_of: "handshake",
+            latency: histogram(),
+            extra: Vec::new(),
+            notes: rate_cap_note("--rate", 1000, 999.0).into_iter().collect(),
+        };
+        assert!(report.human().contains("note       rate-limited by --rate 1000/s"), "{}", report.human());
+        assert_eq!(report.to_json()["notes"][0], json!(report.notes[0]));
+    }
 
     #[test]
     fn reads_this_process() {

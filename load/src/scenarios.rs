@@ -15,7 +15,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::report::{end_progress, histogram, proc_rss_kib, progress, Counters, CpuWindow, Report};
+use crate::report::{end_progress, histogram, proc_rss_kib, progress, rate_cap_note, Counters, CpuWindow, Report};
 use crate::{Cli, ProtocolArg};
 
 /// How long to wait for in-flight messages after traffic stops.
@@ -48,7 +48,8 @@ fn http_base(ws_url: &str) -> String {
 fn login(ws_url: &str, username: &str) -> anyhow::Result<String> {
     let agent = ureq::AgentBuilder::new().redirects(0).timeout(CONNECT_TIMEOUT).build();
     let url = format!("{}/login", http_base(ws_url));
-    let response = agent.post(&url).send_form(&[("username", username)]).with_context(|| format!("POST {url}"))?;
+    // ureq's error names the URL already; its source chain would repeat the OS error.
+    let response = agent.post(&url).send_form(&[("username", username)]).map_err(|e| anyhow::anyhow!("POST {e}"))?;
     let cookie =
         response.header("set-cookie").context("no session cookie: is the demo (/login) enabled on the node?")?;
     Ok(cookie.split(';').next().unwrap_or_default().to_owned())
@@ -73,14 +74,31 @@ async fn login_all(cli: &Cli, count: usize, prefix: &str) -> anyhow::Result<Vec<
     Ok(out.into_iter().map(|(_, n, c)| (n, c)).collect())
 }
 
-async fn open_v2(url: &str, cookie: Option<&str>) -> Result<V2Session, ClientError> {
-    let headers: Vec<(&str, &str)> = cookie.map(|c| vec![("Cookie", c)]).unwrap_or_default();
-    let socket = Socket::connect_with(url, &["wamp.2.json"], &headers, small_buffers()).await?;
-    V2Session::handshake(socket, "load").await
+/// A connection failure that names the URL (the client's own error does not).
+fn at(url: &str, e: ClientError) -> anyhow::Error {
+    anyhow::anyhow!("{url}: {e}")
 }
 
-async fn open_v1(url: &str) -> Result<V1Session, ClientError> {
-    V1Session::welcome(Socket::connect_with(url, &["wamp"], &[], small_buffers()).await?).await
+/// Opens a WAMP v2 session (HELLO → WELCOME) within [`CONNECT_TIMEOUT`]; errors name the URL.
+async fn open_v2(url: &str, cookie: Option<&str>) -> anyhow::Result<V2Session> {
+    let headers: Vec<(&str, &str)> = cookie.map(|c| vec![("Cookie", c)]).unwrap_or_default();
+    let open = async {
+        let socket = Socket::connect_with(url, &["wamp.2.json"], &headers, small_buffers()).await?;
+        V2Session::handshake(socket, "load").await
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
+        Ok(opened) => opened.map_err(|e| at(url, e)),
+        Err(_) => anyhow::bail!("{url}: no WELCOME within {CONNECT_TIMEOUT:?}"),
+    }
+}
+
+/// Opens a WAMP v1 session (WELCOME) within [`CONNECT_TIMEOUT`]; errors name the URL.
+async fn open_v1(url: &str) -> anyhow::Result<V1Session> {
+    let open = async { V1Session::welcome(Socket::connect_with(url, &["wamp"], &[], small_buffers()).await?).await };
+    match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
+        Ok(opened) => opened.map_err(|e| at(url, e)),
+        Err(_) => anyhow::bail!("{url}: no WELCOME within {CONNECT_TIMEOUT:?}"),
+    }
 }
 
 /// A subscribed connection of either protocol.
@@ -110,14 +128,14 @@ impl Subscriber {
         Ok(match protocol {
             ProtocolArg::V2 => {
                 let mut s = open_v2(url, cookie).await?;
-                s.subscribe(topic).await?;
+                s.subscribe(topic).await.map_err(|e| at(url, e))?;
                 Subscriber::V2(s)
             }
             ProtocolArg::V1 => {
                 let mut s = open_v1(url).await?;
-                s.send(&v1::Message::Subscribe { topic: topic.to_owned() }).await?;
+                s.send(&v1::Message::Subscribe { topic: topic.to_owned() }).await.map_err(|e| at(url, e))?;
                 // A round trip on the same socket: the SUBSCRIBE was processed.
-                s.call("wamp.session.count", vec![]).await?;
+                s.call("wamp.session.count", vec![]).await.map_err(|e| at(url, e))?;
                 Subscriber::V1(s)
             }
         })
@@ -321,7 +339,7 @@ impl Traffic {
         .context("opening subscribers")?;
         let publishers = open_many(cli.publishers, cli.concurrency, |i| {
             let urls = urls.clone();
-            async move { Ok(open_v2(&urls[(i + 1) % urls.len()], None).await?) }
+            async move { open_v2(&urls[(i + 1) % urls.len()], None).await }
         })
         .await?;
         Ok(Traffic::start(subs, publishers).await)
@@ -375,6 +393,7 @@ impl Traffic {
             latency_of: "delivery",
             latency,
             extra,
+            notes: Vec::new(),
         }
     }
 }
@@ -426,7 +445,7 @@ pub async fn direct(cli: &Cli) -> anyhow::Result<Report> {
     let senders = open_many(n, cli.concurrency, |i| {
         let (urls, users) = (urls.clone(), users.clone());
         let node = rand::rng().random_range(0..urls.len());
-        async move { Ok(open_v2(&urls[node], Some(&users[i].1)).await?) }
+        async move { open_v2(&urls[node], Some(&users[i].1)).await }
     })
     .await?;
     let mut traffic = Traffic::start(receivers, senders).await;
@@ -488,32 +507,48 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
             let url = &urls[i % urls.len()];
             let cookie = (!cookies.is_empty()).then(|| cookies[i % cookies.len()].as_str());
             let begun = Instant::now();
-            let opened = tokio::time::timeout(CONNECT_TIMEOUT, open_v2(url, cookie)).await;
+            let opened = open_v2(url, cookie).await;
             drop(permit);
             match opened {
-                Ok(Ok(session)) => {
+                Ok(session) => {
                     task_counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    Some((begun.elapsed().as_micros() as u64, session))
+                    Ok((begun.elapsed().as_micros() as u64, session))
                 }
-                _ => {
+                Err(e) => {
                     task_counters.errors.fetch_add(1, Ordering::Relaxed);
-                    None
+                    Err(e)
                 }
             }
         });
         counters.sent.fetch_add(1, Ordering::Relaxed);
     }
+    // Connects were started at this rate; at the --rate cap the result measures the cap, not the server.
+    let started_per_s = Counters::get(&counters.sent) as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let mut latency = histogram();
     let mut open = Vec::new();
+    let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
-        if let Ok(Some((us, session))) = joined {
-            let _ = latency.record(us.max(1));
-            open.push(session);
+        match joined {
+            Ok(Ok((us, session))) => {
+                let _ = latency.record(us.max(1));
+                open.push(session);
+            }
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e.into());
+            }
         }
     }
     let elapsed = started.elapsed();
     end_progress(bar);
     let opened = open.len() as u64;
+    if let (0, Some(e)) = (opened, first_error.as_ref()) {
+        anyhow::bail!("no connection opened: {e:#}");
+    }
+    let mut notes: Vec<String> = first_error.map(|e| format!("first connection error: {e:#}")).into_iter().collect();
+    notes.extend(rate_cap_note("--rate", cli.rate, started_per_s));
     let mut extra = vec![("connects_per_s", json!(opened as f64 / elapsed.as_secs_f64().max(1e-9)))];
     extra.extend(cpu.finish(0));
     if !cli.hold.is_zero() {
@@ -540,6 +575,7 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
         latency_of: "handshake",
         latency,
         extra,
+        notes,
     })
 }
 

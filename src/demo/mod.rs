@@ -1,5 +1,11 @@
 //! The demo web app (on in the embedded default): `GET /` login form or chat page, `POST /login`,
-//! `POST /logout`, and `GET /demo/wamp.js`, a small WAMP v2 client written for the page (no CDN).
+//! `POST /logout`, `GET /demo/wamp.js` (a small WAMP v2 client written for the page, no CDN) and
+//! `GET /favicon.ico` (a tiny SVG, so browsers log no 404).
+//!
+//! The chat page reconnects by itself (jittered backoff, 0.5 s doubling to 10 s) and shows its connection
+//! state. Its online list comes from `wamp.session.list`/`get` on connect and every 30 s, and in between from
+//! `join`/`leave` announcements the demo's own pages publish on `demo.presence` — a demo convenience, not a
+//! switchboard feature.
 //!
 //! It is an ordinary actix-session web app sharing the node's session store and cookie key — exactly the
 //! setup a real web app uses with switchboard — so logging in here makes the socket `authid` the username.
@@ -18,6 +24,11 @@ use crate::node::Switchboard;
 const LOGIN_PAGE: &str = include_str!("login.html");
 const CHAT_PAGE: &str = include_str!("chat.html");
 const WAMP_JS: &str = include_str!("wamp.js");
+/// The demo's icon: a dot on a switchboard jack, 16×16.
+const FAVICON_SVG: &str = concat!(
+    r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">"##,
+    r##"<circle cx="8" cy="8" r="7" fill="#246"/><circle cx="8" cy="8" r="3" fill="#9cf"/></svg>"##
+);
 
 /// Longest accepted demo username.
 const MAX_USERNAME_LEN: usize = 32;
@@ -39,7 +50,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: &Switchboard) {
     cfg.service(web::resource("/").wrap(sessions.clone()).route(web::get().to(page)))
         .service(web::resource("/login").wrap(sessions.clone()).route(web::post().to(login)))
         .service(web::resource("/logout").wrap(sessions).route(web::post().to(logout)))
-        .route("/demo/wamp.js", web::get().to(wamp_js));
+        .route("/demo/wamp.js", web::get().to(wamp_js))
+        .route("/favicon.ico", web::get().to(favicon));
 }
 
 fn redirect(to: &str) -> HttpResponse {
@@ -48,6 +60,10 @@ fn redirect(to: &str) -> HttpResponse {
 
 async fn wamp_js() -> HttpResponse {
     HttpResponse::Ok().content_type("text/javascript; charset=utf-8").body(WAMP_JS)
+}
+
+async fn favicon() -> HttpResponse {
+    HttpResponse::Ok().content_type("image/svg+xml").body(FAVICON_SVG)
 }
 
 async fn page(session: Session) -> HttpResponse {

@@ -1,5 +1,6 @@
 // A small WAMP v2 (wamp.2.json) client for the switchboard demo page: HELLO/WELCOME, SUBSCRIBE + EVENT,
-// PUBLISH (with acknowledge), CALL/RESULT, ERROR. No dependencies.
+// PUBLISH (with acknowledge), CALL/RESULT, ERROR, GOODBYE. One instance is one connection: the page makes a
+// new one to reconnect. No dependencies.
 "use strict";
 class WampSession {
   static connect(url, realm) {
@@ -14,7 +15,9 @@ class WampSession {
         if (session._welcome) session._welcome.reject(new Error(ev.reason || "connection closed"));
         for (const p of session.pending.values()) p.reject(new Error("connection closed"));
         session.pending.clear();
-        if (session.onclose) session.onclose(ev.reason || String(ev.code));
+        // details: the close code and reason, and the GOODBYE reason URI if the router said goodbye first.
+        const details = { code: ev.code, reason: ev.reason, goodbye: session.goodbye };
+        if (session.onclose) session.onclose(ev.reason || session.goodbye || `code ${ev.code}`, details);
       };
     });
   }
@@ -24,7 +27,8 @@ class WampSession {
     this.nextId = 1;
     this.pending = new Map();       // request id -> {resolve, reject, kind}
     this.handlers = new Map();      // subscription id -> [handler]
-    this.onclose = null;
+    this.onclose = null;            // (text, {code, reason, goodbye}) once the socket has closed
+    this.goodbye = null;            // the router's GOODBYE reason URI, if it sent one
     ws.onmessage = (ev) => this._receive(JSON.parse(ev.data));
   }
 
@@ -41,6 +45,7 @@ class WampSession {
     const [code] = msg;
     if (code === 2) { this.id = msg[1]; this.details = msg[2]; this._welcome.resolve(this); this._welcome = null; return; }
     if (code === 3) { const w = this._welcome; this._welcome = null; if (w) w.reject(new Error(msg[2])); return; }
+    if (code === 6) { this.goodbye = msg[2]; return; } // the router closes the socket right after it
     if (code === 36) {
       for (const h of this.handlers.get(msg[1]) || []) h(msg[4] || [], msg[5] || {}, msg[3] || {});
       return;
@@ -71,6 +76,8 @@ class WampSession {
     }
     return this._request([16, options, topic, args, kwargs], "publish");
   }
+
+  close() { if (this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000); }
 
   call(procedure, args = [], kwargs = {}) { return this._request([48, {}, procedure, args, kwargs], "call"); }
 }

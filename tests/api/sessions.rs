@@ -494,3 +494,16 @@ async fn demo_login_makes_the_socket_that_user() {
     let bad = client.post(app.http_url("/login")).send_form(&[("username", "<b>")]).await.unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+#[actix_web::test]
+async fn demo_serves_an_icon_its_pages_link_so_browsers_log_no_404() {
+    let app = spawn_app().await;
+    let client = awc::Client::default();
+    let mut icon = client.get(app.http_url("/favicon.ico")).send().await.unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers().get("content-type").unwrap(), "image/svg+xml");
+    assert!(String::from_utf8(icon.body().await.unwrap().to_vec()).unwrap().starts_with("<svg"));
+    let mut login = client.get(app.http_url("/")).send().await.unwrap();
+    let body = String::from_utf8(login.body().await.unwrap().to_vec()).unwrap();
+    assert!(body.contains(r#"<link rel="icon" href="/favicon.ico""#), "{body}");
+}
