@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::envelope::{Body, Envelope};
 use super::keys::Keys;
+use super::redis_conn::{self, RedisEndpoint};
 use crate::clients::{ClientManipulator, Disconnect};
 use crate::metrics::{self, Metrics};
 use crate::topic::{Publication, TopicKey};
@@ -179,6 +180,16 @@ impl Backplane {
         }
     }
 
+    /// Why the backplane is down (Redis's last error), while it is.
+    pub fn last_error(&self) -> Option<String> {
+        match self {
+            Backplane::Redis(r) if !r.up.load(Ordering::Acquire) => {
+                r.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            }
+            _ => None,
+        }
+    }
+
     /// Current state.
     pub fn state(&self) -> State {
         match self {
@@ -199,13 +210,16 @@ pub struct RedisBackplane {
     users: Mutex<HashMap<String, usize>>,
     publisher: ConnectionManager,
     up: Arc<AtomicBool>,
+    /// The error that last ended (or prevented) the subscription, for readiness output.
+    last_error: Arc<Mutex<Option<String>>>,
     metrics: Arc<Metrics>,
 }
 
 impl RedisBackplane {
-    /// Connects the publisher and starts the pub/sub task on the current runtime.
+    /// Connects the publisher (within `redis.connect_timeout`) and starts the pub/sub task on the current
+    /// runtime.
     pub async fn start(
-        client: redis::Client,
+        endpoint: &RedisEndpoint,
         node: String,
         keys: Keys,
         settings: crate::config::ClusterSettings,
@@ -216,12 +230,17 @@ impl RedisBackplane {
         // publisher could stay dead for a minute while the subscription is back. Dial on demand instead: a
         // publish after a failure reconnects at once (and while the subscription reports Redis down, publishes
         // are refused without touching it, so nothing hammers a dead server).
-        let config = redis::aio::ConnectionManagerConfig::new().set_number_of_retries(0);
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(endpoint.connect_timeout());
+        let client = endpoint.client().clone();
         let publisher = client.get_connection_manager_with_config(config).await?;
         let (commands, receiver) = mpsc::unbounded_channel();
         let up = Arc::new(AtomicBool::new(false));
+        let last_error = Arc::new(Mutex::new(None));
         let task = Subscriber {
             client,
+            last_error: last_error.clone(),
             node: node.clone(),
             keys: keys.clone(),
             settings,
@@ -234,7 +253,7 @@ impl RedisBackplane {
             recent: RecentIds::default(),
         };
         actix_web::rt::spawn(task.run(receiver));
-        Ok(RedisBackplane { node, keys, commands, users: Mutex::default(), publisher, up, metrics })
+        Ok(RedisBackplane { node, keys, commands, users: Mutex::default(), publisher, up, last_error, metrics })
     }
 
     fn envelope(&self, body: Body) -> Envelope {
@@ -321,6 +340,7 @@ impl RecentIds {
 /// The pub/sub task.
 struct Subscriber {
     client: redis::Client,
+    last_error: Arc<Mutex<Option<String>>>,
     node: String,
     keys: Keys,
     settings: crate::config::ClusterSettings,
@@ -386,10 +406,13 @@ impl Subscriber {
                 Ended::Wedged => {
                     metrics::inc(&self.metrics.backplane_wedged_total);
                     log::warn!("backplane subscription wedged (probe lost); rebuilding it");
+                    let why = "subscription wedged (probe lost)".to_owned();
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                     backoff = FIRST_BACKOFF;
                 }
                 Ended::Lost(why, was_up) => {
                     log::warn!("backplane connection lost: {why}");
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                     if was_up {
                         backoff = FIRST_BACKOFF;
                     }
@@ -415,7 +438,7 @@ impl Subscriber {
     async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
         let pubsub = match tokio::time::timeout(PUBLISH_TIMEOUT * 2, self.client.get_async_pubsub()).await {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Ended::Lost(e.to_string(), false),
+            Ok(Err(e)) => return Ended::Lost(redis_conn::describe(&e), false),
             Err(_) => return Ended::Lost("connect timed out".into(), false),
         };
         let (mut sink, mut stream) = pubsub.split();
@@ -423,12 +446,12 @@ impl Subscriber {
         let mut all: Vec<String> = self.channels.iter().cloned().collect();
         all.push(inbox.clone());
         if let Err(e) = sink.subscribe(&all).await {
-            return Ended::Lost(e.to_string(), false);
+            return Ended::Lost(redis_conn::describe(&e), false);
         }
         if !self.patterns.is_empty() {
             let patterns: Vec<String> = self.patterns.iter().cloned().collect();
             if let Err(e) = sink.psubscribe(&patterns).await {
-                return Ended::Lost(e.to_string(), false);
+                return Ended::Lost(redis_conn::describe(&e), false);
             }
         }
         self.set_up(true);

@@ -30,6 +30,7 @@ use bb8_redis::RedisConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
 use super::keys::Keys;
+use super::redis_conn::RedisEndpoint;
 use crate::clients::{ClientInfo, LocalIndex};
 use crate::metrics::{self, Metrics};
 use crate::session::AuthMethod;
@@ -211,8 +212,8 @@ const LOOKUP_CONNECTIONS: u32 = 8;
 /// Connections of the control pool: one for the writer, one for the heartbeat.
 const CONTROL_CONNECTIONS: u32 = 2;
 
-async fn pool(url: &str, size: u32) -> Result<Pool<RedisConnectionManager>, RegistryError> {
-    let manager = RedisConnectionManager::new(url).map_err(|e| RegistryError(e.to_string()))?;
+async fn pool(endpoint: &RedisEndpoint, size: u32) -> Result<Pool<RedisConnectionManager>, RegistryError> {
+    let manager = RedisConnectionManager::new(endpoint.connection_info()).map_err(|e| RegistryError(e.to_string()))?;
     // bb8 keeps a broken multiplexed connection unless the checkout test (a PING) finds it dead; registry
     // traffic is batched and low-rate, so the extra round trip buys recovery after Redis restarts.
     Pool::builder()
@@ -245,7 +246,7 @@ fn parse_record(r: Vec<String>) -> Option<ClientInfo> {
 impl RedisRegistry {
     /// Connects the two pools and starts the writer and heartbeat tasks.
     pub async fn start(
-        url: &str,
+        endpoint: &RedisEndpoint,
         keys: Keys,
         node: String,
         lease: Duration,
@@ -254,8 +255,8 @@ impl RedisRegistry {
     ) -> Result<Arc<RedisRegistry>, RegistryError> {
         let (writes, receiver) = mpsc::unbounded_channel();
         let registry = Arc::new(RedisRegistry {
-            lookups: pool(url, LOOKUP_CONNECTIONS).await?,
-            control: pool(url, CONTROL_CONNECTIONS).await?,
+            lookups: pool(endpoint, LOOKUP_CONNECTIONS).await?,
+            control: pool(endpoint, CONTROL_CONNECTIONS).await?,
             keys,
             node,
             epoch: format!("{:016x}", rand::random::<u64>()),

@@ -173,10 +173,15 @@ impl SessionBridge {
         Err(StoreUnavailable(last_error))
     }
 
-    /// One store round trip with the store timeout and no retry: is the store answering right now?
-    pub async fn probe(&self) -> bool {
-        let Ok(key) = Self::session_key(PROBE_KEY) else { return false };
-        matches!(tokio::time::timeout(self.settings.store_timeout, self.store.load(&key)).await, Ok(Ok(_)))
+    /// One store round trip with the store timeout and no retry: is the store answering right now? The error
+    /// carries Redis's own words (e.g. NOAUTH after a password change) for readiness output.
+    pub async fn probe(&self) -> Result<(), StoreUnavailable> {
+        let key = Self::session_key(PROBE_KEY)?;
+        match tokio::time::timeout(self.settings.store_timeout, self.store.load(&key)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(StoreUnavailable(format!("{:#}", anyhow::Error::from(e)))),
+            Err(_) => Err(StoreUnavailable(format!("no answer within {:?}", self.settings.store_timeout))),
+        }
     }
 
     /// Refreshes a session's TTL (keep-alive). A vanished session is not recreated.

@@ -10,6 +10,8 @@ mod lb;
 mod library;
 mod meta;
 mod push;
+mod redis_deploy;
+mod redis_faults;
 mod redis_server;
 mod sessions;
 mod transport;
