@@ -108,7 +108,8 @@ async fn websocket(
     let resolved = match node.sessions().resolve(&req).await {
         Ok(resolved) => resolved,
         Err(e) => {
-            log::warn!("refused WebSocket: {e}");
+            // debug: the session bridge summarises store failures in WARNs of its own.
+            log::debug!("refused WebSocket: {e}");
             let message = "session store unavailable, try again shortly";
             return Ok(refuse(&node, StatusCode::SERVICE_UNAVAILABLE, message));
         }

@@ -34,6 +34,7 @@ use super::envelope::{Body, Envelope};
 use super::keys::Keys;
 use super::redis_conn::{self, RedisEndpoint};
 use crate::clients::{ClientManipulator, Disconnect};
+use crate::log_summary::Summary;
 use crate::metrics::{self, Metrics};
 use crate::topic::{Publication, TopicKey};
 use crate::wamp::Id;
@@ -44,6 +45,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const RECENT_IDS: usize = 16_384;
 /// Longest a PUBLISH may take before it counts as failed.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+/// PINGs the publisher gets to prove itself after the subscription (re)connects: one may hit the connection
+/// that died with the outage, the next runs on the re-dialled one.
+const PUBLISHER_WAKE_ATTEMPTS: usize = 2;
 /// Largest `eligible_authid` list routed through user channels (one PUBLISH per user, pipelined); longer lists
 /// go to the topic channel, where one PUBLISH reaches every interested node.
 pub const MAX_USER_ROUTES: usize = 8;
@@ -212,6 +216,8 @@ pub struct RedisBackplane {
     up: Arc<AtomicBool>,
     /// The error that last ended (or prevented) the subscription, for readiness output.
     last_error: Arc<Mutex<Option<String>>>,
+    /// Publications not handed to Redis, summarised in the log.
+    publish_failures: Summary,
     metrics: Arc<Metrics>,
 }
 
@@ -241,6 +247,7 @@ impl RedisBackplane {
         let task = Subscriber {
             client,
             last_error: last_error.clone(),
+            connect_failures: Summary::new(module_path!(), "backplane connection attempts"),
             node: node.clone(),
             keys: keys.clone(),
             settings,
@@ -253,7 +260,18 @@ impl RedisBackplane {
             recent: RecentIds::default(),
         };
         actix_web::rt::spawn(task.run(receiver));
-        Ok(RedisBackplane { node, keys, commands, users: Mutex::default(), publisher, up, last_error, metrics })
+        let publish_failures = Summary::new(module_path!(), "publications");
+        Ok(RedisBackplane {
+            node,
+            keys,
+            commands,
+            users: Mutex::default(),
+            publisher,
+            up,
+            last_error,
+            publish_failures,
+            metrics,
+        })
     }
 
     fn envelope(&self, body: Body) -> Envelope {
@@ -271,10 +289,14 @@ impl RedisBackplane {
             Err(BackplaneError::Down)
         };
         match &result {
-            Ok(()) => metrics::inc(&self.metrics.backplane_published_total),
+            Ok(()) => {
+                metrics::inc(&self.metrics.backplane_published_total);
+                self.publish_failures.succeeded();
+            }
             Err(e) => {
                 metrics::inc(&self.metrics.backplane_publish_errors_total);
-                log::warn!("publication {} on {} not sent to other nodes: {e}", publication.id, publication.topic);
+                log::debug!("publication {} on {} not sent to other nodes: {e}", publication.id, publication.topic);
+                self.publish_failures.failed(e);
             }
         }
         result
@@ -341,6 +363,8 @@ impl RecentIds {
 struct Subscriber {
     client: redis::Client,
     last_error: Arc<Mutex<Option<String>>>,
+    /// Failed (re)connects, summarised in the log.
+    connect_failures: Summary,
     node: String,
     keys: Keys,
     settings: crate::config::ClusterSettings,
@@ -364,6 +388,7 @@ impl Subscriber {
     fn set_up(&self, up: bool) {
         if self.up.swap(up, Ordering::AcqRel) != up {
             if up {
+                self.connect_failures.succeeded();
                 log::info!("backplane up (node {})", self.node);
             } else {
                 log::warn!("backplane down (node {}): cross-node delivery paused, reconnecting", self.node);
@@ -411,7 +436,7 @@ impl Subscriber {
                     backoff = FIRST_BACKOFF;
                 }
                 Ended::Lost(why, was_up) => {
-                    log::warn!("backplane connection lost: {why}");
+                    self.connect_failures.failed(&why);
                     *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                     if was_up {
                         backoff = FIRST_BACKOFF;
@@ -453,6 +478,9 @@ impl Subscriber {
             if let Err(e) = sink.psubscribe(&patterns).await {
                 return Ended::Lost(redis_conn::describe(&e), false);
             }
+        }
+        if let Err(e) = self.wake_publisher().await {
+            return Ended::Lost(format!("publisher: {e}"), false);
         }
         self.set_up(true);
         let mut probe = tokio::time::interval(self.settings.probe_interval);
@@ -499,6 +527,23 @@ impl Subscriber {
                 }
             }
         }
+    }
+
+    /// PINGs through the publisher before the backplane reports up. While the subscription was down publishes
+    /// were refused without touching the publisher, so after an outage it still holds the dead connection: the
+    /// first command fails (broken pipe) and makes it re-dial, the second proves the new connection. Without
+    /// this, the first publication after every outage failed.
+    async fn wake_publisher(&self) -> Result<(), String> {
+        let mut last = String::new();
+        for _ in 0..PUBLISHER_WAKE_ATTEMPTS {
+            let mut conn = self.publisher.clone();
+            match tokio::time::timeout(PUBLISH_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => last = redis_conn::describe(&e),
+                Err(_) => last = format!("no answer within {PUBLISH_TIMEOUT:?}"),
+            }
+        }
+        Err(last)
     }
 
     /// Handles one pub/sub message; returns the nonce of an own probe.

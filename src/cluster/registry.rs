@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::keys::Keys;
 use super::redis_conn::RedisEndpoint;
 use crate::clients::{ClientInfo, LocalIndex};
+use crate::log_summary::Summary;
 use crate::metrics::{self, Metrics};
 use crate::session::AuthMethod;
 use crate::wamp::Id;
@@ -200,6 +201,8 @@ pub struct RedisRegistry {
     dirty: Arc<AtomicBool>,
     stopped: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    /// Failed round trips (writes, rebuilds, heartbeats, lookups), summarised in the log.
+    failures: Summary,
     /// The scripts, hashed once (invocations use EVALSHA and load the script again after a Redis restart).
     lookup_script: redis::Script,
     count_script: redis::Script,
@@ -265,6 +268,7 @@ impl RedisRegistry {
             dirty: Arc::new(AtomicBool::new(true)),
             stopped: Arc::new(AtomicBool::new(false)),
             metrics,
+            failures: Summary::new(module_path!(), "registry round trips"),
             lookup_script: redis::Script::new(LOOKUP),
             count_script: redis::Script::new(COUNT),
             page_script: redis::Script::new(PAGE),
@@ -421,7 +425,7 @@ impl RedisRegistry {
                         Err(e) => {
                             self.dirty.store(true, Ordering::Release);
                             metrics::inc(&self.metrics.registry_errors_total);
-                            log::warn!("registry rebuild failed, will retry: {e}");
+                            self.failures.failed(format_args!("rebuild failed, will retry: {e}"));
                         }
                     }
                     continue;
@@ -440,9 +444,8 @@ impl RedisRegistry {
 
     async fn apply(&self, pipe: &redis::Pipeline) {
         if let Err(e) = self.run_pipe(pipe).await {
-            if !self.dirty.swap(true, Ordering::AcqRel) {
-                log::warn!("registry write failed; the registry will be rebuilt when Redis answers: {e}");
-            }
+            self.dirty.store(true, Ordering::Release);
+            self.failures.failed(format_args!("write failed, the registry will be rebuilt when Redis answers: {e}"));
             metrics::inc(&self.metrics.registry_errors_total);
         }
     }
@@ -453,7 +456,7 @@ impl RedisRegistry {
             Ok(c) => c,
             Err(e) => {
                 self.dirty.store(true, Ordering::Release);
-                log::warn!("registry heartbeat: {e}");
+                self.failures.failed(format_args!("heartbeat: {e}"));
                 return;
             }
         };
@@ -466,6 +469,7 @@ impl RedisRegistry {
             .to_owned();
         match tokio::time::timeout(ROUND_TRIP_TIMEOUT, set.query_async::<Option<String>>(&mut *conn)).await {
             Ok(Ok(previous)) => {
+                self.failures.succeeded();
                 if previous.as_deref() != Some(self.epoch.as_str()) {
                     if let Some(other) = previous {
                         log::warn!("node id {} was held by epoch {other}; taking it over", self.node);
@@ -475,12 +479,12 @@ impl RedisRegistry {
             }
             Ok(Err(e)) => {
                 self.dirty.store(true, Ordering::Release);
-                log::warn!("registry heartbeat failed: {e}");
+                self.failures.failed(format_args!("heartbeat failed: {e}"));
                 return;
             }
             Err(_) => {
                 self.dirty.store(true, Ordering::Release);
-                log::warn!("registry heartbeat timed out");
+                self.failures.failed("heartbeat timed out");
                 return;
             }
         }
@@ -517,8 +521,21 @@ impl RedisRegistry {
         self.run_pipe(&pipe).await
     }
 
-    /// Runs `script` with the prefix and `args` on the lookup pool.
+    /// Runs `script` with the prefix and `args` on the lookup pool; failures are summarised in the log.
     async fn query<T: redis::FromRedisValue>(&self, script: &redis::Script, args: &[&str]) -> Result<T, RegistryError> {
+        let result = self.query_once(script, args).await;
+        match &result {
+            Ok(_) => self.failures.succeeded(),
+            Err(e) => self.failures.failed(format_args!("lookup: {e}")),
+        }
+        result
+    }
+
+    async fn query_once<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        args: &[&str],
+    ) -> Result<T, RegistryError> {
         let mut conn = self.lookups.get().await.map_err(|e| RegistryError(e.to_string()))?;
         let mut invocation = script.prepare_invoke();
         invocation.arg(self.keys.prefix());

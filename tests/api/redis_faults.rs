@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use switchboard::client::V2Session;
 
 use crate::cluster::{session_key, Node};
+use crate::helpers::dict;
 use crate::redis_server::RedisServer;
 
 /// `redis.connect_timeout` of the start-up tests.
@@ -20,6 +21,8 @@ const EXIT_SLACK: Duration = Duration::from_secs(3);
 const RECOVERY: Duration = Duration::from_secs(2);
 /// How long the outage lasts: far beyond redis-rs's first re-dial waits (1 s, then growing to a minute).
 const OUTAGE: Duration = Duration::from_secs(10);
+/// Publishes tried per round of the outage loop (each fails while the backplane is down).
+const PUBLISHES_PER_ROUND: usize = 10;
 
 /// How a refused start-up ended.
 pub struct Exit {
@@ -146,13 +149,23 @@ async fn cookie_sockets_resolve_within_2s_after_a_10s_redis_outage() {
     let sessions = session_entries(&redis).await;
     assert_eq!(sessions.len(), 1, "one web session: {sessions:?}");
 
+    let mut publisher = V2Session::connect(&node.ws(), "r").await.unwrap();
+
     redis.stop();
-    // Sockets opened during the outage are refused (503), which is what drives the store's reconnects.
+    // Sockets opened during the outage are refused (503), which is what drives the store's reconnects;
+    // publishes fail (the backplane is down), each one a failure the log summarises.
     let down = Instant::now();
+    let mut failed_publishes = 0;
     while down.elapsed() < OUTAGE {
         assert!(V2Session::connect_with_headers(&node.ws(), "r", &headers).await.is_err());
+        for _ in 0..PUBLISHES_PER_ROUND {
+            if publisher.publish_acked("outage", dict(json!({})), vec![]).await.is_err() {
+                failed_publishes += 1;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    assert!(failed_publishes >= 50, "only {failed_publishes} publishes failed during the outage");
 
     redis.restart().await;
     let back = Instant::now();
@@ -180,6 +193,15 @@ async fn cookie_sockets_resolve_within_2s_after_a_10s_redis_outage() {
         assert!(back.elapsed() < RECOVERY, "not ready {:?} after Redis returned: {body}", back.elapsed());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A publish succeeds again, which flushes the last summary of failed ones.
+    publisher.publish_acked("outage", dict(json!({})), vec![]).await.unwrap();
+    let log = node.log();
+    let warned = |what: &str| log.lines().filter(|l| l.contains("WARN") && l.contains(what)).count();
+    let publishes = warned("publications could not reach Redis");
+    // The first failure, at most one summary per 10 s window of the ~10 s outage (+1 for timing), the tail.
+    assert!((2..=4).contains(&publishes), "{publishes} WARNs for {failed_publishes} failed publishes:\n{log}");
+    assert!(log.contains("publications could not reach Redis in the last"), "{log}");
+    assert!(warned("session store calls could not reach Redis") <= 4, "{log}");
 }
 
 #[actix_web::test]
