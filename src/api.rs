@@ -112,7 +112,8 @@ async fn websocket(
     let resolved = match node.sessions().resolve(&req).await {
         Ok(resolved) => resolved,
         Err(e) => {
-            log::warn!("refused WebSocket: {e}");
+            // debug: the session bridge summarises store failures in WARNs of its own.
+            log::debug!("refused WebSocket: {e}");
             let message = "session store unavailable, try again shortly";
             return Ok(refuse(&node, StatusCode::SERVICE_UNAVAILABLE, message));
         }
@@ -153,19 +154,21 @@ async fn live() -> HttpResponse {
 }
 
 /// Ready when the node can do its job: the session store answers and, in cluster mode, the backplane is up.
-/// 200 `{"status":"ready",…}` or 503 `{"status":"not ready",…}`; `redis` is `up`, `down` or `not configured`,
-/// `backplane` is `up`, `down` or `disabled` (embedded mode).
+/// 200 `{"status":"ready",…}` or 503 `{"status":"not ready",…}`; `redis` (the session store's Redis) is `up`,
+/// `down` or `not configured`, `backplane` is `up`, `down` or `disabled` (embedded mode). While down, `redis_error`
+/// and `backplane_error` carry Redis's own words (e.g. `NOAUTH` or `WRONGPASS` after a password change).
 async fn ready(node: web::Data<Switchboard>) -> HttpResponse {
-    let redis = if node.settings().redis.url.is_empty() {
-        "not configured"
-    } else if node.sessions().probe().await {
-        "up"
+    let (redis, redis_error) = if node.settings().session_redis_url().is_empty() {
+        ("not configured", None)
     } else {
-        "down"
+        match node.sessions().probe().await {
+            Ok(()) => ("up", None),
+            Err(e) => ("down", Some(e.0)),
+        }
     };
     let backplane = node.backplane().state();
     let ready = redis != "down" && backplane != crate::cluster::backplane::State::Down;
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "node": node.node_id(),
         "mode": if node.is_cluster() { "cluster" } else { "embedded" },
@@ -174,6 +177,12 @@ async fn ready(node: web::Data<Switchboard>) -> HttpResponse {
         "backplane": backplane.as_str(),
         "sessions": node.clients().local_count(),
     });
+    if let Some(error) = redis_error {
+        body["redis_error"] = json!(error);
+    }
+    if let Some(error) = node.backplane().last_error() {
+        body["backplane_error"] = json!(error);
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {

@@ -274,7 +274,8 @@ impl ClientManipulator {
 
     fn fallback<T>(&self, what: &str, result: Result<T, RegistryError>, local: impl FnOnce() -> T) -> T {
         result.unwrap_or_else(|e| {
-            log::warn!("{what}: {e}; answering for node {} only", self.node);
+            // Logged at debug: the registry summarises its failures in WARNs of its own.
+            log::debug!("{what}: {e}; answering for node {} only", self.node);
             local()
         })
     }
@@ -311,7 +312,7 @@ impl ClientManipulator {
             if let Registry::Redis(r) = &self.registry {
                 match r.find_by_username(topic, username).await {
                     Ok(found) => return found,
-                    Err(e) => log::warn!("find_by_username: {e}; answering for node {} only", self.node),
+                    Err(e) => log::debug!("find_by_username: {e}; answering for node {} only", self.node),
                 }
             }
             let subscribers = self.broker.send(Subscribers(topic.to_owned())).await.unwrap_or_default();

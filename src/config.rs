@@ -241,6 +241,9 @@ pub struct SessionSettings {
     /// (as `openssl rand -base64 64` prints them) are ignored. Empty in embedded mode
     /// generates a random key at start (fine for the demo, useless for sharing). Env: `SWITCHBOARD_SESSION_KEY`.
     pub key: String,
+    /// Redis URL of the web app's session store when it is not the cluster's (`redis.url`); empty uses
+    /// `redis.url`. Env: `SWITCHBOARD_SESSION_REDIS_URL`.
+    pub redis_url: String,
     /// Prefix the web app's `RedisSessionStore` puts before session keys (`cache_keygen`).
     /// Env: `SWITCHBOARD_SESSION_KEY_PREFIX`.
     pub key_prefix: String,
@@ -293,6 +296,7 @@ impl Default for SessionSettings {
             cookie_name: "id".into(),
             cookie_security: CookieSecurity::Private,
             key: String::new(),
+            redis_url: String::new(),
             key_prefix: String::new(),
             username_field: "username".into(),
             roles_field: "roles".into(),
@@ -343,12 +347,26 @@ fn without_whitespace(text: &str) -> String {
 }
 
 /// `[redis]`: the session store, the cluster backplane and the registry.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSettings {
-    /// Redis URL of the web app's session store; empty means embedded mode (in-memory sessions).
+    /// Redis URL of the cluster (backplane and registry) and, unless `session.redis_url` is set, of the web
+    /// app's session store; `rediss://` for TLS. Empty means embedded mode (in-memory sessions).
     /// Env: `SWITCHBOARD_REDIS_URL`.
     pub url: String,
+    /// Longest start-up may wait for each Redis server to connect and answer a PING (AUTH included); the node
+    /// exits with code 2 beyond it.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// PEM bundle of a private CA trusted (instead of the system's roots) by `rediss://` connections; empty
+    /// uses the system's roots. Env: `SWITCHBOARD_REDIS_TLS_CA`.
+    pub tls_ca: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings { url: String::new(), connect_timeout: Duration::from_secs(5), tls_ca: String::new() }
+    }
 }
 
 /// `[cluster]`: how nodes share work through Redis (used whenever `redis.url` is set).
@@ -490,6 +508,12 @@ impl Settings {
         if let Some(url) = get("SWITCHBOARD_REDIS_URL") {
             self.redis.url = url;
         }
+        if let Some(url) = get("SWITCHBOARD_SESSION_REDIS_URL") {
+            self.session.redis_url = url;
+        }
+        if let Some(path) = get("SWITCHBOARD_REDIS_TLS_CA") {
+            self.redis.tls_ca = path;
+        }
         if let Some(key) = get("SWITCHBOARD_SESSION_KEY") {
             self.session.key = key;
         }
@@ -514,6 +538,15 @@ impl Settings {
             };
         }
         Ok(())
+    }
+
+    /// The session store's Redis URL: `session.redis_url`, else `redis.url` (empty: in-memory sessions).
+    pub fn session_redis_url(&self) -> &str {
+        if self.session.redis_url.is_empty() {
+            &self.redis.url
+        } else {
+            &self.session.redis_url
+        }
     }
 
     /// Whether the demo is served: as configured, else only in embedded mode (DESIGN.md §7).
@@ -570,15 +603,26 @@ impl Settings {
                 return Err(invalid(key, "must be greater than zero"));
             }
         }
-        if !self.redis.url.is_empty() {
-            let key = "redis.url (SWITCHBOARD_REDIS_URL)";
-            if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
+        for (key, url) in [
+            ("redis.url (SWITCHBOARD_REDIS_URL)", &self.redis.url),
+            ("session.redis_url (SWITCHBOARD_SESSION_REDIS_URL)", &self.session.redis_url),
+        ] {
+            if !(url.is_empty() || url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(invalid(key, "must start with redis:// or rediss://"));
             }
-            if self.session.key.is_empty() {
-                let msg = "is required when redis.url is set: sockets must read the web app's cookies";
-                return Err(invalid("session.key (SWITCHBOARD_SESSION_KEY)", msg));
-            }
+        }
+        if !self.session_redis_url().is_empty() && self.session.key.is_empty() {
+            let msg = "is required when redis.url or session.redis_url is set: sockets must read the web app's cookies";
+            return Err(invalid("session.key (SWITCHBOARD_SESSION_KEY)", msg));
+        }
+        if self.redis.connect_timeout.is_zero() {
+            return Err(invalid("redis.connect_timeout", "must be greater than zero"));
+        }
+        if !self.redis.tls_ca.is_empty()
+            && ![&self.redis.url, &self.session.redis_url].iter().any(|u| u.starts_with("rediss://"))
+        {
+            let msg = "is set, but no Redis URL uses TLS (rediss://)";
+            return Err(invalid("redis.tls_ca (SWITCHBOARD_REDIS_TLS_CA)", msg));
         }
         self.session.key_bytes()?;
         let session = &self.session;
@@ -769,6 +813,34 @@ mod tests {
         s.apply_env(env(&[("SWITCHBOARD_SESSION_KEY", "Cp11D3sZR7ndhi5w\nkWQH!RPf\n")])).unwrap();
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("session.key (SWITCHBOARD_SESSION_KEY)") && err.contains("not valid base64"), "{err}");
+    }
+
+    #[test]
+    fn redis_keys_are_validated_by_name_and_the_session_url_defaults_to_the_cluster_url() {
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+        let mut s = Settings::default();
+        s.apply_env(env(&[("SWITCHBOARD_REDIS_URL", "redis://c:1"), ("SWITCHBOARD_SESSION_KEY", &key)])).unwrap();
+        assert_eq!(s.session_redis_url(), "redis://c:1");
+        s.apply_env(env(&[("SWITCHBOARD_SESSION_REDIS_URL", "rediss://s:2")])).unwrap();
+        assert_eq!(s.session_redis_url(), "rediss://s:2");
+        s.validate().unwrap();
+        s.session.redis_url = "s:2".into();
+        assert!(s.validate().unwrap_err().to_string().contains("SWITCHBOARD_SESSION_REDIS_URL"));
+
+        let s = Settings::from_toml("[redis]\nconnect_timeout = \"0s\"\n", "x").unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("redis.connect_timeout"));
+        let mut s = Settings::default();
+        s.apply_env(env(&[("SWITCHBOARD_REDIS_TLS_CA", "/etc/ca.pem"), ("SWITCHBOARD_REDIS_URL", "redis://c:1")]))
+            .unwrap();
+        s.session.key = key.clone();
+        assert!(s.validate().unwrap_err().to_string().contains("SWITCHBOARD_REDIS_TLS_CA"), "CA without rediss://");
+        s.redis.url = "rediss://c:1".into();
+        s.validate().unwrap();
+
+        let mut s = Settings::default();
+        s.session.redis_url = "redis://s:2".into();
+        assert!(s.validate().unwrap_err().to_string().contains("session.key"), "sessions in Redis need the key");
     }
 
     #[test]

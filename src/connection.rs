@@ -800,12 +800,13 @@ impl Connection {
             match (result, on_store_error) {
                 (Ok(state), _) => this.apply_state(ctx, state),
                 (Err(e), StoreErrorPolicy::Close) => {
-                    log::warn!("session {}: {e}", this.session);
+                    // debug: the session bridge summarises store failures in WARNs of its own.
+                    log::debug!("session {}: {e}", this.session);
                     let reason = "session store unavailable";
                     return this.close(ctx, CloseReason::SessionStoreUnavailable, CloseCode::Error, reason);
                 }
                 (Err(e), StoreErrorPolicy::KeepSocket) => {
-                    log::warn!("session {}: revalidation skipped: {e}", this.session)
+                    log::debug!("session {}: revalidation skipped: {e}", this.session)
                 }
             }
             while let Some(text) = this.waiting.pop_front() {
@@ -889,7 +890,7 @@ impl Connection {
         ctx.spawn(
             async move {
                 if let Err(e) = bridge.refresh_ttl(&key).await {
-                    log::warn!("session {session}: keep-alive failed: {e}");
+                    log::debug!("session {session}: keep-alive failed: {e}");
                 }
             }
             .into_actor(self),

@@ -46,6 +46,7 @@
 //! | `push` | the HTTP push API `/api/*` (bearer token) |
 //! | `demo` | the demo web app: login, chat page, `wamp.js` |
 //! | [`config`] | settings: embedded default, TOML file, environment |
+//! | `log_summary` | rate-limited WARNs for failures that repeat per event (Redis outages) |
 //! | [`node`] | the builder, the library handle and the ready server |
 //! | `transport` | the ready server's sockets: HTTP via actix-web, accepted WebSockets without the HTTP/1 dispatcher |
 //! | [`metrics`] | OpenMetrics counters, gauges, histograms and closes by reason (prometheus-client) |
@@ -64,6 +65,7 @@ pub mod config;
 pub mod connection;
 mod demo;
 pub mod frame;
+mod log_summary;
 pub mod logfmt;
 pub mod metrics;
 pub mod node;

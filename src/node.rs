@@ -19,6 +19,7 @@ use crate::caps::Caps;
 use crate::clients::{ClientManipulator, Disconnect, LocalIndex, Registry};
 use crate::cluster::backplane::{Backplane, Inbound, RedisBackplane};
 use crate::cluster::keys::Keys;
+use crate::cluster::redis_conn::{self, RedisConnError, RedisEndpoint, TlsCa};
 use crate::cluster::registry::RedisRegistry;
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;
@@ -42,10 +43,14 @@ pub enum StartError {
     /// A route pattern given to the builder is wrong.
     #[error(transparent)]
     Pattern(#[from] PatternError),
-    /// The web app's session store could not be reached at start.
-    #[error("cannot connect to the session store at redis.url (SWITCHBOARD_REDIS_URL): {0}")]
+    /// A Redis server (`redis.url`, `session.redis_url`) is unreachable, refuses our credentials, or its URL or
+    /// private CA (`redis.tls_ca`) is unusable; the message names the key and masks the password.
+    #[error(transparent)]
+    Redis(#[from] RedisConnError),
+    /// The web app's session store could not be set up.
+    #[error("cannot set up the session store: {0}")]
     SessionStore(String),
-    /// Cluster mode could not start (Redis unreachable at start).
+    /// Cluster mode could not start.
     #[error("cannot start cluster mode with redis.url (SWITCHBOARD_REDIS_URL): {0}")]
     Cluster(String),
     /// The listen address could not be bound.
@@ -123,11 +128,15 @@ impl Builder {
                 actix_web::cookie::Key::generate()
             }
         };
-        let store = match self.settings.redis.url.as_str() {
-            "" => Store::Memory(MemorySessionStore::default()),
-            url => Store::redis(url, &self.settings.session.key_prefix)
-                .await
-                .map_err(|e| StartError::SessionStore(format!("{e:#}")))?,
+        let (cluster_redis, session_redis) = open_redis(&self.settings).await?;
+        let store = match &session_redis {
+            None => Store::Memory(MemorySessionStore::default()),
+            Some(endpoint) => {
+                let session = &self.settings.session;
+                Store::redis(endpoint, &session.key_prefix, session.store_timeout)
+                    .await
+                    .map_err(|e| StartError::SessionStore(format!("{}: {e:#}", endpoint.shown())))?
+            }
         };
         let sessions = Arc::new(SessionBridge::new(
             key,
@@ -142,27 +151,39 @@ impl Builder {
         };
         let local = LocalIndex::default();
         let inbound = Arc::new(OnceLock::new());
-        let (backplane, registry) = match self.settings.redis.url.as_str() {
-            "" => (Backplane::Memory, Registry::Memory),
-            url => {
+        let (backplane, registry) = match &cluster_redis {
+            None => (Backplane::Memory, Registry::Memory),
+            Some(endpoint) => {
                 let cluster = &self.settings.cluster;
                 let keys = Keys::new(&cluster.prefix);
-                let cluster_error = |e: String| StartError::Cluster(e);
-                let client = redis::Client::open(url).map_err(|e| cluster_error(e.to_string()))?;
-                let backplane = RedisBackplane::start(
-                    client,
-                    node_id.clone(),
-                    keys.clone(),
-                    cluster.clone(),
-                    inbound.clone(),
-                    metrics.clone(),
-                )
-                .await
-                .map_err(|e| cluster_error(e.to_string()))?;
-                let registry =
-                    RedisRegistry::start(url, keys, node_id.clone(), cluster.lease, local.clone(), metrics.clone())
-                        .await
-                        .map_err(|e| cluster_error(e.to_string()))?;
+                let cluster_error = |e: String| StartError::Cluster(format!("{}: {e}", endpoint.shown()));
+                let started = async {
+                    let backplane = RedisBackplane::start(
+                        endpoint,
+                        node_id.clone(),
+                        keys.clone(),
+                        cluster.clone(),
+                        inbound.clone(),
+                        metrics.clone(),
+                    )
+                    .await
+                    .map_err(|e| cluster_error(redis_conn::describe(&e)))?;
+                    let registry = RedisRegistry::start(
+                        endpoint,
+                        keys,
+                        node_id.clone(),
+                        cluster.lease,
+                        local.clone(),
+                        metrics.clone(),
+                    )
+                    .await
+                    .map_err(|e| cluster_error(e.to_string()))?;
+                    Ok::<_, StartError>((backplane, registry))
+                };
+                let timeout = endpoint.connect_timeout();
+                let (backplane, registry) = tokio::time::timeout(timeout, started)
+                    .await
+                    .map_err(|_| cluster_error(format!("no answer within {timeout:?} (redis.connect_timeout)")))??;
                 log::info!("cluster mode: node {node_id}, epoch {}, prefix {}", registry.epoch(), cluster.prefix);
                 (Backplane::Redis(Arc::new(backplane)), Registry::Redis(registry))
             }
@@ -199,6 +220,27 @@ impl Builder {
             }),
         })
     }
+}
+
+/// Opens the cluster's and the session store's Redis endpoints (`None` when not configured) and checks each
+/// answers, AUTH included, within `redis.connect_timeout`.
+async fn open_redis(settings: &Settings) -> Result<(Option<RedisEndpoint>, Option<RedisEndpoint>), StartError> {
+    let redis = &settings.redis;
+    let tls_ca = match redis.tls_ca.as_str() {
+        "" => None,
+        path => Some(TlsCa::load(std::path::Path::new(path))?),
+    };
+    let open = |setting, url: &str| match url {
+        "" => Ok(None),
+        url => RedisEndpoint::open(setting, url, tls_ca.as_ref(), redis.connect_timeout).map(Some),
+    };
+    let cluster = open(redis_conn::CLUSTER_URL_SETTING, &redis.url)?;
+    let separate = open(redis_conn::SESSION_URL_SETTING, &settings.session.redis_url)?;
+    for endpoint in cluster.iter().chain(separate.iter()) {
+        endpoint.check().await?;
+    }
+    let session = separate.or_else(|| cluster.clone());
+    Ok((cluster, session))
 }
 
 struct Inner {

@@ -32,7 +32,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::envelope::{Body, Envelope};
 use super::keys::Keys;
+use super::redis_conn::{self, RedisEndpoint};
 use crate::clients::{ClientManipulator, Disconnect};
+use crate::log_summary::Summary;
 use crate::logfmt::Escaped;
 use crate::metrics::{self, Metrics};
 use crate::topic::{Publication, TopicKey};
@@ -44,6 +46,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const RECENT_IDS: usize = 16_384;
 /// Longest a PUBLISH may take before it counts as failed.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+/// PINGs the publisher gets to prove itself after the subscription (re)connects: one may hit the connection
+/// that died with the outage, the next runs on the re-dialled one.
+const PUBLISHER_WAKE_ATTEMPTS: usize = 2;
 /// Largest `eligible_authid` list routed through user channels (one PUBLISH per user, pipelined); longer lists
 /// go to the topic channel, where one PUBLISH reaches every interested node.
 pub const MAX_USER_ROUTES: usize = 8;
@@ -180,6 +185,16 @@ impl Backplane {
         }
     }
 
+    /// Why the backplane is down (Redis's last error), while it is.
+    pub fn last_error(&self) -> Option<String> {
+        match self {
+            Backplane::Redis(r) if !r.up.load(Ordering::Acquire) => {
+                r.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            }
+            _ => None,
+        }
+    }
+
     /// Current state.
     pub fn state(&self) -> State {
         match self {
@@ -200,13 +215,18 @@ pub struct RedisBackplane {
     users: Mutex<HashMap<String, usize>>,
     publisher: ConnectionManager,
     up: Arc<AtomicBool>,
+    /// The error that last ended (or prevented) the subscription, for readiness output.
+    last_error: Arc<Mutex<Option<String>>>,
+    /// Publications not handed to Redis, summarised in the log.
+    publish_failures: Summary,
     metrics: Arc<Metrics>,
 }
 
 impl RedisBackplane {
-    /// Connects the publisher and starts the pub/sub task on the current runtime.
+    /// Connects the publisher (within `redis.connect_timeout`) and starts the pub/sub task on the current
+    /// runtime.
     pub async fn start(
-        client: redis::Client,
+        endpoint: &RedisEndpoint,
         node: String,
         keys: Keys,
         settings: crate::config::ClusterSettings,
@@ -217,12 +237,18 @@ impl RedisBackplane {
         // publisher could stay dead for a minute while the subscription is back. Dial on demand instead: a
         // publish after a failure reconnects at once (and while the subscription reports Redis down, publishes
         // are refused without touching it, so nothing hammers a dead server).
-        let config = redis::aio::ConnectionManagerConfig::new().set_number_of_retries(0);
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(endpoint.connect_timeout());
+        let client = endpoint.client().clone();
         let publisher = client.get_connection_manager_with_config(config).await?;
         let (commands, receiver) = mpsc::unbounded_channel();
         let up = Arc::new(AtomicBool::new(false));
+        let last_error = Arc::new(Mutex::new(None));
         let task = Subscriber {
             client,
+            last_error: last_error.clone(),
+            connect_failures: Summary::new(module_path!(), "backplane connection attempts"),
             node: node.clone(),
             keys: keys.clone(),
             settings,
@@ -235,7 +261,18 @@ impl RedisBackplane {
             recent: RecentIds::default(),
         };
         actix_web::rt::spawn(task.run(receiver));
-        Ok(RedisBackplane { node, keys, commands, users: Mutex::default(), publisher, up, metrics })
+        let publish_failures = Summary::new(module_path!(), "publications");
+        Ok(RedisBackplane {
+            node,
+            keys,
+            commands,
+            users: Mutex::default(),
+            publisher,
+            up,
+            last_error,
+            publish_failures,
+            metrics,
+        })
     }
 
     fn envelope(&self, body: Body) -> Envelope {
@@ -257,11 +294,13 @@ impl RedisBackplane {
             Ok(()) => {
                 metrics::inc(&self.metrics.backplane_published_total);
                 self.metrics.backplane_publish_seconds.observe(handed_over.elapsed().as_secs_f64());
+                self.publish_failures.succeeded();
             }
             Err(e) => {
                 metrics::inc(&self.metrics.backplane_publish_errors_total);
                 let topic = Escaped(&publication.topic);
-                log::warn!("publication {} on {topic} not sent to other nodes: {e}", publication.id);
+                log::debug!("publication {} on {topic} not sent to other nodes: {e}", publication.id);
+                self.publish_failures.failed(e);
             }
         }
         result
@@ -327,6 +366,9 @@ impl RecentIds {
 /// The pub/sub task.
 struct Subscriber {
     client: redis::Client,
+    last_error: Arc<Mutex<Option<String>>>,
+    /// Failed (re)connects, summarised in the log.
+    connect_failures: Summary,
     node: String,
     keys: Keys,
     settings: crate::config::ClusterSettings,
@@ -350,6 +392,7 @@ impl Subscriber {
     fn set_up(&self, up: bool) {
         if self.up.swap(up, Ordering::AcqRel) != up {
             if up {
+                self.connect_failures.succeeded();
                 log::info!("backplane up (node {})", self.node);
             } else {
                 log::warn!("backplane down (node {}): cross-node delivery paused, reconnecting", self.node);
@@ -392,10 +435,13 @@ impl Subscriber {
                 Ended::Wedged => {
                     metrics::inc(&self.metrics.backplane_wedged_total);
                     log::warn!("backplane subscription wedged (probe lost); rebuilding it");
+                    let why = "subscription wedged (probe lost)".to_owned();
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                     backoff = FIRST_BACKOFF;
                 }
                 Ended::Lost(why, was_up) => {
-                    log::warn!("backplane connection lost: {why}");
+                    self.connect_failures.failed(&why);
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                     if was_up {
                         backoff = FIRST_BACKOFF;
                     }
@@ -421,7 +467,7 @@ impl Subscriber {
     async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
         let pubsub = match tokio::time::timeout(PUBLISH_TIMEOUT * 2, self.client.get_async_pubsub()).await {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Ended::Lost(e.to_string(), false),
+            Ok(Err(e)) => return Ended::Lost(redis_conn::describe(&e), false),
             Err(_) => return Ended::Lost("connect timed out".into(), false),
         };
         let (mut sink, mut stream) = pubsub.split();
@@ -429,13 +475,16 @@ impl Subscriber {
         let mut all: Vec<String> = self.channels.iter().cloned().collect();
         all.push(inbox.clone());
         if let Err(e) = sink.subscribe(&all).await {
-            return Ended::Lost(e.to_string(), false);
+            return Ended::Lost(redis_conn::describe(&e), false);
         }
         if !self.patterns.is_empty() {
             let patterns: Vec<String> = self.patterns.iter().cloned().collect();
             if let Err(e) = sink.psubscribe(&patterns).await {
-                return Ended::Lost(e.to_string(), false);
+                return Ended::Lost(redis_conn::describe(&e), false);
             }
+        }
+        if let Err(e) = self.wake_publisher().await {
+            return Ended::Lost(format!("publisher: {e}"), false);
         }
         self.set_up(true);
         let mut probe = tokio::time::interval(self.settings.probe_interval);
@@ -482,6 +531,23 @@ impl Subscriber {
                 }
             }
         }
+    }
+
+    /// PINGs through the publisher before the backplane reports up. While the subscription was down publishes
+    /// were refused without touching the publisher, so after an outage it still holds the dead connection: the
+    /// first command fails (broken pipe) and makes it re-dial, the second proves the new connection. Without
+    /// this, the first publication after every outage failed.
+    async fn wake_publisher(&self) -> Result<(), String> {
+        let mut last = String::new();
+        for _ in 0..PUBLISHER_WAKE_ATTEMPTS {
+            let mut conn = self.publisher.clone();
+            match tokio::time::timeout(PUBLISH_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => last = redis_conn::describe(&e),
+                Err(_) => last = format!("no answer within {PUBLISH_TIMEOUT:?}"),
+            }
+        }
+        Err(last)
     }
 
     /// Handles one pub/sub message; returns the nonce of an own probe.

@@ -30,7 +30,9 @@ use bb8_redis::RedisConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
 use super::keys::Keys;
+use super::redis_conn::RedisEndpoint;
 use crate::clients::{ClientInfo, LocalIndex};
+use crate::log_summary::Summary;
 use crate::metrics::{self, Metrics};
 use crate::session::AuthMethod;
 use crate::wamp::Id;
@@ -199,6 +201,8 @@ pub struct RedisRegistry {
     dirty: Arc<AtomicBool>,
     stopped: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    /// Failed round trips (writes, rebuilds, heartbeats, lookups), summarised in the log.
+    failures: Summary,
     /// The scripts, hashed once (invocations use EVALSHA and load the script again after a Redis restart).
     lookup_script: redis::Script,
     count_script: redis::Script,
@@ -211,8 +215,8 @@ const LOOKUP_CONNECTIONS: u32 = 8;
 /// Connections of the control pool: one for the writer, one for the heartbeat.
 const CONTROL_CONNECTIONS: u32 = 2;
 
-async fn pool(url: &str, size: u32) -> Result<Pool<RedisConnectionManager>, RegistryError> {
-    let manager = RedisConnectionManager::new(url).map_err(|e| RegistryError(e.to_string()))?;
+async fn pool(endpoint: &RedisEndpoint, size: u32) -> Result<Pool<RedisConnectionManager>, RegistryError> {
+    let manager = RedisConnectionManager::new(endpoint.connection_info()).map_err(|e| RegistryError(e.to_string()))?;
     // bb8 keeps a broken multiplexed connection unless the checkout test (a PING) finds it dead; registry
     // traffic is batched and low-rate, so the extra round trip buys recovery after Redis restarts.
     Pool::builder()
@@ -245,7 +249,7 @@ fn parse_record(r: Vec<String>) -> Option<ClientInfo> {
 impl RedisRegistry {
     /// Connects the two pools and starts the writer and heartbeat tasks.
     pub async fn start(
-        url: &str,
+        endpoint: &RedisEndpoint,
         keys: Keys,
         node: String,
         lease: Duration,
@@ -254,8 +258,8 @@ impl RedisRegistry {
     ) -> Result<Arc<RedisRegistry>, RegistryError> {
         let (writes, receiver) = mpsc::unbounded_channel();
         let registry = Arc::new(RedisRegistry {
-            lookups: pool(url, LOOKUP_CONNECTIONS).await?,
-            control: pool(url, CONTROL_CONNECTIONS).await?,
+            lookups: pool(endpoint, LOOKUP_CONNECTIONS).await?,
+            control: pool(endpoint, CONTROL_CONNECTIONS).await?,
             keys,
             node,
             epoch: format!("{:016x}", rand::random::<u64>()),
@@ -264,6 +268,7 @@ impl RedisRegistry {
             dirty: Arc::new(AtomicBool::new(true)),
             stopped: Arc::new(AtomicBool::new(false)),
             metrics,
+            failures: Summary::new(module_path!(), "registry round trips"),
             lookup_script: redis::Script::new(LOOKUP),
             count_script: redis::Script::new(COUNT),
             page_script: redis::Script::new(PAGE),
@@ -420,7 +425,7 @@ impl RedisRegistry {
                         Err(e) => {
                             self.dirty.store(true, Ordering::Release);
                             metrics::inc(&self.metrics.registry_errors_total);
-                            log::warn!("registry rebuild failed, will retry: {e}");
+                            self.failures.failed(format_args!("rebuild failed, will retry: {e}"));
                         }
                     }
                     continue;
@@ -439,9 +444,8 @@ impl RedisRegistry {
 
     async fn apply(&self, pipe: &redis::Pipeline) {
         if let Err(e) = self.run_pipe(pipe).await {
-            if !self.dirty.swap(true, Ordering::AcqRel) {
-                log::warn!("registry write failed; the registry will be rebuilt when Redis answers: {e}");
-            }
+            self.dirty.store(true, Ordering::Release);
+            self.failures.failed(format_args!("write failed, the registry will be rebuilt when Redis answers: {e}"));
             metrics::inc(&self.metrics.registry_errors_total);
         }
     }
@@ -452,7 +456,7 @@ impl RedisRegistry {
             Ok(c) => c,
             Err(e) => {
                 self.dirty.store(true, Ordering::Release);
-                log::warn!("registry heartbeat: {e}");
+                self.failures.failed(format_args!("heartbeat: {e}"));
                 return;
             }
         };
@@ -465,6 +469,7 @@ impl RedisRegistry {
             .to_owned();
         match tokio::time::timeout(ROUND_TRIP_TIMEOUT, set.query_async::<Option<String>>(&mut *conn)).await {
             Ok(Ok(previous)) => {
+                self.failures.succeeded();
                 if previous.as_deref() != Some(self.epoch.as_str()) {
                     if let Some(other) = previous {
                         log::warn!("node id {} was held by epoch {other}; taking it over", self.node);
@@ -474,12 +479,12 @@ impl RedisRegistry {
             }
             Ok(Err(e)) => {
                 self.dirty.store(true, Ordering::Release);
-                log::warn!("registry heartbeat failed: {e}");
+                self.failures.failed(format_args!("heartbeat failed: {e}"));
                 return;
             }
             Err(_) => {
                 self.dirty.store(true, Ordering::Release);
-                log::warn!("registry heartbeat timed out");
+                self.failures.failed("heartbeat timed out");
                 return;
             }
         }
@@ -516,8 +521,21 @@ impl RedisRegistry {
         self.run_pipe(&pipe).await
     }
 
-    /// Runs `script` with the prefix and `args` on the lookup pool.
+    /// Runs `script` with the prefix and `args` on the lookup pool; failures are summarised in the log.
     async fn query<T: redis::FromRedisValue>(&self, script: &redis::Script, args: &[&str]) -> Result<T, RegistryError> {
+        let result = self.query_once(script, args).await;
+        match &result {
+            Ok(_) => self.failures.succeeded(),
+            Err(e) => self.failures.failed(format_args!("lookup: {e}")),
+        }
+        result
+    }
+
+    async fn query_once<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        args: &[&str],
+    ) -> Result<T, RegistryError> {
         let mut conn = self.lookups.get().await.map_err(|e| RegistryError(e.to_string()))?;
         let mut invocation = script.prepare_invoke();
         invocation.arg(self.keys.prefix());

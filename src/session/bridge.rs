@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::store::{SessionState, Store};
 use super::{AuthMethod, Identity};
 use crate::config::{CookieSecurity, SessionSettings};
+use crate::log_summary::Summary;
 use crate::metrics::{self, Metrics};
 use crate::wamp::Id;
 
@@ -90,6 +91,8 @@ pub struct SessionBridge {
     store: Store,
     on_invalid: Option<InvalidSessionCallback>,
     metrics: Arc<Metrics>,
+    /// Store calls that failed (a load after all its attempts, a TTL refresh), summarised in the log.
+    failures: Summary,
 }
 
 impl SessionBridge {
@@ -101,7 +104,14 @@ impl SessionBridge {
         on_invalid: Option<InvalidSessionCallback>,
         metrics: Arc<Metrics>,
     ) -> SessionBridge {
-        SessionBridge { key, settings, store, on_invalid, metrics }
+        SessionBridge {
+            key,
+            settings,
+            store,
+            on_invalid,
+            metrics,
+            failures: Summary::new(module_path!(), "session store calls"),
+        }
     }
 
     /// The store (for the demo's `SessionMiddleware` and for health output).
@@ -158,36 +168,51 @@ impl SessionBridge {
                 Ok(Ok(state)) => {
                     self.metrics.session_resolve_seconds.observe(started.elapsed().as_secs_f64());
                     metrics::inc(&self.metrics.session_loads_total);
+                    self.failures.succeeded();
                     return Ok(state);
                 }
                 Ok(Err(e)) => last_error = format!("{:#}", anyhow::Error::from(e)),
                 Err(_) => last_error = format!("no answer within {:?}", self.settings.store_timeout),
             }
-            log::warn!("session store load failed (attempt {attempt}/{}): {last_error}", self.settings.store_attempts);
+            log::debug!("session store load failed (attempt {attempt}/{}): {last_error}", self.settings.store_attempts);
             if attempt < self.settings.store_attempts {
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
         }
         metrics::inc(&self.metrics.session_store_errors_total);
+        let attempts = self.settings.store_attempts;
+        self.failures.failed(format_args!("session load failed after {attempts} attempts: {last_error}"));
         Err(StoreUnavailable(last_error))
     }
 
-    /// One store round trip with the store timeout and no retry: is the store answering right now?
-    pub async fn probe(&self) -> bool {
-        let Ok(key) = Self::session_key(PROBE_KEY) else { return false };
-        matches!(tokio::time::timeout(self.settings.store_timeout, self.store.load(&key)).await, Ok(Ok(_)))
+    /// One store round trip with the store timeout and no retry: is the store answering right now? The error
+    /// carries Redis's own words (e.g. NOAUTH after a password change) for readiness output.
+    pub async fn probe(&self) -> Result<(), StoreUnavailable> {
+        let key = Self::session_key(PROBE_KEY)?;
+        match tokio::time::timeout(self.settings.store_timeout, self.store.load(&key)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(StoreUnavailable(format!("{:#}", anyhow::Error::from(e)))),
+            Err(_) => Err(StoreUnavailable(format!("no answer within {:?}", self.settings.store_timeout))),
+        }
     }
 
     /// Refreshes a session's TTL (keep-alive). A vanished session is not recreated.
     pub async fn refresh_ttl(&self, key: &str) -> Result<(), StoreUnavailable> {
         let session_key = Self::session_key(key)?;
-        match tokio::time::timeout(self.settings.store_timeout, self.store.update_ttl(&session_key, &self.ttl())).await
-        {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreUnavailable(format!("{e:#}"))),
-            Err(_) => Err(StoreUnavailable("TTL refresh timed out".into())),
+        let result =
+            match tokio::time::timeout(self.settings.store_timeout, self.store.update_ttl(&session_key, &self.ttl()))
+                .await
+            {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(StoreUnavailable(format!("{e:#}"))),
+                Err(_) => Err(StoreUnavailable("TTL refresh timed out".into())),
+            };
+        match &result {
+            Ok(()) => self.failures.succeeded(),
+            Err(e) => self.failures.failed(format_args!("TTL refresh: {e}")),
         }
+        result
     }
 
     /// The identity a session state describes: `Ok(None)` when no user is logged in.

@@ -4,20 +4,31 @@
 //! Because [`Store`] implements `SessionStore`, the same value serves actix-session's `SessionMiddleware`
 //! (the demo login) and the sockets: there is exactly one session format, actix-session's. Only this file
 //! names `RedisSessionStore`.
+//!
+//! The Redis store runs over a pool (actix-session's `redis-pool`) rather than its own `ConnectionManager`:
+//! a pooled connection is PINGed at checkout and a dead one replaced by a fresh dial at once, so sockets
+//! resolve again as soon as Redis is back; the `ConnectionManager` re-dials on a backoff growing to a minute,
+//! which locked logged-in users out for up to two minutes after every Redis restart.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_session::storage::{LoadError, RedisSessionStore, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
+use deadpool_redis::{Manager, Pool, Runtime};
 use rand::distr::{Alphanumeric, SampleString};
+
+use crate::cluster::redis_conn::RedisEndpoint;
 
 /// A session's state: field name → JSON text, exactly as actix-session stores it.
 pub type SessionState = HashMap<String, String>;
 
 /// Length of generated session keys (actix-session uses 64 alphanumerics too).
 const SESSION_KEY_LEN: usize = 64;
+
+/// Connections the Redis session store may hold open at once; more concurrent loads wait for one.
+const REDIS_POOL_SIZE: usize = 16;
 
 /// Entries the memory store holds before it sweeps expired ones on the next save.
 const SWEEP_THRESHOLD: usize = 10_000;
@@ -117,10 +128,20 @@ pub enum Store {
 }
 
 impl Store {
-    /// Connects to the web app's Redis session store; keys are `key_prefix` + session key.
-    pub async fn redis(url: &str, key_prefix: &str) -> anyhow::Result<Store> {
+    /// The web app's Redis session store at `endpoint`; keys are `key_prefix` + session key. Connections are
+    /// dialled on first use, each within `redis.connect_timeout`; a checkout waits at most `wait` for a free one.
+    pub async fn redis(endpoint: &RedisEndpoint, key_prefix: &str, wait: Duration) -> anyhow::Result<Store> {
+        let timeout = Some(endpoint.connect_timeout());
+        let pool = Pool::builder(Manager::new(endpoint.connection_info())?)
+            .max_size(REDIS_POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .wait_timeout(Some(wait))
+            .build()?;
         let prefix = key_prefix.to_owned();
-        let store = RedisSessionStore::builder(url).cache_keygen(move |key| format!("{prefix}{key}")).build().await?;
+        let store =
+            RedisSessionStore::builder_pooled(pool).cache_keygen(move |key| format!("{prefix}{key}")).build().await?;
         Ok(Store::Redis(store))
     }
 

@@ -35,6 +35,12 @@ impl Node {
 
     /// Starts a node whose config file also holds `extra` (whole TOML sections the test adds).
     pub async fn start_with(redis: &RedisServer, id: &str, extra: &str) -> Node {
+        Node::start_env(redis, id, extra, &[]).await
+    }
+
+    /// Like [`start_with`](Self::start_with), with extra environment variables (they win over the defaults
+    /// set here). A TLS `redis` passes its private CA.
+    pub async fn start_env(redis: &RedisServer, id: &str, extra: &str, env: &[(&str, String)]) -> Node {
         let dir = std::env::temp_dir().join(format!("switchboard-test-{id}-{}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("node.toml");
@@ -49,16 +55,22 @@ impl Node {
         .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = std::fs::File::create(dir.join("node.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
             .arg("--config")
             .arg(&config)
             .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
-            .env("SWITCHBOARD_REDIS_URL", redis.url())
+            .env("SWITCHBOARD_REDIS_URL", redis.authed_url())
             .env("SWITCHBOARD_SESSION_KEY", session_key())
             .env("SWITCHBOARD_NODE_ID", id)
             .env("SWITCHBOARD_API_TOKEN", TOKEN)
             .env("SWITCHBOARD_DEMO", "true")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info");
+        if let Some(ca) = redis.tls_ca() {
+            command.env("SWITCHBOARD_REDIS_TLS_CA", ca);
+        }
+        let child = command
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

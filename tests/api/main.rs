@@ -11,6 +11,8 @@ mod library;
 mod meta;
 mod metrics;
 mod push;
+mod redis_deploy;
+mod redis_faults;
 mod redis_server;
 mod sessions;
 mod transport;

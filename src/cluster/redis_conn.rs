@@ -1,0 +1,289 @@
+//! Opening Redis: the one place that turns a configured URL into a client the backplane, the registry and the
+//! session store share.
+//!
+//! A [`RedisEndpoint`] holds the parsed URL (with TLS settings for `rediss://`: the system's roots, or the
+//! private CA of `redis.tls_ca`), the setting it came from and its URL with the password masked, so every message
+//! about it names the key an operator must fix without printing the secret. [`RedisEndpoint::check`] is the
+//! start-up gate: connect and PING within `redis.connect_timeout`, so an unreachable server, a refused AUTH or a
+//! NOAUTH/WRONGPASS answer stops the node at once with Redis's own words. This module opens connections; it
+//! does not decide what runs over them.
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ConnectionInfo, IntoConnectionInfo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+/// The cluster URL's setting, as messages name it.
+pub const CLUSTER_URL_SETTING: &str = "redis.url (SWITCHBOARD_REDIS_URL)";
+/// The session store URL's setting, as messages name it.
+pub const SESSION_URL_SETTING: &str = "session.redis_url (SWITCHBOARD_SESSION_REDIS_URL)";
+/// The private CA's setting, as messages name it.
+pub const TLS_CA_SETTING: &str = "redis.tls_ca (SWITCHBOARD_REDIS_TLS_CA)";
+/// What replaces a password in every printed URL.
+pub const MASK: &str = "***";
+
+/// Why a Redis endpoint could not be opened or did not pass the start-up check. Every message names the
+/// setting and shows the URL with its password masked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RedisConnError {
+    /// The URL does not parse, or TLS cannot be set up for it.
+    #[error("invalid {setting} '{url}': {message}")]
+    Url {
+        /// The setting, e.g. `redis.url (SWITCHBOARD_REDIS_URL)`.
+        setting: &'static str,
+        /// The URL, password masked.
+        url: String,
+        /// Redis's parser's message.
+        message: String,
+    },
+    /// The private CA file is missing, unreadable or holds no PEM certificate.
+    #[error("invalid {TLS_CA_SETTING} '{path}': {message}")]
+    TlsCa {
+        /// The configured path.
+        path: String,
+        /// Why it cannot be used.
+        message: String,
+    },
+    /// Redis refused the connection, the TLS handshake failed, or Redis answered the check with an error
+    /// (NOAUTH, WRONGPASS, …).
+    #[error("cannot use Redis at {url} ({setting}): {message}")]
+    Refused {
+        /// The setting.
+        setting: &'static str,
+        /// The URL, password masked.
+        url: String,
+        /// Redis's (or the operating system's, or TLS's) own error text.
+        message: String,
+    },
+    /// Nothing answered within `redis.connect_timeout`.
+    #[error("cannot use Redis at {url} ({setting}): no answer within {timeout:?} (redis.connect_timeout)")]
+    Timeout {
+        /// The setting.
+        setting: &'static str,
+        /// The URL, password masked.
+        url: String,
+        /// The configured timeout.
+        timeout: Duration,
+    },
+}
+
+/// A private CA bundle (`redis.tls_ca`), read and parsed at start.
+#[derive(Debug, Clone)]
+pub struct TlsCa {
+    pem: Vec<u8>,
+}
+
+impl TlsCa {
+    /// Reads `path` and checks that it holds at least one PEM certificate.
+    pub fn load(path: &Path) -> Result<TlsCa, RedisConnError> {
+        let error = |message: String| RedisConnError::TlsCa { path: path.display().to_string(), message };
+        let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| error(format!("not a PEM certificate bundle: {e}")))?;
+        if certificates.is_empty() {
+            return Err(error("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into()));
+        }
+        Ok(TlsCa { pem })
+    }
+}
+
+/// One configured Redis server: its client, the setting it came from and its masked URL.
+#[derive(Clone)]
+pub struct RedisEndpoint {
+    client: Client,
+    setting: &'static str,
+    shown: String,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisEndpoint({} = {})", self.setting, self.shown)
+    }
+}
+
+/// rustls needs a process-wide crypto provider before its first TLS configuration; ring is the one we build.
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Err only when a provider is installed already (by the embedding application): that one is used.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl RedisEndpoint {
+    /// Parses `url` (named `setting` in messages). A `rediss://` URL uses `tls_ca` as its only trusted root
+    /// when given, else the system's roots. Nothing is connected yet.
+    pub fn open(
+        setting: &'static str,
+        url: &str,
+        tls_ca: Option<&TlsCa>,
+        connect_timeout: Duration,
+    ) -> Result<RedisEndpoint, RedisConnError> {
+        let shown = mask_password(url);
+        let error = |e: redis::RedisError| RedisConnError::Url { setting, url: shown.clone(), message: e.to_string() };
+        let info = url.into_connection_info().map_err(error)?;
+        let tls = matches!(info.addr, redis::ConnectionAddr::TcpTls { .. });
+        if tls {
+            install_crypto_provider();
+        }
+        let client = match tls_ca.filter(|_| tls) {
+            Some(ca) => {
+                let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(ca.pem.clone()) };
+                Client::build_with_tls(info, certificates).map_err(error)?
+            }
+            None => Client::open(info).map_err(error)?,
+        };
+        Ok(RedisEndpoint { client, setting, shown, connect_timeout })
+    }
+
+    /// The client (URL and TLS settings).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The connection parameters, for pools that build their own clients.
+    pub fn connection_info(&self) -> ConnectionInfo {
+        self.client.get_connection_info().clone()
+    }
+
+    /// The URL with its password masked, for messages.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// `redis.connect_timeout`.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// A multiplexed connection whose connect and every answer are bounded by `redis.connect_timeout`.
+    pub async fn connect(&self) -> Result<MultiplexedConnection, RedisConnError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(self.connect_timeout)
+            .set_response_timeout(self.connect_timeout);
+        match tokio::time::timeout(
+            self.connect_timeout,
+            self.client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(self.connect_refused(&e).await),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    /// The start-up check: connect (TCP, TLS, AUTH from the URL) and PING, all within `redis.connect_timeout`.
+    /// A server that wants a password the URL lacks answers the PING with NOAUTH, which fails the check too.
+    pub async fn check(&self) -> Result<(), RedisConnError> {
+        let attempt = async {
+            let mut conn = self.connect().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| self.refused(&e))
+        };
+        match tokio::time::timeout(self.connect_timeout, attempt).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    /// `e` as this endpoint's error, naming the setting and the masked URL.
+    pub fn refused(&self, e: &redis::RedisError) -> RedisConnError {
+        RedisConnError::Refused { setting: self.setting, url: self.shown.clone(), message: describe(e) }
+    }
+
+    /// A failed connect as this endpoint's error. redis-rs reports a refused AUTH in its own words
+    /// ("Password authentication failed"); the operator needs Redis's (`WRONGPASS …`, `ERR AUTH … no password
+    /// is set`), so the AUTH is sent again by hand on a connection without credentials to hear it.
+    async fn connect_refused(&self, e: &redis::RedisError) -> RedisConnError {
+        let mut refused = self.refused(e);
+        if e.kind() != redis::ErrorKind::AuthenticationFailed {
+            return refused;
+        }
+        let mut info = self.connection_info();
+        let (username, password) = (info.redis.username.take(), info.redis.password.take());
+        let Ok(client) = Client::open(info) else { return refused };
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(self.connect_timeout)
+            .set_response_timeout(self.connect_timeout);
+        let Ok(mut conn) = client.get_multiplexed_async_connection_with_config(&config).await else { return refused };
+        let mut auth = redis::cmd("AUTH");
+        auth.arg(username).arg(password.unwrap_or_default());
+        if let (Err(answer), RedisConnError::Refused { message, .. }) =
+            (auth.query_async::<()>(&mut conn).await, &mut refused)
+        {
+            *message = format!("{message}: {}", describe(&answer));
+        }
+        refused
+    }
+
+    fn timeout(&self) -> RedisConnError {
+        RedisConnError::Timeout { setting: self.setting, url: self.shown.clone(), timeout: self.connect_timeout }
+    }
+}
+
+/// Redis's error text, with the cause chain (a TLS certificate error sits in the source of an I/O error).
+pub fn describe(e: &redis::RedisError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `url` with the password (or a lone user-info part, which Redis may take as one) replaced by [`MASK`].
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else { return url.to_owned() };
+    let userinfo = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:{MASK}"),
+        None => MASK.to_owned(),
+    };
+    format!("{scheme}://{userinfo}@{host}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked_and_everything_else_kept() {
+        assert_eq!(mask_password("redis://:s3cret@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+        assert_eq!(mask_password("rediss://app:p@ss@h:1"), "rediss://app:***@h:1");
+        assert_eq!(mask_password("redis://lonely@h"), "redis://***@h");
+        assert_eq!(mask_password("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(mask_password("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
+        assert_eq!(mask_password("not a url"), "not a url");
+    }
+
+    #[test]
+    fn open_reports_a_bad_url_by_setting_without_its_password() {
+        let e = RedisEndpoint::open(CLUSTER_URL_SETTING, "redis://:pw@h:notaport", None, Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("redis.url") && e.contains(":***@") && !e.contains("pw"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_refused_naming_the_key() {
+        let e = TlsCa::load(Path::new("/nonexistent/ca.pem")).unwrap_err().to_string();
+        assert!(e.contains("redis.tls_ca"), "{e}");
+        let empty = std::env::temp_dir().join(format!("sb-empty-ca-{}.pem", rand::random::<u32>()));
+        std::fs::write(&empty, "hello\n").unwrap();
+        let e = TlsCa::load(&empty).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&empty);
+        assert!(e.contains("redis.tls_ca") && e.contains("no PEM certificate"), "{e}");
+    }
+}
