@@ -153,7 +153,8 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready when the node can do its job: the session store answers and, in cluster mode, the backplane is up.
+/// Ready when the node can do its job and is not draining: the session store answers and, in cluster mode, the
+/// backplane is up. 503 `{"status":"draining",…}` once a drain (SIGTERM) began.
 /// 200 `{"status":"ready",…}` or 503 `{"status":"not ready",…}`; `redis` (the session store's Redis) is `up`,
 /// `down` or `not configured`, `backplane` is `up`, `down` or `disabled` (embedded mode). While down, `redis_error`
 /// and `backplane_error` carry Redis's own words (e.g. `NOAUTH` or `WRONGPASS` after a password change).
@@ -167,9 +168,15 @@ async fn ready(node: web::Data<Switchboard>) -> HttpResponse {
         }
     };
     let backplane = node.backplane().state();
-    let ready = redis != "down" && backplane != crate::cluster::backplane::State::Down;
+    let draining = node.is_draining();
+    let ready = !draining && redis != "down" && backplane != crate::cluster::backplane::State::Down;
+    let status = match (draining, ready) {
+        (true, _) => "draining",
+        (false, true) => "ready",
+        (false, false) => "not ready",
+    };
     let mut body = json!({
-        "status": if ready { "ready" } else { "not ready" },
+        "status": status,
         "node": node.node_id(),
         "mode": if node.is_cluster() { "cluster" } else { "embedded" },
         "session_store": node.sessions().store().kind(),

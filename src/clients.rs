@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use futures_util::future::{BoxFuture, FutureExt};
@@ -438,11 +438,20 @@ impl ClientManipulator {
         targets.len()
     }
 
-    /// Closes every session of this node (graceful shutdown); returns how many were asked to close.
+    /// Closes every session of this node at once; returns how many were asked to close.
     pub fn disconnect_all(&self, disconnect: Disconnect) -> usize {
         let targets = self.local.controls(|_| true);
         targets.iter().for_each(|t| t.do_send(disconnect.clone()));
         targets.len()
+    }
+
+    /// Closes every session of this node spread evenly (jittered) over `period` (a graceful drain: see
+    /// [`crate::drain`]); returns how many were asked to close, once the last one was asked.
+    pub async fn disconnect_all_over(&self, disconnect: Disconnect, period: Duration) -> usize {
+        let targets = self.local.controls(|_| true);
+        let asked = targets.len();
+        crate::drain::close_spread(targets, disconnect, period).await;
+        asked
     }
 
     /// Number of sessions on this node.

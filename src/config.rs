@@ -43,6 +43,9 @@ pub enum ConfigError {
     },
 }
 
+/// Longest `server.drain_period` accepted: a longer one is almost surely a unit typo (`10m` for `10s`).
+const MAX_DRAIN_PERIOD: Duration = Duration::from_secs(3600);
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_owned(), message: message.into() }
 }
@@ -91,9 +94,13 @@ pub struct ServerSettings {
     /// Serve the demo chat page; unset means on in embedded mode and off with Redis (see
     /// [`Settings::demo_enabled`]). Env: `SWITCHBOARD_DEMO`.
     pub demo: Option<bool>,
-    /// How long SIGTERM/SIGINT waits for connections to close before exiting.
+    /// How long SIGTERM/SIGINT waits, after the drain, for connections to finish closing before exiting.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Over how long SIGTERM/SIGINT spreads the closing of this node's sessions (evenly, jittered), so their
+    /// clients reconnect to other nodes as a trickle rather than a storm; 0 closes them all at once.
+    #[serde(with = "humantime_serde")]
+    pub drain_period: Duration,
     /// Origins allowed to open WebSockets (`https://app.example.com`); empty allows only the server's own
     /// origin, `*` allows any. Requests without `Origin` (non-browser clients) are always allowed.
     /// Env: `SWITCHBOARD_ALLOWED_ORIGINS` (comma separated).
@@ -116,6 +123,7 @@ impl Default for ServerSettings {
             realm: String::new(),
             demo: None,
             shutdown_timeout: Duration::from_secs(10),
+            drain_period: Duration::from_secs(10),
             allowed_origins: Vec::new(),
             max_connections: 16_000,
             publish_backlog_bytes: 64 * 1024 * 1024,
@@ -614,6 +622,9 @@ impl Settings {
         if !self.session_redis_url().is_empty() && self.session.key.is_empty() {
             let msg = "is required when redis.url or session.redis_url is set: sockets must read the web app's cookies";
             return Err(invalid("session.key (SWITCHBOARD_SESSION_KEY)", msg));
+        }
+        if self.server.drain_period > MAX_DRAIN_PERIOD {
+            return Err(invalid("server.drain_period", "must be at most 1h (it delays every shutdown)"));
         }
         if self.redis.connect_timeout.is_zero() {
             return Err(invalid("redis.connect_timeout", "must be greater than zero"));

@@ -47,6 +47,7 @@
 //! | `demo` | the demo web app: login, chat page, `wamp.js` |
 //! | [`config`] | settings: embedded default, TOML file, environment |
 //! | `log_summary` | rate-limited WARNs for failures that repeat per event (Redis outages) |
+//! | [`drain`] | graceful drain: sessions closed evenly over `server.drain_period`, the listener refusing |
 //! | [`node`] | the builder, the library handle and the ready server |
 //! | `transport` | the ready server's sockets: HTTP via actix-web, accepted WebSockets without the HTTP/1 dispatcher |
 //! | [`metrics`] | OpenMetrics counters, gauges, histograms and closes by reason (prometheus-client) |
@@ -64,6 +65,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 mod demo;
+pub mod drain;
 pub mod frame;
 mod log_summary;
 pub mod logfmt;

@@ -6,6 +6,7 @@
 //! allowed), serves, and shuts down gracefully on SIGTERM/SIGINT.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -217,6 +218,7 @@ impl Builder {
                 backlog,
                 metrics,
                 sessions,
+                draining: AtomicBool::new(false),
             }),
         })
     }
@@ -257,6 +259,8 @@ struct Inner {
     backplane: Backplane,
     registry: Registry,
     caps: Arc<Caps>,
+    /// Set once a drain begins: readiness answers 503 from then on.
+    draining: AtomicBool,
 }
 
 /// A running switchboard node, as a library handle. Clone it freely.
@@ -355,16 +359,44 @@ impl Switchboard {
         move |cfg| crate::api::configure(cfg, node.clone())
     }
 
-    /// Graceful shutdown of the sockets: every session gets GOODBYE `wamp.close.system_shutdown` and close
-    /// 1001, so clients reconnect elsewhere. Waits until they are gone or `timeout` passes.
+    /// Graceful shutdown of the sockets at once: every session gets GOODBYE `wamp.close.system_shutdown` and
+    /// close 1001, so clients reconnect elsewhere. Waits until they are gone or `timeout` passes.
     pub async fn close_all_connections(&self, timeout: Duration) {
-        let asked = self.clients().disconnect_all(Disconnect {
+        self.drain(Duration::ZERO, timeout).await;
+    }
+
+    /// Whether a drain has begun ([`drain`](Self::drain) or [`start_draining`](Self::start_draining)).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// Turns `/health/ready` to 503 `{"status":"draining"}` for good, so load balancers stop sending new
+    /// connections; sessions stay open. [`drain`](Self::drain) does this first.
+    pub fn start_draining(&self) {
+        if !self.inner.draining.swap(true, Ordering::AcqRel) {
+            log::info!("draining: /health/ready now answers 503");
+        }
+    }
+
+    /// Drains the node's sessions: readiness turns 503 ([`start_draining`](Self::start_draining)), then every
+    /// session gets GOODBYE `wamp.close.system_shutdown` and close 1001, spread evenly and with jitter over
+    /// `period` (see [`crate::drain`]), so its clients reconnect to other nodes as a trickle rather than a
+    /// storm. Returns once they are all gone, or `grace` after the last was asked to close. An application
+    /// that mounts [`configure`](Self::configure) in its own server calls this before stopping it (and stops
+    /// its listener first, if it can).
+    pub async fn drain(&self, period: Duration, grace: Duration) {
+        self.start_draining();
+        let disconnect = Disconnect {
             code: 1001,
             reason: errors::SYSTEM_SHUTDOWN.to_owned(),
             message: "node shutting down".to_owned(),
-        });
-        log::info!("shutdown: closing {asked} sessions");
-        wait_until(Instant::now() + timeout, || self.clients().local_count() == 0).await;
+        };
+        log::info!("draining: closing {} sessions over {period:?}", self.clients().local_count());
+        let asked = self.clients().disconnect_all_over(disconnect.clone(), period).await;
+        // Sessions that completed their HELLO during the drain were not in the list.
+        let late = self.clients().disconnect_all(disconnect);
+        log::info!("draining: {} sessions asked to close", asked + late);
+        wait_until(Instant::now() + grace, || self.clients().local_count() == 0).await;
     }
 }
 
@@ -385,6 +417,8 @@ pub struct Application {
     server: Server,
     node: Switchboard,
     sockets: OpenSockets,
+    /// A second handle on the listening socket, to refuse connections the moment a drain closes it.
+    listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -399,6 +433,8 @@ impl Application {
         let addr = settings.bind_addr()?;
         let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
         let port = listener.local_addr().map_err(|source| StartError::Bind { addr: addr.to_string(), source })?.port();
+        // A duplicate of the descriptor: the server owns the listener, the drain shuts it (see `drain`).
+        let own = listener.try_clone().map_err(|e| log::warn!("no handle to close the listener on drain: {e}")).ok();
         let options = ServerOptions {
             workers: settings.server.workers,
             shutdown_timeout: settings.server.shutdown_timeout,
@@ -409,7 +445,7 @@ impl Application {
         let store = node.sessions().store().kind();
         let mode = if node.is_cluster() { "cluster" } else { "embedded" };
         log::info!("switchboard {} listening on {}:{port} ({mode} mode, sessions: {store})", node.node_id(), addr.ip());
-        Ok(Application { port, server, node, sockets })
+        Ok(Application { port, server, node, sockets, listener: own })
     }
 
     /// The bound port (useful with port 0).
@@ -432,21 +468,31 @@ impl Application {
         self.server.await
     }
 
-    /// Serves until SIGTERM or SIGINT, then shuts down gracefully: sessions get GOODBYE
-    /// `wamp.close.system_shutdown` and close 1001, then the server stops within `server.shutdown_timeout`.
+    /// Serves until SIGTERM or SIGINT, then drains (see [`crate::drain`]): `/health/ready` answers 503
+    /// `"draining"` for [`READY_NOTICE`](crate::drain::READY_NOTICE) (at most `server.drain_period`), the
+    /// listener closes (new connections are refused), the sessions get GOODBYE `wamp.close.system_shutdown`
+    /// and close 1001 spread over `server.drain_period`, the last sockets get `server.shutdown_timeout` to
+    /// finish closing, the node leaves the registry, and the server stops.
     pub async fn run_with_graceful_shutdown(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let node = self.node.clone();
-        let timeout = node.settings().server.shutdown_timeout;
+        let server = &node.settings().server;
+        let (period, timeout) = (server.drain_period, server.shutdown_timeout);
         let sockets = self.sockets.clone();
+        let listener = self.listener;
         actix_web::rt::spawn(async move {
             wait_for_signal().await;
-            log::info!("shutdown requested: no new connections");
+            log::info!("shutdown requested: draining over {period:?}");
+            node.start_draining();
+            actix_web::rt::time::sleep(crate::drain::READY_NOTICE.min(period)).await;
             handle.pause().await;
-            let deadline = Instant::now() + timeout;
-            node.close_all_connections(timeout).await;
+            if let Some(listener) = &listener {
+                crate::drain::close_listener(listener);
+            }
+            log::info!("draining: listener closed, no new connections");
+            node.drain(period, timeout).await;
             // Closed sessions still flush their Close frame and wait briefly for the client's.
-            wait_until(deadline, || sockets.count() == 0).await;
+            wait_until(Instant::now() + timeout, || sockets.count() == 0).await;
             node.deregister().await;
             handle.stop(true).await;
         });

@@ -47,7 +47,7 @@ impl Node {
         std::fs::write(
             &config,
             format!(
-                "[server]\nworkers = 1\nshutdown_timeout = \"3s\"\n[cluster]\nprefix = \"sbtest:\"\nlease = \"{}ms\"\n\
+                "[server]\nworkers = 1\nshutdown_timeout = \"3s\"\ndrain_period = \"1s\"\n[cluster]\nprefix = \"sbtest:\"\nlease = \"{}ms\"\n\
                  probe_interval = \"500ms\"\nmax_backoff = \"300ms\"\n[session]\nstore_timeout = \"500ms\"\n{extra}",
                 LEASE.as_millis()
             ),

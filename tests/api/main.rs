@@ -3,6 +3,7 @@
 mod access;
 mod bad_input;
 mod cluster;
+mod drain;
 mod fuzz_corpus;
 mod helpers;
 mod hostile;

@@ -121,6 +121,28 @@ impl Proc {
         demo_login(&self.http("/login"), username).await
     }
 
+    /// Sends SIGTERM (a graceful stop); [`wait_exit`](Self::wait_exit) collects the process.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().expect("kill runs");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
+    }
+
+    /// Waits up to `bound` for the process to exit; its exit status, or `None` if it still runs.
+    pub async fn wait_exit(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + bound;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("the child can be polled") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A push API request with the token; returns status and JSON body.
     pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         push_api(&self.http(path), TOKEN, method, body).await
