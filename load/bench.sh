@@ -26,6 +26,13 @@ node() {
   local pid=$!; PIDS+=("$pid"); wait_ready "http://127.0.0.1:$port/health/ready"; echo "$pid"
 }
 
+# stop PID: SIGTERM, then wait (up to 30 s) until the node has drained and exited, so the next run can bind its port.
+stop() {
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 1 600); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done
+  echo "node $1 still running 30 s after SIGTERM" >&2; exit 1
+}
+
 redis() {
   taskset -c 0 redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis-$1.log" 2>&1 &
   PIDS+=("$!"); sleep 0.3
@@ -36,21 +43,21 @@ run() { local name="$1"; shift; echo "== $name: $*" | tee "$OUT/$name.txt"; task
 fanout_1k() {
   local pid; pid=$(node 7601)
   run fanout-1k fanout --url ws://127.0.0.1:7601/ws --connections 1000 --rate 300 --duration 20s --server-pid "$pid"
-  kill "$pid"
+  stop "$pid"
 }
 
 fanout_10k() {
   local pid; pid=$(node 7602)
   run fanout-10k fanout --url ws://127.0.0.1:7602/ws --connections 10000 --rate 30 --duration 20s \
     --concurrency 512 --server-pid "$pid"
-  kill "$pid"
+  stop "$pid"
 }
 
 rss() {
   local n="$1" port="$2" pid; pid=$(node "$port")
   run "rss-$n" connect --url "ws://127.0.0.1:$port/ws" --connections "$n" --rate 0 --login --hold 3s \
     --concurrency 512 --server-pid "$pid"
-  kill "$pid"
+  stop "$pid"
 }
 
 connect_redis() {
@@ -59,7 +66,7 @@ connect_redis() {
   local pid; pid=$(node 7611 SWITCHBOARD_REDIS_URL=redis://127.0.0.1:7610 SWITCHBOARD_SESSION_KEY="$key" SWITCHBOARD_DEMO=true)
   run connect-redis connect --url ws://127.0.0.1:7611/ws --connections 5000 --rate 0 --login --concurrency 256 \
     --server-pid "$pid"
-  kill "$pid"
+  stop "$pid"
 }
 
 direct_3() {
