@@ -48,6 +48,7 @@
 //! | [`config`] | settings: embedded default, TOML file, environment |
 //! | `log_summary` | rate-limited WARNs for failures that repeat per event (Redis outages) |
 //! | [`drain`] | graceful drain: sessions closed evenly over `server.drain_period`, the listener refusing |
+//! | [`health_check`] | `switchboard health`: one bounded GET of `/health/ready`, for container healthchecks |
 //! | [`node`] | the builder, the library handle and the ready server |
 //! | `transport` | the ready server's sockets: HTTP via actix-web, accepted WebSockets without the HTTP/1 dispatcher |
 //! | [`metrics`] | OpenMetrics counters, gauges, histograms and closes by reason (prometheus-client) |
@@ -67,6 +68,7 @@ pub mod connection;
 mod demo;
 pub mod drain;
 pub mod frame;
+pub mod health_check;
 mod log_summary;
 pub mod logfmt;
 pub mod metrics;

@@ -5,6 +5,7 @@ mod bad_input;
 mod cluster;
 mod drain;
 mod fuzz_corpus;
+mod health_cmd;
 mod helpers;
 mod hostile;
 mod lb;
