@@ -22,6 +22,9 @@ use crate::clients::Disconnect;
 /// `preStop` hook for their probe period (cluster/README.md).
 pub const READY_NOTICE: Duration = Duration::from_secs(1);
 
+/// How long the server's accept thread gets to act on a pause before the listener is shut under it.
+pub const PAUSE_SETTLE: Duration = Duration::from_millis(100);
+
 /// Closes falling due within this much of each other are sent together (one timer per batch, not per session).
 pub const DRAIN_TICK: Duration = Duration::from_millis(20);
 

@@ -487,6 +487,9 @@ impl Application {
             actix_web::rt::time::sleep(crate::drain::READY_NOTICE.min(period)).await;
             handle.pause().await;
             if let Some(listener) = &listener {
+                // The accept thread acts on the pause after it is acknowledged; shutting the socket first would
+                // make it fail an accept (and log errors) instead of leaving the socket alone.
+                actix_web::rt::time::sleep(crate::drain::PAUSE_SETTLE).await;
                 crate::drain::close_listener(listener);
             }
             log::info!("draining: listener closed, no new connections");
