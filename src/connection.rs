@@ -35,7 +35,7 @@ use crate::topic::broker::{Publish, Subscribe, Unsubscribe, UpdateSubscriber};
 use crate::topic::handler::{PublishDecision, PublishRequest};
 use crate::topic::{Payload, Publication, Publisher, Subscriber, TopicInstance, TopicKey};
 use crate::transport::Verdict;
-use crate::wamp::errors::excerpt;
+use crate::wamp::errors::{excerpt, WampError};
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::v2::{code, PublishOptions, SubscribeOptions};
 use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
@@ -353,13 +353,13 @@ impl Connection {
         }
     }
 
-    /// Joins `key`, answering `request` (v2) once joined. Returns an error URI and message on refusal.
+    /// Joins `key`, answering `request` (v2) once joined; the error to answer with when it is refused.
     fn subscribe(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
         key: TopicKey,
         request: Option<Id>,
-    ) -> Result<(), (&'static str, String)> {
+    ) -> Result<(), WampError> {
         match self.subscriptions.get_mut(&key) {
             Some(Subscription::Active(id)) => {
                 if let Some(request) = request {
@@ -376,19 +376,21 @@ impl Connection {
         }
         let limit = self.node.settings().websocket.max_subscriptions;
         if self.subscriptions.len() >= limit {
-            return Err((errors::TOO_MANY_SUBSCRIPTIONS, format!("a session may hold at most {limit} subscriptions")));
+            let msg = format!("a session may hold at most {limit} subscriptions");
+            return Err(WampError::new(errors::TOO_MANY_SUBSCRIPTIONS, msg));
         }
         let limit = self.node.settings().websocket.max_pattern_subscriptions;
         if key.policy != MatchPolicy::Exact
             && self.subscriptions.keys().filter(|k| k.policy != MatchPolicy::Exact).count() >= limit
         {
             let msg = format!("a session may hold at most {limit} prefix or wildcard subscriptions");
-            return Err((errors::TOO_MANY_SUBSCRIPTIONS, msg));
+            return Err(WampError::new(errors::TOO_MANY_SUBSCRIPTIONS, msg));
         }
         if key.policy == MatchPolicy::Exact
             && !self.node.access().allows(Action::Subscribe, &key.uri, &self.identity.authid, &self.identity.authroles)
         {
-            return Err((errors::NOT_AUTHORIZED, format!("role may not subscribe to '{}'", excerpt(&key.uri))));
+            let msg = format!("role may not subscribe to '{}'", excerpt(&key.uri));
+            return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
         }
         self.subscriptions.insert(key.clone(), Subscription::Pending(request.into_iter().collect()));
         let subscriber = self.subscriber(ctx);
@@ -403,12 +405,13 @@ impl Connection {
         request: PublishRequest,
         exclude_me: bool,
         disclose_me: bool,
-    ) -> Result<Option<Publication>, (String, String)> {
+    ) -> Result<Option<Publication>, WampError> {
         if !self.node.access().allows(Action::Publish, &topic, &self.identity.authid, &self.identity.authroles) {
-            return Err((errors::NOT_AUTHORIZED.to_owned(), format!("role may not publish to '{}'", excerpt(&topic))));
+            let msg = format!("role may not publish to '{}'", excerpt(&topic));
+            return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
         }
         let max = self.node.settings().wamp.max_filter_entries;
-        request.filters.check_limits(max).map_err(|msg| (errors::INVALID_ARGUMENT.to_owned(), msg))?;
+        request.filters.check_limits(max).map_err(|msg| WampError::new(errors::INVALID_ARGUMENT, msg))?;
         let request = match self.node.topic_handler(&topic) {
             None => request,
             Some((handler, params)) => {
@@ -416,7 +419,7 @@ impl Connection {
                     TopicInstance::new(Arc::from(topic.as_str()), Arc::new(params), self.node.broker().clone());
                 match handler.on_publish(&instance, &self.caller(), request) {
                     PublishDecision::Deliver(request) => request,
-                    PublishDecision::Reject { error, message } => return Err((error, message)),
+                    PublishDecision::Reject { error, message } => return Err(WampError::custom(error, message)),
                     PublishDecision::Handled => return Ok(None),
                 }
             }
@@ -433,7 +436,7 @@ impl Connection {
         );
         if let Err(e) = self.node.backlog().admit(&publication) {
             metrics::inc(&self.node.metrics().publishes_overloaded_total);
-            return Err((errors::OVERLOADED.to_owned(), e.to_string()));
+            return Err(WampError::new(errors::OVERLOADED, e.to_string()));
         }
         Ok(Some(publication))
     }
@@ -539,8 +542,8 @@ impl Connection {
                     return reply_error(self, ctx, errors::INVALID_URI, msg);
                 }
                 let key = TopicKey { uri: Arc::from(topic.as_str()), policy: options.policy };
-                if let Err((error, msg)) = self.subscribe(ctx, key, Some(request)) {
-                    reply_error(self, ctx, error, msg);
+                if let Err(e) = self.subscribe(ctx, key, Some(request)) {
+                    reply_error(self, ctx, &e.uri, e.message);
                 }
             }
             M::Unsubscribe { request, subscription } => match self.by_id.remove(&subscription) {
@@ -561,17 +564,15 @@ impl Connection {
                 // autobahn tear the session down. Refused unacknowledged publishes are logged and counted.
                 let acknowledge = options.get("acknowledge").and_then(Value::as_bool).unwrap_or(false);
                 let outcome = PublishOptions::parse(&options)
-                    .map_err(|e| (errors::INVALID_ARGUMENT.to_owned(), e.to_string()))
+                    .map_err(|e| WampError::new(errors::INVALID_ARGUMENT, e.to_string()))
                     .and_then(|o| {
                         if !uri::is_valid_v2(&topic) {
-                            return Err((
-                                errors::INVALID_URI.to_owned(),
-                                format!("'{}' is not a valid topic URI", excerpt(&topic)),
-                            ));
+                            let msg = format!("'{}' is not a valid topic URI", excerpt(&topic));
+                            return Err(WampError::new(errors::INVALID_URI, msg));
                         }
                         if uri::is_reserved(&topic) {
                             let msg = format!("'{}' is in the reserved wamp. namespace", excerpt(&topic));
-                            return Err((errors::INVALID_URI.to_owned(), msg));
+                            return Err(WampError::new(errors::INVALID_URI, msg));
                         }
                         let request = PublishRequest { payload: Payload { args, kwargs }, filters: o.filters };
                         self.prepare_publication(topic, request, o.exclude_me, o.disclose_me)
@@ -599,13 +600,14 @@ impl Connection {
                         self.send_v2(ctx, M::Published { request, publication: crate::wamp::id::random() })
                     }
                     (Ok(None), false) => {}
-                    (Err((error, msg)), true) => self.send_v2(ctx, M::error(code::PUBLISH, request, &error, msg)),
-                    (Err((error, msg)), false) => {
+                    (Err(e), true) => self.send_v2(ctx, M::error(code::PUBLISH, request, &e.uri, e.message)),
+                    (Err(e), false) => {
                         metrics::inc(&self.node.metrics().protocol_errors_total);
                         log::debug!(
-                            "session {}: unacknowledged publish refused: {error}: {}",
+                            "session {}: unacknowledged publish refused: {}: {}",
                             self.session,
-                            Escaped(&msg)
+                            e.uri,
+                            Escaped(&e.message)
                         );
                     }
                 }
@@ -692,8 +694,8 @@ impl Connection {
                 if !uri::is_valid_v1(&topic) {
                     return self.v1_refused(&format!("SUBSCRIBE to invalid URI '{}'", excerpt(&topic)));
                 }
-                if let Err((_, msg)) = self.subscribe(ctx, TopicKey::exact(&topic), None) {
-                    self.v1_refused(&msg);
+                if let Err(e) = self.subscribe(ctx, TopicKey::exact(&topic), None) {
+                    self.v1_refused(&e.message);
                 }
             }
             M::Unsubscribe { topic } => {
@@ -721,7 +723,7 @@ impl Connection {
                 match self.prepare_publication(topic, request, false, false) {
                     Ok(Some(publication)) => self.node.broker().do_send(Publish(Arc::new(publication))),
                     Ok(None) => {}
-                    Err((_, msg)) => self.v1_refused(&msg),
+                    Err(e) => self.v1_refused(&e.message),
                 }
             }
             M::Welcome { .. } | M::CallResult { .. } | M::CallError { .. } | M::Event { .. } => {

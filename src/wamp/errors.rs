@@ -4,6 +4,7 @@
 //! Error texts that quote what a client sent quote it through [`excerpt`], so an answer never grows with
 //! the client's input (a 20-byte request must not earn a 65 KB error).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A peer broke the protocol (bad message before HELLO, malformed frame, unknown code, …).
@@ -53,6 +54,29 @@ pub const TOO_MANY_SOCKETS: &str = "switchboard.close.too_many_sockets";
 /// A socket closed by an operator or the application (push API, `disconnect`).
 pub const KICKED: &str = "switchboard.close.disconnected";
 
+/// A refused request: the error URI it is answered with (v2 `ERROR`, v1 `CALLERROR`) and a message for humans.
+/// The URI is one of the constants above, or an application's own (a topic handler's `Reject`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{uri}: {message}")]
+pub struct WampError {
+    /// The error URI.
+    pub uri: Cow<'static, str>,
+    /// What went wrong, quoting client input only through [`excerpt`].
+    pub message: String,
+}
+
+impl WampError {
+    /// An error with one of the catalogue's URIs.
+    pub fn new(uri: &'static str, message: impl Into<String>) -> WampError {
+        WampError { uri: Cow::Borrowed(uri), message: message.into() }
+    }
+
+    /// An error with an application's own URI.
+    pub fn custom(uri: String, message: impl Into<String>) -> WampError {
+        WampError { uri: Cow::Owned(uri), message: message.into() }
+    }
+}
+
 /// Characters of client input an error text quotes at most; longer input is cut there and marked with `…`.
 pub const MAX_EXCERPT_CHARS: usize = 64;
 
@@ -93,6 +117,13 @@ impl fmt::Display for Excerpt<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wamp_error_shows_its_uri_and_message() {
+        let e = WampError::new(NOT_AUTHORIZED, "role may not publish to 'x'");
+        assert_eq!(e.to_string(), "wamp.error.not_authorized: role may not publish to 'x'");
+        assert_eq!(WampError::custom("app.error.full".into(), "room full").uri, "app.error.full");
+    }
 
     #[test]
     fn excerpts_keep_short_input_and_cut_long_input_on_a_character_boundary() {
