@@ -71,7 +71,7 @@ pub struct Disconnect {
     pub message: String,
 }
 
-struct Entry {
+struct LocalEntry {
     info: ClientInfo,
     control: Recipient<Disconnect>,
     topics: HashSet<String>,
@@ -80,7 +80,7 @@ struct Entry {
 /// The sessions of this node.
 #[derive(Clone, Default)]
 pub struct LocalIndex {
-    entries: Arc<RwLock<HashMap<Id, Entry>>>,
+    entries: Arc<RwLock<HashMap<Id, LocalEntry>>>,
     /// Sessions per distinct role list, kept beside `entries` so counting by role reads no session.
     by_roles: Arc<std::sync::Mutex<HashMap<Vec<String>, usize>>>,
 }
@@ -88,11 +88,11 @@ pub struct LocalIndex {
 impl LocalIndex {
     // The lock is only held for map operations that cannot panic, so it is never poisoned in practice;
     // recovering the guard keeps the index usable even if that changes.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Id, Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Id, LocalEntry>> {
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Id, Entry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Id, LocalEntry>> {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -203,7 +203,7 @@ impl ClientManipulator {
     pub(crate) fn register(&self, info: ClientInfo, control: Recipient<Disconnect>) -> Option<BoxFuture<'static, ()>> {
         let routed = self.backplane.want_user(&info.authid);
         let replaced =
-            self.local.write().insert(info.session, Entry { info: info.clone(), control, topics: HashSet::new() });
+            self.local.write().insert(info.session, LocalEntry { info: info.clone(), control, topics: HashSet::new() });
         self.local.recount(replaced.as_ref().map(|e| e.info.authroles.as_slice()), Some(&info.authroles));
         let registered = self.acked(|ack| Write::Register(info, ack));
         // WELCOME waits for both: the registry has the session, and messages targeted at the user reach this node.

@@ -69,7 +69,7 @@ const MAX_WAITING_FOR_RELOAD: usize = 1024;
 const MAX_CLOSE_REASON: usize = 123;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+enum Phase {
     /// v2 only: waiting for HELLO.
     AwaitingHello,
     /// Session established: WAMP traffic flows.
@@ -128,7 +128,7 @@ pub struct Connection {
     session: Id,
     identity: Identity,
     protocol: Protocol,
-    state: State,
+    state: Phase,
     registered: bool,
     outbox: Arc<OutboxState>,
     subscriptions: HashMap<TopicKey, Subscription>,
@@ -180,7 +180,7 @@ impl Connection {
             waiting: VecDeque::new(),
             reloading: false,
             protocol,
-            state: State::AwaitingHello,
+            state: Phase::AwaitingHello,
             registered: false,
             outbox: OutboxState::new(ws.outbound_queue, ws.outbound_bytes, node.metrics().outbound_queue_bytes.clone()),
             subscriptions: HashMap::new(),
@@ -231,10 +231,10 @@ impl Connection {
     /// Closes the socket with `code` and a reason (truncated to what a close frame holds) and stops; `why` is
     /// what `/metrics` counts it under.
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: CloseReason, code: CloseCode, reason: &str) {
-        if self.state == State::Closing {
+        if self.state == Phase::Closing {
             return;
         }
-        self.state = State::Closing;
+        self.state = Phase::Closing;
         self.closed_for = Some(why);
         let mut end = reason.len().min(MAX_CLOSE_REASON);
         while !reason.is_char_boundary(end) {
@@ -253,7 +253,7 @@ impl Connection {
     /// Ends the session for breaking the protocol's rules (`why`): v2 gets ABORT first; both get close 1002.
     fn abort(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: CloseReason, message: &str) {
         log::debug!("session {}: protocol violation: {}", self.session, Escaped(message));
-        if self.protocol == Protocol::V2 && self.state != State::Closing {
+        if self.protocol == Protocol::V2 && self.state != Phase::Closing {
             self.send_v2(ctx, v2::Message::abort(errors::PROTOCOL_VIOLATION, message));
         }
         self.close(ctx, why, CloseCode::Protocol, message);
@@ -287,7 +287,7 @@ impl Connection {
 
     /// The session is established: index it and greet the client.
     fn establish(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        self.state = State::Established;
+        self.state = Phase::Established;
         let registered = self.node.clients().register(self.client_info(), ctx.address().recipient());
         self.registered = true;
         metrics::add(&self.node.metrics().sessions, 1);
@@ -306,7 +306,7 @@ impl Connection {
 
     /// Sends WELCOME.
     fn greet(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.state != State::Established {
+        if self.state != Phase::Established {
             return;
         }
         match self.protocol {
@@ -481,7 +481,7 @@ impl Connection {
             if result.is_err() {
                 metrics::inc(&this.node.metrics().call_errors_total);
             }
-            if this.state == State::Established {
+            if this.state == Phase::Established {
                 ctx.text(reply(result));
             }
         }));
@@ -507,7 +507,7 @@ impl Connection {
 
     fn on_v2(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: v2::Message) {
         use v2::Message as M;
-        if self.state == State::AwaitingHello {
+        if self.state == Phase::AwaitingHello {
             let M::Hello { realm, .. } = message else {
                 return self.violation(ctx, "the first message must be HELLO");
             };
@@ -591,7 +591,7 @@ impl Connection {
                                 }
                                 Err(e) => M::error(code::PUBLISH, request, errors::RUNTIME_ERROR, e.to_string()),
                             };
-                            if this.state == State::Established {
+                            if this.state == Phase::Established {
                                 this.send_v2(ctx, reply);
                             }
                         }));
@@ -750,7 +750,7 @@ impl Connection {
     }
 
     fn close_slow_consumer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.state != State::Closing {
+        if self.state != Phase::Closing {
             let (frames, bytes) = self.outbox.pending();
             log::warn!("session {}: closed as a slow consumer ({frames} frames, {bytes} bytes queued)", self.session);
         }
@@ -759,7 +759,7 @@ impl Connection {
 
     /// Handles a complete inbound text message.
     fn on_message(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
-        if self.state == State::Closing {
+        if self.state == Phase::Closing {
             return;
         }
         let over = if !self.limiter.take(1.0) {
@@ -812,7 +812,7 @@ impl Connection {
                 }
             }
             while let Some(text) = this.waiting.pop_front() {
-                if this.state == State::Closing {
+                if this.state == Phase::Closing {
                     break;
                 }
                 this.on_text(ctx, &text);
@@ -861,14 +861,14 @@ impl Connection {
 
     /// The web session was logged out, expired or became invalid: close or downgrade, by policy.
     fn revoked(&mut self, ctx: &mut ws::WebsocketContext<Self>, reason: InvalidReason, gone: bool) {
-        if self.state == State::Closing {
+        if self.state == Phase::Closing {
             return;
         }
         let event = InvalidSession { reason, session: Some(self.session), peer: None };
         self.node.sessions().report_invalid(event);
         match self.node.settings().session.on_revoked {
             OnRevoked::Close => {
-                if self.protocol == Protocol::V2 && self.state == State::Established {
+                if self.protocol == Protocol::V2 && self.state == Phase::Established {
                     self.send_v2(ctx, v2::Message::goodbye(errors::SESSION_REVOKED, "session expired or logged out"));
                 }
                 self.close(ctx, CloseReason::SessionRevoked, CloseCode::Policy, "session expired or logged out");
@@ -958,7 +958,7 @@ impl Actor for Connection {
             Protocol::V1 => self.establish(ctx),
             Protocol::V2 => {
                 ctx.run_later(ws.hello_timeout, |this, ctx| {
-                    if this.state == State::AwaitingHello {
+                    if this.state == Phase::AwaitingHello {
                         this.abort(ctx, CloseReason::HelloTimeout, "no HELLO received in time");
                     }
                 });
@@ -1010,8 +1010,8 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(reason)) => {
-                if self.state != State::Closing {
-                    self.state = State::Closing;
+                if self.state != Phase::Closing {
+                    self.state = Phase::Closing;
                     self.closed_for = Some(CloseReason::ClientClose);
                     ctx.close(reason);
                 }
@@ -1063,7 +1063,7 @@ impl Handler<Wake> for Connection {
         if self.outbox.overflowed() {
             return self.close_slow_consumer(ctx);
         }
-        if self.state == State::Established {
+        if self.state == Phase::Established {
             // All frames queued since the last wake-up leave together (one encode buffer, one write).
             for frame in frames {
                 ctx.text(frame);
@@ -1086,7 +1086,7 @@ impl Handler<Joined> for Connection {
             self.by_id.insert(msg.subscription, msg.key);
             let subscription = msg.subscription;
             let answer = move |this: &mut Self, ctx: &mut ws::WebsocketContext<Self>| {
-                if this.state == State::Established && this.protocol == Protocol::V2 {
+                if this.state == Phase::Established && this.protocol == Protocol::V2 {
                     for request in waiting {
                         this.send_v2(ctx, v2::Message::Subscribed { request, subscription });
                     }
@@ -1107,7 +1107,7 @@ impl Handler<Disconnect> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
-        if self.protocol == Protocol::V2 && self.state == State::Established {
+        if self.protocol == Protocol::V2 && self.state == Phase::Established {
             self.send_v2(ctx, v2::Message::goodbye(&msg.reason, msg.message.clone()));
         }
         self.close(ctx, disconnect_reason(&msg.reason), CloseCode::from(msg.code), &msg.message);

@@ -92,7 +92,7 @@ pub struct Fed {
 }
 
 #[derive(Debug)]
-enum State {
+enum ParseState {
     /// Collecting a header; `held` has its first bytes.
     Header,
     /// Passing a data or ping/pong payload through.
@@ -107,7 +107,7 @@ enum State {
 #[derive(Debug)]
 pub struct FrameGuard {
     max_message: usize,
-    state: State,
+    state: ParseState,
     /// Bytes held back: an incomplete header, or a whole close frame being collected.
     held: Vec<u8>,
     /// Payload bytes of the fragmented data message in progress, if one is.
@@ -125,12 +125,12 @@ struct Header {
 impl FrameGuard {
     /// A guard refusing data messages over `max_message` bytes.
     pub fn new(max_message: usize) -> FrameGuard {
-        FrameGuard { max_message, state: State::Header, held: Vec::new(), message: None }
+        FrameGuard { max_message, state: ParseState::Header, held: Vec::new(), message: None }
     }
 
     /// Whether a violation was found (nothing more passes).
     pub fn refused(&self) -> bool {
-        matches!(self.state, State::Refused)
+        matches!(self.state, ParseState::Refused)
     }
 
     /// Inspects the next bytes from the socket.
@@ -139,27 +139,27 @@ impl FrameGuard {
         let mut at = 0;
         while at < input.len() {
             match self.state {
-                State::Refused => break,
-                State::Payload { remaining } => {
+                ParseState::Refused => break,
+                ParseState::Payload { remaining } => {
                     let take = remaining.min((input.len() - at) as u64) as usize;
                     out.pass(at, at + take);
                     at += take;
                     self.state = Self::after_payload(remaining - take as u64);
                 }
-                State::Close { remaining } => {
+                ParseState::Close { remaining } => {
                     let take = remaining.min((input.len() - at) as u64) as usize;
                     self.held.extend_from_slice(&input[at..at + take]);
                     at += take;
-                    self.state = State::Close { remaining: remaining - take as u64 };
+                    self.state = ParseState::Close { remaining: remaining - take as u64 };
                     if remaining == take as u64 {
                         if let Err(violation) = check_close(&self.held) {
                             return self.refuse(out, input, violation);
                         }
                         out.release(&mut self.held);
-                        self.state = State::Header;
+                        self.state = ParseState::Header;
                     }
                 }
-                State::Header if self.held.is_empty() => {
+                ParseState::Header if self.held.is_empty() => {
                     // The usual case: the whole header is in this input, and passes as a slice of it.
                     let header = match parse_header(&input[at..]) {
                         Ok(Some(header)) => header,
@@ -180,7 +180,7 @@ impl FrameGuard {
                     at += header.len;
                     self.begin_payload(&header, &mut out);
                 }
-                State::Header => {
+                ParseState::Header => {
                     // A header split across inputs: complete it in `held`.
                     let before = self.held.len();
                     let want = (MAX_HEADER - before).min(input.len() - at);
@@ -214,25 +214,25 @@ impl FrameGuard {
         self.state = if header.opcode == OP_CLOSE {
             if header.payload == 0 {
                 out.release(&mut self.held);
-                State::Header
+                ParseState::Header
             } else {
-                State::Close { remaining: header.payload }
+                ParseState::Close { remaining: header.payload }
             }
         } else {
             Self::after_payload(header.payload)
         };
     }
 
-    fn after_payload(remaining: u64) -> State {
+    fn after_payload(remaining: u64) -> ParseState {
         if remaining == 0 {
-            State::Header
+            ParseState::Header
         } else {
-            State::Payload { remaining }
+            ParseState::Payload { remaining }
         }
     }
 
     fn refuse(&mut self, out: Output, input: &Bytes, violation: Violation) -> Fed {
-        self.state = State::Refused;
+        self.state = ParseState::Refused;
         self.held = Vec::new();
         out.finish(input, Some(violation))
     }

@@ -79,9 +79,9 @@ pub enum BackplaneError {
     Publish(String),
 }
 
-/// State for health output.
+/// The backplane's state, for health output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub enum BackplaneState {
     /// Single node: there is no backplane.
     Disabled,
     /// Subscribed and delivering.
@@ -90,13 +90,13 @@ pub enum State {
     Down,
 }
 
-impl State {
+impl BackplaneState {
     /// Lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {
-            State::Disabled => "disabled",
-            State::Up => "up",
-            State::Down => "down",
+            BackplaneState::Disabled => "disabled",
+            BackplaneState::Up => "up",
+            BackplaneState::Down => "down",
         }
     }
 }
@@ -196,11 +196,11 @@ impl Backplane {
     }
 
     /// Current state.
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> BackplaneState {
         match self {
-            Backplane::Memory => State::Disabled,
-            Backplane::Redis(r) if r.up.load(Ordering::Acquire) => State::Up,
-            Backplane::Redis(_) => State::Down,
+            Backplane::Memory => BackplaneState::Disabled,
+            Backplane::Redis(r) if r.up.load(Ordering::Acquire) => BackplaneState::Up,
+            Backplane::Redis(_) => BackplaneState::Down,
         }
     }
 }
@@ -245,7 +245,7 @@ impl RedisBackplane {
         let (commands, receiver) = mpsc::unbounded_channel();
         let up = Arc::new(AtomicBool::new(false));
         let last_error = Arc::new(Mutex::new(None));
-        let task = Subscriber {
+        let task = PubSubTask {
             client,
             last_error: last_error.clone(),
             connect_failures: Summary::new(module_path!(), "backplane connection attempts"),
@@ -364,7 +364,7 @@ impl RecentIds {
 }
 
 /// The pub/sub task.
-struct Subscriber {
+struct PubSubTask {
     client: redis::Client,
     last_error: Arc<Mutex<Option<String>>>,
     /// Failed (re)connects, summarised in the log.
@@ -388,7 +388,7 @@ enum Ended {
     Shutdown,
 }
 
-impl Subscriber {
+impl PubSubTask {
     fn set_up(&self, up: bool) {
         if self.up.swap(up, Ordering::AcqRel) != up {
             if up {

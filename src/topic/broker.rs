@@ -69,14 +69,14 @@ pub struct UpdateSubscriber {
 #[rtype(result = "Vec<(Id, String)>")]
 pub struct Subscribers(pub String);
 
-struct Entry {
+struct TopicEntry {
     addr: Addr<TopicActor>,
     members: usize,
 }
 
 /// The broker actor of one node.
 pub struct Broker {
-    topics: HashMap<TopicKey, Entry>,
+    topics: HashMap<TopicKey, TopicEntry>,
     /// The same topic actors, found by the topics they match.
     index: SubscriptionIndex<Addr<TopicActor>>,
     handlers: Arc<Router<Arc<dyn TopicHandler>>>,
@@ -147,7 +147,7 @@ impl Handler<Subscribe> for Broker {
             let actor = TopicActor::new(msg.key.clone(), handler, self.access.clone(), self.metrics.clone(), ready);
             let addr = actor.start();
             self.index.insert(&msg.key.uri, msg.key.policy, addr.clone());
-            Entry { addr, members: 0 }
+            TopicEntry { addr, members: 0 }
         });
         entry.members += 1;
         entry.addr.do_send(Join { subscriber: msg.subscriber, reply: msg.reply });
