@@ -23,14 +23,10 @@ pub const NO_SUCH_REGISTRATION: &str = "wamp.error.no_such_registration";
 pub const NO_SUCH_SESSION: &str = "wamp.error.no_such_session";
 /// The caller's role may not subscribe, publish or call here.
 pub const NOT_AUTHORIZED: &str = "wamp.error.not_authorized";
-/// The router does not accept this kind of request (e.g. client REGISTER).
-pub const OPTION_NOT_ALLOWED: &str = "wamp.error.option_not_allowed";
 /// The HELLO asked for a realm this node does not serve.
 pub const NO_SUCH_REALM: &str = "wamp.error.no_such_realm";
 /// The client sent GOODBYE / we acknowledge one.
 pub const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
-/// Normal close initiated by the router.
-pub const CLOSE_NORMAL: &str = "wamp.close.normal";
 /// The node is shutting down; reconnect elsewhere.
 pub const SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";
 /// A procedure handler failed without a more specific error.
@@ -42,8 +38,6 @@ pub const TOO_MANY_SUBSCRIPTIONS: &str = "switchboard.error.too_many_subscriptio
 /// The node has too many publications queued (node-wide, or this session's share): the publish is refused;
 /// retry later.
 pub const OVERLOADED: &str = "switchboard.error.overloaded";
-/// A topic handler refused a publish.
-pub const PUBLISH_REJECTED: &str = "switchboard.error.publish_rejected";
 /// GOODBYE reason when the web session behind a socket was logged out or expired.
 pub const SESSION_REVOKED: &str = "switchboard.close.session_revoked";
 /// An acknowledged publish was delivered on this node but could not be handed to the other nodes.
