@@ -2,7 +2,7 @@
 # The standard measurements behind load/BENCHMARKS.md. Loopback only; every run is bounded.
 # The server is pinned to CPU 0 and the load generator to CPU 1 (taskset), as the figures require.
 #
-#   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|direct-3|redis-ceiling|all]
+#   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|direct-3|redis-ceiling|floor-20|floor-300|all]
 #
 # Needs: cargo build --release --workspace, redis-server, redis-benchmark, taskset. Ports 7600-7699.
 # PROFILE=profiling runs the binaries of `cargo build --profile profiling --workspace` (full debug info, for perf).
@@ -43,6 +43,27 @@ run() { local name="$1"; shift; echo "== $name: $*" | tee "$OUT/$name.txt"; task
 fanout_1k() {
   local pid; pid=$(node 7601)
   run fanout-1k fanout --url ws://127.0.0.1:7601/ws --connections 1000 --rate 300 --duration 20s --server-pid "$pid"
+  stop "$pid"
+}
+
+# floor RATE: the bare-write floor server (../shared/bench/floor) and switchboard back to back under the same load
+# (1,000 subscribers, RATE publishes/s, 100-byte payload): the two CPU-s per million figures give the floor ratio.
+FLOOR="${FLOOR_BIN:-$ROOT/target/floor/release/floor}"
+floor_ratio() {
+  local rate="$1" pid
+  if [ ! -x "$FLOOR" ]; then
+    echo "no floor server at $FLOOR; build it with:" >&2
+    echo "  cargo build --release --manifest-path ../shared/bench/floor/Cargo.toml --target-dir target/floor" >&2
+    exit 1
+  fi
+  taskset -c 0 "$FLOOR" 7690 >"$OUT/floor-server.log" 2>&1 &
+  pid=$!; PIDS+=("$pid"); sleep 0.5
+  run "floor-$rate" fanout --url ws://127.0.0.1:7690/ws --connections 1000 --rate "$rate" --duration 10s --payload 100 \
+    --server-pid "$pid"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  pid=$(node 7691)
+  run "switchboard-$rate" fanout --url ws://127.0.0.1:7691/ws --connections 1000 --rate "$rate" --duration 10s \
+    --payload 100 --server-pid "$pid"
   stop "$pid"
 }
 
@@ -93,6 +114,8 @@ redis_ceiling() {
 case "${1:-all}" in
   fanout-1k) fanout_1k ;;
   fanout-10k) fanout_10k ;;
+  floor-20) floor_ratio 20 ;;
+  floor-300) floor_ratio 300 ;;
   rss-5k) rss 5000 7603 ;;
   rss-15k) rss 15000 7604 ;;
   connect-redis) connect_redis ;;

@@ -141,7 +141,8 @@ async fn websocket(
     if req.app_data::<transport::Direct>().is_some() {
         // The ready server's upgrade path: send the 101, then run the actor on the bare socket.
         let mut response = ws::handshake_with_protocols(&req, tokens)?.finish();
-        response.extensions_mut().insert(transport::Accept::new(connection, max, verdict));
+        let outbox = connection.outbox();
+        response.extensions_mut().insert(transport::Accept::new(connection, max, verdict).with_outbox(outbox));
         return Ok(response);
     }
     // Mounted in an application's own `HttpServer`: actix-web-actors runs the actor, behind the same guard.

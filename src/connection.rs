@@ -208,6 +208,11 @@ impl Connection {
         }
     }
 
+    /// This connection's outbound queue, for a socket task that writes it directly.
+    pub(crate) fn outbox(&self) -> Arc<OutboxState> {
+        self.outbox.clone()
+    }
+
     fn client_info(&self) -> ClientInfo {
         ClientInfo {
             session: self.session,
@@ -235,6 +240,7 @@ impl Connection {
             return;
         }
         self.state = Phase::Closing;
+        self.outbox.shut();
         self.closed_for = Some(why);
         let mut end = reason.len().min(MAX_CLOSE_REASON);
         while !reason.is_char_boundary(end) {
@@ -393,6 +399,8 @@ impl Connection {
             return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
         }
         self.subscriptions.insert(key.clone(), Subscription::Pending(request.into_iter().collect()));
+        // No EVENT of this topic may reach the wire before its SUBSCRIBED: released in `Joined`.
+        self.outbox.hold();
         let subscriber = self.subscriber(ctx);
         self.node.broker().do_send(Subscribe { key, subscriber, reply: ctx.address().recipient() });
         Ok(())
@@ -701,9 +709,12 @@ impl Connection {
             M::Unsubscribe { topic } => {
                 let key = TopicKey::exact(&self.prefixes.resolve(&topic));
                 if let Some(sub) = self.subscriptions.remove(&key) {
-                    if let Subscription::Active(id) = sub {
-                        self.by_id.remove(&id);
-                        self.node.clients().unsubscribed(self.session, &key.uri);
+                    match sub {
+                        Subscription::Active(id) => {
+                            self.by_id.remove(&id);
+                            self.node.clients().unsubscribed(self.session, &key.uri);
+                        }
+                        Subscription::Pending(_) => self.outbox.release(),
                     }
                     self.node.broker().do_send(Unsubscribe { key, session: self.session, request: None });
                 }
@@ -1012,6 +1023,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
             Ok(ws::Message::Close(reason)) => {
                 if self.state != Phase::Closing {
                     self.state = Phase::Closing;
+                    self.outbox.shut();
                     self.closed_for = Some(CloseReason::ClientClose);
                     ctx.close(reason);
                 }
@@ -1059,10 +1071,14 @@ impl Handler<Wake> for Connection {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
-        let frames = self.outbox.take();
         if self.outbox.overflowed() {
             return self.close_slow_consumer(ctx);
         }
+        if self.outbox.has_writer() {
+            // The socket's task writes the queue; a wake-up here only ever meant an overflow.
+            return;
+        }
+        let frames = self.outbox.take();
         if self.state == Phase::Established {
             // All frames queued since the last wake-up leave together (one encode buffer, one write).
             for frame in frames {
@@ -1091,6 +1107,8 @@ impl Handler<Joined> for Connection {
                         this.send_v2(ctx, v2::Message::Subscribed { request, subscription });
                     }
                 }
+                // The SUBSCRIBEDs are in the context's buffer, which the writer empties before the queue.
+                this.outbox.release();
             };
             match recorded {
                 None => answer(self, ctx),

@@ -15,16 +15,28 @@
 //!
 //! The bytes waiting in every outbox of the node are mirrored in one gauge (`switchboard_outbound_queue_bytes`):
 //! one atomic add per queued frame and one subtraction per take, so measuring costs a delivery no lock.
+//!
+//! Who takes the frames depends on the server. Under the ready server the socket's own task is the *writer*
+//! ([`OutboxState::attach_writer`]): a sender wakes that task directly, which takes the frames and writes them
+//! without running the connection actor at all — no mailbox message, no actor poll, no second encoder. Under a
+//! mounted app (no such task) the connection actor takes them on [`Wake`] and writes them through its context.
+//! Either way the order of one queue is the order on the wire. The connection keeps its own replies in order
+//! with the queue through two switches the writer obeys: [`OutboxState::hold`] while a subscription waits for
+//! its SUBSCRIBED (no EVENT may overtake it) and [`OutboxState::shut`] once the connection is closing (nothing
+//! follows the close frame).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
 
 use actix::prelude::*;
+use actix_web::web::Bytes;
 use bytestring::ByteString;
 use prometheus_client::metrics::gauge::Gauge;
 
-/// Tells the connection that its queue has frames (sent on the empty → non-empty transition only).
+/// Tells the connection that its queue has frames (sent on the empty → non-empty transition only, when no
+/// writer is attached) or that it overflowed.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wake;
@@ -38,6 +50,37 @@ pub struct OutboxState {
     overflowed: AtomicBool,
     /// The node's total of queued bytes, moved with this queue's `bytes`.
     queued_bytes: Gauge,
+    /// A socket task takes the frames (see [`OutboxState::attach_writer`]); otherwise the connection does.
+    direct: AtomicBool,
+    /// Subscriptions waiting for their SUBSCRIBED: while non-zero the writer takes nothing.
+    held: AtomicUsize,
+    /// The connection is closing: the writer takes nothing more.
+    shut: AtomicBool,
+    /// The writer is writing (its own bytes or a remainder): nothing else may be written meanwhile.
+    busy: AtomicBool,
+    /// The worker whose thread can write this queue's socket, once its writer has started there.
+    home: OnceLock<Home>,
+}
+
+/// Where a queue's writer runs: the worker thread (an actix arbiter) holding its socket. Senders that reach
+/// many queues at once (a topic's fan-out) hand each worker the list of its queues that just got their first
+/// frame ([`Flushes`]), and the worker writes them all in one go, without a wake-up per socket.
+#[derive(Clone)]
+pub struct Home {
+    /// Tells workers apart (one id per worker thread).
+    pub worker: usize,
+    /// The worker's arbiter.
+    pub arbiter: ArbiterHandle,
+    /// The socket, as the worker's `flush` knows it.
+    pub socket: usize,
+    /// Writes the given queues to their sockets; runs on the worker.
+    pub flush: fn(Vec<Arc<OutboxState>>),
+}
+
+impl std::fmt::Debug for Home {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Home").field("worker", &self.worker).field("socket", &self.socket).finish()
+    }
 }
 
 /// The frames waiting and their total size.
@@ -45,7 +88,16 @@ pub struct OutboxState {
 struct Queue {
     frames: VecDeque<ByteString>,
     bytes: usize,
+    /// The writer's task (when one is attached), woken on the empty → non-empty transition. Kept under the
+    /// queue's lock, which a sender holds anyway, and woken by reference: it is stored once, not per wake-up.
+    writer: Option<Waker>,
+    /// The part of the last written frames the socket did not take, written before anything else.
+    rest: Option<Bytes>,
 }
+
+/// A queue that held more frames than this gives its buffer back once emptied (an idle connection keeps none
+/// larger than a burst of a few frames).
+const KEEP_FRAMES: usize = 16;
 
 impl OutboxState {
     /// A queue holding at most `limit` frames and `byte_limit` bytes, counting what it holds in `queued_bytes`.
@@ -56,17 +108,128 @@ impl OutboxState {
             byte_limit,
             overflowed: AtomicBool::new(false),
             queued_bytes,
+            direct: AtomicBool::new(false),
+            held: AtomicUsize::new(0),
+            shut: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            home: OnceLock::new(),
         })
     }
 
-    // Only push/take run under the lock and neither can panic; recover the guard rather than panic anyway.
+    /// Makes the caller — a socket's task — the one that takes and writes this queue's frames, through
+    /// [`OutboxState::drain_with`]. Call before the connection's first subscription (the ready server attaches
+    /// before the actor first runs).
+    pub fn attach_writer(&self) {
+        self.direct.store(true, Ordering::Release);
+    }
+
+    /// Records where the writer runs (see [`Home`]); call from the writer, once, before the actor first runs.
+    pub fn set_home(&self, home: Home) {
+        let _ = self.home.set(home);
+    }
+
+    /// Where the writer runs, if it said.
+    pub fn home(&self) -> Option<&Home> {
+        self.home.get()
+    }
+
+    /// The writer is writing bytes of its own (`true`) or has finished (`false`): meanwhile a worker's flush
+    /// leaves the queue to it.
+    pub fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Release);
+    }
+
+    /// Keeps what a flush could not write, for the writer to finish (woken now), before anything else.
+    pub fn keep_rest(&self, rest: Bytes) {
+        let mut queue = self.lock();
+        queue.rest = Some(rest);
+        if let Some(writer) = &queue.writer {
+            writer.wake_by_ref();
+        }
+    }
+
+    /// Wakes the writer's task (a flush met an error the writer should find for itself).
+    pub fn wake_writer(&self) {
+        if let Some(writer) = &self.lock().writer {
+            writer.wake_by_ref();
+        }
+    }
+
+    /// The writer's side: what a flush could not write, if anything (see [`keep_rest`](OutboxState::keep_rest)).
+    pub fn take_rest(&self) -> Option<Bytes> {
+        self.lock().rest.take()
+    }
+
+    /// Whether a socket task writes this queue (then the connection must not [`take`](OutboxState::take)).
+    pub fn has_writer(&self) -> bool {
+        self.direct.load(Ordering::Acquire)
+    }
+
+    /// Holds the writer back until the matching [`release`](OutboxState::release): a subscription's SUBSCRIBED
+    /// is on its way through the connection, and no EVENT of that topic may overtake it.
+    pub fn hold(&self) {
+        self.held.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Ends one [`hold`](OutboxState::hold); the writer looks at the queue again the next time it runs (it
+    /// runs the connection, which is where releases happen).
+    pub fn release(&self) {
+        let _ = self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| held.checked_sub(1));
+    }
+
+    /// The connection is closing: the writer takes nothing more (nothing may follow the close frame).
+    pub fn shut(&self) {
+        self.shut.store(true, Ordering::Release);
+    }
+
+    /// The writer's (or its worker's flush) side: passes every queued frame, oldest first, to `write` and
+    /// returns how many there were; `0` while the queue is empty (the writer's task, `waker`, is woken when a
+    /// frame arrives) and while it is held, shut or busy (the connection's own progress, which the writer drives,
+    /// ends a hold; the writer drains after its own write). The frames are passed under the queue's lock so the
+    /// queue keeps its buffer: `write` should only copy them out.
+    pub fn drain_with(&self, waker: Option<&Waker>, mut write: impl FnMut(&ByteString)) -> usize {
+        if self.shut.load(Ordering::Acquire)
+            || self.held.load(Ordering::Acquire) > 0
+            || self.busy.load(Ordering::Acquire)
+        {
+            return 0;
+        }
+        let mut queue = self.lock();
+        if let Some(waker) = waker {
+            if !queue.writer.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                queue.writer = Some(waker.clone());
+            }
+        }
+        let count = queue.frames.len();
+        if count == 0 || queue.rest.is_some() {
+            return 0;
+        }
+        for frame in &queue.frames {
+            write(frame);
+        }
+        if queue.frames.capacity() > KEEP_FRAMES {
+            queue.frames = VecDeque::new();
+        } else {
+            queue.frames.clear();
+        }
+        self.queued_bytes.dec_by(as_gauge(std::mem::take(&mut queue.bytes)));
+        count
+    }
+
+    // Only push/drain/take run under the lock and none can panic; recover the guard rather than panic anyway.
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes every queued frame (called by the connection on [`Wake`]).
+    /// Takes every queued frame (the connection on [`Wake`] when no writer is attached).
     pub fn take(&self) -> VecDeque<ByteString> {
-        let taken = std::mem::take(&mut *self.lock());
+        let taken = {
+            let mut queue = self.lock();
+            if queue.frames.is_empty() {
+                return VecDeque::new();
+            }
+            std::mem::take(&mut *queue)
+        };
         self.queued_bytes.dec_by(as_gauge(taken.bytes));
         taken.frames
     }
@@ -109,31 +272,102 @@ impl Outbox {
         Outbox { recipient, state }
     }
 
-    /// Queues a frame. Returns `false` (and delivers nothing) when the queue is full or already overflowed.
+    /// Queues a frame and wakes whoever writes it. Returns `false` (and delivers nothing) when the queue is full
+    /// or already overflowed.
     pub fn send(&self, frame: ByteString) -> bool {
-        if self.state.overflowed() {
-            return false;
-        }
-        let was_empty = {
-            let mut queue = self.state.lock();
-            if queue.frames.len() >= self.state.limit || queue.bytes + frame.len() > self.state.byte_limit {
-                drop(queue);
-                self.state.overflowed.store(true, Ordering::Release);
-                // Wake the connection so it closes as soon as it is polled again.
-                self.recipient.do_send(Wake);
-                return false;
+        match self.enqueue(frame) {
+            Enqueued::Dropped => false,
+            Enqueued::More => true,
+            Enqueued::First => {
+                self.wake();
+                true
             }
-            let was_empty = queue.frames.is_empty();
-            queue.bytes += frame.len();
-            self.state.queued_bytes.inc_by(as_gauge(frame.len()));
-            queue.frames.push_back(frame);
-            was_empty
-        };
-        // Invariant: a non-empty queue always has a Wake pending or being handled before its `take`.
+        }
+    }
+
+    /// Like [`send`](Outbox::send), for a sender reaching many queues at once: a queue whose writer has a
+    /// [`Home`] is not woken but listed in `flushes`, for its worker to write with the others.
+    pub fn push(&self, frame: ByteString, flushes: &mut Flushes) -> bool {
+        match self.enqueue(frame) {
+            Enqueued::Dropped => false,
+            Enqueued::More => true,
+            Enqueued::First => {
+                match self.state.home() {
+                    Some(home) => flushes.add(home, &self.state),
+                    None => self.wake(),
+                }
+                true
+            }
+        }
+    }
+
+    fn enqueue(&self, frame: ByteString) -> Enqueued {
+        if self.state.overflowed() {
+            return Enqueued::Dropped;
+        }
+        let mut queue = self.state.lock();
+        if queue.frames.len() >= self.state.limit || queue.bytes + frame.len() > self.state.byte_limit {
+            drop(queue);
+            self.state.overflowed.store(true, Ordering::Release);
+            // Wake the connection so it closes as soon as it is polled again.
+            self.recipient.do_send(Wake);
+            return Enqueued::Dropped;
+        }
+        let was_empty = queue.frames.is_empty();
+        queue.bytes += frame.len();
+        self.state.queued_bytes.inc_by(as_gauge(frame.len()));
+        queue.frames.push_back(frame);
         if was_empty {
+            Enqueued::First
+        } else {
+            Enqueued::More
+        }
+    }
+
+    /// Invariant: a non-empty queue always has a wake-up pending or being handled before its frames are taken.
+    fn wake(&self) {
+        if self.state.has_writer() {
+            // A writer that has not run yet looks at the queue when it first does.
+            if let Some(writer) = &self.state.lock().writer {
+                writer.wake_by_ref();
+            }
+        } else {
             self.recipient.do_send(Wake);
         }
-        true
+    }
+}
+
+/// What queueing one frame did.
+enum Enqueued {
+    /// Refused: the queue is full or overflowed.
+    Dropped,
+    /// Queued behind others: a wake-up is already pending.
+    More,
+    /// The queue's first frame: its writer must be woken.
+    First,
+}
+
+/// The queues a fan-out gave their first frame, by the worker that writes them (see [`Home`]).
+#[derive(Default)]
+pub struct Flushes {
+    homes: Vec<(Home, Vec<Arc<OutboxState>>)>,
+}
+
+impl Flushes {
+    fn add(&mut self, home: &Home, state: &Arc<OutboxState>) {
+        // A node has a handful of workers: a short scan beats hashing.
+        match self.homes.iter_mut().find(|(h, _)| h.worker == home.worker) {
+            Some((_, queues)) => queues.push(state.clone()),
+            None => self.homes.push((home.clone(), vec![state.clone()])),
+        }
+    }
+
+    /// Hands each worker its list. A worker that has stopped has no sockets left to write.
+    pub fn send(self) {
+        for (home, queues) in self.homes {
+            let flush = home.flush;
+            home.arbiter.spawn_fn(move || flush(queues));
+        }
     }
 }
 
@@ -177,5 +411,33 @@ mod tests {
         assert_eq!(gauge.get(), 10);
         drop((to_b, b));
         assert_eq!(gauge.get(), 0, "a connection gone with frames queued takes them off the total");
+    }
+
+    #[actix_web::test]
+    async fn the_writer_takes_nothing_while_held_busy_shut_or_finishing_a_rest() {
+        let state = OutboxState::new(8, 1024, Gauge::default());
+        state.attach_writer();
+        let outbox = Outbox::new(Sink.start().recipient(), state.clone());
+        let waker = futures_util::task::noop_waker();
+        let drained = |state: &OutboxState| {
+            let mut seen = Vec::new();
+            state.drain_with(Some(&waker), |frame| seen.push(frame.to_string()));
+            seen
+        };
+        assert!(outbox.send("a".into()));
+        state.hold();
+        assert!(drained(&state).is_empty(), "held: a SUBSCRIBED is on its way");
+        state.release();
+        state.set_busy(true);
+        assert!(drained(&state).is_empty(), "busy: the writer is finishing bytes of its own");
+        state.set_busy(false);
+        state.keep_rest(Bytes::from_static(b"tail"));
+        assert!(drained(&state).is_empty(), "the end of a half-written frame goes first");
+        assert_eq!(state.take_rest().as_deref(), Some(&b"tail"[..]));
+        assert!(outbox.send("b".into()));
+        assert_eq!(drained(&state), ["a", "b"], "oldest first, all at once");
+        assert!(outbox.send("c".into()));
+        state.shut();
+        assert!(drained(&state).is_empty(), "nothing follows the close frame");
     }
 }

@@ -15,6 +15,7 @@ use super::access::{AccessRules, Action};
 use super::handler::{TopicHandler, TopicInstance};
 use super::{Publication, Subscriber, TopicKey};
 use crate::metrics::{self, Metrics};
+use crate::outbox::Flushes;
 use crate::session::Caller;
 use crate::wamp::uri::MatchPolicy;
 use crate::wamp::{v1, v2, Id, Protocol};
@@ -245,6 +246,7 @@ impl Handler<Fanout> for TopicActor {
         let mut v1_frame: Option<ByteString> = None;
         let check_access = self.pattern_details && !self.access.is_open();
         let (mut delivered, mut dropped) = (0u64, 0u64);
+        let mut flushes = Flushes::default();
         for subscriber in self.candidates(&publication) {
             if !publication.admits(subscriber) {
                 continue;
@@ -263,12 +265,14 @@ impl Handler<Fanout> for TopicActor {
                     v1_frame.get_or_insert_with(|| v1::encode_event(&publication.topic, publication.v1_event()).into())
                 }
             };
-            if subscriber.outbox.send(frame.clone()) {
+            if subscriber.outbox.push(frame.clone(), &mut flushes) {
                 delivered += 1;
             } else {
                 dropped += 1;
             }
         }
+        // Each worker writes its sockets' new frames in one go (see `outbox::Home`).
+        flushes.send();
         metrics::inc_by(&self.metrics.deliveries_total, delivered);
         if dropped > 0 {
             metrics::inc_by(&self.metrics.drops_slow_consumer_total, dropped);

@@ -189,6 +189,13 @@ async fn a_publish_on_a_reaches_subscribers_on_b_and_c_exactly_once() {
 }
 
 #[actix_web::test]
+async fn subscribed_precedes_events_while_it_waits_for_the_registry() {
+    let redis = RedisServer::start().await;
+    let node = Node::start(&redis, "order").await;
+    crate::v2::subscribe_replies_keep_their_place_among_events(&node.ws()).await;
+}
+
+#[actix_web::test]
 async fn filters_by_session_authid_and_role_apply_across_nodes() {
     let redis = RedisServer::start().await;
     let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);

@@ -98,3 +98,48 @@ async fn sockets_behave_the_same_when_mounted_in_an_own_http_server() {
     assert_eq!(bob.socket.expect_close(WAIT).await.unwrap().0, 1009);
     handle.stop(false).await;
 }
+
+/// A subscriber that does not read while megabytes of events queue up: the sockets' buffers fill, so the
+/// worker's flush writes part of a frame and leaves the rest to the socket's task, which must finish it before
+/// anything else — further events and the connection's own replies (a CALL's RESULT here). Every frame then
+/// arrives whole and in order.
+#[actix_web::test]
+async fn a_reader_that_falls_behind_gets_every_frame_whole_and_in_order() {
+    let mut settings = test_settings();
+    settings.websocket.outbound_bytes = 64 * 1024 * 1024;
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut slow = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let subscription = slow.subscribe("t.bulk").await.unwrap();
+    let mut publisher = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    // 7 MB: far more than the sockets' buffers hold, less than one publisher's share of the node's backlog.
+    const EVENTS: usize = 120;
+    let body = "y".repeat(60 * 1024);
+    for n in 0..EVENTS {
+        publisher.publish_acked("t.bulk", dict(json!({})), vec![json!(n), json!(body)]).await.unwrap();
+        if n == EVENTS / 2 {
+            // The reply to this call is written by the connection itself, behind the half-written events.
+            let call = switchboard::wamp::v2::Message::Call {
+                request: 7,
+                options: dict(json!({})),
+                procedure: "wamp.session.count".into(),
+                args: None,
+                kwargs: None,
+            };
+            slow.send(&call).await.unwrap();
+        }
+    }
+    // Megabytes queued behind a socket nobody read: now read it all.
+    let (mut next, mut result) = (0, false);
+    while next < EVENTS || !result {
+        match slow.next_message(WAIT).await.unwrap() {
+            switchboard::wamp::v2::Message::Event { subscription: s, args: Some(args), .. } => {
+                assert_eq!(s, subscription);
+                assert_eq!(args[0], json!(next), "events arrive in order");
+                assert_eq!(args[1].as_str().map(str::len), Some(body.len()), "and whole");
+                next += 1;
+            }
+            switchboard::wamp::v2::Message::Result { request: 7, .. } => result = true,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -268,3 +268,57 @@ async fn targeted_publish_with_repeated_names_delivers_once() {
     a.expect_no_event(QUIET).await.unwrap();
     other.expect_no_event(QUIET).await.unwrap();
 }
+
+/// While a topic is published to without pause, a session subscribing and unsubscribing again and again must see
+/// each SUBSCRIBED before the first EVENT it announces and no EVENT after its UNSUBSCRIBED: queued EVENTs are
+/// written by the socket's task, which must not overtake the connection's own replies.
+#[actix_web::test]
+async fn subscribed_precedes_every_event_and_unsubscribed_follows_the_last_under_a_publication_flood() {
+    let app = spawn_app().await;
+    subscribe_replies_keep_their_place_among_events(&app.ws_url()).await;
+}
+
+/// The check of the test above, against the node at `url` (the cluster tests run it where SUBSCRIBED also
+/// waits for the registry).
+pub async fn subscribe_replies_keep_their_place_among_events(url: &str) {
+    use switchboard::wamp::v2::Message as M;
+    let mut keeper = V2Session::connect(url, "r").await.unwrap();
+    keeper.subscribe("t.flood").await.unwrap();
+    let mut publisher = V2Session::connect(url, "r").await.unwrap();
+    let flood = actix_web::rt::spawn(async move {
+        for _ in 0..3000 {
+            publisher.publish("t.flood", dict(json!({})), vec![json!("x")]).await.unwrap();
+            actix_web::rt::time::sleep(std::time::Duration::from_micros(500)).await;
+        }
+    });
+    let mut s = V2Session::connect(url, "r").await.unwrap();
+    for round in 0..40u64 {
+        let request = 1000 + round * 2;
+        s.send(&M::Subscribe { request, options: dict(json!({})), topic: "t.flood".into() }).await.unwrap();
+        let subscription = match s.next_message(WAIT).await.unwrap() {
+            M::Subscribed { request: r, subscription } if r == request => subscription,
+            other => panic!("round {round}: expected SUBSCRIBED first, got {other:?}"),
+        };
+        // Let some events through, then leave.
+        let mut events = 0;
+        while events < 3 {
+            match s.next_message(WAIT).await.unwrap() {
+                M::Event { subscription: id, .. } if id == subscription => events += 1,
+                other => panic!("round {round}: expected an EVENT, got {other:?}"),
+            }
+        }
+        s.send(&M::Unsubscribe { request: request + 1, subscription }).await.unwrap();
+        loop {
+            match s.next_message(WAIT).await.unwrap() {
+                M::Event { subscription: id, .. } if id == subscription => {}
+                M::Unsubscribed { request: r } if r == request + 1 => break,
+                other => panic!("round {round}: expected EVENTs, then UNSUBSCRIBED, got {other:?}"),
+            }
+        }
+        match s.next_message(std::time::Duration::from_millis(20)).await {
+            Err(ClientError::Timeout(_)) => {}
+            other => panic!("round {round}: nothing may follow UNSUBSCRIBED, got {other:?}"),
+        }
+    }
+    flood.abort();
+}

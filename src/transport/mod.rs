@@ -52,6 +52,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::frame::{FrameGuard, Violation};
+use crate::outbox::OutboxState;
+
+mod writer;
+
+use writer::{Frames, Output};
 
 /// Bytes read from a socket per system call. One buffer per worker thread, shared by all its sockets.
 const READ_CHUNK: usize = 16 * 1024;
@@ -80,13 +85,12 @@ thread_local! {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Direct;
 
-/// The outgoing bytes of a running WebSocket actor.
-type Frames = Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>;
-
 /// Attached to an accepted `/ws` response (101) by the handler: the actor to run on the socket.
 pub(crate) struct Accept {
     start: Box<dyn FnOnce(Incoming) -> Frames>,
     verdict: Verdict,
+    /// The actor's outbound queue, written by the socket's task without waking the actor.
+    outbox: Option<Arc<OutboxState>>,
 }
 
 impl Accept {
@@ -102,7 +106,14 @@ impl Accept {
             let codec = Codec::new().max_size(max_message_size);
             Box::pin(WebsocketContext::with_codec(actor, input, codec))
         };
-        Accept { start: Box::new(start), verdict }
+        Accept { start: Box::new(start), verdict, outbox: None }
+    }
+
+    /// Has the socket's task take and write `outbox`'s frames itself (see [`OutboxState::attach_writer`]).
+    pub(crate) fn with_outbox(mut self, outbox: Arc<OutboxState>) -> Accept {
+        outbox.attach_writer();
+        self.outbox = Some(outbox);
+        self
     }
 }
 
@@ -360,14 +371,14 @@ async fn run(io: TcpStream, leftover: Bytes, accept: Accept, write_timeout: Dura
     let mut stalled = false;
     let verdict = accept.verdict.clone();
     {
-        let mut frames = (accept.start)(incoming);
-        while let Some(frame) = frames.next().await {
-            let written = match frame {
-                Ok(bytes) => write_all(&io, &bytes, write_timeout).await,
-                Err(e) => Err(io::Error::other(e.to_string())),
+        let mut output = Output::new(io.clone(), (accept.start)(incoming), accept.outbox);
+        while let Some(bytes) = output.next().await {
+            let written = match bytes {
+                Ok(bytes) => output.write(&bytes, write_timeout).await,
+                Err(e) => Err(e),
             };
             if let Err(e) = written {
-                // Dropping `frames` stops the actor (its `stopping` runs): the socket is gone or useless.
+                // Dropping `output` stops the actor (its `stopping` runs): the socket is gone or useless.
                 stalled = e.kind() == io::ErrorKind::TimedOut;
                 verdict.0.write_stalled.set(stalled);
                 if stalled {
@@ -379,7 +390,7 @@ async fn run(io: TcpStream, leftover: Bytes, accept: Accept, write_timeout: Dura
             }
         }
     }
-    // The actor and its `Incoming` are gone with `frames`, so this is the last reference.
+    // The actor and its `Incoming` are gone with `output`, so this is the last reference.
     if let Ok(io) = Rc::try_unwrap(io) {
         if stalled {
             // Not even a close frame fits: reset the connection, so the kernel drops what it still holds for a
@@ -403,25 +414,6 @@ async fn refuse_close(mut io: TcpStream) {
     if io.shutdown().await.is_ok() {
         tokio::time::sleep(CLOSE_LINGER).await;
     }
-}
-
-/// Writes all of `bytes`, waiting for the socket to take them; fails with `TimedOut` when the socket takes
-/// nothing for `timeout`. While this waits, the actor is not polled: its outbound queue (bounded in frames and
-/// bytes) is all that grows, and this timeout bounds how long.
-async fn write_all(io: &TcpStream, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match tokio::time::timeout(timeout, io.writable()).await {
-            Ok(ready) => ready?,
-            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-        }
-        match io.try_write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Shuts our side down, then waits (bounded) for the peer to close its side, discarding what it still sends.

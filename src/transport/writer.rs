@@ -1,0 +1,238 @@
+//! What an accepted socket's task writes, and in which order: the connection actor's own frames (handshake
+//! replies, errors, pings, the close) and the frames senders queued in its outbox, written here without waking
+//! the actor.
+//!
+//! The task runs the actor (an actix-web-actors context is a stream: polling it runs the actor), but only when
+//! the actor was woken — by a message, a timer or input. A queued EVENT wakes the task through the outbox
+//! instead, and is then encoded and written without polling the actor at all: per delivery that is one lock to
+//! take the queue, one frame header and one `write`. When both have something, the actor goes first, so a reply
+//! it produced before releasing the outbox (a SUBSCRIBED, see [`OutboxState::hold`]) is written before the
+//! queued frames it was holding back.
+//!
+//! A topic's fan-out does not even wake the task: it hands each worker the list of queues that just got their
+//! first frame, and the worker writes them one after the other ([`flush`]) — the same one `write` per socket a
+//! bare server would do. Only a socket that does not take everything at once leaves its remainder to its task,
+//! which waits (bounded by `websocket.write_timeout`) until the socket takes it.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use actix_http::ws::{OpCode, Parser};
+use actix_web::web::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+use futures_util::Stream;
+use slab::Slab;
+use tokio::net::TcpStream;
+
+use crate::outbox::{Home, OutboxState};
+
+/// Times one poll of a socket's output goes round (actor, then queue) before yielding to the worker's other
+/// sockets.
+const ROUNDS_PER_POLL: usize = 16;
+
+/// The source of worker ids.
+static NEXT_WORKER: AtomicUsize = AtomicUsize::new(0);
+
+/// The outgoing bytes of a running WebSocket actor.
+pub(super) type Frames = Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>;
+
+/// The per-thread encoding buffer is given back to the allocator when a batch grew it past this.
+const KEEP_ENCODED: usize = 64 * 1024;
+
+thread_local! {
+    /// The sockets of this worker's writers, for [`flush`] (a slot per running socket task).
+    static SOCKETS: RefCell<Slab<Rc<TcpStream>>> = const { RefCell::new(Slab::new()) };
+    /// Tells workers apart in a queue's [`Home`].
+    static WORKER: usize = NEXT_WORKER.fetch_add(1, Ordering::Relaxed);
+    /// Queued frames are encoded here and written straight from here; only bytes the socket did not take at
+    /// once are copied out (one buffer per worker thread, shared by all its sockets).
+    static ENCODED: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// Tells the socket's task that the actor was woken, and remembers it, so the task polls the actor only then.
+#[derive(Default)]
+struct ActorWake {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for ActorWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+/// The two sources of a socket's output, merged in the order described in the module docs. Queued frames are
+/// written as part of polling; what is left to write (the actor's bytes, or what the socket did not take at
+/// once) comes out of [`next`](Output::next).
+pub(super) struct Output {
+    io: Rc<TcpStream>,
+    actor: Frames,
+    wake: Arc<ActorWake>,
+    /// The waker the actor is polled with (a view of `wake`, made once).
+    actor_waker: Waker,
+    outbox: Option<Arc<OutboxState>>,
+    /// This socket's slot in [`SOCKETS`], while it has a queue.
+    slot: Option<usize>,
+}
+
+/// What writing the queued frames did.
+enum Queued {
+    /// The queue had nothing to write (or is held or shut).
+    Nothing,
+    /// Everything went out.
+    Written,
+    /// The socket took only part; the rest waits here.
+    Partly(Bytes),
+}
+
+impl Output {
+    /// Merges `actor`'s frames with `outbox`'s (if the socket's task writes that queue), writing to `io`.
+    pub(super) fn new(io: Rc<TcpStream>, actor: Frames, outbox: Option<Arc<OutboxState>>) -> Output {
+        let wake = Arc::new(ActorWake { woken: AtomicBool::new(true), task: AtomicWaker::new() });
+        let actor_waker = Waker::from(wake.clone());
+        let slot = outbox.as_ref().and_then(|outbox| {
+            // Flushes need an arbiter to reach this worker; outside one (a bare tokio runtime) wake-ups do.
+            let arbiter = actix::Arbiter::try_current()?;
+            let socket = SOCKETS.with_borrow_mut(|sockets| sockets.insert(io.clone()));
+            outbox.set_home(Home { worker: WORKER.with(|w| *w), arbiter, socket, flush });
+            Some(socket)
+        });
+        Output { io, actor, wake, actor_waker, outbox, slot }
+    }
+
+    /// Writes `bytes` (see [`write_all`]); meanwhile flushes leave this socket's queue to its task.
+    pub(super) async fn write(&self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+        if let Some(outbox) = &self.outbox {
+            outbox.set_busy(true);
+        }
+        let written = write_all(&self.io, bytes, timeout).await;
+        if let Some(outbox) = &self.outbox {
+            outbox.set_busy(false);
+        }
+        written
+    }
+
+    /// The next bytes to write; `None` once the actor has stopped and its last frame was taken.
+    pub(super) async fn next(&mut self) -> Option<io::Result<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        self.wake.task.register(cx.waker());
+        // A flush's remainder is the end of a frame: nothing may come between.
+        if let Some(rest) = self.outbox.as_ref().and_then(|outbox| outbox.take_rest()) {
+            return Poll::Ready(Some(Ok(rest)));
+        }
+        for _ in 0..ROUNDS_PER_POLL {
+            if self.wake.woken.swap(false, Ordering::AcqRel) {
+                let mut actor_cx = Context::from_waker(&self.actor_waker);
+                match self.actor.as_mut().poll_next(&mut actor_cx) {
+                    Poll::Ready(Some(item)) => {
+                        // The context may hold more: poll it again before looking at the queue.
+                        self.wake.woken.store(true, Ordering::Release);
+                        return Poll::Ready(Some(item.map_err(|e| io::Error::other(e.to_string()))));
+                    }
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => {}
+                }
+            }
+            let Some(outbox) = &self.outbox else { return Poll::Pending };
+            match write_queued(&self.io, outbox, Some(cx.waker())) {
+                Ok(Queued::Nothing) => return Poll::Pending,
+                // The queue may have refilled, or the actor been woken, meanwhile: look again.
+                Ok(Queued::Written) => {}
+                Ok(Queued::Partly(rest)) => return Poll::Ready(Some(Ok(rest))),
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+        // Under a steady stream of frames, let the worker's other sockets run too.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Drop for Output {
+    /// The socket is about to close: no flush may write to it (or to whatever reuses its slot) any more.
+    fn drop(&mut self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.shut();
+        }
+        if let Some(slot) = self.slot {
+            SOCKETS.with_borrow_mut(|sockets| sockets.try_remove(slot));
+        }
+    }
+}
+
+/// A worker's part of a fan-out: writes each listed queue to its socket, on this worker's thread (where
+/// [`Home`] sent it). A queue that is held, shut or being written by its task is left to that task.
+fn flush(queues: Vec<Arc<OutboxState>>) {
+    for outbox in queues {
+        let Some(socket) = outbox.home().map(|home| home.socket) else { continue };
+        let written = SOCKETS.with_borrow(|sockets| sockets.get(socket).map(|io| write_queued(io, &outbox, None)));
+        match written {
+            None | Some(Ok(Queued::Nothing | Queued::Written)) => {}
+            Some(Ok(Queued::Partly(rest))) => outbox.keep_rest(rest),
+            // The task finds the error for itself when it next writes (or reads the end).
+            Some(Err(_)) => outbox.wake_writer(),
+        }
+    }
+}
+
+/// Encodes the queued frames (unmasked text frames, as a server sends) under the queue's lock and writes them
+/// in one system call, from the worker's buffer; only what the socket does not take at once is copied out.
+/// `waker` is the writer's task when the writer itself calls.
+fn write_queued(io: &TcpStream, outbox: &OutboxState, waker: Option<&Waker>) -> io::Result<Queued> {
+    ENCODED.with_borrow_mut(|encoded| {
+        encoded.clear();
+        let frames = outbox.drain_with(waker, |frame| {
+            Parser::write_message(encoded, frame.as_bytes(), OpCode::Text, true, false);
+        });
+        if frames == 0 {
+            return Ok(Queued::Nothing);
+        }
+        let written = match io.try_write(encoded) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        let queued = match &encoded[written..] {
+            [] => Queued::Written,
+            rest => Queued::Partly(Bytes::copy_from_slice(rest)),
+        };
+        if encoded.capacity() > KEEP_ENCODED {
+            *encoded = BytesMut::new();
+        }
+        Ok(queued)
+    })
+}
+
+/// Writes all of `bytes`, waiting for the socket to take them; fails with `TimedOut` when the socket takes
+/// nothing for `timeout`. While this waits, the actor is not polled: its outbound queue (bounded in frames and
+/// bytes) is all that grows, and this timeout bounds how long.
+pub(super) async fn write_all(io: &TcpStream, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match tokio::time::timeout(timeout, io.writable()).await {
+            Ok(ready) => ready?,
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        }
+        match io.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
