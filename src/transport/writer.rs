@@ -15,6 +15,7 @@
 //! which waits (bounded by `websocket.write_timeout`) until the socket takes it.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -36,6 +37,9 @@ use crate::outbox::{Home, OutboxState};
 /// sockets.
 const ROUNDS_PER_POLL: usize = 16;
 
+/// Sockets a flush writes before it lets the worker do something else (about a millisecond of writes).
+const FLUSH_SLICE: usize = 256;
+
 /// The source of worker ids.
 static NEXT_WORKER: AtomicUsize = AtomicUsize::new(0);
 
@@ -48,6 +52,8 @@ const KEEP_ENCODED: usize = 64 * 1024;
 thread_local! {
     /// The sockets of this worker's writers, for [`flush`] (a slot per running socket task).
     static SOCKETS: RefCell<Slab<Rc<TcpStream>>> = const { RefCell::new(Slab::new()) };
+    /// The queues waiting for this worker's flush task, oldest first (see [`flush`]).
+    static FLUSHING: RefCell<VecDeque<Arc<OutboxState>>> = const { RefCell::new(VecDeque::new()) };
     /// Tells workers apart in a queue's [`Home`].
     static WORKER: usize = NEXT_WORKER.fetch_add(1, Ordering::Relaxed);
     /// Queued frames are encoded here and written straight from here; only bytes the socket did not take at
@@ -176,17 +182,39 @@ impl Drop for Output {
 }
 
 /// A worker's part of a fan-out: writes each listed queue to its socket, on this worker's thread (where
-/// [`Home`] sent it). A queue that is held, shut or being written by its task is left to that task.
+/// [`Home`] sent it). The lists of all fan-outs join one first-come, first-served line per worker
+/// ([`FLUSHING`]), written by one task that lets the worker's other work (reading the next publication, other
+/// sockets' tasks) run every [`FLUSH_SLICE`] sockets: a socket that got a frame earlier is written earlier,
+/// whichever publication it came from. A queue that is held, shut or being written by its task is left to
+/// that task.
 fn flush(queues: Vec<Arc<OutboxState>>) {
-    for outbox in queues {
-        let Some(socket) = outbox.home().map(|home| home.socket) else { continue };
-        let written = SOCKETS.with_borrow(|sockets| sockets.get(socket).map(|io| write_queued(io, &outbox, None)));
-        match written {
-            None | Some(Ok(Queued::Nothing | Queued::Written)) => {}
-            Some(Ok(Queued::Partly(rest))) => outbox.keep_rest(rest),
-            // The task finds the error for itself when it next writes (or reads the end).
-            Some(Err(_)) => outbox.wake_writer(),
-        }
+    let start = FLUSHING.with_borrow_mut(|line| {
+        let idle = line.is_empty();
+        line.extend(queues);
+        idle
+    });
+    if start {
+        actix::spawn(async {
+            loop {
+                for _ in 0..FLUSH_SLICE {
+                    let Some(outbox) = FLUSHING.with_borrow_mut(VecDeque::pop_front) else { return };
+                    flush_one(&outbox);
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+}
+
+/// Writes one queue to its socket (see [`flush`]).
+fn flush_one(outbox: &OutboxState) {
+    let Some(socket) = outbox.home().map(|home| home.socket) else { return };
+    let written = SOCKETS.with_borrow(|sockets| sockets.get(socket).map(|io| write_queued(io, outbox, None)));
+    match written {
+        None | Some(Ok(Queued::Nothing | Queued::Written)) => {}
+        Some(Ok(Queued::Partly(rest))) => outbox.keep_rest(rest),
+        // The task finds the error for itself when it next writes (or reads the end).
+        Some(Err(_)) => outbox.wake_writer(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Every row of the bad-input table in docs/protocol.md: the defined answer, and the node still serving.
+//! Every row of the README's bad-input table ("Bad input: the defined answer to each case"): the defined answer,
+//! and the node still serving.
 
 use std::time::Duration;
 
