@@ -170,7 +170,7 @@ async fn ready(node: web::Data<Switchboard>) -> HttpResponse {
     };
     let backplane = node.backplane().state();
     let draining = node.is_draining();
-    let ready = !draining && redis != "down" && backplane != crate::cluster::backplane::BackplaneState::Down;
+    let ready = !draining && redis != "down" && backplane != crate::cluster::BackplaneState::Down;
     let status = match (draining, ready) {
         (true, _) => "draining",
         (false, true) => "ready",

@@ -18,9 +18,9 @@ use futures_util::future::{BoxFuture, FutureExt};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::cluster::backplane::{Backplane, BackplaneError};
 use crate::cluster::envelope::Body;
 use crate::cluster::registry::{RedisRegistry, RegistryError, Write};
+use crate::cluster::{Backplane, BackplaneError};
 use crate::metrics::Metrics;
 use crate::session::AuthMethod;
 use crate::topic::broker::{Broker, Publish, Subscribers};
@@ -167,7 +167,7 @@ pub struct ClientManipulator {
     local: LocalIndex,
     registry: Registry,
     broker: Addr<Broker>,
-    backplane: Backplane,
+    backplane: Arc<dyn Backplane>,
     node: Arc<str>,
     metrics: Arc<Metrics>,
 }
@@ -177,7 +177,7 @@ impl ClientManipulator {
         local: LocalIndex,
         registry: Registry,
         broker: Addr<Broker>,
-        backplane: Backplane,
+        backplane: Arc<dyn Backplane>,
         node: &str,
         metrics: Arc<Metrics>,
     ) -> ClientManipulator {

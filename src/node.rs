@@ -14,14 +14,14 @@ use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::web;
 
-use std::sync::OnceLock;
-
 use crate::caps::Caps;
 use crate::clients::{ClientManipulator, Disconnect, LocalIndex, Registry};
-use crate::cluster::backplane::{Backplane, Inbound, RedisBackplane};
+use crate::cluster::backplane::RedisBackplane;
 use crate::cluster::keys::Keys;
+use crate::cluster::memory::MemoryCluster;
 use crate::cluster::redis_conn::{self, RedisConnError, RedisEndpoint, TlsCa};
 use crate::cluster::registry::RedisRegistry;
+use crate::cluster::{Backplane, ClusterEvents};
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::route::{Params, PatternError, RoutePattern, Router};
@@ -30,7 +30,7 @@ use crate::session::bridge::{InvalidSession, InvalidSessionCallback, SessionBrid
 use crate::session::store::{MemorySessionStore, Store};
 use crate::topic::access::{AccessRule, AccessRules};
 use crate::topic::backlog::Backlog;
-use crate::topic::broker::Broker;
+use crate::topic::broker::{Broker, RemotePublish};
 use crate::topic::TopicHandler;
 use crate::transport::{OpenSockets, ServerOptions};
 use crate::wamp::errors;
@@ -151,9 +151,11 @@ impl Builder {
             id => id.to_owned(),
         };
         let local = LocalIndex::default();
-        let inbound = Arc::new(OnceLock::new());
-        let (backplane, registry) = match &cluster_redis {
-            None => (Backplane::Memory, Registry::Memory),
+        let (backplane, receiver, registry): (Arc<dyn Backplane>, _, _) = match &cluster_redis {
+            None => {
+                let (backplane, receiver) = MemoryCluster::new().join(&node_id);
+                (Arc::new(backplane), receiver, Registry::Memory)
+            }
             Some(endpoint) => {
                 let cluster = &self.settings.cluster;
                 let keys = Keys::new(&cluster.prefix);
@@ -164,7 +166,6 @@ impl Builder {
                         node_id.clone(),
                         keys.clone(),
                         cluster.clone(),
-                        inbound.clone(),
                         metrics.clone(),
                     )
                     .await
@@ -186,7 +187,8 @@ impl Builder {
                     .await
                     .map_err(|_| cluster_error(format!("no answer within {timeout:?} (redis.connect_timeout)")))??;
                 log::info!("cluster mode: node {node_id}, epoch {}, prefix {}", registry.epoch(), cluster.prefix);
-                (Backplane::Redis(Arc::new(backplane)), Registry::Redis(registry))
+                let (backplane, receiver) = backplane;
+                (Arc::new(backplane), receiver, Registry::Redis(registry))
             }
         };
         let backlog = Backlog::new(self.settings.server.publish_backlog_bytes, metrics.publish_backlog_bytes.clone());
@@ -200,8 +202,8 @@ impl Builder {
             &node_id,
             metrics.clone(),
         );
-        // Set before any topic is subscribed, hence before anything but probes can arrive.
-        let _ = inbound.set(Inbound { broker: broker.clone().recipient(), clients: clients.clone() });
+        // Started before any topic is subscribed, hence before anything but probes can arrive.
+        receiver.start(Arc::new(NodeEvents { broker: broker.clone().recipient(), clients: clients.clone() }));
         let caps = Caps::new(self.settings.server.max_connections, self.settings.session.max_sockets_per_user);
         Ok(Switchboard {
             inner: Arc::new(Inner {
@@ -256,11 +258,28 @@ struct Inner {
     clients: ClientManipulator,
     metrics: Arc<Metrics>,
     sessions: Arc<SessionBridge>,
-    backplane: Backplane,
+    backplane: Arc<dyn Backplane>,
     registry: Registry,
     caps: Arc<Caps>,
     /// Set once a drain begins: readiness answers 503 from then on.
     draining: AtomicBool,
+}
+
+/// What other nodes send this one goes to its broker (publications) and its client index (control messages):
+/// the [`ClusterEvents`] the composition root hands the backplane.
+struct NodeEvents {
+    broker: Recipient<RemotePublish>,
+    clients: ClientManipulator,
+}
+
+impl ClusterEvents for NodeEvents {
+    fn publication(&self, publication: crate::topic::Publication) {
+        self.broker.do_send(RemotePublish(Arc::new(publication)));
+    }
+
+    fn disconnect_user(&self, authid: &str, code: u16, reason: String, message: String) {
+        self.clients.disconnect_local_user(authid, Disconnect { code, reason, message });
+    }
 }
 
 /// A running switchboard node, as a library handle. Clone it freely.
@@ -308,8 +327,8 @@ impl Switchboard {
     }
 
     /// The backplane (state for health output).
-    pub fn backplane(&self) -> &Backplane {
-        &self.inner.backplane
+    pub fn backplane(&self) -> &dyn Backplane {
+        &*self.inner.backplane
     }
 
     /// Whether the node runs in cluster mode (Redis configured).

@@ -1,7 +1,6 @@
 //! The backplane: publications and control messages between nodes.
 //!
-//! [`Backplane::Memory`] is the single-node implementation (nothing leaves the process). The Redis
-//! implementation keeps **one pub/sub connection per node**, subscribed only to the channels of topics that
+//! The Redis implementation of [`Backplane`] (the memory one is in [`super::memory`]) keeps **one pub/sub connection per node**, subscribed only to the channels of topics that
 //! have local subscribers (SUBSCRIBE/UNSUBSCRIBE batched as topics appear and empty) and to the node's inbox,
 //! so a node never receives traffic it has no use for. Publications go out on a separate auto-reconnecting
 //! connection, one PUBLISH each, serialised once.
@@ -21,19 +20,20 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use tokio::sync::{mpsc, oneshot};
 
+use futures_util::future::BoxFuture;
+
 use super::envelope::{Body, Envelope};
 use super::keys::Keys;
 use super::redis_conn::{self, RedisEndpoint};
-use crate::clients::{ClientManipulator, Disconnect};
+use super::{Backplane, BackplaneError, BackplaneState, ClusterEvents, Receiver};
 use crate::log_summary::Summary;
 use crate::logfmt::Escaped;
 use crate::metrics::{self, Metrics};
@@ -55,152 +55,69 @@ pub const MAX_USER_ROUTES: usize = 8;
 /// Longest a new topic waits for its Redis SUBSCRIBE before accepting subscribers anyway.
 pub const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
-/// A publication received from another node, for the broker to deliver locally only.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RemotePublish(pub Arc<Publication>);
-
-/// Where received messages go; set once the broker and the client index exist.
-pub struct Inbound {
-    /// The broker.
-    pub broker: Recipient<RemotePublish>,
-    /// The client index, for control messages.
-    pub clients: ClientManipulator,
-}
-
-/// Why a publication could not be handed to the other nodes.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum BackplaneError {
-    /// The pub/sub connection is down (reconnecting).
-    #[error("the cluster backplane is down (Redis unreachable); delivered on this node only")]
-    Down,
-    /// Redis refused or did not answer the PUBLISH.
-    #[error("publishing to Redis failed: {0}")]
-    Publish(String),
-}
-
-/// The backplane's state, for health output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackplaneState {
-    /// Single node: there is no backplane.
-    Disabled,
-    /// Subscribed and delivering.
-    Up,
-    /// Reconnecting.
-    Down,
-}
-
-impl BackplaneState {
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackplaneState::Disabled => "disabled",
-            BackplaneState::Up => "up",
-            BackplaneState::Down => "down",
-        }
-    }
-}
-
 enum Command {
     Want { name: String, pattern: bool, ready: Option<oneshot::Sender<()>> },
     Unwant { name: String, pattern: bool },
 }
 
-/// The node's backplane.
-#[derive(Clone)]
-pub enum Backplane {
-    /// Single node.
-    Memory,
-    /// Redis pub/sub.
-    Redis(Arc<RedisBackplane>),
-}
+impl Backplane for RedisBackplane {
+    fn want(&self, key: &TopicKey) -> Option<oneshot::Receiver<()>> {
+        let (name, pattern) = self.keys.subscription(key);
+        let (tx, rx) = oneshot::channel();
+        let _ = self.commands.send(Command::Want { name, pattern, ready: Some(tx) });
+        Some(rx)
+    }
 
-impl Backplane {
-    /// Subscribes the node to a topic's traffic from other nodes. The receiver fires once the subscription is
-    /// in place (at once for the memory backplane or while Redis is down).
-    pub fn want(&self, key: &TopicKey) -> Option<oneshot::Receiver<()>> {
-        match self {
-            Backplane::Memory => None,
-            Backplane::Redis(r) => {
-                let (name, pattern) = r.keys.subscription(key);
-                let (tx, rx) = oneshot::channel();
-                let _ = r.commands.send(Command::Want { name, pattern, ready: Some(tx) });
-                Some(rx)
-            }
+    fn unwant(&self, key: &TopicKey) {
+        let (name, pattern) = self.keys.subscription(key);
+        let _ = self.commands.send(Command::Unwant { name, pattern });
+    }
+
+    fn want_user(&self, authid: &str) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        *users.entry(authid.to_owned()).or_default() += 1;
+        // Sent for every session, not only the first: it is acknowledged only after any SUBSCRIBE for this user
+        // still in flight, because the task handles commands in order.
+        let name = self.keys.user_channel(authid);
+        let _ = self.commands.send(Command::Want { name, pattern: false, ready: Some(tx) });
+        Some(rx)
+    }
+
+    fn unwant_user(&self, authid: &str) {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(count) = users.get_mut(authid) else { return };
+        *count -= 1;
+        if *count == 0 {
+            users.remove(authid);
+            let _ = self.commands.send(Command::Unwant { name: self.keys.user_channel(authid), pattern: false });
         }
     }
 
-    /// Stops receiving a topic's traffic.
-    pub fn unwant(&self, key: &TopicKey) {
-        if let Backplane::Redis(r) = self {
-            let (name, pattern) = r.keys.subscription(key);
-            let _ = r.commands.send(Command::Unwant { name, pattern });
-        }
+    fn reaches_other_nodes(&self) -> bool {
+        true
     }
 
-    /// Counts a local session of `authid`; the node subscribes to her user channel with the first. The receiver
-    /// fires once that subscription is in place (at once for the memory backplane or while Redis is down).
-    pub fn want_user(&self, authid: &str) -> Option<oneshot::Receiver<()>> {
-        match self {
-            Backplane::Memory => None,
-            Backplane::Redis(r) => {
-                let (tx, rx) = oneshot::channel();
-                let mut users = r.users.lock().unwrap_or_else(|e| e.into_inner());
-                *users.entry(authid.to_owned()).or_default() += 1;
-                // Sent for every session, not only the first: it is acknowledged only after any SUBSCRIBE
-                // for this user still in flight, because the task handles commands in order.
-                let name = r.keys.user_channel(authid);
-                let _ = r.commands.send(Command::Want { name, pattern: false, ready: Some(tx) });
-                Some(rx)
-            }
-        }
+    fn publish<'a>(&'a self, publication: &'a Publication) -> BoxFuture<'a, Result<(), BackplaneError>> {
+        Box::pin(self.publish_now(publication))
     }
 
-    /// Releases a session of `authid`; the node unsubscribes from her user channel with the last.
-    pub fn unwant_user(&self, authid: &str) {
-        if let Backplane::Redis(r) = self {
-            let mut users = r.users.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(count) = users.get_mut(authid) else { return };
-            *count -= 1;
-            if *count == 0 {
-                users.remove(authid);
-                let _ = r.commands.send(Command::Unwant { name: r.keys.user_channel(authid), pattern: false });
-            }
-        }
+    fn send_control<'a>(&'a self, node: &'a str, body: Body) -> BoxFuture<'a, Result<(), BackplaneError>> {
+        Box::pin(async move { self.send(&self.keys.inbox(node), self.envelope(body).encode()).await })
     }
 
-    /// Hands a local publication to the other nodes.
-    pub async fn publish(&self, publication: &Publication) -> Result<(), BackplaneError> {
-        match self {
-            Backplane::Memory => Ok(()),
-            Backplane::Redis(r) => r.publish(publication).await,
+    fn last_error(&self) -> Option<String> {
+        if self.up.load(Ordering::Acquire) {
+            return None;
         }
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Sends a control message to one node's inbox.
-    pub async fn send_control(&self, node: &str, body: Body) -> Result<(), BackplaneError> {
-        match self {
-            Backplane::Memory => Ok(()),
-            Backplane::Redis(r) => r.send(&r.keys.inbox(node), r.envelope(body).encode()).await,
-        }
-    }
-
-    /// Why the backplane is down (Redis's last error), while it is.
-    pub fn last_error(&self) -> Option<String> {
-        match self {
-            Backplane::Redis(r) if !r.up.load(Ordering::Acquire) => {
-                r.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
-            }
-            _ => None,
-        }
-    }
-
-    /// Current state.
-    pub fn state(&self) -> BackplaneState {
-        match self {
-            Backplane::Memory => BackplaneState::Disabled,
-            Backplane::Redis(r) if r.up.load(Ordering::Acquire) => BackplaneState::Up,
-            Backplane::Redis(_) => BackplaneState::Down,
+    fn state(&self) -> BackplaneState {
+        if self.up.load(Ordering::Acquire) {
+            BackplaneState::Up
+        } else {
+            BackplaneState::Down
         }
     }
 }
@@ -223,16 +140,15 @@ pub struct RedisBackplane {
 }
 
 impl RedisBackplane {
-    /// Connects the publisher (within `redis.connect_timeout`) and starts the pub/sub task on the current
-    /// runtime.
+    /// Connects the publisher (within `redis.connect_timeout`); the pub/sub task starts on the current runtime
+    /// when the returned [`Receiver`] is given the node's [`ClusterEvents`].
     pub async fn start(
         endpoint: &RedisEndpoint,
         node: String,
         keys: Keys,
         settings: crate::config::ClusterSettings,
-        inbound: Arc<OnceLock<Inbound>>,
         metrics: Arc<Metrics>,
-    ) -> redis::RedisResult<RedisBackplane> {
+    ) -> redis::RedisResult<(RedisBackplane, Receiver)> {
         // redis-rs re-dials a lost connection with waits from 1 s growing to 60 s, so after an outage the
         // publisher could stay dead for a minute while the subscription is back. Dial on demand instead: a
         // publish after a failure reconnects at once (and while the subscription reports Redis down, publishes
@@ -245,24 +161,29 @@ impl RedisBackplane {
         let (commands, receiver) = mpsc::unbounded_channel();
         let up = Arc::new(AtomicBool::new(false));
         let last_error = Arc::new(Mutex::new(None));
-        let task = PubSubTask {
-            client,
-            last_error: last_error.clone(),
-            connect_failures: Summary::new(module_path!(), "backplane connection attempts"),
-            node: node.clone(),
-            keys: keys.clone(),
-            settings,
-            inbound,
-            metrics: metrics.clone(),
-            up: up.clone(),
-            publisher: publisher.clone(),
-            channels: HashSet::new(),
-            patterns: HashSet::new(),
-            recent: RecentIds::default(),
-        };
-        actix_web::rt::spawn(task.run(receiver));
+        let (node_id, task_keys, task_metrics) = (node.clone(), keys.clone(), metrics.clone());
+        let task_last_error = last_error.clone();
+        let (task_up, task_publisher) = (up.clone(), publisher.clone());
+        let receiving = Receiver::new(move |events| {
+            let task = PubSubTask {
+                client,
+                last_error: task_last_error,
+                connect_failures: Summary::new(module_path!(), "backplane connection attempts"),
+                node: node_id,
+                keys: task_keys,
+                settings,
+                events,
+                metrics: task_metrics,
+                up: task_up,
+                publisher: task_publisher,
+                channels: HashSet::new(),
+                patterns: HashSet::new(),
+                recent: RecentIds::default(),
+            };
+            actix_web::rt::spawn(task.run(receiver));
+        });
         let publish_failures = Summary::new(module_path!(), "publications");
-        Ok(RedisBackplane {
+        let backplane = RedisBackplane {
             node,
             keys,
             commands,
@@ -272,14 +193,15 @@ impl RedisBackplane {
             last_error,
             publish_failures,
             metrics,
-        })
+        };
+        Ok((backplane, receiving))
     }
 
     fn envelope(&self, body: Body) -> Envelope {
         Envelope { v: super::envelope::VERSION, origin: self.node.clone(), body }
     }
 
-    async fn publish(&self, publication: &Publication) -> Result<(), BackplaneError> {
+    async fn publish_now(&self, publication: &Publication) -> Result<(), BackplaneError> {
         let handed_over = Instant::now();
         let result = if self.up.load(Ordering::Acquire) {
             let channels: Vec<String> = match user_route(publication) {
@@ -372,7 +294,8 @@ struct PubSubTask {
     node: String,
     keys: Keys,
     settings: crate::config::ClusterSettings,
-    inbound: Arc<OnceLock<Inbound>>,
+    /// Where received publications and control messages go.
+    events: Arc<dyn ClusterEvents>,
     metrics: Arc<Metrics>,
     up: Arc<AtomicBool>,
     publisher: ConnectionManager,
@@ -570,14 +493,12 @@ impl PubSubTask {
                     return None;
                 }
                 metrics::inc(&self.metrics.backplane_received_total);
-                if let (Some(inbound), Some(p)) = (self.inbound.get(), envelope.into_publication()) {
-                    inbound.broker.do_send(RemotePublish(Arc::new(p)));
+                if let Some(p) = envelope.into_publication() {
+                    self.events.publication(p);
                 }
             }
             Body::DisconnectUser { authid, code, reason, message } => {
-                if let Some(inbound) = self.inbound.get() {
-                    inbound.clients.disconnect_local_user(&authid, Disconnect { code, reason, message });
-                }
+                self.events.disconnect_user(&authid, code, reason, message);
             }
         }
         None

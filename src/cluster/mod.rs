@@ -1,14 +1,122 @@
-//! The cluster: what joins nodes through Redis.
+//! The cluster: what joins nodes.
 //!
-//! [`backplane`] carries publications and control messages between nodes; [`registry`] records who is
-//! connected where; [`envelope`] is their wire format and [`keys`] names every Redis key and channel;
-//! [`redis_conn`] opens every Redis connection (URL, TLS, start-up check, masked URL for messages), including
-//! the session store's. Each has a
-//! single-node (memory) form used in embedded mode, so the rest of the code does not know whether it runs alone.
-//! This module must not be imported by `wamp/`.
+//! Two seams, each with a memory and a Redis implementation, chosen once by the composition root (`node.rs`):
+//! the [`Backplane`] carries publications and control messages between nodes, and the registry ([`registry`])
+//! records who is connected where. What arrives from other nodes is handed to the node's [`ClusterEvents`],
+//! wired once when the node starts ([`Receiver::start`]): this module never calls the broker or the client
+//! index itself.
+//!
+//! [`memory`] is the in-process backplane: a node alone (embedded mode), or several nodes of one process sharing
+//! a [`memory::MemoryCluster`] (tests, embedding). [`backplane`] is the Redis one; [`envelope`] is the wire format
+//! between nodes and [`keys`] names every Redis key and channel; [`redis_conn`] opens every Redis connection
+//! (URL, TLS, start-up check, masked URL for messages), including the session store's.
+//!
+//! Must not import: `wamp/` must not import this module; this module must not import `connection`, `node`,
+//! `api` or the broker (upward); `redis` is imported only here and in `session/`.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::oneshot;
+
+use crate::topic::{Publication, TopicKey};
 
 pub mod backplane;
 pub mod envelope;
 pub mod keys;
+pub mod memory;
 pub mod redis_conn;
 pub mod registry;
+
+use envelope::Body;
+
+/// Publications and control messages between nodes.
+pub trait Backplane: Send + Sync {
+    /// Subscribes the node to a topic's traffic from other nodes. The receiver fires once the subscription is
+    /// in place; `None` when there is nothing to wait for.
+    fn want(&self, key: &TopicKey) -> Option<oneshot::Receiver<()>>;
+
+    /// Stops receiving a topic's traffic.
+    fn unwant(&self, key: &TopicKey);
+
+    /// Counts a local session of `authid`; the node receives her user channel from the first. The receiver fires
+    /// once that is in place; `None` when there is nothing to wait for.
+    fn want_user(&self, authid: &str) -> Option<oneshot::Receiver<()>>;
+
+    /// Releases a local session of `authid`; the node stops receiving her user channel with the last.
+    fn unwant_user(&self, authid: &str);
+
+    /// Whether a publication can reach another node at all (a node alone answers publishes without waiting).
+    fn reaches_other_nodes(&self) -> bool;
+
+    /// Hands a local publication to the other nodes.
+    fn publish<'a>(&'a self, publication: &'a Publication) -> BoxFuture<'a, Result<(), BackplaneError>>;
+
+    /// Sends a control message to one node.
+    fn send_control<'a>(&'a self, node: &'a str, body: Body) -> BoxFuture<'a, Result<(), BackplaneError>>;
+
+    /// Why the backplane is down, while it is.
+    fn last_error(&self) -> Option<String>;
+
+    /// Current state, for health output.
+    fn state(&self) -> BackplaneState;
+}
+
+/// What other nodes send this node: implemented by the node (its broker and client index) and handed to the
+/// backplane's [`Receiver`] once, when the node starts.
+pub trait ClusterEvents: Send + Sync + 'static {
+    /// A publication from another node, for local subscribers only.
+    fn publication(&self, publication: Publication);
+
+    /// Close this node's sessions of `authid` (with close `code`, WAMP `reason` and `message`).
+    fn disconnect_user(&self, authid: &str, code: u16, reason: String, message: String);
+}
+
+/// The receiving side of a backplane, started once the node's [`ClusterEvents`] exist (the broker and the
+/// client index need the backplane, so they come after it).
+pub struct Receiver(Box<dyn FnOnce(Arc<dyn ClusterEvents>)>);
+
+impl Receiver {
+    /// A receiving side that starts by calling `start`.
+    pub fn new(start: impl FnOnce(Arc<dyn ClusterEvents>) + 'static) -> Receiver {
+        Receiver(Box::new(start))
+    }
+
+    /// Starts receiving, handing everything that arrives to `events`.
+    pub fn start(self, events: Arc<dyn ClusterEvents>) {
+        (self.0)(events)
+    }
+}
+
+/// Why a publication could not be handed to the other nodes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackplaneError {
+    /// The pub/sub connection is down (reconnecting).
+    #[error("the cluster backplane is down (Redis unreachable); delivered on this node only")]
+    Down,
+    /// Redis refused or did not answer the PUBLISH.
+    #[error("publishing to Redis failed: {0}")]
+    Publish(String),
+}
+
+/// The backplane's state, for health output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackplaneState {
+    /// Single node: there is no backplane.
+    Disabled,
+    /// Subscribed and delivering.
+    Up,
+    /// Reconnecting.
+    Down,
+}
+
+impl BackplaneState {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackplaneState::Disabled => "disabled",
+            BackplaneState::Up => "up",
+            BackplaneState::Down => "down",
+        }
+    }
+}

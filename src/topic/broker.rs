@@ -18,7 +18,7 @@ use super::backlog::Backlog;
 use super::handler::{TopicHandler, TopicInstance};
 use super::index::SubscriptionIndex;
 use super::{Publication, Subscriber, TopicKey};
-use crate::cluster::backplane::{Backplane, BackplaneError, RemotePublish};
+use crate::cluster::{Backplane, BackplaneError};
 use crate::metrics::{self, Metrics};
 use crate::route::Router;
 use crate::wamp::uri::MatchPolicy;
@@ -82,7 +82,7 @@ pub struct Broker {
     handlers: Arc<Router<Arc<dyn TopicHandler>>>,
     access: Arc<AccessRules>,
     metrics: Arc<Metrics>,
-    backplane: Backplane,
+    backplane: Arc<dyn Backplane>,
     backlog: Arc<Backlog>,
 }
 
@@ -93,7 +93,7 @@ impl Broker {
         handlers: Arc<Router<Arc<dyn TopicHandler>>>,
         access: Arc<AccessRules>,
         metrics: Arc<Metrics>,
-        backplane: Backplane,
+        backplane: Arc<dyn Backplane>,
         backlog: Arc<Backlog>,
     ) -> Self {
         let index = SubscriptionIndex::new();
@@ -169,16 +169,19 @@ impl Handler<Publish> for Broker {
         metrics::inc(&self.metrics.publishes_total);
         // Local delivery never waits for, or depends on, Redis.
         self.fan_out(&publication);
-        match &self.backplane {
+        if !self.backplane.reaches_other_nodes() {
             // A single node answers at once: no task per publication.
-            Backplane::Memory => Response::reply(Ok(())),
-            backplane => {
-                let backplane = backplane.clone();
-                Response::fut(async move { backplane.publish(&publication).await })
-            }
+            return Response::reply(Ok(()));
         }
+        let backplane = self.backplane.clone();
+        Response::fut(async move { backplane.publish(&publication).await })
     }
 }
+
+/// A publication received from another node, for the broker to deliver locally only.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemotePublish(pub Arc<Publication>);
 
 impl Handler<RemotePublish> for Broker {
     type Result = ();
