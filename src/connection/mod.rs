@@ -1,0 +1,387 @@
+//! The connection actor: one per WebSocket, speaking WAMP v2 or v1 to one client.
+//!
+//! It owns everything about its socket and nothing global: the handshake state, its subscriptions (so it
+//! leaves exactly the topics it joined when it stops), its v1 CURIE prefixes, its rate limiter and the
+//! counters of its outbound queue. Protocol rules come from the pure codecs in `wamp/`; delivery goes
+//! through the broker; the client index learns of the session once it is established and forgets it in
+//! `stopping`. Every way a client can misbehave ends in a defined answer (WAMP ERROR/ABORT, or a close
+//! code), catalogued in the README (Protocol → "Bad input: the defined answer to each case"). Whatever ends a
+//! connection, it is counted once in `switchboard_connections_closed_total`, under the first reason it closed
+//! for (`close` records it, `stopped` counts it). Client input in its log lines goes through `logfmt::Escaped`.
+//!
+//! This file is the actor's life: its state, start (timers, the hello deadline), heartbeat, closing, the
+//! handshake's end (registration, WELCOME) and stopping. The rest is split by responsibility, each an
+//! `impl Connection` of its own: `frames` (frames → messages: reassembly, UTF-8, rate limits, messages held
+//! by a reload), `wamp_v2` and `wamp_v1` (the two protocols), `subscriptions` (joining and leaving topics,
+//! SUBSCRIBED after the topic and the registry confirm), `web_session` (reload, revalidation, revocation,
+//! keep-alive) and `limits` (token buckets).
+//!
+//! Must not import: `api`, `transport` internals beyond the socket's `Verdict`, `cluster` (the node's client
+//! index and broker stand between).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use actix_web_actors::ws::{self, CloseCode, ProtocolError};
+use serde_json::{json, Map, Value};
+
+use crate::caps::Slot;
+use crate::clients::{ClientInfo, Disconnect};
+use crate::config::{OnRevoked, ReloadPolicy};
+use crate::logfmt::Escaped;
+use crate::metrics::{self, CloseReason};
+use crate::node::Switchboard;
+use crate::outbox::{Outbox, OutboxState, Wake};
+use crate::rpc::{Call, CallError, CallResult};
+use crate::session::bridge::{InvalidReason, InvalidSession, Resolved};
+use crate::session::store::SessionState;
+use crate::session::{AuthMethod, Caller, Identity, SessionHandle};
+use crate::topic::access::Action;
+use crate::topic::actor::{Joined, Reidentify};
+use crate::topic::broker::{Publish, Subscribe, Unsubscribe, UpdateSubscriber};
+use crate::topic::handler::{PublishDecision, PublishRequest};
+use crate::topic::{Payload, Publication, Publisher, Subscriber, TopicInstance, TopicKey};
+use crate::transport::Verdict;
+use crate::wamp::errors::{excerpt, WampError};
+use crate::wamp::uri::{self, MatchPolicy};
+use crate::wamp::v2::{code, PublishOptions, SubscribeOptions};
+use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
+
+mod frames;
+mod limits;
+mod subscriptions;
+mod wamp_v1;
+mod wamp_v2;
+mod web_session;
+
+pub(crate) use frames::is_bad_utf8;
+use limits::RateLimiter;
+use subscriptions::Subscription;
+use web_session::StoreErrorPolicy;
+
+/// Server identification sent in v1 WELCOME and v2 WELCOME `agent`.
+pub const SERVER_AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
+
+/// What `/metrics` counts a [`Disconnect`] under, by its WAMP reason URI (any reason an application makes up
+/// counts as `kicked`: label values never come from outside the code).
+fn disconnect_reason(uri: &str) -> CloseReason {
+    match uri {
+        errors::SYSTEM_SHUTDOWN => CloseReason::Shutdown,
+        errors::TOO_MANY_SOCKETS => CloseReason::TooManySockets,
+        _ => CloseReason::Kicked,
+    }
+}
+
+/// Longest a WELCOME or SUBSCRIBED waits for the cluster registry to confirm the write.
+const REGISTRY_ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Inbound messages that may wait for a `message`-policy session reload before the client is closed (1008).
+const MAX_WAITING_FOR_RELOAD: usize = 1024;
+
+/// A WebSocket close reason may carry at most 123 bytes of text (RFC 6455 §5.5: 125 minus the code).
+const MAX_CLOSE_REASON: usize = 123;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// v2 only: waiting for HELLO.
+    AwaitingHello,
+    /// Session established: WAMP traffic flows.
+    Established,
+    /// A close was sent; everything inbound is ignored.
+    Closing,
+}
+
+/// One WebSocket connection.
+pub struct Connection {
+    node: Switchboard,
+    session: Id,
+    identity: Identity,
+    protocol: Protocol,
+    state: Phase,
+    registered: bool,
+    outbox: Arc<OutboxState>,
+    subscriptions: HashMap<TopicKey, Subscription>,
+    by_id: HashMap<Id, TopicKey>,
+    prefixes: v1::Prefixes,
+    limiter: RateLimiter,
+    /// Inbound bytes: parsing is the work a client makes the node do, so it is bounded per socket too.
+    byte_limiter: RateLimiter,
+    last_seen: Instant,
+    pending_calls: usize,
+    /// A fragmented text message being reassembled.
+    fragments: Option<Vec<u8>>,
+    /// The web session behind this socket, if any (logged in or not).
+    web_session: Option<SessionHandle>,
+    /// Its session key.
+    web_key: Option<String>,
+    /// Inbound messages waiting for a `message`-policy reload, in arrival order.
+    waiting: VecDeque<String>,
+    /// A session reload is in flight.
+    reloading: bool,
+    /// Why the socket's guarded input ended, if a frame broke a rule (see `transport::Guarded`).
+    verdict: Verdict,
+    /// This socket's place under `server.max_connections`, released with the actor.
+    _slot: Slot,
+    /// The logged-in user this socket counts for under `session.max_sockets_per_user`.
+    counted_user: Option<String>,
+    /// Why the connection is closing, once it is (counted in `/metrics` when the actor stops).
+    closed_for: Option<CloseReason>,
+}
+
+impl Connection {
+    /// A connection for a client that negotiated `protocol`, with WAMP session id `session` and the web
+    /// session resolved before the upgrade.
+    pub(crate) fn new(
+        node: Switchboard,
+        protocol: Protocol,
+        session: Id,
+        resolved: Resolved,
+        slot: Slot,
+        verdict: Verdict,
+    ) -> Connection {
+        let ws = &node.settings().websocket;
+        let web_session = resolved.key.as_deref().map(|key| SessionHandle::new(node.sessions().clone(), key));
+        Connection {
+            session,
+            identity: resolved.identity.unwrap_or_else(|| Identity::anonymous(session)),
+            web_session,
+            web_key: resolved.key,
+            waiting: VecDeque::new(),
+            reloading: false,
+            protocol,
+            state: Phase::AwaitingHello,
+            registered: false,
+            outbox: OutboxState::new(ws.outbound_queue, ws.outbound_bytes, node.metrics().outbound_queue_bytes.clone()),
+            subscriptions: HashMap::new(),
+            by_id: HashMap::new(),
+            prefixes: v1::Prefixes::default(),
+            limiter: RateLimiter::new(f64::from(ws.inbound_rate), f64::from(ws.inbound_burst)),
+            byte_limiter: RateLimiter::new(ws.inbound_bytes_rate as f64, ws.inbound_bytes_burst() as f64),
+            last_seen: Instant::now(),
+            pending_calls: 0,
+            fragments: None,
+            verdict,
+            _slot: slot,
+            counted_user: None,
+            closed_for: None,
+            node,
+        }
+    }
+
+    fn caller(&self) -> Caller {
+        Caller {
+            session: self.session,
+            authid: self.identity.authid.clone(),
+            authroles: self.identity.authroles.clone(),
+            web_session: self.web_session.clone(),
+        }
+    }
+
+    /// This connection's outbound queue, for a socket task that writes it directly.
+    pub(crate) fn outbox(&self) -> Arc<OutboxState> {
+        self.outbox.clone()
+    }
+
+    fn client_info(&self) -> ClientInfo {
+        ClientInfo {
+            session: self.session,
+            authid: self.identity.authid.clone(),
+            authroles: self.identity.authroles.clone(),
+            authmethod: self.identity.authmethod,
+            protocol: self.protocol.token(),
+            node: self.node.node_id().to_owned(),
+            connected_at: ClientInfo::now(),
+        }
+    }
+
+    fn send_v2(&self, ctx: &mut ws::WebsocketContext<Self>, message: v2::Message) {
+        ctx.text(message.encode());
+    }
+
+    fn send_v1(&self, ctx: &mut ws::WebsocketContext<Self>, message: v1::Message) {
+        ctx.text(message.encode());
+    }
+
+    /// Closes the socket with `code` and a reason (truncated to what a close frame holds) and stops; `why` is
+    /// what `/metrics` counts it under.
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: CloseReason, code: CloseCode, reason: &str) {
+        if self.state == Phase::Closing {
+            return;
+        }
+        self.state = Phase::Closing;
+        self.outbox.shut();
+        self.closed_for = Some(why);
+        let mut end = reason.len().min(MAX_CLOSE_REASON);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        ctx.close(Some(ws::CloseReason { code, description: Some(reason[..end].to_owned()) }));
+        ctx.stop();
+    }
+
+    /// A protocol violation: v2 gets ABORT first; both get close 1002.
+    fn violation(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: &str) {
+        metrics::inc(&self.node.metrics().protocol_errors_total);
+        self.abort(ctx, CloseReason::ProtocolError, message);
+    }
+
+    /// Ends the session for breaking the protocol's rules (`why`): v2 gets ABORT first; both get close 1002.
+    fn abort(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: CloseReason, message: &str) {
+        log::debug!("session {}: protocol violation: {}", self.session, Escaped(message));
+        if self.protocol == Protocol::V2 && self.state != Phase::Closing {
+            self.send_v2(ctx, v2::Message::abort(errors::PROTOCOL_VIOLATION, message));
+        }
+        self.close(ctx, why, CloseCode::Protocol, message);
+    }
+
+    /// Counts this socket for its user under `session.max_sockets_per_user` (logged-in users only: an anonymous
+    /// socket is its own user) and closes the user's oldest sockets beyond the cap.
+    fn count_user(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.identity.authmethod != AuthMethod::Cookie {
+            return;
+        }
+        let authid = self.identity.authid.clone();
+        let oldest = self.node.caps().join_user(&authid, self.session, ctx.address().recipient());
+        for control in oldest {
+            let max = self.node.settings().session.max_sockets_per_user;
+            log::info!("user {}: more than {max} sockets, closing the oldest", Escaped(&authid));
+            control.do_send(Disconnect {
+                code: u16::from(CloseCode::Policy),
+                reason: errors::TOO_MANY_SOCKETS.to_owned(),
+                message: format!("too many sockets for this user (at most {max})"),
+            });
+        }
+        self.counted_user = Some(authid);
+    }
+
+    fn uncount_user(&mut self) {
+        if let Some(authid) = self.counted_user.take() {
+            self.node.caps().leave_user(&authid, self.session);
+        }
+    }
+
+    /// The session is established: index it and greet the client.
+    fn establish(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        self.state = Phase::Established;
+        let registered = self.node.clients().register(self.client_info(), ctx.address().recipient());
+        self.registered = true;
+        metrics::add(&self.node.metrics().sessions, 1);
+        let authid = Escaped(&self.identity.authid);
+        log::debug!("session {} established ({}, {authid})", self.session, self.protocol.token());
+        // In cluster mode, greet once the registry has the session (bounded): WELCOME means findable everywhere.
+        // `wait` holds every other message of this actor meanwhile, so nothing overtakes the WELCOME.
+        match registered {
+            None => self.greet(ctx),
+            Some(ack) => {
+                let ack = tokio::time::timeout(REGISTRY_ACK_WAIT, ack);
+                ctx.wait(ack.into_actor(self).map(|_, this, ctx| this.greet(ctx)));
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.outbox.overflowed() {
+            return self.close_slow_consumer(ctx);
+        }
+        if self.last_seen.elapsed() > self.node.settings().websocket.idle_timeout {
+            log::debug!("session {}: idle timeout", self.session);
+            return self.close(ctx, CloseReason::IdleTimeout, CloseCode::Away, "idle timeout");
+        }
+        ctx.ping(b"");
+    }
+
+    fn close_slow_consumer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.state != Phase::Closing {
+            let (frames, bytes) = self.outbox.pending();
+            log::warn!("session {}: closed as a slow consumer ({frames} frames, {bytes} bytes queued)", self.session);
+        }
+        self.close(ctx, CloseReason::SlowConsumer, CloseCode::Policy, "slow consumer: outbound queue full");
+    }
+}
+
+impl Actor for Connection {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        metrics::add(&self.node.metrics().connections, 1);
+        metrics::inc(&self.node.metrics().connections_accepted);
+        self.count_user(ctx);
+        let ws = &self.node.settings().websocket;
+        ctx.run_interval(ws.ping_interval, |this, ctx| this.heartbeat(ctx));
+        if self.web_key.is_some() {
+            let session = &self.node.settings().session;
+            if !session.keepalive_interval.is_zero() {
+                ctx.run_interval(session.keepalive_interval, |this, ctx| this.keepalive(ctx));
+            }
+            ctx.run_interval(session.revalidate_interval, |this, ctx| this.reload(ctx, StoreErrorPolicy::KeepSocket));
+        }
+        match self.protocol {
+            Protocol::V1 => self.establish(ctx),
+            Protocol::V2 => {
+                ctx.run_later(ws.hello_timeout, |this, ctx| {
+                    if this.state == Phase::AwaitingHello {
+                        this.abort(ctx, CloseReason::HelloTimeout, "no HELLO received in time");
+                    }
+                });
+            }
+        }
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.uncount_user();
+        // Leave exactly the topics this session joined (pending ones too: their Subscribe went first).
+        for (key, _) in self.subscriptions.drain() {
+            self.node.broker().do_send(Unsubscribe { key, session: self.session, request: None });
+        }
+        self.by_id.clear();
+        if self.registered {
+            self.registered = false;
+            self.node.clients().unregister(self.session);
+            metrics::add(&self.node.metrics().sessions, -1);
+            log::debug!("session {} closed", self.session);
+        }
+        Running::Stop
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::add(&self.node.metrics().connections, -1);
+        // Ended without a reason of its own: the transport gave up on writing, or the peer just went away.
+        let stalled = self.verdict.write_stalled().then_some(CloseReason::WriteTimeout);
+        self.node.metrics().closed(self.closed_for.or(stalled).unwrap_or(CloseReason::ConnectionLost));
+    }
+}
+
+impl Handler<Wake> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        if self.outbox.overflowed() {
+            return self.close_slow_consumer(ctx);
+        }
+        if self.outbox.has_writer() {
+            // The socket's task writes the queue; a wake-up here only ever meant an overflow.
+            return;
+        }
+        let frames = self.outbox.take();
+        if self.state == Phase::Established {
+            // All frames queued since the last wake-up leave together (one encode buffer, one write).
+            for frame in frames {
+                ctx.text(frame);
+            }
+        }
+    }
+}
+
+impl Handler<Disconnect> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        if self.protocol == Protocol::V2 && self.state == Phase::Established {
+            self.send_v2(ctx, v2::Message::goodbye(&msg.reason, msg.message.clone()));
+        }
+        self.close(ctx, disconnect_reason(&msg.reason), CloseCode::from(msg.code), &msg.message);
+    }
+}
