@@ -32,15 +32,15 @@
 //! | module | owns |
 //! |---|---|
 //! | [`wamp`] | pure v1/v2 codecs, ids, URI rules, filters, error URIs (no actix, tokio or redis) |
-//! | [`connection`] | the WebSocket actor: handshake, heartbeat, limits, dispatch |
+//! | [`connection`] | the WebSocket actor: its life (`mod.rs`), frames → messages, WAMP v2 and v1, subscriptions, web session, limits |
 //! | [`topic`] | broker, topic actors, subscription index, publication backlog, topic handler trait, access rules |
 //! | [`rpc`] | procedure registry and trait, built-in `wamp.session.*` |
 //! | [`session`] | the web app's actix-session session: cookie → key → state → identity, stores, writable handle |
 //! | [`clients`] | the ClientManipulator: local index, cluster-wide lookups, targeted sends |
-//! | [`cluster`] | backplane, registry, envelope codec and Redis key schema (memory and Redis forms) |
+//! | [`cluster`] | the `Backplane` trait (memory and Redis), `ClusterEvents`, registry, envelope codec, Redis key schema |
 //! | `caps` | node-wide connection cap and per-user socket cap |
 //! | [`frame`] | the frame guard: inbound WebSocket frame headers checked before any payload is buffered |
-//! | [`outbox`] | the bounded outbound queue of a connection |
+//! | [`outbox`] | the bounded outbound queue of a connection, written by its socket's task or its worker's flush |
 //! | [`route`] | route patterns (`chat/{room}`) |
 //! | [`api`] | HTTP endpoints: `/ws` (origin, subprotocol, session before the upgrade), health, metrics |
 //! | `push` | the HTTP push API `/api/*` (bearer token) |
@@ -50,7 +50,7 @@
 //! | [`drain`] | graceful drain: sessions closed evenly over `server.drain_period`, the listener refusing |
 //! | [`health_check`] | `switchboard health`: one bounded GET of `/health/ready`, for container healthchecks |
 //! | [`node`] | the builder, the library handle and the ready server |
-//! | `transport` | the ready server's sockets: HTTP via actix-web, accepted WebSockets without the HTTP/1 dispatcher |
+//! | `transport` | the ready server's sockets: HTTP via actix-web, accepted WebSockets without the HTTP/1 dispatcher; `writer`: what a socket's task writes, and the workers' flushes |
 //! | [`metrics`] | OpenMetrics counters, gauges, histograms and closes by reason (prometheus-client) |
 //! | [`logfmt`] | client input as log lines show it: escaped and bounded |
 //! | `client` | a small async WAMP client for tests and the load tool (feature `client`) |
