@@ -1,8 +1,9 @@
 //! The ClientManipulator: who is connected, and sending to them by session, username or role.
 //!
 //! This module owns the node's [`LocalIndex`] of established WAMP sessions (with their exact topics) and
-//! fronts the [`Registry`]: in embedded mode lookups answer from the local index; in cluster mode from Redis,
-//! cluster-wide, in one round trip (see `cluster/registry.rs`). Lookups follow GosWebSocketBundle's
+//! fronts the cluster's [`Registry`]: in embedded mode that reads the local index (through [`LocalSessions`],
+//! see `cluster/memory.rs`); in cluster mode Redis answers, cluster-wide, in one round trip (see
+//! `cluster/registry.rs`). Lookups follow GosWebSocketBundle's
 //! ClientManipulator (`get_client`, `find_by_username`, `find_all_by_username`, `find_by_roles`, `get_all`).
 //! If Redis cannot answer a lookup, it answers for this node only and logs a warning: a lookup never fails.
 //! Every lookup is timed in `switchboard_registry_lookup_seconds`.
@@ -11,53 +12,21 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::future::{BoxFuture, FutureExt};
-use serde::Serialize;
 use tokio::sync::oneshot;
 
+pub use crate::model::ClientInfo;
+
 use crate::cluster::envelope::Body;
-use crate::cluster::registry::{RedisRegistry, RegistryError, Write};
-use crate::cluster::{Backplane, BackplaneError};
+use crate::cluster::{Backplane, BackplaneError, LocalSessions, Registry, RegistryError, Write};
 use crate::metrics::Metrics;
-use crate::session::AuthMethod;
 use crate::topic::broker::{Broker, Publish, Subscribers};
 use crate::topic::{Payload, Publication};
 use crate::wamp::filter::Filters;
 use crate::wamp::Id;
-
-/// One connected WAMP session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ClientInfo {
-    /// WAMP session id.
-    pub session: Id,
-    /// Username (`anon-<session>` when anonymous).
-    pub authid: String,
-    /// Roles (the first is the WAMP `authrole`).
-    pub authroles: Vec<String>,
-    /// How the identity was established.
-    pub authmethod: AuthMethod,
-    /// Negotiated subprotocol, `wamp.2.json` or `wamp`.
-    pub protocol: &'static str,
-    /// The node holding the socket.
-    pub node: String,
-    /// When the session was established, seconds since the Unix epoch.
-    pub connected_at: u64,
-}
-
-impl ClientInfo {
-    /// Whether this session is anonymous.
-    pub fn is_anonymous(&self) -> bool {
-        self.authmethod == AuthMethod::Anonymous
-    }
-
-    /// Seconds since the Unix epoch, for `connected_at`.
-    pub fn now() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-    }
-}
 
 /// Asks a connection to close: v2 gets GOODBYE with `reason`, then the socket closes with `code`.
 #[derive(Message, Debug, Clone)]
@@ -106,11 +75,6 @@ impl LocalIndex {
         self.len() == 0
     }
 
-    /// Every session with its exact topics (for registry rebuilds).
-    pub fn snapshot(&self) -> Vec<(ClientInfo, Vec<String>)> {
-        self.read().values().map(|e| (e.info.clone(), e.topics.iter().cloned().collect())).collect()
-    }
-
     fn collect(&self, keep: impl Fn(&ClientInfo) -> bool) -> Vec<ClientInfo> {
         self.read().values().filter(|e| keep(&e.info)).map(|e| e.info.clone()).collect()
     }
@@ -140,8 +104,24 @@ impl LocalIndex {
         let counts = self.by_roles.lock().unwrap_or_else(|e| e.into_inner());
         counts.iter().filter(|(held, _)| held.iter().any(|r| roles.contains(r))).map(|(_, n)| n).sum()
     }
+}
 
-    /// Up to `limit` session ids above `after` in id order, optionally only those holding one of `roles`.
+impl LocalSessions for LocalIndex {
+    fn snapshot(&self) -> Vec<(ClientInfo, Vec<String>)> {
+        self.read().values().map(|e| (e.info.clone(), e.topics.iter().cloned().collect())).collect()
+    }
+
+    fn matching(&self, keep: &dyn Fn(&ClientInfo, &HashSet<String>) -> bool) -> Vec<ClientInfo> {
+        self.read().values().filter(|e| keep(&e.info, &e.topics)).map(|e| e.info.clone()).collect()
+    }
+
+    fn count(&self, roles: Option<&[String]>) -> usize {
+        match roles {
+            None => self.len(),
+            Some(roles) => self.count_with_roles(roles),
+        }
+    }
+
     fn page(&self, roles: Option<&[String]>, after: Id, limit: usize) -> Vec<Id> {
         let holds = |c: &ClientInfo| roles.is_none_or(|roles| c.authroles.iter().any(|r| roles.contains(r)));
         let mut ids: Vec<Id> =
@@ -152,20 +132,11 @@ impl LocalIndex {
     }
 }
 
-/// Where cluster-wide lookups come from.
-#[derive(Clone)]
-pub enum Registry {
-    /// Embedded mode: this node is the cluster.
-    Memory,
-    /// Redis.
-    Redis(Arc<RedisRegistry>),
-}
-
 /// Handle to the client index; cheap to clone, usable from any actix-web, topic or RPC handler.
 #[derive(Clone)]
 pub struct ClientManipulator {
     local: LocalIndex,
-    registry: Registry,
+    registry: Arc<dyn Registry>,
     broker: Addr<Broker>,
     backplane: Arc<dyn Backplane>,
     node: Arc<str>,
@@ -175,7 +146,7 @@ pub struct ClientManipulator {
 impl ClientManipulator {
     pub(crate) fn new(
         local: LocalIndex,
-        registry: Registry,
+        registry: Arc<dyn Registry>,
         broker: Addr<Broker>,
         backplane: Arc<dyn Backplane>,
         node: &str,
@@ -193,9 +164,7 @@ impl ClientManipulator {
     }
 
     fn written(&self, write: Write) {
-        if let Registry::Redis(r) = &self.registry {
-            r.write(write);
-        }
+        self.registry.write(write);
     }
 
     /// Indexes a new session. In cluster mode the receiver fires once the registry has it, so a WELCOME
@@ -224,14 +193,13 @@ impl ClientManipulator {
     }
 
     fn acked(&self, write: impl FnOnce(Option<oneshot::Sender<()>>) -> Write) -> Option<oneshot::Receiver<()>> {
-        match &self.registry {
-            Registry::Memory => None,
-            Registry::Redis(r) => {
-                let (tx, rx) = oneshot::channel();
-                r.write(write(Some(tx)));
-                Some(rx)
-            }
+        if !self.registry.confirms_writes() {
+            self.registry.write(write(None));
+            return None;
         }
+        let (tx, rx) = oneshot::channel();
+        self.registry.write(write(Some(tx)));
+        Some(rx)
     }
 
     pub(crate) fn reidentify(&self, info: ClientInfo) {
@@ -284,10 +252,7 @@ impl ClientManipulator {
     pub async fn get_client(&self, session: Id) -> Option<ClientInfo> {
         self.timed(async {
             let local = || self.local.read().get(&session).map(|e| e.info.clone());
-            match &self.registry {
-                Registry::Memory => local(),
-                Registry::Redis(r) => self.fallback("get_client", r.get_client(session).await, local),
-            }
+            self.fallback("get_client", self.registry.get_client(session).await, local)
         })
         .await
     }
@@ -296,12 +261,7 @@ impl ClientManipulator {
     pub async fn find_all_by_username(&self, username: &str) -> Vec<ClientInfo> {
         self.timed(async {
             let local = || self.local.collect(|c| c.authid == username);
-            match &self.registry {
-                Registry::Memory => local(),
-                Registry::Redis(r) => {
-                    self.fallback("find_all_by_username", r.find_all_by_username(username).await, local)
-                }
-            }
+            self.fallback("find_all_by_username", self.registry.find_all_by_username(username).await, local)
         })
         .await
     }
@@ -309,11 +269,9 @@ impl ClientManipulator {
     /// Sessions of `username` among the (exact) subscribers of `topic` (Gos `findByUsername`).
     pub async fn find_by_username(&self, topic: &str, username: &str) -> Vec<ClientInfo> {
         self.timed(async {
-            if let Registry::Redis(r) = &self.registry {
-                match r.find_by_username(topic, username).await {
-                    Ok(found) => return found,
-                    Err(e) => log::debug!("find_by_username: {e}; answering for node {} only", self.node),
-                }
+            match self.registry.find_by_username(topic, username).await {
+                Ok(found) => return found,
+                Err(e) => log::debug!("find_by_username: {e}; answering for node {} only", self.node),
             }
             let subscribers = self.broker.send(Subscribers(topic.to_owned())).await.unwrap_or_default();
             let sessions: Vec<Id> = subscribers.into_iter().filter(|(_, a)| a == username).map(|(s, _)| s).collect();
@@ -326,10 +284,7 @@ impl ClientManipulator {
     pub async fn find_by_roles(&self, roles: &[&str]) -> Vec<ClientInfo> {
         self.timed(async {
             let local = || self.local.collect(|c| c.authroles.iter().any(|r| roles.contains(&r.as_str())));
-            match &self.registry {
-                Registry::Memory => local(),
-                Registry::Redis(r) => self.fallback("find_by_roles", r.find_by_roles(roles).await, local),
-            }
+            self.fallback("find_by_roles", self.registry.find_by_roles(roles).await, local)
         })
         .await
     }
@@ -338,14 +293,8 @@ impl ClientManipulator {
     /// counts kept as sessions come and go, never by reading the sessions.
     pub async fn count(&self, roles: Option<&[String]>) -> usize {
         self.timed(async {
-            let local = || match roles {
-                None => self.local.len(),
-                Some(roles) => self.local.count_with_roles(roles),
-            };
-            match &self.registry {
-                Registry::Memory => local(),
-                Registry::Redis(r) => self.fallback("count", r.count(roles).await, local),
-            }
+            let local = || LocalSessions::count(&self.local, roles);
+            self.fallback("count", self.registry.count(roles).await, local)
         })
         .await
     }
@@ -356,10 +305,7 @@ impl ClientManipulator {
     pub async fn session_ids(&self, roles: Option<&[String]>, after: Id, limit: usize) -> Vec<Id> {
         self.timed(async {
             let local = || self.local.page(roles, after, limit);
-            match &self.registry {
-                Registry::Memory => local(),
-                Registry::Redis(r) => self.fallback("session_ids", r.page(roles, after, limit).await, local),
-            }
+            self.fallback("session_ids", self.registry.page(roles, after, limit).await, local)
         })
         .await
     }
@@ -367,10 +313,7 @@ impl ClientManipulator {
     /// Every session, optionally without anonymous ones.
     pub async fn get_all(&self, include_anonymous: bool) -> Vec<ClientInfo> {
         self.timed(async {
-            let all = match &self.registry {
-                Registry::Memory => self.local.collect(|_| true),
-                Registry::Redis(r) => self.fallback("get_all", r.get_all().await, || self.local.collect(|_| true)),
-            };
+            let all = self.fallback("get_all", self.registry.get_all().await, || self.local.collect(|_| true));
             all.into_iter().filter(|c| include_anonymous || !c.is_anonymous()).collect()
         })
         .await

@@ -15,13 +15,13 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::web;
 
 use crate::caps::Caps;
-use crate::clients::{ClientManipulator, Disconnect, LocalIndex, Registry};
+use crate::clients::{ClientManipulator, Disconnect, LocalIndex};
 use crate::cluster::backplane::RedisBackplane;
 use crate::cluster::keys::Keys;
 use crate::cluster::memory::MemoryCluster;
 use crate::cluster::redis_conn::{self, RedisConnError, RedisEndpoint, TlsCa};
 use crate::cluster::registry::RedisRegistry;
-use crate::cluster::{Backplane, ClusterEvents};
+use crate::cluster::{Backplane, ClusterEvents, Registry};
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::route::{Params, PatternError, RoutePattern, Router};
@@ -72,6 +72,8 @@ pub struct Builder {
     access: Vec<AccessRule>,
     errors: Vec<PatternError>,
     on_invalid_session: Option<InvalidSessionCallback>,
+    /// The in-process cluster this node joins when Redis is not configured (its own by default).
+    memory_cluster: Option<MemoryCluster>,
 }
 
 impl Builder {
@@ -79,6 +81,14 @@ impl Builder {
     /// fields, or an open socket's session revoked (the Socket.IO-sessions `sinvalid` event).
     pub fn on_invalid_session(mut self, callback: impl Fn(&InvalidSession) + Send + Sync + 'static) -> Self {
         self.on_invalid_session = Some(Arc::new(callback));
+        self
+    }
+
+    /// Joins the nodes of this process built with the same `cluster` (when no Redis is configured): publications,
+    /// targeted sends, lookups and disconnects then span them, as they span the nodes of a Redis cluster. For
+    /// tests and for applications that run several nodes in one process; a node alone needs nothing.
+    pub fn cluster(mut self, cluster: MemoryCluster) -> Self {
+        self.memory_cluster = Some(cluster);
         self
     }
 
@@ -112,7 +122,7 @@ impl Builder {
 
     /// Validates everything, connects the session store and starts the broker. Must run inside an actix
     /// system (e.g. `#[actix_web::main]`).
-    pub async fn build(self) -> Result<Switchboard, StartError> {
+    pub async fn build(mut self) -> Result<Switchboard, StartError> {
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e.into());
         }
@@ -151,10 +161,12 @@ impl Builder {
             id => id.to_owned(),
         };
         let local = LocalIndex::default();
-        let (backplane, receiver, registry): (Arc<dyn Backplane>, _, _) = match &cluster_redis {
+        let local_sessions = Arc::new(local.clone());
+        let (backplane, receiver, registry): (Arc<dyn Backplane>, _, Arc<dyn Registry>) = match &cluster_redis {
             None => {
-                let (backplane, receiver) = MemoryCluster::new().join(&node_id);
-                (Arc::new(backplane), receiver, Registry::Memory)
+                let cluster = self.memory_cluster.take().unwrap_or_default();
+                let (backplane, registry, receiver) = cluster.join(&node_id, local_sessions);
+                (Arc::new(backplane), receiver, Arc::new(registry))
             }
             Some(endpoint) => {
                 let cluster = &self.settings.cluster;
@@ -175,7 +187,7 @@ impl Builder {
                         keys,
                         node_id.clone(),
                         cluster.lease,
-                        local.clone(),
+                        local_sessions,
                         metrics.clone(),
                     )
                     .await
@@ -188,7 +200,7 @@ impl Builder {
                     .map_err(|_| cluster_error(format!("no answer within {timeout:?} (redis.connect_timeout)")))??;
                 log::info!("cluster mode: node {node_id}, epoch {}, prefix {}", registry.epoch(), cluster.prefix);
                 let (backplane, receiver) = backplane;
-                (Arc::new(backplane), receiver, Registry::Redis(registry))
+                (Arc::new(backplane), receiver, registry)
             }
         };
         let backlog = Backlog::new(self.settings.server.publish_backlog_bytes, metrics.publish_backlog_bytes.clone());
@@ -259,7 +271,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     sessions: Arc<SessionBridge>,
     backplane: Arc<dyn Backplane>,
-    registry: Registry,
+    registry: Arc<dyn Registry>,
     caps: Arc<Caps>,
     /// Set once a drain begins: readiness answers 503 from then on.
     draining: AtomicBool,
@@ -298,6 +310,7 @@ impl Switchboard {
             access: Vec::new(),
             errors: Vec::new(),
             on_invalid_session: None,
+            memory_cluster: None,
         }
     }
 
@@ -333,16 +346,17 @@ impl Switchboard {
 
     /// Whether the node runs in cluster mode (Redis configured).
     pub fn is_cluster(&self) -> bool {
-        matches!(self.inner.registry, Registry::Redis(_))
+        self.inner.registry.is_shared()
     }
 
-    /// Graceful shutdown of the registry: removes this node's sessions and lease from Redis (no-op alone).
+    /// Graceful shutdown of the registry: removes this node's sessions and lease from Redis, or the node from its
+    /// in-process cluster.
     pub async fn deregister(&self) {
-        if let Registry::Redis(r) = &self.inner.registry {
-            match r.deregister().await {
-                Ok(()) => log::info!("shutdown: node {} deregistered", self.node_id()),
-                Err(e) => log::warn!("shutdown: deregistration failed ({e}); the lease will expire instead"),
-            }
+        let shared = self.inner.registry.is_shared();
+        match self.inner.registry.deregister().await {
+            Ok(()) if shared => log::info!("shutdown: node {} deregistered", self.node_id()),
+            Ok(()) => {}
+            Err(e) => log::warn!("shutdown: deregistration failed ({e}); the lease will expire instead"),
         }
     }
 

@@ -1,6 +1,7 @@
-//! The in-process backplane: one node alone (embedded mode), or several nodes of one process sharing a
+//! The in-process cluster: one node alone (embedded mode), or several nodes of one process sharing a
 //! [`MemoryCluster`]. Publications travel between them in the same envelope encoding the Redis backplane uses,
-//! so in-process cluster tests exercise the wire format too.
+//! so in-process cluster tests exercise the wire format too. The registry keeps no copy of anything: each
+//! node's client index owns its sessions, and a lookup reads every member's ([`LocalSessions`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -8,8 +9,12 @@ use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use super::envelope::{Body, Envelope};
-use super::{Backplane, BackplaneError, BackplaneState, ClusterEvents, Receiver};
+use super::{
+    Backplane, BackplaneError, BackplaneState, ClusterEvents, LocalSessions, Receiver, Registry, RegistryError, Write,
+};
+use crate::model::ClientInfo;
 use crate::topic::{Publication, TopicKey};
+use crate::wamp::Id;
 
 /// The nodes of one process that form a cluster; cheap to clone. A node built without one has its own.
 #[derive(Clone, Default)]
@@ -17,10 +22,11 @@ pub struct MemoryCluster {
     nodes: Arc<Mutex<Vec<Member>>>,
 }
 
-/// A node of a [`MemoryCluster`] that has started receiving.
+/// A node of a [`MemoryCluster`]: its sessions from the moment it joins, its events once it receives.
 struct Member {
     id: String,
-    events: Arc<dyn ClusterEvents>,
+    sessions: Arc<dyn LocalSessions>,
+    events: Option<Arc<dyn ClusterEvents>>,
 }
 
 impl std::fmt::Debug for MemoryCluster {
@@ -36,15 +42,23 @@ impl MemoryCluster {
         MemoryCluster::default()
     }
 
-    /// Node `node`'s backplane in this cluster, and its receiving side (the node joins when that starts).
-    pub fn join(&self, node: &str) -> (MemoryBackplane, Receiver) {
+    /// Node `node` joins with its sessions: its backplane, its registry, and the backplane's receiving side
+    /// (messages reach the node once that starts). A node id already present is replaced.
+    pub fn join(&self, node: &str, sessions: Arc<dyn LocalSessions>) -> (MemoryBackplane, MemoryRegistry, Receiver) {
+        {
+            let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+            nodes.retain(|m| m.id != node);
+            nodes.push(Member { id: node.to_owned(), sessions, events: None });
+        }
         let (cluster, id) = (self.clone(), node.to_owned());
         let receiver = Receiver::new(move |events| {
             let mut nodes = cluster.nodes.lock().unwrap_or_else(|e| e.into_inner());
-            nodes.retain(|m| m.id != id);
-            nodes.push(Member { id, events });
+            if let Some(member) = nodes.iter_mut().find(|m| m.id == id) {
+                member.events = Some(events);
+            }
         });
-        (MemoryBackplane { cluster: self.clone(), node: node.to_owned() }, receiver)
+        let backplane = MemoryBackplane { cluster: self.clone(), node: node.to_owned() };
+        (backplane, MemoryRegistry { cluster: self.clone(), node: node.to_owned() }, receiver)
     }
 
     /// Removes node `node` (it stopped): nothing reaches it any more.
@@ -52,10 +66,21 @@ impl MemoryCluster {
         self.nodes.lock().unwrap_or_else(|e| e.into_inner()).retain(|m| m.id != node);
     }
 
-    /// The members, copied out so no lock is held while they handle a message.
+    /// The members that receive, copied out so no lock is held while they handle a message.
     fn members(&self) -> Vec<(String, Arc<dyn ClusterEvents>)> {
         let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-        nodes.iter().map(|m| (m.id.clone(), m.events.clone())).collect()
+        nodes.iter().filter_map(|m| Some((m.id.clone(), m.events.clone()?))).collect()
+    }
+
+    /// Every member's sessions, copied out likewise.
+    fn sessions(&self) -> Vec<Arc<dyn LocalSessions>> {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.iter().map(|m| m.sessions.clone()).collect()
+    }
+
+    /// The sessions of every member that `keep` accepts.
+    fn matching(&self, keep: &dyn Fn(&ClientInfo, &std::collections::HashSet<String>) -> bool) -> Vec<ClientInfo> {
+        self.sessions().iter().flat_map(|s| s.matching(keep)).collect()
     }
 }
 
@@ -121,11 +146,101 @@ impl Backplane for MemoryBackplane {
     }
 }
 
+/// The registry of a [`MemoryCluster`]: lookups read every member's sessions; writes need no copy.
+#[derive(Debug)]
+pub struct MemoryRegistry {
+    cluster: MemoryCluster,
+    node: String,
+}
+
+/// An answer that is ready now, as the registry trait returns it.
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, Result<T, RegistryError>> {
+    Box::pin(std::future::ready(Ok(value)))
+}
+
+impl Registry for MemoryRegistry {
+    fn write(&self, _: Write) {}
+
+    fn confirms_writes(&self) -> bool {
+        false
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    fn get_client(&self, session: Id) -> BoxFuture<'_, Result<Option<ClientInfo>, RegistryError>> {
+        ready(self.cluster.matching(&|c, _| c.session == session).into_iter().next())
+    }
+
+    fn find_all_by_username<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>> {
+        ready(self.cluster.matching(&|c, _| c.authid == username))
+    }
+
+    fn find_by_username<'a>(
+        &'a self,
+        topic: &'a str,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>> {
+        ready(self.cluster.matching(&|c, topics| c.authid == username && topics.contains(topic)))
+    }
+
+    fn find_by_roles<'a>(&'a self, roles: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>> {
+        ready(self.cluster.matching(&|c, _| c.authroles.iter().any(|r| roles.contains(&r.as_str()))))
+    }
+
+    fn count<'a>(&'a self, roles: Option<&'a [String]>) -> BoxFuture<'a, Result<usize, RegistryError>> {
+        ready(self.cluster.sessions().iter().map(|s| s.count(roles)).sum())
+    }
+
+    fn page<'a>(
+        &'a self,
+        roles: Option<&'a [String]>,
+        after: Id,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Id>, RegistryError>> {
+        let mut ids: Vec<Id> = self.cluster.sessions().iter().flat_map(|s| s.page(roles, after, limit)).collect();
+        ids.sort_unstable();
+        ids.truncate(limit);
+        ready(ids)
+    }
+
+    fn get_all(&self) -> BoxFuture<'_, Result<Vec<ClientInfo>, RegistryError>> {
+        ready(self.cluster.matching(&|_, _| true))
+    }
+
+    fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
+        self.cluster.leave(&self.node);
+        ready(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::topic::Payload;
     use crate::wamp::filter::Filters;
+
+    /// A node without sessions.
+    struct NoSessions;
+
+    impl LocalSessions for NoSessions {
+        fn snapshot(&self) -> Vec<(ClientInfo, Vec<String>)> {
+            Vec::new()
+        }
+
+        fn matching(&self, _: &dyn Fn(&ClientInfo, &std::collections::HashSet<String>) -> bool) -> Vec<ClientInfo> {
+            Vec::new()
+        }
+
+        fn count(&self, _: Option<&[String]>) -> usize {
+            0
+        }
+
+        fn page(&self, _: Option<&[String]>, _: Id, _: usize) -> Vec<Id> {
+            Vec::new()
+        }
+    }
 
     /// Records what a node received.
     #[derive(Default)]
@@ -145,13 +260,13 @@ mod tests {
     async fn publications_reach_every_other_member_and_control_messages_their_target() {
         let cluster = MemoryCluster::new();
         let (a, b, c) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()), Arc::new(Recorder::default()));
-        let (on_a, start_a) = cluster.join("a");
+        let (on_a, _, start_a) = cluster.join("a", Arc::new(NoSessions));
         assert!(!on_a.reaches_other_nodes(), "alone until others start receiving");
         assert_eq!(on_a.state(), BackplaneState::Disabled);
         start_a.start(a.clone());
-        let (on_b, start_b) = cluster.join("b");
+        let (on_b, _, start_b) = cluster.join("b", Arc::new(NoSessions));
         start_b.start(b.clone());
-        let (_, start_c) = cluster.join("c");
+        let (_, _, start_c) = cluster.join("c", Arc::new(NoSessions));
         start_c.start(c.clone());
         assert!(on_a.reaches_other_nodes());
         assert_eq!(on_a.state(), BackplaneState::Up);

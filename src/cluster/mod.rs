@@ -14,12 +14,15 @@
 //! Must not import: `wamp/` must not import this module; this module must not import `connection`, `node`,
 //! `api` or the broker (upward); `redis` is imported only here and in `session/`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
+use crate::model::ClientInfo;
 use crate::topic::{Publication, TopicKey};
+use crate::wamp::Id;
 
 pub mod backplane;
 pub mod envelope;
@@ -29,6 +32,7 @@ pub mod redis_conn;
 pub mod registry;
 
 use envelope::Body;
+pub use registry::{RegistryError, Write};
 
 /// Publications and control messages between nodes.
 pub trait Backplane: Send + Sync {
@@ -60,6 +64,69 @@ pub trait Backplane: Send + Sync {
 
     /// Current state, for health output.
     fn state(&self) -> BackplaneState;
+}
+
+/// Who is connected where, cluster-wide: the store behind the ClientManipulator's lookups. Lookups may fail
+/// (the caller then answers for its own node); writes never fail visibly.
+pub trait Registry: Send + Sync {
+    /// Records a change of this node's sessions, in order. A write's acknowledgement (if it carries one) fires
+    /// once other nodes can see it.
+    fn write(&self, write: Write);
+
+    /// Whether writes take effect later (then callers wait for acknowledgements before telling a client it is
+    /// findable); `false` when they are visible at once.
+    fn confirms_writes(&self) -> bool;
+
+    /// Whether the registry spans other processes (cluster mode) rather than this process's nodes.
+    fn is_shared(&self) -> bool;
+
+    /// The session with this id, anywhere.
+    fn get_client(&self, session: Id) -> BoxFuture<'_, Result<Option<ClientInfo>, RegistryError>>;
+
+    /// Every session of `username`.
+    fn find_all_by_username<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>>;
+
+    /// Sessions of `username` among the exact subscribers of `topic`.
+    fn find_by_username<'a>(
+        &'a self,
+        topic: &'a str,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>>;
+
+    /// Sessions holding at least one of `roles`.
+    fn find_by_roles<'a>(&'a self, roles: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>>;
+
+    /// How many sessions, or how many hold at least one of `roles`.
+    fn count<'a>(&'a self, roles: Option<&'a [String]>) -> BoxFuture<'a, Result<usize, RegistryError>>;
+
+    /// Up to `limit` session ids above `after`, in id order, optionally only those holding one of `roles`.
+    fn page<'a>(
+        &'a self,
+        roles: Option<&'a [String]>,
+        after: Id,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Id>, RegistryError>>;
+
+    /// Every session.
+    fn get_all(&self) -> BoxFuture<'_, Result<Vec<ClientInfo>, RegistryError>>;
+
+    /// This node is going away: remove its sessions now rather than when its lease expires.
+    fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>>;
+}
+
+/// A node's own sessions as registries read them: implemented by the client index, which owns them.
+pub trait LocalSessions: Send + Sync {
+    /// Every session with its exact topics (for rebuilding a registry).
+    fn snapshot(&self) -> Vec<(ClientInfo, Vec<String>)>;
+
+    /// The sessions `keep` accepts, given each with its exact topics.
+    fn matching(&self, keep: &dyn Fn(&ClientInfo, &HashSet<String>) -> bool) -> Vec<ClientInfo>;
+
+    /// How many sessions, or how many hold at least one of `roles`.
+    fn count(&self, roles: Option<&[String]>) -> usize;
+
+    /// Up to `limit` session ids above `after`, in id order, optionally only those holding one of `roles`.
+    fn page(&self, roles: Option<&[String]>, after: Id, limit: usize) -> Vec<Id>;
 }
 
 /// What other nodes send this node: implemented by the node (its broker and client index) and handed to the

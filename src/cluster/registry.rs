@@ -31,11 +31,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::keys::Keys;
 use super::redis_conn::RedisEndpoint;
-use crate::clients::{ClientInfo, LocalIndex};
+use super::{LocalSessions, Registry};
 use crate::log_summary::Summary;
 use crate::metrics::{self, Metrics};
+use crate::model::ClientInfo;
 use crate::session::AuthMethod;
 use crate::wamp::Id;
+use futures_util::future::BoxFuture;
 
 /// Most registry writes sent in one pipeline.
 const MAX_BATCH: usize = 512;
@@ -164,17 +166,24 @@ return purged
 #[error("registry unavailable: {0}")]
 pub struct RegistryError(pub String);
 
-/// One write, applied in order by the writer task.
-pub(crate) enum Write {
-    /// The sender (if any) fires once the write was applied or failed.
+/// One change of a node's sessions, applied in order. A sender fires once the write was applied or failed.
+pub enum Write {
+    /// A session was established.
     Register(ClientInfo, Option<oneshot::Sender<()>>),
+    /// A session ended, with its exact topics.
     Unregister(ClientInfo, Vec<String>),
+    /// A session's identity changed (its web session logged in or out).
     Reidentify {
+        /// Before.
         old: ClientInfo,
+        /// After.
         new: ClientInfo,
     },
+    /// A session subscribed to an exact topic.
     Subscribed(Id, String, Option<oneshot::Sender<()>>),
+    /// A session left an exact topic.
     Unsubscribed(Id, String),
+    /// Rewrite every session of this node from the local truth (after an outage).
     Rebuild,
 }
 
@@ -253,7 +262,7 @@ impl RedisRegistry {
         keys: Keys,
         node: String,
         lease: Duration,
-        local: LocalIndex,
+        local: Arc<dyn LocalSessions>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<RedisRegistry>, RegistryError> {
         let (writes, receiver) = mpsc::unbounded_channel();
@@ -286,7 +295,7 @@ impl RedisRegistry {
         &self.epoch
     }
 
-    pub(crate) fn write(&self, write: Write) {
+    fn send_write(&self, write: Write) {
         if !self.stopped.load(Ordering::Acquire) {
             let _ = self.writes.send(write);
         }
@@ -387,7 +396,7 @@ impl RedisRegistry {
     }
 
     /// Purges this node's entries, then registers every live local session and its topics.
-    async fn rebuild(&self, local: &LocalIndex) -> Result<(), RegistryError> {
+    async fn rebuild(&self, local: &dyn LocalSessions) -> Result<(), RegistryError> {
         self.purge("node", &self.node).await?;
         let mut pipe = redis::pipe();
         pipe.cmd("SADD").arg(self.p("nodes")).arg(&self.node).ignore();
@@ -402,7 +411,7 @@ impl RedisRegistry {
         self.run_pipe(&pipe).await
     }
 
-    async fn writer(self: Arc<Self>, mut receiver: mpsc::UnboundedReceiver<Write>, local: LocalIndex) {
+    async fn writer(self: Arc<Self>, mut receiver: mpsc::UnboundedReceiver<Write>, local: Arc<dyn LocalSessions>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
             // Everything before a rebuild is written first; the rebuild then reflects the local truth.
@@ -417,10 +426,10 @@ impl RedisRegistry {
                         pipe = redis::pipe();
                         pending = 0;
                     }
-                    match self.rebuild(&local).await {
+                    match self.rebuild(&*local).await {
                         Ok(()) => {
                             metrics::inc(&self.metrics.registry_rebuilds_total);
-                            log::info!("registry: node {} registered {} live sessions", self.node, local.len());
+                            log::info!("registry: node {} registered {} live sessions", self.node, local.count(None));
                         }
                         Err(e) => {
                             self.dirty.store(true, Ordering::Release);
@@ -490,7 +499,7 @@ impl RedisRegistry {
         }
         drop(conn);
         if self.dirty.swap(false, Ordering::AcqRel) {
-            self.write(Write::Rebuild);
+            self.send_write(Write::Rebuild);
         }
         match self.purge("dead", "").await {
             Ok(n) if n > 0 => log::info!("registry: purged {n} sessions of nodes whose lease expired"),
@@ -600,6 +609,61 @@ impl RedisRegistry {
     /// Every session.
     pub async fn get_all(&self) -> Result<Vec<ClientInfo>, RegistryError> {
         self.lookup(&["zset", "ids"]).await
+    }
+}
+
+impl Registry for RedisRegistry {
+    fn write(&self, write: Write) {
+        self.send_write(write);
+    }
+
+    fn confirms_writes(&self) -> bool {
+        true
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn get_client(&self, session: Id) -> BoxFuture<'_, Result<Option<ClientInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::get_client(self, session))
+    }
+
+    fn find_all_by_username<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::find_all_by_username(self, username))
+    }
+
+    fn find_by_username<'a>(
+        &'a self,
+        topic: &'a str,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::find_by_username(self, topic, username))
+    }
+
+    fn find_by_roles<'a>(&'a self, roles: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::find_by_roles(self, roles))
+    }
+
+    fn count<'a>(&'a self, roles: Option<&'a [String]>) -> BoxFuture<'a, Result<usize, RegistryError>> {
+        Box::pin(RedisRegistry::count(self, roles))
+    }
+
+    fn page<'a>(
+        &'a self,
+        roles: Option<&'a [String]>,
+        after: Id,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Id>, RegistryError>> {
+        Box::pin(RedisRegistry::page(self, roles, after, limit))
+    }
+
+    fn get_all(&self) -> BoxFuture<'_, Result<Vec<ClientInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::get_all(self))
+    }
+
+    fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
+        Box::pin(RedisRegistry::deregister(self))
     }
 }
 

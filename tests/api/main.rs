@@ -8,6 +8,7 @@ mod fuzz_corpus;
 mod health_cmd;
 mod helpers;
 mod hostile;
+mod inproc;
 mod lb;
 mod library;
 mod meta;
