@@ -16,12 +16,9 @@ use actix_web::web;
 
 use crate::caps::Caps;
 use crate::clients::{ClientManipulator, Disconnect, LocalIndex};
-use crate::cluster::backplane::RedisBackplane;
-use crate::cluster::keys::Keys;
 use crate::cluster::memory::MemoryCluster;
 use crate::cluster::redis_conn::{self, RedisConnError, RedisEndpoint, TlsCa};
-use crate::cluster::registry::RedisRegistry;
-use crate::cluster::{Backplane, ClusterEvents, Registry};
+use crate::cluster::{self, Backplane, ClusterEvents, Membership, Registry};
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::route::{Params, PatternError, RoutePattern, Router};
@@ -162,45 +159,14 @@ impl Builder {
         };
         let local = LocalIndex::default();
         let local_sessions = Arc::new(local.clone());
-        let (backplane, receiver, registry): (Arc<dyn Backplane>, _, Arc<dyn Registry>) = match &cluster_redis {
-            None => {
-                let cluster = self.memory_cluster.take().unwrap_or_default();
-                let (backplane, registry, receiver) = cluster.join(&node_id, local_sessions);
-                (Arc::new(backplane), receiver, Arc::new(registry))
-            }
+        // The one place that chooses: Redis when configured, else this process's cluster (a node alone unless
+        // the application joined several with `Builder::cluster`).
+        let Membership { backplane, registry, receiver } = match &cluster_redis {
+            None => self.memory_cluster.take().unwrap_or_default().join(&node_id, local_sessions),
             Some(endpoint) => {
-                let cluster = &self.settings.cluster;
-                let keys = Keys::new(&cluster.prefix);
-                let cluster_error = |e: String| StartError::Cluster(format!("{}: {e}", endpoint.shown()));
-                let started = async {
-                    let backplane = RedisBackplane::start(
-                        endpoint,
-                        node_id.clone(),
-                        keys.clone(),
-                        cluster.clone(),
-                        metrics.clone(),
-                    )
+                cluster::join_redis(endpoint, &node_id, &self.settings.cluster, local_sessions, metrics.clone())
                     .await
-                    .map_err(|e| cluster_error(redis_conn::describe(&e)))?;
-                    let registry = RedisRegistry::start(
-                        endpoint,
-                        keys,
-                        node_id.clone(),
-                        cluster.lease,
-                        local_sessions,
-                        metrics.clone(),
-                    )
-                    .await
-                    .map_err(|e| cluster_error(e.to_string()))?;
-                    Ok::<_, StartError>((backplane, registry))
-                };
-                let timeout = endpoint.connect_timeout();
-                let (backplane, registry) = tokio::time::timeout(timeout, started)
-                    .await
-                    .map_err(|_| cluster_error(format!("no answer within {timeout:?} (redis.connect_timeout)")))??;
-                log::info!("cluster mode: node {node_id}, epoch {}, prefix {}", registry.epoch(), cluster.prefix);
-                let (backplane, receiver) = backplane;
-                (Arc::new(backplane), receiver, registry)
+                    .map_err(StartError::Cluster)?
             }
         };
         let backlog = Backlog::new(self.settings.server.publish_backlog_bytes, metrics.publish_backlog_bytes.clone());

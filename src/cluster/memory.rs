@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 
 use super::envelope::{Body, Envelope};
 use super::{
-    Backplane, BackplaneError, BackplaneState, ClusterEvents, LocalSessions, Receiver, Registry, RegistryError, Write,
+    Backplane, BackplaneError, BackplaneState, ClusterEvents, LocalSessions, Membership, Receiver, Registry,
+    RegistryError, Write,
 };
 use crate::model::ClientInfo;
 use crate::topic::{Publication, TopicKey};
@@ -44,7 +45,7 @@ impl MemoryCluster {
 
     /// Node `node` joins with its sessions: its backplane, its registry, and the backplane's receiving side
     /// (messages reach the node once that starts). A node id already present is replaced.
-    pub fn join(&self, node: &str, sessions: Arc<dyn LocalSessions>) -> (MemoryBackplane, MemoryRegistry, Receiver) {
+    pub fn join(&self, node: &str, sessions: Arc<dyn LocalSessions>) -> Membership {
         {
             let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
             nodes.retain(|m| m.id != node);
@@ -57,8 +58,11 @@ impl MemoryCluster {
                 member.events = Some(events);
             }
         });
-        let backplane = MemoryBackplane { cluster: self.clone(), node: node.to_owned() };
-        (backplane, MemoryRegistry { cluster: self.clone(), node: node.to_owned() }, receiver)
+        Membership {
+            backplane: Arc::new(MemoryBackplane { cluster: self.clone(), node: node.to_owned() }),
+            registry: Arc::new(MemoryRegistry { cluster: self.clone(), node: node.to_owned() }),
+            receiver,
+        }
     }
 
     /// Removes node `node` (it stopped): nothing reaches it any more.
@@ -260,13 +264,13 @@ mod tests {
     async fn publications_reach_every_other_member_and_control_messages_their_target() {
         let cluster = MemoryCluster::new();
         let (a, b, c) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()), Arc::new(Recorder::default()));
-        let (on_a, _, start_a) = cluster.join("a", Arc::new(NoSessions));
+        let Membership { backplane: on_a, receiver: start_a, .. } = cluster.join("a", Arc::new(NoSessions));
         assert!(!on_a.reaches_other_nodes(), "alone until others start receiving");
         assert_eq!(on_a.state(), BackplaneState::Disabled);
         start_a.start(a.clone());
-        let (on_b, _, start_b) = cluster.join("b", Arc::new(NoSessions));
+        let Membership { backplane: on_b, receiver: start_b, .. } = cluster.join("b", Arc::new(NoSessions));
         start_b.start(b.clone());
-        let (_, _, start_c) = cluster.join("c", Arc::new(NoSessions));
+        let Membership { receiver: start_c, .. } = cluster.join("c", Arc::new(NoSessions));
         start_c.start(c.clone());
         assert!(on_a.reaches_other_nodes());
         assert_eq!(on_a.state(), BackplaneState::Up);

@@ -129,6 +129,53 @@ pub trait LocalSessions: Send + Sync {
     fn page(&self, roles: Option<&[String]>, after: Id, limit: usize) -> Vec<Id>;
 }
 
+/// A node's place in its cluster: the two seams, and the backplane's receiving side to start once the node's
+/// [`ClusterEvents`] exist.
+pub struct Membership {
+    /// Publications and control messages between nodes.
+    pub backplane: Arc<dyn Backplane>,
+    /// Who is connected where.
+    pub registry: Arc<dyn Registry>,
+    /// Start with the node's events.
+    pub receiver: Receiver,
+}
+
+/// Joins the cluster on the Redis at `endpoint` as node `node`: connects the backplane's publisher and the
+/// registry's pools (within `redis.connect_timeout`), claims the node's lease and purges its previous
+/// incarnation. The error says what failed, with Redis's own words and the endpoint (password masked).
+pub async fn join_redis(
+    endpoint: &redis_conn::RedisEndpoint,
+    node: &str,
+    settings: &crate::config::ClusterSettings,
+    sessions: Arc<dyn LocalSessions>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<Membership, String> {
+    let keys = keys::Keys::new(&settings.prefix);
+    let failed = |e: String| format!("{}: {e}", endpoint.shown());
+    let started = async {
+        let (backplane, receiver) = backplane::RedisBackplane::start(
+            endpoint,
+            node.to_owned(),
+            keys.clone(),
+            settings.clone(),
+            metrics.clone(),
+        )
+        .await
+        .map_err(|e| failed(redis_conn::describe(&e)))?;
+        let registry =
+            registry::RedisRegistry::start(endpoint, keys, node.to_owned(), settings.lease, sessions, metrics)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+        Ok::<_, String>((backplane, registry, receiver))
+    };
+    let timeout = endpoint.connect_timeout();
+    let (backplane, registry, receiver) = tokio::time::timeout(timeout, started)
+        .await
+        .map_err(|_| failed(format!("no answer within {timeout:?} (redis.connect_timeout)")))??;
+    log::info!("cluster mode: node {node}, epoch {}, prefix {}", registry.epoch(), settings.prefix);
+    Ok(Membership { backplane: Arc::new(backplane), registry, receiver })
+}
+
 /// What other nodes send this node: implemented by the node (its broker and client index) and handed to the
 /// backplane's [`Receiver`] once, when the node starts.
 pub trait ClusterEvents: Send + Sync + 'static {
