@@ -202,6 +202,15 @@ async fn metrics(node: web::Data<Switchboard>) -> HttpResponse {
     HttpResponse::Ok().content_type(metrics::CONTENT_TYPE).body(node.metrics().render())
 }
 
+impl Switchboard {
+    /// Mounts `/ws`, `/health/live`, `/health/ready` and `/metrics` into an actix-web app:
+    /// `App::new().configure(node.configure())`.
+    pub fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+        let node = self.clone();
+        move |cfg| configure(cfg, node.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

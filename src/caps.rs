@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::Recipient;
 
-use crate::clients::Disconnect;
+use crate::model::Disconnect;
 use crate::wamp::Id;
 
 /// Each logged-in user's sockets on this node, oldest first.

@@ -18,7 +18,7 @@ use actix::prelude::*;
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::oneshot;
 
-pub use crate::model::ClientInfo;
+pub use crate::model::{ClientInfo, Disconnect};
 
 use crate::cluster::envelope::Body;
 use crate::cluster::{Backplane, BackplaneError, LocalSessions, Registry, RegistryError, Write};
@@ -27,18 +27,6 @@ use crate::topic::broker::{Broker, Publish, Subscribers};
 use crate::topic::{Payload, Publication};
 use crate::wamp::filter::Filters;
 use crate::wamp::Id;
-
-/// Asks a connection to close: v2 gets GOODBYE with `reason`, then the socket closes with `code`.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Disconnect {
-    /// WebSocket close code (1000 normal, 1001 going away, 1008 policy).
-    pub code: u16,
-    /// WAMP reason URI, e.g. `wamp.close.system_shutdown`.
-    pub reason: String,
-    /// Human-readable message.
-    pub message: String,
-}
 
 struct LocalEntry {
     info: ClientInfo,

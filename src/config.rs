@@ -682,7 +682,7 @@ impl Settings {
             }
         }
         for (i, rule) in self.access.iter().enumerate() {
-            crate::topic::access::AccessRule::new(&rule.pattern, None, None)
+            crate::route::RoutePattern::parse_access(&rule.pattern)
                 .map_err(|e| invalid(&format!("access[{i}].pattern"), e.to_string()))?;
         }
         Ok(())

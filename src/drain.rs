@@ -14,7 +14,7 @@ use actix::prelude::*;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::clients::Disconnect;
+use crate::model::Disconnect;
 
 /// How long `/health/ready` answers 503 ("draining") before the listener closes: long enough for a load
 /// balancer polling every second to see it, so it stops sending new connections before they are refused.

@@ -50,7 +50,8 @@
 //! | `log_summary` | rate-limited WARNs for failures that repeat per event (Redis outages) |
 //! | [`drain`] | graceful drain: sessions closed evenly over `server.drain_period`, the listener refusing |
 //! | [`health_check`] | `switchboard health`: one bounded GET of `/health/ready`, for container healthchecks |
-//! | [`node`] | the builder, the library handle and the ready server |
+//! | [`node`] | the composition root: the builder (memory or Redis chosen once) and the library handle |
+//! | [`server`] | the ready server (`Application`) and its graceful shutdown |
 //! | `transport` | the ready server's sockets: HTTP via actix-web, accepted WebSockets without the HTTP/1 dispatcher; `writer`: what a socket's task writes, and the workers' flushes |
 //! | [`metrics`] | OpenMetrics counters, gauges, histograms and closes by reason (prometheus-client) |
 //! | [`logfmt`] | client input as log lines show it: escaped and bounded |
@@ -79,6 +80,7 @@ pub mod outbox;
 mod push;
 pub mod route;
 pub mod rpc;
+pub mod server;
 pub mod session;
 #[doc(hidden)]
 pub mod testing;
@@ -88,8 +90,9 @@ pub mod wamp;
 
 pub use clients::{ClientInfo, ClientManipulator, Disconnect};
 pub use config::Settings;
-pub use node::{Application, Builder, StartError, Switchboard};
+pub use node::{Builder, StartError, Switchboard};
 pub use rpc::{Call, CallError, CallResult};
+pub use server::Application;
 pub use session::{Caller, Identity};
 pub use topic::handler::PublishRequest;
 pub use topic::{Payload, PublishDecision, TopicHandler, TopicInstance};

@@ -1,12 +1,33 @@
 //! The values every layer passes around and none owns: what a connected session looks like to lookups and
-//! to other nodes. Plain data: no actors, no I/O.
+//! to other nodes, how it was authenticated, and how it is asked to close. Plain data: no I/O, and no import
+//! of any other layer but `wamp` (ids).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use actix::Message;
 use serde::Serialize;
 
-use crate::session::AuthMethod;
 use crate::wamp::Id;
+
+/// How an identity was established (v2 WELCOME `authmethod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// No session: `anon-<session id>`.
+    Anonymous,
+    /// The web app's session cookie.
+    Cookie,
+}
+
+impl AuthMethod {
+    /// The WAMP `authmethod` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Anonymous => "anonymous",
+            AuthMethod::Cookie => "cookie",
+        }
+    }
+}
 
 /// One connected WAMP session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,4 +58,16 @@ impl ClientInfo {
     pub fn now() -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
+}
+
+/// Asks a connection to close: v2 gets GOODBYE with `reason`, then the socket closes with `code`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    /// WebSocket close code (1000 normal, 1001 going away, 1008 policy).
+    pub code: u16,
+    /// WAMP reason URI, e.g. `wamp.close.system_shutdown`.
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
 }

@@ -1,18 +1,15 @@
-//! The node: [`Switchboard`] (the library handle a Rust app mounts) and [`Application`] (the ready server).
-//!
-//! [`Builder`] collects topic handlers, procedures and access rules; [`Builder::build`] starts the broker
-//! and returns a cheap-to-clone [`Switchboard`] whose [`configure`](Switchboard::configure) mounts `/ws`,
-//! `/health/*` and `/metrics` into any actix-web `App`. [`Application`] binds the configured address (port 0
-//! allowed), serves, and shuts down gracefully on SIGTERM/SIGINT.
+//! The node and its composition root: [`Builder`] collects topic handlers, procedures and access rules;
+//! [`Builder::build`] chooses the cluster once (Redis when configured, else an in-process
+//! `MemoryCluster`), wires the broker, the client index and what arrives
+//! from other nodes, and returns a cheap-to-clone [`Switchboard`] whose `configure` (see `api`) mounts `/ws`,
+//! `/health/*` and `/metrics` into any actix-web `App`. The ready server is
+//! [`Application`](crate::server::Application). Must not import: `api`, `server`, `transport`, `connection`.
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::web;
 
 use crate::caps::Caps;
 use crate::clients::{ClientManipulator, Disconnect, LocalIndex};
@@ -29,7 +26,6 @@ use crate::topic::access::{AccessRule, AccessRules};
 use crate::topic::backlog::Backlog;
 use crate::topic::broker::{Broker, RemotePublish};
 use crate::topic::TopicHandler;
-use crate::transport::{OpenSockets, ServerOptions};
 use crate::wamp::errors;
 
 /// Why a node could not start.
@@ -141,9 +137,14 @@ impl Builder {
             None => Store::Memory(MemorySessionStore::default()),
             Some(endpoint) => {
                 let session = &self.settings.session;
-                Store::redis(endpoint, &session.key_prefix, session.store_timeout)
-                    .await
-                    .map_err(|e| StartError::SessionStore(format!("{}: {e:#}", endpoint.shown())))?
+                Store::redis(
+                    endpoint.connection_info(),
+                    endpoint.connect_timeout(),
+                    &session.key_prefix,
+                    session.store_timeout,
+                )
+                .await
+                .map_err(|e| StartError::SessionStore(format!("{}: {e:#}", endpoint.shown())))?
             }
         };
         let sessions = Arc::new(SessionBridge::new(
@@ -351,13 +352,6 @@ impl Switchboard {
         self.inner.topics.find(topic).map(|(h, p)| (h.clone(), p))
     }
 
-    /// Mounts `/ws`, `/health/live`, `/health/ready` and `/metrics` into an actix-web app:
-    /// `App::new().configure(node.configure())`.
-    pub fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
-        let node = self.clone();
-        move |cfg| crate::api::configure(cfg, node.clone())
-    }
-
     /// Graceful shutdown of the sockets at once: every session gets GOODBYE `wamp.close.system_shutdown` and
     /// close 1001, so clients reconnect elsewhere. Waits until they are gone or `timeout` passes.
     pub async fn close_all_connections(&self, timeout: Duration) {
@@ -403,124 +397,8 @@ impl Switchboard {
 const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
 
 /// Waits until `done` holds or `deadline` passes.
-async fn wait_until(deadline: Instant, done: impl Fn() -> bool) {
+pub(crate) async fn wait_until(deadline: Instant, done: impl Fn() -> bool) {
     while !done() && Instant::now() < deadline {
         actix_web::rt::time::sleep(SHUTDOWN_POLL).await;
-    }
-}
-
-/// The ready-made server: a [`Switchboard`] behind actix-web, with accepted WebSockets running directly on their
-/// sockets (no HTTP/1 dispatcher buffers per connection; see the `transport` module).
-pub struct Application {
-    port: u16,
-    server: Server,
-    node: Switchboard,
-    sockets: OpenSockets,
-    /// A second handle on the listening socket, to refuse connections the moment a drain closes it.
-    listener: Option<TcpListener>,
-}
-
-impl Application {
-    /// Builds a node with no application handlers from `settings` and binds it.
-    pub async fn build(settings: Settings) -> Result<Application, StartError> {
-        Application::serve(Switchboard::builder(settings).build().await?)
-    }
-
-    /// Binds the configured address for an already built node.
-    pub fn serve(node: Switchboard) -> Result<Application, StartError> {
-        let settings = node.settings();
-        let addr = settings.bind_addr()?;
-        let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
-        let port = listener.local_addr().map_err(|source| StartError::Bind { addr: addr.to_string(), source })?.port();
-        // A duplicate of the descriptor: the server owns the listener, the drain shuts it (see `drain`).
-        let own = listener.try_clone().map_err(|e| log::warn!("no handle to close the listener on drain: {e}")).ok();
-        let options = ServerOptions {
-            workers: settings.server.workers,
-            shutdown_timeout: settings.server.shutdown_timeout,
-            write_timeout: settings.websocket.write_timeout,
-        };
-        let (server, sockets) = crate::transport::server(listener, options, node.configure())
-            .map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
-        let store = node.sessions().store().kind();
-        let mode = if node.is_cluster() { "cluster" } else { "embedded" };
-        log::info!("switchboard {} listening on {}:{port} ({mode} mode, sessions: {store})", node.node_id(), addr.ip());
-        Ok(Application { port, server, node, sockets, listener: own })
-    }
-
-    /// The bound port (useful with port 0).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The node handle.
-    pub fn node(&self) -> &Switchboard {
-        &self.node
-    }
-
-    /// A handle to stop the HTTP server.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
-    }
-
-    /// Serves until the server is stopped through [`handle`](Self::handle).
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
-    }
-
-    /// Serves until SIGTERM or SIGINT, then drains (see [`crate::drain`]): `/health/ready` answers 503
-    /// `"draining"` for [`READY_NOTICE`](crate::drain::READY_NOTICE) (at most `server.drain_period`), the
-    /// listener closes (new connections are refused), the sessions get GOODBYE `wamp.close.system_shutdown`
-    /// and close 1001 spread over `server.drain_period`, the last sockets get `server.shutdown_timeout` to
-    /// finish closing, the node leaves the registry, and the server stops.
-    pub async fn run_with_graceful_shutdown(self) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let node = self.node.clone();
-        let server = &node.settings().server;
-        let (period, timeout) = (server.drain_period, server.shutdown_timeout);
-        let sockets = self.sockets.clone();
-        let listener = self.listener;
-        actix_web::rt::spawn(async move {
-            wait_for_signal().await;
-            log::info!("shutdown requested: draining over {period:?}");
-            node.start_draining();
-            actix_web::rt::time::sleep(crate::drain::READY_NOTICE.min(period)).await;
-            handle.pause().await;
-            if let Some(listener) = &listener {
-                // The accept thread acts on the pause after it is acknowledged; shutting the socket first would
-                // make it fail an accept (and log errors) instead of leaving the socket alone.
-                actix_web::rt::time::sleep(crate::drain::PAUSE_SETTLE).await;
-                crate::drain::close_listener(listener);
-            }
-            log::info!("draining: listener closed, no new connections");
-            node.drain(period, timeout).await;
-            // Closed sessions still flush their Close frame and wait briefly for the client's.
-            wait_until(Instant::now() + timeout, || sockets.count() == 0).await;
-            node.deregister().await;
-            handle.stop(true).await;
-        });
-        self.server.await
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(e) => {
-                log::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops gracefully");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -18,7 +18,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::clients::{ClientInfo, Disconnect};
+use crate::model::{ClientInfo, Disconnect};
 use crate::node::Switchboard;
 use crate::topic::Payload;
 use crate::wamp::errors::{excerpt, Excerpt};

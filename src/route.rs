@@ -49,6 +49,20 @@ fn tokenize(s: &str) -> Vec<&str> {
 }
 
 impl RoutePattern {
+    /// Parses a pattern for an access rule: it must begin with literal text, like `private/{username}`, since
+    /// one beginning with a placeholder would cover every topic.
+    pub fn parse_access(pattern: &str) -> Result<RoutePattern, PatternError> {
+        let parsed = RoutePattern::parse(pattern)?;
+        if parsed.literal_prefix().is_empty() {
+            return Err(PatternError {
+                pattern: parsed.as_str().to_owned(),
+                reason: "an access pattern must begin with literal text, like 'private/{username}': \
+                         one beginning with a placeholder would cover every topic",
+            });
+        }
+        Ok(parsed)
+    }
+
     /// Compiles `pattern`.
     pub fn parse(pattern: &str) -> Result<RoutePattern, PatternError> {
         let err = |reason| PatternError { pattern: pattern.to_owned(), reason };

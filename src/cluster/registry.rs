@@ -34,8 +34,8 @@ use super::redis_conn::RedisEndpoint;
 use super::{LocalSessions, Registry};
 use crate::log_summary::Summary;
 use crate::metrics::{self, Metrics};
+use crate::model::AuthMethod;
 use crate::model::ClientInfo;
-use crate::session::AuthMethod;
 use crate::wamp::Id;
 use futures_util::future::BoxFuture;
 

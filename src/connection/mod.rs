@@ -29,10 +29,10 @@ use actix_web_actors::ws::{self, CloseCode, ProtocolError};
 use serde_json::{json, Map, Value};
 
 use crate::caps::Slot;
-use crate::clients::{ClientInfo, Disconnect};
 use crate::config::{OnRevoked, ReloadPolicy};
 use crate::logfmt::Escaped;
 use crate::metrics::{self, CloseReason};
+use crate::model::{ClientInfo, Disconnect};
 use crate::node::Switchboard;
 use crate::outbox::{Outbox, OutboxState, Wake};
 use crate::rpc::{Call, CallError, CallResult};

@@ -11,30 +11,11 @@ pub use bridge::{InvalidReason, InvalidSession, SessionError, SessionHandle};
 
 use serde::Serialize;
 
+pub use crate::model::AuthMethod;
 use crate::wamp::Id;
 
 /// The role every anonymous connection holds.
 pub const ANONYMOUS_ROLE: &str = "anonymous";
-
-/// How an identity was established (v2 WELCOME `authmethod`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMethod {
-    /// No session: `anon-<session id>`.
-    Anonymous,
-    /// The web app's session cookie.
-    Cookie,
-}
-
-impl AuthMethod {
-    /// The WAMP `authmethod` string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::Anonymous => "anonymous",
-            AuthMethod::Cookie => "cookie",
-        }
-    }
-}
 
 /// The user behind one connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

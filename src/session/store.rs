@@ -19,8 +19,6 @@ use actix_web::cookie::time::Duration as CookieDuration;
 use deadpool_redis::{Manager, Pool, Runtime};
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::cluster::redis_conn::RedisEndpoint;
-
 /// A session's state: field name → JSON text, exactly as actix-session stores it.
 pub type SessionState = HashMap<String, String>;
 
@@ -128,11 +126,17 @@ pub enum Store {
 }
 
 impl Store {
-    /// The web app's Redis session store at `endpoint`; keys are `key_prefix` + session key. Connections are
-    /// dialled on first use, each within `redis.connect_timeout`; a checkout waits at most `wait` for a free one.
-    pub async fn redis(endpoint: &RedisEndpoint, key_prefix: &str, wait: Duration) -> anyhow::Result<Store> {
-        let timeout = Some(endpoint.connect_timeout());
-        let pool = Pool::builder(Manager::new(endpoint.connection_info())?)
+    /// The web app's Redis session store at `redis` (opened and checked by the caller); keys are `key_prefix` +
+    /// session key. Connections are dialled on first use, each within `connect_timeout`; a checkout waits at
+    /// most `wait` for a free one.
+    pub async fn redis(
+        redis: redis::ConnectionInfo,
+        connect_timeout: Duration,
+        key_prefix: &str,
+        wait: Duration,
+    ) -> anyhow::Result<Store> {
+        let timeout = Some(connect_timeout);
+        let pool = Pool::builder(Manager::new(redis)?)
             .max_size(REDIS_POOL_SIZE)
             .runtime(Runtime::Tokio1)
             .create_timeout(timeout)

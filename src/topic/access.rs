@@ -65,15 +65,7 @@ impl AccessRule {
         subscribe: Option<Vec<String>>,
         publish: Option<Vec<String>>,
     ) -> Result<AccessRule, PatternError> {
-        let pattern = RoutePattern::parse(pattern)?;
-        if pattern.literal_prefix().is_empty() {
-            return Err(PatternError {
-                pattern: pattern.as_str().to_owned(),
-                reason: "an access pattern must begin with literal text, like 'private/{username}': \
-                         one beginning with a placeholder would cover every topic",
-            });
-        }
-        Ok(AccessRule { pattern, subscribe, publish })
+        Ok(AccessRule { pattern: RoutePattern::parse_access(pattern)?, subscribe, publish })
     }
 
     fn coverage(&self, topic: &str, authid: &str) -> Coverage {
