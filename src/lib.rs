@@ -36,7 +36,7 @@
 //! | [`topic`] | broker, topic actors, subscription index, publication backlog, topic handler trait, access rules |
 //! | [`rpc`] | procedure registry and trait, built-in `wamp.session.*` |
 //! | [`session`] | the web app's actix-session session: cookie → key → state → identity, stores, writable handle |
-//! | [`model`] | plain values shared by every layer: `ClientInfo` |
+//! | [`model`] | plain values shared by every layer: `Publication`, `TopicKey`, `Payload`, `Publisher`, `ClientInfo`, `AuthMethod`, `Disconnect` |
 //! | [`clients`] | the ClientManipulator: local index, cluster-wide lookups, targeted sends |
 //! | [`cluster`] | the `Backplane` trait (memory and Redis), `ClusterEvents`, registry, envelope codec, Redis key schema |
 //! | `caps` | node-wide connection cap and per-user socket cap |

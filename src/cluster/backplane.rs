@@ -37,7 +37,7 @@ use super::{Backplane, BackplaneError, BackplaneState, ClusterEvents, Receiver};
 use crate::log_summary::Summary;
 use crate::logfmt::Escaped;
 use crate::metrics::{self, Metrics};
-use crate::topic::{Publication, TopicKey};
+use crate::model::{Publication, TopicKey};
 use crate::wamp::Id;
 
 /// First reconnect delay; doubles up to `cluster.max_backoff`.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::topic::{Publication, Publisher};
+use crate::model::{Publication, Publisher};
 use crate::wamp::filter::Filters;
 use crate::wamp::{id, Id};
 
@@ -271,7 +271,7 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topic::Payload;
+    use crate::model::Payload;
     use serde_json::json;
 
     #[test]

@@ -18,7 +18,7 @@
 //! | channel `{p}inbox:{node}` | pub/sub | control messages for one node, and its liveness probes |
 //! | channel `{p}user:{authid}` | pub/sub | publications targeted at a user (`eligible_authid`), only to nodes holding her |
 
-use crate::topic::TopicKey;
+use crate::model::TopicKey;
 use crate::wamp::uri::MatchPolicy;
 
 /// Builds names under one prefix.

@@ -14,7 +14,7 @@ use super::{
     RegistryError, Write,
 };
 use crate::model::ClientInfo;
-use crate::topic::{Publication, TopicKey};
+use crate::model::{Publication, TopicKey};
 use crate::wamp::Id;
 
 /// The nodes of one process that form a cluster; cheap to clone. A node built without one has its own.
@@ -222,7 +222,7 @@ impl Registry for MemoryRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topic::Payload;
+    use crate::model::Payload;
     use crate::wamp::filter::Filters;
 
     /// A node without sessions.

@@ -11,8 +11,8 @@
 //! between nodes and [`keys`] names every Redis key and channel; [`redis_conn`] opens every Redis connection
 //! (URL, TLS, start-up check, masked URL for messages), including the session store's.
 //!
-//! Must not import: `wamp/` must not import this module; this module must not import `connection`, `node`,
-//! `api` or the broker (upward); `redis` is imported only here and in `session/`.
+//! Imports only the layers below it (`model`, `wamp`, `config`, `metrics`, logging helpers): never `topic`,
+//! `clients`, `session`, `connection`, `node` or `api`. `redis` is imported only here and in `session/`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use crate::model::ClientInfo;
-use crate::topic::{Publication, TopicKey};
+use crate::model::{Publication, TopicKey};
 use crate::wamp::Id;
 
 pub mod backplane;

@@ -248,7 +248,7 @@ impl Handler<Fanout> for TopicActor {
         let (mut delivered, mut dropped) = (0u64, 0u64);
         let mut flushes = Flushes::default();
         for subscriber in self.candidates(&publication) {
-            if !publication.admits(subscriber) {
+            if !publication.admits(subscriber.session, &subscriber.authid, &subscriber.authroles) {
                 continue;
             }
             if check_access

@@ -123,7 +123,7 @@ impl Backlog {
 
     fn charge_as(self: &Arc<Self>, publication: &Publication, publisher: Option<Id>, fanouts: usize) {
         let extra = fanouts * FANOUT_MESSAGE_BYTES;
-        match publication.charge.get() {
+        match publication.charge::<Charge>() {
             Some(charge) => {
                 charge.bytes.fetch_add(extra, Ordering::AcqRel);
                 self.add(charge.publisher, extra);
@@ -131,7 +131,7 @@ impl Backlog {
             None => {
                 let bytes = publication.approx_bytes() + extra;
                 let charge = Charge { backlog: self.clone(), publisher, bytes: AtomicUsize::new(bytes) };
-                if publication.charge.set(charge).is_ok() {
+                if publication.attach_charge(Box::new(charge)) {
                     self.add(publisher, bytes);
                 } else {
                     // Charged concurrently by someone else (cannot happen today: a publication is charged by

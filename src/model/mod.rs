@@ -9,6 +9,10 @@ use serde::Serialize;
 
 use crate::wamp::Id;
 
+mod publication;
+
+pub use publication::{Payload, Publication, Publisher, TopicKey};
+
 /// How an identity was established (v2 WELCOME `authmethod`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,265 @@
+//! What a publication is, whichever layer holds it: the topic key it is routed by, its publisher, its payload
+//! and the publication itself with its wire forms computed at most once. The topic layer delivers it, the
+//! cluster layer carries it between nodes; neither owns it.
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+
+use serde_json::{Map, Value};
+
+use crate::wamp::filter::{AdmitSet, Filters};
+use crate::wamp::uri::MatchPolicy;
+use crate::wamp::{v2, Id};
+
+/// Identifies one topic actor: a subscription URI and how it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TopicKey {
+    /// The subscription URI (a concrete topic for `Exact`).
+    pub uri: Arc<str>,
+    /// The match policy.
+    pub policy: MatchPolicy,
+}
+
+impl TopicKey {
+    /// An exact-match key.
+    pub fn exact(uri: &str) -> TopicKey {
+        TopicKey { uri: Arc::from(uri), policy: MatchPolicy::Exact }
+    }
+}
+
+/// The publisher of a publication, when it is a session (absent for library and API publishes).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Publisher {
+    /// WAMP session id.
+    pub session: Id,
+    /// Username.
+    pub authid: String,
+    /// Primary role.
+    pub authrole: String,
+}
+
+/// The payload of a publication: WAMP v2 positional and keyword arguments.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Payload {
+    /// Positional arguments.
+    pub args: Option<Vec<Value>>,
+    /// Keyword arguments.
+    pub kwargs: Option<Map<String, Value>>,
+}
+
+impl Payload {
+    /// A payload with one positional argument (what a WAMP v1 event becomes).
+    pub fn single(value: Value) -> Payload {
+        Payload { args: Some(vec![value]), kwargs: None }
+    }
+
+    /// The single value a WAMP v1 client receives: the only positional argument if that is all there is,
+    /// else the argument list, else the keyword dictionary, else `{"args": [...], "kwargs": {...}}`.
+    pub fn to_v1_value(&self) -> Value {
+        let kwargs = self.kwargs.as_ref().filter(|k| !k.is_empty());
+        match (&self.args, kwargs) {
+            (None, None) => Value::Null,
+            (Some(a), None) if a.len() == 1 => a[0].clone(),
+            (Some(a), None) => Value::Array(a.clone()),
+            (None, Some(k)) => Value::Object(k.clone()),
+            (Some(a), Some(k)) if a.is_empty() => Value::Object(k.clone()),
+            (Some(a), Some(k)) => serde_json::json!({ "args": a, "kwargs": k }),
+        }
+    }
+}
+
+/// A payload kept as the raw JSON another node sent: arguments and keyword arguments.
+#[derive(Debug)]
+struct RawPayload {
+    args: Option<Box<serde_json::value::RawValue>>,
+    kwargs: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// One publication on its way to subscribers. Shared (`Arc`) by every topic actor it reaches; the wire
+/// forms of the payload are computed at most once each.
+#[derive(Debug)]
+pub struct Publication {
+    /// Publication id (random, global scope).
+    pub id: Id,
+    /// The concrete topic published to.
+    pub topic: String,
+    /// Who published, if a session did.
+    pub publisher: Option<Publisher>,
+    /// Leave the publisher out.
+    pub exclude_me: bool,
+    /// Reveal the publisher in v2 EVENT details.
+    pub disclose_me: bool,
+    /// Receiver filters.
+    pub filters: Filters,
+    /// The payload. Publications received from another node keep theirs as raw JSON instead (see
+    /// [`Publication::from_raw`]), and this is empty: they are only ever delivered, never inspected.
+    pub payload: Payload,
+    /// The payload as received from another node.
+    raw: Option<RawPayload>,
+    v2_tail: OnceLock<String>,
+    v1_event: OnceLock<String>,
+    /// The filters as hash sets, built by the first topic actor that needs them.
+    admit: OnceLock<AdmitSet>,
+    /// What the node's backlog attached to account for it (returned when the last reference drops); opaque
+    /// here, so the model does not depend on the topic layer.
+    charge: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl Publication {
+    /// A new publication with a fresh id.
+    pub fn new(topic: String, payload: Payload, filters: Filters) -> Publication {
+        Publication::with_id(crate::wamp::id::random(), topic, payload, filters)
+    }
+
+    /// A publication with a known id (one received from another node).
+    pub fn with_id(id: Id, topic: String, payload: Payload, filters: Filters) -> Publication {
+        Publication {
+            id,
+            topic,
+            publisher: None,
+            exclude_me: false,
+            disclose_me: false,
+            filters,
+            payload,
+            raw: None,
+            v2_tail: OnceLock::new(),
+            v1_event: OnceLock::new(),
+            admit: OnceLock::new(),
+            charge: OnceLock::new(),
+        }
+    }
+
+    /// A publication received from another node, its payload still raw JSON: EVENT frames splice the bytes in
+    /// as they are, so the receiving node never builds a JSON tree for it.
+    pub fn from_raw(
+        id: Id,
+        topic: String,
+        args: Option<Box<serde_json::value::RawValue>>,
+        kwargs: Option<Box<serde_json::value::RawValue>>,
+        filters: Filters,
+    ) -> Publication {
+        let mut p = Publication::with_id(id, topic, Payload::default(), filters);
+        p.raw = Some(RawPayload { args, kwargs });
+        p
+    }
+
+    /// The payload, parsing the raw form of a publication from another node when needed.
+    fn parsed_payload(&self) -> Payload {
+        match &self.raw {
+            None => self.payload.clone(),
+            Some(raw) => Payload {
+                args: raw.args.as_ref().and_then(|a| serde_json::from_str(a.get()).ok()),
+                kwargs: raw.kwargs.as_ref().and_then(|k| serde_json::from_str(k.get()).ok()),
+            },
+        }
+    }
+
+    /// Sets the publishing session.
+    pub fn with_publisher(mut self, publisher: Publisher, exclude_me: bool, disclose_me: bool) -> Publication {
+        self.publisher = Some(publisher);
+        self.exclude_me = exclude_me;
+        self.disclose_me = disclose_me;
+        self
+    }
+
+    /// The `,[args],{kwargs}` tail of a v2 EVENT, serialised on first use (spliced from raw JSON for
+    /// publications from other nodes).
+    pub fn v2_tail(&self) -> &str {
+        self.v2_tail.get_or_init(|| match &self.raw {
+            None => v2::encode_payload_tail(&self.payload.args, &self.payload.kwargs),
+            Some(raw) => match (&raw.args, &raw.kwargs) {
+                (None, None) => String::new(),
+                (Some(a), None) => format!(",{}", a.get()),
+                (a, Some(k)) => format!(",{},{}", a.as_ref().map(|a| a.get()).unwrap_or("[]"), k.get()),
+            },
+        })
+    }
+
+    /// The event value of a v1 EVENT as JSON, serialised on first use.
+    pub fn v1_event(&self) -> &str {
+        self.v1_event.get_or_init(|| self.parsed_payload().to_v1_value().to_string())
+    }
+
+    /// The filters as hash sets, built on first use and shared by every topic actor the publication reaches.
+    pub fn admit_set(&self) -> &AdmitSet {
+        self.admit.get_or_init(|| AdmitSet::new(&self.filters))
+    }
+
+    /// Whether the subscriber `session` (of `authid`, holding `authroles`) should receive this publication
+    /// (exclude_me and every filter).
+    pub fn admits(&self, session: Id, authid: &str, authroles: &[String]) -> bool {
+        if self.exclude_me && self.publisher.as_ref().is_some_and(|p| p.session == session) {
+            return false;
+        }
+        self.admit_set().admits(session, authid, authroles)
+    }
+
+    /// Attaches the backlog's account of this publication, once; `false` if one is attached already.
+    pub(crate) fn attach_charge(&self, charge: Box<dyn Any + Send + Sync>) -> bool {
+        self.charge.set(charge).is_ok()
+    }
+
+    /// The backlog's account of this publication, if it attached one of type `T`.
+    pub(crate) fn charge<T: Any>(&self) -> Option<&T> {
+        self.charge.get().and_then(|c| c.downcast_ref::<T>())
+    }
+
+    /// Roughly the heap bytes this publication holds while queued: the topic, the payload (twice: its JSON
+    /// tree and the EVENT forms cached from it), the filters and their hash sets. An estimate for the backlog,
+    /// not an allocator's count.
+    pub fn approx_bytes(&self) -> usize {
+        let payload = match &self.raw {
+            None => {
+                let args = self.payload.args.iter().flatten();
+                let kwargs = self.payload.kwargs.iter().flatten().map(|(k, v)| k.len() + json_bytes(v));
+                args.map(json_bytes).sum::<usize>() + kwargs.sum::<usize>()
+            }
+            Some(raw) => [&raw.args, &raw.kwargs].into_iter().flatten().map(|r| r.get().len()).sum(),
+        };
+        std::mem::size_of::<Publication>()
+            + self.topic.len()
+            + 2 * payload
+            + self.filters.approx_bytes()
+            + AdmitSet::approx_bytes(&self.filters)
+    }
+}
+
+/// Roughly the heap bytes of a JSON tree: one `Value` per node, plus string and key bytes. Iterative, so a
+/// deeply nested value built by application code cannot overflow the stack.
+fn json_bytes(value: &Value) -> usize {
+    const NODE: usize = std::mem::size_of::<Value>();
+    const KEY: usize = std::mem::size_of::<String>();
+    let (mut total, mut stack) = (0, vec![value]);
+    while let Some(v) = stack.pop() {
+        total += NODE;
+        match v {
+            Value::String(s) => total += s.len(),
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                total += map.keys().map(|k| KEY + k.len()).sum::<usize>();
+                stack.extend(map.values());
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn v1_value_mapping() {
+        assert_eq!(Payload::single(json!("hi")).to_v1_value(), json!("hi"));
+        assert_eq!(Payload { args: Some(vec![json!(1), json!(2)]), kwargs: None }.to_v1_value(), json!([1, 2]));
+        let kw: Map<String, Value> = serde_json::from_str(r#"{"a":1}"#).unwrap();
+        assert_eq!(Payload { args: Some(vec![]), kwargs: Some(kw.clone()) }.to_v1_value(), json!({"a":1}));
+        assert_eq!(
+            Payload { args: Some(vec![json!(1)]), kwargs: Some(kw) }.to_v1_value(),
+            json!({"args":[1],"kwargs":{"a":1}})
+        );
+        assert_eq!(Payload::default().to_v1_value(), Value::Null);
+    }
+}
