@@ -37,7 +37,9 @@ struct LocalEntry {
 /// The sessions of this node.
 #[derive(Clone, Default)]
 pub struct LocalIndex {
-    entries: Arc<RwLock<HashMap<Id, LocalEntry>>>,
+    /// Boxed: the table then holds 16 bytes per slot instead of a whole entry, and a hash table keeps up to
+    /// twice as many slots as sessions.
+    entries: Arc<RwLock<HashMap<Id, Box<LocalEntry>>>>,
     /// Sessions per distinct role list, kept beside `entries` so counting by role reads no session.
     by_roles: Arc<std::sync::Mutex<HashMap<Vec<String>, usize>>>,
 }
@@ -45,11 +47,11 @@ pub struct LocalIndex {
 impl LocalIndex {
     // The lock is only held for map operations that cannot panic, so it is never poisoned in practice;
     // recovering the guard keeps the index usable even if that changes.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Id, LocalEntry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Id, Box<LocalEntry>>> {
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Id, LocalEntry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Id, Box<LocalEntry>>> {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -159,8 +161,10 @@ impl ClientManipulator {
     /// sent after it means "findable on every node".
     pub(crate) fn register(&self, info: ClientInfo, control: Recipient<Disconnect>) -> Option<BoxFuture<'static, ()>> {
         let routed = self.backplane.want_user(&info.authid);
-        let replaced =
-            self.local.write().insert(info.session, LocalEntry { info: info.clone(), control, topics: HashSet::new() });
+        let replaced = self
+            .local
+            .write()
+            .insert(info.session, Box::new(LocalEntry { info: info.clone(), control, topics: HashSet::new() }));
         self.local.recount(replaced.as_ref().map(|e| e.info.authroles.as_slice()), Some(&info.authroles));
         let registered = self.acked(|ack| Write::Register(info, ack));
         // WELCOME waits for both: the registry has the session, and messages targeted at the user reach this node.

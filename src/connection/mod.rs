@@ -129,6 +129,8 @@ pub struct Connection {
     counted_user: Option<String>,
     /// Why the connection is closing, once it is (counted in `/metrics` when the actor stops).
     closed_for: Option<CloseReason>,
+    /// The timer that aborts a v2 session without HELLO, until the HELLO comes.
+    hello_deadline: Option<SpawnHandle>,
 }
 
 impl Connection {
@@ -167,6 +169,7 @@ impl Connection {
             _slot: slot,
             counted_user: None,
             closed_for: None,
+            hello_deadline: None,
             node,
         }
     }
@@ -266,6 +269,10 @@ impl Connection {
     /// The session is established: index it and greet the client.
     fn establish(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         self.state = Phase::Established;
+        // The HELLO deadline is met: free its timer now rather than when it would have fired.
+        if let Some(deadline) = self.hello_deadline.take() {
+            ctx.cancel_future(deadline);
+        }
         let registered = self.node.clients().register(self.client_info(), ctx.address().recipient());
         self.registered = true;
         metrics::add(&self.node.metrics().sessions, 1);
@@ -321,11 +328,12 @@ impl Actor for Connection {
         match self.protocol {
             Protocol::V1 => self.establish(ctx),
             Protocol::V2 => {
-                ctx.run_later(ws.hello_timeout, |this, ctx| {
+                let deadline = ctx.run_later(ws.hello_timeout, |this, ctx| {
                     if this.state == Phase::AwaitingHello {
                         this.abort(ctx, CloseReason::HelloTimeout, "no HELLO received in time");
                     }
                 });
+                self.hello_deadline = Some(deadline);
             }
         }
     }

@@ -374,7 +374,9 @@ async fn run(io: TcpStream, leftover: Bytes, accept: Accept, write_timeout: Dura
         let mut output = Output::new(io.clone(), (accept.start)(incoming), accept.outbox);
         while let Some(bytes) = output.next().await {
             let written = match bytes {
-                Ok(bytes) => output.write(&bytes, write_timeout).await,
+                // Boxed: the connection's own frames are few, and the write's timer and readiness wait would
+                // otherwise sit in every idle socket's task.
+                Ok(bytes) => Box::pin(output.write(&bytes, write_timeout)).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = written {
@@ -400,9 +402,9 @@ async fn run(io: TcpStream, leftover: Bytes, accept: Accept, write_timeout: Dura
             let _ = io.set_linger(Some(Duration::ZERO));
             drop(io);
         } else if verdict.get().is_some() {
-            refuse_close(io).await;
+            Box::pin(refuse_close(io)).await;
         } else {
-            linger_close(io).await;
+            Box::pin(linger_close(io)).await;
         }
     }
 }
