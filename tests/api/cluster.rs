@@ -12,6 +12,7 @@ use switchboard::wamp::v2::Message;
 
 use crate::helpers::*;
 use crate::redis_server::RedisServer;
+use crate::scenarios::{self, Peer};
 
 pub const TOKEN: &str = "cluster-test-token-0123456789";
 const LEASE: Duration = Duration::from_millis(1500);
@@ -105,6 +106,11 @@ impl Node {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// This node as the shared scenarios reach it.
+    pub fn peer(&self) -> Peer {
+        Peer { port: self.port, token: TOKEN }
+    }
+
     pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         push_api(&self.http(path), TOKEN, method, body).await
     }
@@ -157,35 +163,7 @@ async fn sessions_on(node: &Node) -> Vec<Value> {
 async fn a_publish_on_a_reaches_subscribers_on_b_and_c_exactly_once() {
     let redis = RedisServer::start().await;
     let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);
-    let mut on_b = V2Session::connect(&b.ws(), "r").await.unwrap();
-    let mut pattern_on_b = V2Session::connect(&b.ws(), "r").await.unwrap();
-    let mut on_c = V2Session::connect(&c.ws(), "r").await.unwrap();
-    let mut v1_on_c = V1Session::connect(&c.ws()).await.unwrap();
-    on_b.subscribe("news.world").await.unwrap();
-    pattern_on_b.subscribe_with("news.", dict(json!({"match": "prefix"}))).await.unwrap();
-    on_c.subscribe("news.world").await.unwrap();
-    v1_on_c.send(&switchboard::wamp::v1::Message::Subscribe { topic: "news.world".into() }).await.unwrap();
-    v1_on_c.call("wamp.session.count", vec![]).await.unwrap();
-    // v1 subscriptions have no SUBSCRIBED: wait until C is subscribed in Redis (one subscriber on C suffices).
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
-    let mut publisher = V2Session::connect(&a.ws(), "r").await.unwrap();
-    let id = publisher.publish_acked("news.world", dict(json!({})), vec![json!("hello")]).await.unwrap();
-    for s in [&mut on_b, &mut pattern_on_b, &mut on_c] {
-        let (_, publication, _, args) = s.next_event(WAIT).await.unwrap();
-        assert_eq!((publication, args), (id, vec![json!("hello")]));
-        s.expect_no_event(QUIET).await.unwrap();
-    }
-    assert_eq!(v1_on_c.next_event(WAIT).await.unwrap(), ("news.world".into(), json!("hello")));
-    v1_on_c.expect_no_event(QUIET).await.unwrap();
-
-    // The push API on B reaches the same subscribers, once each.
-    let (status, body) = b.api("POST", "/api/publish", Some(json!({"topic": "news.world", "args": ["via api"]}))).await;
-    assert_eq!(status, 200, "{body}");
-    for s in [&mut on_b, &mut on_c] {
-        assert_eq!(s.next_event(WAIT).await.unwrap().3, vec![json!("via api")]);
-        s.expect_no_event(QUIET).await.unwrap();
-    }
+    scenarios::a_publish_reaches_the_other_nodes_once(&a.peer(), &b.peer(), &c.peer()).await;
 }
 
 #[actix_web::test]
@@ -199,33 +177,10 @@ async fn subscribed_precedes_events_while_it_waits_for_the_registry() {
 async fn filters_by_session_authid_and_role_apply_across_nodes() {
     let redis = RedisServer::start().await;
     let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);
+    // Logged in on A, connected to C: one session store behind every node.
     let alice_cookie = a.login("alice").await;
-    let mut alice = V2Session::connect_with_headers(&c.ws(), "r", &[("Cookie", &alice_cookie)]).await.unwrap();
-    assert_eq!(alice.authid(), "alice");
-    let mut anon_b = V2Session::connect(&b.ws(), "r").await.unwrap();
-    let mut anon_c = V2Session::connect(&c.ws(), "r").await.unwrap();
-    for s in [&mut alice, &mut anon_b, &mut anon_c] {
-        s.subscribe("room").await.unwrap();
-    }
-    let mut p = V2Session::connect(&a.ws(), "r").await.unwrap();
-    let cases = [
-        (json!({"eligible": [anon_b.id]}), [false, true, false]),
-        (json!({"exclude": [anon_b.id]}), [true, false, true]),
-        (json!({"eligible_authid": ["alice"]}), [true, false, false]),
-        (json!({"exclude_authid": ["alice"]}), [false, true, true]),
-        (json!({"eligible_authrole": ["user"]}), [true, false, false]),
-        (json!({"exclude_authrole": ["anonymous"]}), [true, false, false]),
-    ];
-    for (i, (options, expected)) in cases.into_iter().enumerate() {
-        p.publish_acked("room", dict(options.clone()), vec![json!(i)]).await.unwrap();
-        for (s, expect) in [&mut alice, &mut anon_b, &mut anon_c].into_iter().zip(expected) {
-            if expect {
-                assert_eq!(s.next_event(WAIT).await.unwrap().3, vec![json!(i)], "{options}");
-            } else {
-                s.expect_no_event(QUIET).await.unwrap_or_else(|e| panic!("{options}: {e}"));
-            }
-        }
-    }
+    let alice = V2Session::connect_with_headers(&c.ws(), "r", &[("Cookie", &alice_cookie)]).await.unwrap();
+    scenarios::filters_apply_across_nodes(&a.peer(), &b.peer(), &c.peer(), alice).await;
 }
 
 #[actix_web::test]
@@ -233,43 +188,10 @@ async fn lookups_see_alice_on_a_and_c_and_disconnect_everywhere_closes_both() {
     let redis = RedisServer::start().await;
     let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);
     let cookie = b.login("alice").await;
-    let mut on_a = V2Session::connect_with_headers(&a.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    let on_a = V2Session::connect_with_headers(&a.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
     let mut on_c = V2Session::connect_with_headers(&c.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
     on_c.subscribe("inbox").await.unwrap();
-
-    let (status, sessions) = b.api("GET", "/api/users/alice/sessions", None).await;
-    assert_eq!(status, 200);
-    let nodes: HashSet<&str> = sessions.as_array().unwrap().iter().map(|s| s["node"].as_str().unwrap()).collect();
-    assert_eq!(nodes, HashSet::from(["a", "c"]));
-    let (status, one) = b.api("GET", &format!("/api/sessions/{}", on_c.id), None).await;
-    assert_eq!((status, one["node"].as_str(), one["authid"].as_str()), (200, Some("c"), Some("alice")));
-    assert_eq!(b.api("GET", "/api/sessions/12345", None).await.0, 404);
-    let (_, users) = b.api("GET", "/api/sessions?authrole=user", None).await;
-    assert_eq!(users.as_array().unwrap().len(), 2);
-
-    // Meta procedures answer cluster-wide; identities only to logged-in callers.
-    let mut anon_b = V2Session::connect(&b.ws(), "r").await.unwrap();
-    let (args, _) = anon_b.call("wamp.session.count", vec![], dict(json!({}))).await.unwrap();
-    assert_eq!(args, vec![json!(3)]);
-    let refused = anon_b.call("wamp.session.get", vec![json!(on_a.id)], dict(json!({}))).await;
-    assert_eq!(wamp_error(refused), "wamp.error.not_authorized");
-    let (args, _) = on_c.call("wamp.session.get", vec![json!(on_a.id)], dict(json!({}))).await.unwrap();
-    assert_eq!((args[0]["authid"].as_str(), args[0]["node"].as_str()), (Some("alice"), Some("a")));
-
-    let (status, body) = b.api("DELETE", "/api/users/alice/sessions", None).await;
-    assert_eq!((status, body["disconnected"].as_u64()), (200, Some(2)));
-    for s in [&mut on_a, &mut on_c] {
-        match s.next_message(WAIT).await.unwrap() {
-            Message::Goodbye { reason, .. } => assert_eq!(reason, "switchboard.close.disconnected"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(s.socket.expect_close(WAIT).await.unwrap().0, 1008);
-    }
-    let deadline = Instant::now() + WAIT;
-    while !b.api("GET", "/api/users/alice/sessions", None).await.1.as_array().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "alice's sessions were not deregistered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    scenarios::lookups_and_disconnect_everywhere(&b.peer(), on_a, on_c).await;
 }
 
 #[actix_web::test]

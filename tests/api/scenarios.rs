@@ -1,0 +1,130 @@
+//! The cross-node scenarios, run on three nodes over Redis (separate processes, `cluster.rs`) and on three
+//! nodes of one process sharing a `MemoryCluster` (`inproc.rs`): the same behaviour whatever joins the nodes.
+//! The nodes are named `a`, `b` and `c`.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchboard::client::{V1Session, V2Session};
+use switchboard::wamp::v2::Message;
+
+use crate::helpers::*;
+
+/// A node as the scenarios reach it: its port and its push API token.
+pub struct Peer {
+    pub port: u16,
+    pub token: &'static str,
+}
+
+impl Peer {
+    pub fn ws(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        push_api(&format!("http://127.0.0.1:{}{path}", self.port), self.token, method, body).await
+    }
+}
+
+/// A publish on `a` (and one through `b`'s push API) reaches exact, prefix and v1 subscribers on `b` and `c`,
+/// once each.
+pub async fn a_publish_reaches_the_other_nodes_once(a: &Peer, b: &Peer, c: &Peer) {
+    let mut on_b = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let mut pattern_on_b = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let mut on_c = V2Session::connect(&c.ws(), "r").await.unwrap();
+    let mut v1_on_c = V1Session::connect(&c.ws()).await.unwrap();
+    on_b.subscribe("news.world").await.unwrap();
+    pattern_on_b.subscribe_with("news.", dict(json!({"match": "prefix"}))).await.unwrap();
+    on_c.subscribe("news.world").await.unwrap();
+    v1_on_c.send(&switchboard::wamp::v1::Message::Subscribe { topic: "news.world".into() }).await.unwrap();
+    v1_on_c.call("wamp.session.count", vec![]).await.unwrap();
+    // v1 subscriptions have no SUBSCRIBED: give C's topic the v1 subscriber (C's topic is already subscribed
+    // across nodes through `on_c`).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut publisher = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let id = publisher.publish_acked("news.world", dict(json!({})), vec![json!("hello")]).await.unwrap();
+    for s in [&mut on_b, &mut pattern_on_b, &mut on_c] {
+        let (_, publication, _, args) = s.next_event(WAIT).await.unwrap();
+        assert_eq!((publication, args), (id, vec![json!("hello")]));
+        s.expect_no_event(QUIET).await.unwrap();
+    }
+    assert_eq!(v1_on_c.next_event(WAIT).await.unwrap(), ("news.world".into(), json!("hello")));
+    v1_on_c.expect_no_event(QUIET).await.unwrap();
+
+    // The push API on B reaches the same subscribers, once each.
+    let (status, body) = b.api("POST", "/api/publish", Some(json!({"topic": "news.world", "args": ["via api"]}))).await;
+    assert_eq!(status, 200, "{body}");
+    for s in [&mut on_b, &mut on_c] {
+        assert_eq!(s.next_event(WAIT).await.unwrap().3, vec![json!("via api")]);
+        s.expect_no_event(QUIET).await.unwrap();
+    }
+}
+
+/// Every publish filter applies on every node: `alice` (logged in, role `user`) is on `c`.
+pub async fn filters_apply_across_nodes(a: &Peer, b: &Peer, c: &Peer, mut alice: V2Session) {
+    assert_eq!(alice.authid(), "alice");
+    let mut anon_b = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let mut anon_c = V2Session::connect(&c.ws(), "r").await.unwrap();
+    for s in [&mut alice, &mut anon_b, &mut anon_c] {
+        s.subscribe("room").await.unwrap();
+    }
+    let mut p = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let cases = [
+        (json!({"eligible": [anon_b.id]}), [false, true, false]),
+        (json!({"exclude": [anon_b.id]}), [true, false, true]),
+        (json!({"eligible_authid": ["alice"]}), [true, false, false]),
+        (json!({"exclude_authid": ["alice"]}), [false, true, true]),
+        (json!({"eligible_authrole": ["user"]}), [true, false, false]),
+        (json!({"exclude_authrole": ["anonymous"]}), [true, false, false]),
+    ];
+    for (i, (options, expected)) in cases.into_iter().enumerate() {
+        p.publish_acked("room", dict(options.clone()), vec![json!(i)]).await.unwrap();
+        for (s, expect) in [&mut alice, &mut anon_b, &mut anon_c].into_iter().zip(expected) {
+            if expect {
+                assert_eq!(s.next_event(WAIT).await.unwrap().3, vec![json!(i)], "{options}");
+            } else {
+                s.expect_no_event(QUIET).await.unwrap_or_else(|e| panic!("{options}: {e}"));
+            }
+        }
+    }
+}
+
+/// Lookups on `b` see alice's sessions on `a` and `c` (`on_c` subscribed to `inbox`); meta procedures answer
+/// cluster-wide; disconnecting her everywhere closes both and leaves no trace.
+pub async fn lookups_and_disconnect_everywhere(b: &Peer, mut on_a: V2Session, mut on_c: V2Session) {
+    let (status, sessions) = b.api("GET", "/api/users/alice/sessions", None).await;
+    assert_eq!(status, 200);
+    let nodes: HashSet<&str> = sessions.as_array().unwrap().iter().map(|s| s["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, HashSet::from(["a", "c"]));
+    let (status, one) = b.api("GET", &format!("/api/sessions/{}", on_c.id), None).await;
+    assert_eq!((status, one["node"].as_str(), one["authid"].as_str()), (200, Some("c"), Some("alice")));
+    assert_eq!(b.api("GET", "/api/sessions/12345", None).await.0, 404);
+    let (_, users) = b.api("GET", "/api/sessions?authrole=user", None).await;
+    assert_eq!(users.as_array().unwrap().len(), 2);
+
+    // Meta procedures answer cluster-wide; identities only to logged-in callers.
+    let mut anon_b = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let (args, _) = anon_b.call("wamp.session.count", vec![], dict(json!({}))).await.unwrap();
+    assert_eq!(args, vec![json!(3)]);
+    let refused = anon_b.call("wamp.session.get", vec![json!(on_a.id)], dict(json!({}))).await;
+    assert_eq!(wamp_error(refused), "wamp.error.not_authorized");
+    let (args, _) = on_c.call("wamp.session.get", vec![json!(on_a.id)], dict(json!({}))).await.unwrap();
+    assert_eq!((args[0]["authid"].as_str(), args[0]["node"].as_str()), (Some("alice"), Some("a")));
+
+    let (status, body) = b.api("DELETE", "/api/users/alice/sessions", None).await;
+    assert_eq!((status, body["disconnected"].as_u64()), (200, Some(2)));
+    for s in [&mut on_a, &mut on_c] {
+        match s.next_message(WAIT).await.unwrap() {
+            Message::Goodbye { reason, .. } => assert_eq!(reason, "switchboard.close.disconnected"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.socket.expect_close(WAIT).await.unwrap().0, 1008);
+    }
+    let deadline = Instant::now() + WAIT;
+    while !b.api("GET", "/api/users/alice/sessions", None).await.1.as_array().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "alice's sessions were not deregistered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
