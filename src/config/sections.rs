@@ -1,0 +1,256 @@
+//! The sections of the settings other than `[session]`: their fields, documented, and their defaults.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `[server]`: where and how the node listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// `host:port` to listen on; port 0 picks a free port. Env: `SWITCHBOARD_BIND`.
+    pub bind: String,
+    /// This node's id; generated at start when empty. Env: `SWITCHBOARD_NODE_ID`.
+    pub node_id: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// The WAMP v2 realm clients must name in HELLO; empty accepts any realm.
+    pub realm: String,
+    /// Serve the demo chat page; unset means on in embedded mode and off with Redis (see
+    /// [`Settings::demo_enabled`](super::Settings::demo_enabled)). Env: `SWITCHBOARD_DEMO`.
+    pub demo: Option<bool>,
+    /// How long SIGTERM/SIGINT waits, after the drain, for connections to finish closing before exiting.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Over how long SIGTERM/SIGINT spreads the closing of this node's sessions (evenly, jittered), so their
+    /// clients reconnect to other nodes as a trickle rather than a storm; 0 closes them all at once.
+    #[serde(with = "humantime_serde")]
+    pub drain_period: Duration,
+    /// Origins allowed to open WebSockets (`https://app.example.com`); empty allows only the server's own
+    /// origin, `*` allows any. Requests without `Origin` (non-browser clients) are always allowed.
+    /// Env: `SWITCHBOARD_ALLOWED_ORIGINS` (comma separated).
+    pub allowed_origins: Vec<String>,
+    /// WebSockets this node holds at most; further upgrades get HTTP 503 before the handshake, so the node
+    /// keeps descriptors for its health endpoints and Redis.
+    pub max_connections: usize,
+    /// Bytes of publications (estimated heap) the node may hold between accepting them and queueing their
+    /// EVENTs for subscribers; beyond it, and beyond 1/8 of it for one session, a client's PUBLISH is refused
+    /// with `switchboard.error.overloaded`.
+    pub publish_backlog_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: "127.0.0.1:8080".into(),
+            node_id: String::new(),
+            workers: 0,
+            realm: String::new(),
+            demo: None,
+            shutdown_timeout: Duration::from_secs(10),
+            drain_period: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
+            max_connections: 16_000,
+            publish_backlog_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[websocket]`: per-connection limits and timers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketSettings {
+    /// Largest inbound message (one frame or a reassembled fragmented message), in bytes; larger closes 1009.
+    pub max_message_size: usize,
+    /// How often the server pings an idle client.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A connection silent (no frame, no pong) for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A v2 connection that has not sent HELLO within this time is aborted.
+    #[serde(with = "humantime_serde")]
+    pub hello_timeout: Duration,
+    /// Messages that may wait for one slow client before it is closed (1008, "slow consumer").
+    pub outbound_queue: usize,
+    /// Bytes that may wait for one slow client before it is closed (1008, "slow consumer").
+    pub outbound_bytes: usize,
+    /// A socket whose writes make no progress for this long is closed (1008 "slow consumer", or the TCP
+    /// connection shut when not even the close frame can be written).
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Sustained inbound messages per second per connection (token bucket refill rate).
+    pub inbound_rate: u32,
+    /// Inbound burst allowed above the rate (token bucket size). A client beyond it is closed (1008).
+    pub inbound_burst: u32,
+    /// Sustained inbound bytes per second per connection; the burst above it is
+    /// [`inbound_bytes_burst`](Self::inbound_bytes_burst). A client beyond it is closed (1008).
+    pub inbound_bytes_rate: usize,
+    /// Subscriptions one session may hold.
+    pub max_subscriptions: usize,
+    /// Of those, prefix and wildcard subscriptions one session may hold (`max_subscriptions` caps both).
+    pub max_pattern_subscriptions: usize,
+    /// Calls one session may have in flight.
+    pub max_pending_calls: usize,
+}
+
+impl WebSocketSettings {
+    /// Inbound bytes a connection may send at once above `inbound_bytes_rate`: four seconds' worth, and always
+    /// at least one message of `max_message_size`.
+    pub fn inbound_bytes_burst(&self) -> usize {
+        self.inbound_bytes_rate.saturating_mul(4).max(self.max_message_size)
+    }
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        WebSocketSettings {
+            max_message_size: 64 * 1024,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            hello_timeout: Duration::from_secs(10),
+            outbound_queue: 1024,
+            outbound_bytes: 1024 * 1024,
+            write_timeout: Duration::from_secs(10),
+            inbound_rate: 2000,
+            inbound_burst: 4000,
+            inbound_bytes_rate: 8 * 1024 * 1024,
+            max_subscriptions: 1024,
+            max_pattern_subscriptions: 64,
+            max_pending_calls: 64,
+        }
+    }
+}
+
+/// `[redis]`: the session store, the cluster backplane and the registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// Redis URL of the cluster (backplane and registry) and, unless `session.redis_url` is set, of the web
+    /// app's session store; `rediss://` for TLS. Empty means embedded mode (in-memory sessions).
+    /// Env: `SWITCHBOARD_REDIS_URL`.
+    pub url: String,
+    /// Longest start-up may wait for each Redis server to connect and answer a PING (AUTH included); the node
+    /// exits with code 2 beyond it.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// PEM bundle of a private CA trusted (instead of the system's roots) by `rediss://` connections; empty
+    /// uses the system's roots. Env: `SWITCHBOARD_REDIS_TLS_CA`.
+    pub tls_ca: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings { url: String::new(), connect_timeout: Duration::from_secs(5), tls_ca: String::new() }
+    }
+}
+
+/// `[cluster]`: how nodes share work through Redis (used whenever `redis.url` is set).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// Prefix of every Redis key and channel switchboard uses, so several deployments can share a Redis.
+    pub prefix: String,
+    /// A node's registry entries are valid only while its lease lives; a killed node's sessions vanish from
+    /// lookups within this time. The lease is renewed every third of it.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often the node sends a probe through its own inbox to detect a wedged pub/sub connection.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Most reconnect delay after Redis failures (backoff doubles from 100 ms up to this).
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            prefix: "switchboard:".into(),
+            lease: Duration::from_secs(15),
+            probe_interval: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `[api]`: the HTTP push API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Bearer token of `/api/*`; empty disables the push API. Env: `SWITCHBOARD_API_TOKEN`.
+    pub token: String,
+}
+
+/// `[wamp]`: protocol-level bounds on what one client may ask for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WampSettings {
+    /// Entries one filter list (`exclude`, `eligible`, `exclude_authid`, …) of a publication may hold;
+    /// beyond: ERROR `wamp.error.invalid_argument` (push API: HTTP 400).
+    pub max_filter_entries: usize,
+    /// WAMP v1 CURIE prefixes one connection may define; beyond: the PREFIX is refused.
+    pub max_prefixes: usize,
+}
+
+impl Default for WampSettings {
+    fn default() -> Self {
+        WampSettings { max_filter_entries: 1024, max_prefixes: 64 }
+    }
+}
+
+/// `[meta]`: the meta API (`wamp.session.list`, `wamp.session.get`, later meta topics).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaSettings {
+    /// Roles allowed to call identity-revealing meta procedures; unset = every role except `anonymous`.
+    pub roles: Option<Vec<String>>,
+    /// Most entries one meta list answer carries (a page).
+    pub max_list: usize,
+}
+
+impl Default for MetaSettings {
+    fn default() -> Self {
+        MetaSettings { roles: None, max_list: 1000 }
+    }
+}
+
+/// What a topic no `[[access]]` rule matches allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultAccess {
+    /// Every role may subscribe and publish.
+    Allow,
+    /// Nobody may.
+    Deny,
+}
+
+/// `[access_policy]`: the policy for topics outside every `[[access]]` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessPolicySettings {
+    /// `"allow"` (default) or `"deny"`.
+    pub default: DefaultAccess,
+}
+
+impl Default for AccessPolicySettings {
+    fn default() -> Self {
+        AccessPolicySettings { default: DefaultAccess::Allow }
+    }
+}
+
+/// One `[[access]]` rule: which roles may subscribe to / publish on topics matching `pattern`.
+///
+/// A `{username}` placeholder stands for the caller's whole authid (private per-user topics); a topic under
+/// the pattern's literal prefix without its shape is denied (see `topic::access`). An absent list allows
+/// every role; an empty list allows nobody.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSettings {
+    /// Route pattern such as `private/{username}` or `admin.{any}`; it must begin with literal text.
+    pub pattern: String,
+    /// Roles allowed to subscribe.
+    pub subscribe: Option<Vec<String>>,
+    /// Roles allowed to publish.
+    pub publish: Option<Vec<String>>,
+}
