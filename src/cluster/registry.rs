@@ -45,121 +45,18 @@ const MAX_BATCH: usize = 512;
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Lookup script: validates every candidate session against its node's lease and epoch.
-const LOOKUP: &str = r#"
-local p, mode = ARGV[1], ARGV[2]
-local ids
-if mode == 'one' then ids = {ARGV[3]}
-elseif mode == 'set' then ids = redis.call('SMEMBERS', p .. ARGV[3])
-elseif mode == 'zset' then ids = redis.call('ZRANGE', p .. ARGV[3], 0, -1)
-elseif mode == 'inter' then ids = redis.call('SINTER', p .. ARGV[3], p .. ARGV[4])
-else
-  local keys = {}
-  for i = 3, #ARGV do keys[#keys + 1] = p .. ARGV[i] end
-  ids = redis.call('SUNION', unpack(keys))
-end
-local out = {}
-for _, id in ipairs(ids) do
-  local h = redis.call('HMGET', p .. 's:' .. id, 'node', 'epoch', 'authid', 'authroles', 'authmethod', 'protocol', 'connected_at')
-  if h[1] and redis.call('GET', p .. 'node:' .. h[1]) == h[2] then
-    out[#out + 1] = {id, h[1], h[3], h[4], h[5], h[6], h[7]}
-  end
-end
-return out
-"#;
+const LOOKUP: &str = include_str!("lua/lookup.lua");
 
 /// Count script: `all`, or `roles r1 r2…` (sessions holding any of them), summed over live nodes without
 /// reading a session (see the module docs).
-const COUNT: &str = r#"
-local p, mode = ARGV[1], ARGV[2]
-local wanted = {}
-for i = 3, #ARGV do wanted[ARGV[i]] = true end
-local total = 0
-for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
-  local epoch = redis.call('GET', p .. 'node:' .. node)
-  if epoch and redis.call('GET', p .. 'ne:' .. node) == epoch then
-    if mode == 'all' then
-      total = total + redis.call('SCARD', p .. 'n:' .. node)
-    else
-      for _, combo in ipairs(redis.call('SMEMBERS', p .. 'nrs:' .. node)) do
-        for _, r in ipairs(cjson.decode(combo)) do
-          if wanted[r] then
-            total = total + redis.call('SCARD', p .. 'nr:' .. node .. ':' .. combo)
-            break
-          end
-        end
-      end
-    end
-  end
-end
-return total
-"#;
+const COUNT: &str = include_str!("lua/count.lua");
 
 /// Page script: up to `limit` live session ids above `after`, in id order, optionally only those holding one
 /// of the given roles. Reads candidates in chunks of `limit` from the `ids` sorted set.
-const PAGE: &str = r#"
-local p, after, limit, mode = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local wanted = {}
-for i = 5, #ARGV do wanted[ARGV[i]] = true end
-local live = {}
-local out = {}
-local cursor = '(' .. after
-while #out < limit do
-  local ids = redis.call('ZRANGEBYSCORE', p .. 'ids', cursor, '+inf', 'LIMIT', 0, limit)
-  if #ids == 0 then break end
-  for _, id in ipairs(ids) do
-    local h = redis.call('HMGET', p .. 's:' .. id, 'node', 'epoch', 'authroles')
-    if h[1] then
-      if live[h[1]] == nil then live[h[1]] = redis.call('GET', p .. 'node:' .. h[1]) end
-      local keep = live[h[1]] == h[2]
-      if keep and mode == 'roles' then
-        keep = false
-        for _, r in ipairs(cjson.decode(h[3])) do
-          if wanted[r] then keep = true break end
-        end
-      end
-      if keep then
-        out[#out + 1] = id
-        if #out == limit then break end
-      end
-    end
-  end
-  cursor = '(' .. ids[#ids]
-end
-return out
-"#;
+const PAGE: &str = include_str!("lua/page.lua");
 
 /// Purge script: `node <id>` removes a node's entries; `dead` purges every node whose lease is gone.
-const PURGE: &str = r#"
-local p, mode = ARGV[1], ARGV[2]
-local function purge_session(id)
-  local h = redis.call('HMGET', p .. 's:' .. id, 'authid', 'authroles')
-  if h[1] then redis.call('SREM', p .. 'u:' .. h[1], id) end
-  if h[2] then
-    for _, r in ipairs(cjson.decode(h[2])) do redis.call('SREM', p .. 'r:' .. r, id) end
-  end
-  for _, t in ipairs(redis.call('SMEMBERS', p .. 'st:' .. id)) do redis.call('SREM', p .. 'ts:' .. t, id) end
-  redis.call('DEL', p .. 'st:' .. id, p .. 's:' .. id)
-  redis.call('ZREM', p .. 'ids', id)
-end
-local function purge_node(node)
-  local n = 0
-  for _, id in ipairs(redis.call('SMEMBERS', p .. 'n:' .. node)) do purge_session(id); n = n + 1 end
-  for _, combo in ipairs(redis.call('SMEMBERS', p .. 'nrs:' .. node)) do
-    redis.call('DEL', p .. 'nr:' .. node .. ':' .. combo)
-  end
-  redis.call('DEL', p .. 'n:' .. node, p .. 'nrs:' .. node, p .. 'ne:' .. node)
-  return n
-end
-if mode == 'node' then return purge_node(ARGV[3]) end
-local purged = 0
-for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
-  if not redis.call('GET', p .. 'node:' .. node) then
-    purged = purged + purge_node(node)
-    redis.call('SREM', p .. 'nodes', node)
-  end
-end
-return purged
-"#;
+const PURGE: &str = include_str!("lua/purge.lua");
 
 /// A registry failure (lookups only; writes never fail visibly, they mark the registry dirty).
 #[derive(Debug, Clone, thiserror::Error)]
