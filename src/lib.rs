@@ -37,7 +37,7 @@
 //! | [`rpc`] | procedure registry and trait, built-in `wamp.session.*` |
 //! | [`session`] | the web app's actix-session session: cookie → key → state → identity, stores, writable handle |
 //! | [`model`] | plain values shared by every layer: `Publication`, `TopicKey`, `Payload`, `Publisher`, `ClientInfo`, `AuthMethod`, `Disconnect` |
-//! | [`clients`] | the ClientManipulator: local index, cluster-wide lookups, targeted sends |
+//! | [`clients`] | the ClientManipulator: an actor owning the local index and the registry writes (`actor.rs`, `index.rs`); its handle answers lookups and sends |
 //! | [`cluster`] | the `Backplane` trait (memory and Redis), `ClusterEvents`, registry, envelope codec, Redis key schema |
 //! | `caps` | node-wide connection cap and per-user socket cap |
 //! | [`frame`] | the frame guard: inbound WebSocket frame headers checked before any payload is buffered |

@@ -278,15 +278,10 @@ impl Connection {
         metrics::add(&self.node.metrics().sessions, 1);
         let authid = Escaped(&self.identity.authid);
         log::debug!("session {} established ({}, {authid})", self.session, self.protocol.token());
-        // In cluster mode, greet once the registry has the session (bounded): WELCOME means findable everywhere.
-        // `wait` holds every other message of this actor meanwhile, so nothing overtakes the WELCOME.
-        match registered {
-            None => self.greet(ctx),
-            Some(ack) => {
-                let ack = tokio::time::timeout(REGISTRY_ACK_WAIT, ack);
-                ctx.wait(ack.into_actor(self).map(|_, this, ctx| this.greet(ctx)));
-            }
-        }
+        // Greet once the client index (and in cluster mode the registry) has the session, bounded: WELCOME means
+        // findable everywhere. `wait` holds every other message of this actor meanwhile, so nothing overtakes it.
+        let ack = tokio::time::timeout(REGISTRY_ACK_WAIT, registered);
+        ctx.wait(ack.into_actor(self).map(|_, this, ctx| this.greet(ctx)));
     }
 
     fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {

@@ -79,7 +79,7 @@ impl Handler<Joined> for Connection {
         let Some(entry) = self.subscriptions.get_mut(&msg.key) else { return };
         if let Subscription::Pending(waiting) = std::mem::replace(entry, Subscription::Active(msg.subscription)) {
             let recorded = if msg.key.policy == MatchPolicy::Exact && self.registered {
-                self.node.clients().subscribed(self.session, &msg.key.uri)
+                Some(self.node.clients().subscribed(self.session, &msg.key.uri))
             } else {
                 None
             };

@@ -1,6 +1,9 @@
 //! The ClientManipulator: who is connected, and sending to them by session, username or role.
 //!
-//! This module owns the node's [`LocalIndex`] of established WAMP sessions (with their exact topics) and
+//! The ClientManipulator is an actor (`ClientIndex`, in `actor.rs`) that owns the node's [`LocalIndex`]
+//! of established WAMP sessions (with their exact topics) and every write to it and to the registry, applied in
+//! the order connections report them; the cheap, cloneable [`ClientManipulator`] handle sends it those writes
+//! and answers lookups, reading the index under a read lock rather than through the mailbox. It
 //! fronts the cluster's [`Registry`]: in embedded mode that reads the local index (through [`LocalSessions`],
 //! see `cluster/memory.rs`); in cluster mode Redis answers, cluster-wide, in one round trip (see
 //! `cluster/registry.rs`). Lookups follow GosWebSocketBundle's
@@ -9,123 +12,37 @@
 //! Every lookup is timed in `switchboard_registry_lookup_seconds`.
 //! Delivery goes through the broker (publications) or connections' control mailboxes ([`Disconnect`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::future::{BoxFuture, FutureExt};
-use tokio::sync::oneshot;
 
 pub use crate::model::{ClientInfo, Disconnect};
+pub use index::LocalIndex;
+
+use actor::{ClientIndex, Register, Reidentify, Subscribed, Unregister, Unsubscribed};
+
+mod actor;
+mod index;
 
 use crate::cluster::envelope::Body;
-use crate::cluster::{Backplane, BackplaneError, LocalSessions, Registry, RegistryError, Write};
+use crate::cluster::{Backplane, BackplaneError, LocalSessions, Registry, RegistryError};
 use crate::metrics::Metrics;
 use crate::topic::broker::{Broker, Publish, Subscribers};
 use crate::topic::{Payload, Publication};
 use crate::wamp::filter::Filters;
 use crate::wamp::Id;
 
-struct LocalEntry {
-    info: ClientInfo,
-    control: Recipient<Disconnect>,
-    topics: HashSet<String>,
-}
-
-/// The sessions of this node.
-#[derive(Clone, Default)]
-pub struct LocalIndex {
-    /// Boxed: the table then holds 16 bytes per slot instead of a whole entry, and a hash table keeps up to
-    /// twice as many slots as sessions.
-    entries: Arc<RwLock<HashMap<Id, Box<LocalEntry>>>>,
-    /// Sessions per distinct role list, kept beside `entries` so counting by role reads no session.
-    by_roles: Arc<std::sync::Mutex<HashMap<Vec<String>, usize>>>,
-}
-
-impl LocalIndex {
-    // The lock is only held for map operations that cannot panic, so it is never poisoned in practice;
-    // recovering the guard keeps the index usable even if that changes.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Id, Box<LocalEntry>>> {
-        self.entries.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Id, Box<LocalEntry>>> {
-        self.entries.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Number of sessions.
-    pub fn len(&self) -> usize {
-        self.read().len()
-    }
-
-    /// Whether there is none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn collect(&self, keep: impl Fn(&ClientInfo) -> bool) -> Vec<ClientInfo> {
-        self.read().values().filter(|e| keep(&e.info)).map(|e| e.info.clone()).collect()
-    }
-
-    fn controls(&self, keep: impl Fn(&ClientInfo) -> bool) -> Vec<Recipient<Disconnect>> {
-        self.read().values().filter(|e| keep(&e.info)).map(|e| e.control.clone()).collect()
-    }
-
-    /// Moves one session between role lists in the counts (`from` left, `to` joined).
-    fn recount(&self, from: Option<&[String]>, to: Option<&[String]>) {
-        let mut counts = self.by_roles.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(roles) = from {
-            if let Some(n) = counts.get_mut(roles) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(roles);
-                }
-            }
-        }
-        if let Some(roles) = to {
-            *counts.entry(roles.to_vec()).or_default() += 1;
-        }
-    }
-
-    /// Sessions holding at least one of `roles`, from the counts.
-    fn count_with_roles(&self, roles: &[String]) -> usize {
-        let counts = self.by_roles.lock().unwrap_or_else(|e| e.into_inner());
-        counts.iter().filter(|(held, _)| held.iter().any(|r| roles.contains(r))).map(|(_, n)| n).sum()
-    }
-}
-
-impl LocalSessions for LocalIndex {
-    fn snapshot(&self) -> Vec<(ClientInfo, Vec<String>)> {
-        self.read().values().map(|e| (e.info.clone(), e.topics.iter().cloned().collect())).collect()
-    }
-
-    fn matching(&self, keep: &dyn Fn(&ClientInfo, &HashSet<String>) -> bool) -> Vec<ClientInfo> {
-        self.read().values().filter(|e| keep(&e.info, &e.topics)).map(|e| e.info.clone()).collect()
-    }
-
-    fn count(&self, roles: Option<&[String]>) -> usize {
-        match roles {
-            None => self.len(),
-            Some(roles) => self.count_with_roles(roles),
-        }
-    }
-
-    fn page(&self, roles: Option<&[String]>, after: Id, limit: usize) -> Vec<Id> {
-        let holds = |c: &ClientInfo| roles.is_none_or(|roles| c.authroles.iter().any(|r| roles.contains(r)));
-        let mut ids: Vec<Id> =
-            self.read().values().filter(|e| e.info.session > after && holds(&e.info)).map(|e| e.info.session).collect();
-        ids.sort_unstable();
-        ids.truncate(limit);
-        ids
-    }
-}
-
 /// Handle to the client index; cheap to clone, usable from any actix-web, topic or RPC handler.
 #[derive(Clone)]
 pub struct ClientManipulator {
+    /// Read directly by lookups (a read lock, no message round trip); written only by `index`.
     local: LocalIndex,
+    /// The actor that owns every write to `local` and to the registry, in order.
+    index: Addr<ClientIndex>,
     registry: Arc<dyn Registry>,
     broker: Addr<Broker>,
     backplane: Arc<dyn Backplane>,
@@ -142,7 +59,9 @@ impl ClientManipulator {
         node: &str,
         metrics: Arc<Metrics>,
     ) -> ClientManipulator {
-        ClientManipulator { local, registry, broker, backplane, node: Arc::from(node), metrics }
+        let index =
+            ClientIndex { local: local.clone(), registry: registry.clone(), backplane: backplane.clone() }.start();
+        ClientManipulator { local, index, registry, broker, backplane, node: Arc::from(node), metrics }
     }
 
     /// Runs a lookup, observing how long it took in `switchboard_registry_lookup_seconds`.
@@ -153,83 +72,42 @@ impl ClientManipulator {
         answer
     }
 
-    fn written(&self, write: Write) {
-        self.registry.write(write);
-    }
-
-    /// Indexes a new session. In cluster mode the receiver fires once the registry has it, so a WELCOME
-    /// sent after it means "findable on every node".
-    pub(crate) fn register(&self, info: ClientInfo, control: Recipient<Disconnect>) -> Option<BoxFuture<'static, ()>> {
-        let routed = self.backplane.want_user(&info.authid);
-        let replaced = self
-            .local
-            .write()
-            .insert(info.session, Box::new(LocalEntry { info: info.clone(), control, topics: HashSet::new() }));
-        self.local.recount(replaced.as_ref().map(|e| e.info.authroles.as_slice()), Some(&info.authroles));
-        let registered = self.acked(|ack| Write::Register(info, ack));
-        // WELCOME waits for both: the registry has the session, and messages targeted at the user reach this node.
-        match (registered, routed) {
-            (None, None) => None,
-            (registered, routed) => Some(
-                async move {
-                    if let Some(r) = registered {
-                        let _ = r.await;
-                    }
-                    if let Some(r) = routed {
-                        let _ = r.await;
-                    }
-                }
-                .boxed(),
-            ),
+    /// Indexes a new session. The future completes once lookups find it on every node (the registry has it
+    /// and messages targeted at the user reach this node), so a WELCOME sent after it means "findable".
+    pub(crate) fn register(&self, info: ClientInfo, control: Recipient<Disconnect>) -> BoxFuture<'static, ()> {
+        let registered = self.index.send(Register { info, control });
+        async move {
+            if let Ok(acked) = registered.await {
+                acked.await;
+            }
         }
+        .boxed()
     }
 
-    fn acked(&self, write: impl FnOnce(Option<oneshot::Sender<()>>) -> Write) -> Option<oneshot::Receiver<()>> {
-        if !self.registry.confirms_writes() {
-            self.registry.write(write(None));
-            return None;
-        }
-        let (tx, rx) = oneshot::channel();
-        self.registry.write(write(Some(tx)));
-        Some(rx)
-    }
-
+    /// Follows a session's changed identity (its web session logged in or out).
     pub(crate) fn reidentify(&self, info: ClientInfo) {
-        let old = {
-            let mut entries = self.local.write();
-            let Some(entry) = entries.get_mut(&info.session) else { return };
-            std::mem::replace(&mut entry.info, info.clone())
-        };
-        self.local.recount(Some(&old.authroles), Some(&info.authroles));
-        if old.authid != info.authid {
-            // Targeted messages follow the new identity from the next publication on.
-            let _ = self.backplane.want_user(&info.authid);
-            self.backplane.unwant_user(&old.authid);
-        }
-        self.written(Write::Reidentify { old, new: info });
+        self.index.do_send(Reidentify(info));
     }
 
-    /// Records an exact subscription; in cluster mode the receiver fires once the registry has it.
-    pub(crate) fn subscribed(&self, session: Id, topic: &str) -> Option<oneshot::Receiver<()>> {
-        if let Some(entry) = self.local.write().get_mut(&session) {
-            entry.topics.insert(topic.to_owned());
+    /// Records an exact subscription; the future completes once lookups by topic find it.
+    pub(crate) fn subscribed(&self, session: Id, topic: &str) -> BoxFuture<'static, ()> {
+        let recorded = self.index.send(Subscribed { session, topic: topic.to_owned() });
+        async move {
+            if let Ok(acked) = recorded.await {
+                acked.await;
+            }
         }
-        self.acked(|ack| Write::Subscribed(session, topic.to_owned(), ack))
+        .boxed()
     }
 
+    /// Forgets an exact subscription.
     pub(crate) fn unsubscribed(&self, session: Id, topic: &str) {
-        if let Some(entry) = self.local.write().get_mut(&session) {
-            entry.topics.remove(topic);
-        }
-        self.written(Write::Unsubscribed(session, topic.to_owned()));
+        self.index.do_send(Unsubscribed { session, topic: topic.to_owned() });
     }
 
+    /// Forgets a session that ended.
     pub(crate) fn unregister(&self, session: Id) {
-        if let Some(entry) = self.local.write().remove(&session) {
-            self.local.recount(Some(&entry.info.authroles), None);
-            self.backplane.unwant_user(&entry.info.authid);
-            self.written(Write::Unregister(entry.info, entry.topics.into_iter().collect()));
-        }
+        self.index.do_send(Unregister(session));
     }
 
     fn fallback<T>(&self, what: &str, result: Result<T, RegistryError>, local: impl FnOnce() -> T) -> T {

@@ -1,0 +1,158 @@
+//! The ClientManipulator actor: it owns every write to the node's [`LocalIndex`] and to the cluster's
+//! registry, and applies them one at a time in the order connections send them (register, reidentify,
+//! subscribed, unsubscribed, unregister). A write that a client must be able to rely on — a WELCOME means
+//! "findable", a SUBSCRIBED means "findable by topic" — is answered with a future that completes once the
+//! registry has it (at once in embedded mode).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures_util::future::{BoxFuture, FutureExt};
+use tokio::sync::oneshot;
+
+use super::index::{LocalEntry, LocalIndex};
+use crate::cluster::{Backplane, Registry, Write};
+use crate::model::{ClientInfo, Disconnect};
+use crate::wamp::Id;
+
+/// The actor behind [`ClientManipulator`](super::ClientManipulator).
+pub(super) struct ClientIndex {
+    pub(super) local: LocalIndex,
+    pub(super) registry: Arc<dyn Registry>,
+    pub(super) backplane: Arc<dyn Backplane>,
+}
+
+impl Actor for ClientIndex {
+    type Context = Context<Self>;
+}
+
+impl ClientIndex {
+    /// Hands `write` to the registry; the future completes once the registry applied it (at once when writes
+    /// are visible immediately).
+    fn acked(&self, write: impl FnOnce(Option<oneshot::Sender<()>>) -> Write) -> Option<oneshot::Receiver<()>> {
+        if !self.registry.confirms_writes() {
+            self.registry.write(write(None));
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.registry.write(write(Some(tx)));
+        Some(rx)
+    }
+}
+
+/// Both waits of a write a client relies on, as one future.
+fn both(first: Option<oneshot::Receiver<()>>, second: Option<oneshot::Receiver<()>>) -> BoxFuture<'static, ()> {
+    async move {
+        if let Some(r) = first {
+            let _ = r.await;
+        }
+        if let Some(r) = second {
+            let _ = r.await;
+        }
+    }
+    .boxed()
+}
+
+/// A new session: indexed, routed, registered.
+#[derive(Message)]
+#[rtype(result = "BoxFuture<'static, ()>")]
+pub(super) struct Register {
+    pub(super) info: ClientInfo,
+    pub(super) control: Recipient<Disconnect>,
+}
+
+impl Handler<Register> for ClientIndex {
+    type Result = MessageResult<Register>;
+
+    fn handle(&mut self, Register { info, control }: Register, _: &mut Self::Context) -> Self::Result {
+        let routed = self.backplane.want_user(&info.authid);
+        let replaced = self
+            .local
+            .write()
+            .insert(info.session, Box::new(LocalEntry { info: info.clone(), control, topics: HashSet::new() }));
+        self.local.recount(replaced.as_ref().map(|e| e.info.authroles.as_slice()), Some(&info.authroles));
+        let registered = self.acked(|ack| Write::Register(info, ack));
+        // WELCOME waits for both: the registry has the session, and messages targeted at the user reach this node.
+        MessageResult(both(registered, routed))
+    }
+}
+
+/// A session's identity changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Reidentify(pub(super) ClientInfo);
+
+impl Handler<Reidentify> for ClientIndex {
+    type Result = ();
+
+    fn handle(&mut self, Reidentify(info): Reidentify, _: &mut Self::Context) {
+        let old = {
+            let mut entries = self.local.write();
+            let Some(entry) = entries.get_mut(&info.session) else { return };
+            std::mem::replace(&mut entry.info, info.clone())
+        };
+        self.local.recount(Some(&old.authroles), Some(&info.authroles));
+        if old.authid != info.authid {
+            // Targeted messages follow the new identity from the next publication on.
+            let _ = self.backplane.want_user(&info.authid);
+            self.backplane.unwant_user(&old.authid);
+        }
+        self.registry.write(Write::Reidentify { old, new: info });
+    }
+}
+
+/// A session subscribed to an exact topic.
+#[derive(Message)]
+#[rtype(result = "BoxFuture<'static, ()>")]
+pub(super) struct Subscribed {
+    pub(super) session: Id,
+    pub(super) topic: String,
+}
+
+impl Handler<Subscribed> for ClientIndex {
+    type Result = MessageResult<Subscribed>;
+
+    fn handle(&mut self, Subscribed { session, topic }: Subscribed, _: &mut Self::Context) -> Self::Result {
+        if let Some(entry) = self.local.write().get_mut(&session) {
+            entry.topics.insert(topic.clone());
+        }
+        MessageResult(both(self.acked(|ack| Write::Subscribed(session, topic, ack)), None))
+    }
+}
+
+/// A session left an exact topic.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Unsubscribed {
+    pub(super) session: Id,
+    pub(super) topic: String,
+}
+
+impl Handler<Unsubscribed> for ClientIndex {
+    type Result = ();
+
+    fn handle(&mut self, Unsubscribed { session, topic }: Unsubscribed, _: &mut Self::Context) {
+        if let Some(entry) = self.local.write().get_mut(&session) {
+            entry.topics.remove(&topic);
+        }
+        self.registry.write(Write::Unsubscribed(session, topic));
+    }
+}
+
+/// A session ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Unregister(pub(super) Id);
+
+impl Handler<Unregister> for ClientIndex {
+    type Result = ();
+
+    fn handle(&mut self, Unregister(session): Unregister, _: &mut Self::Context) {
+        if let Some(entry) = self.local.write().remove(&session) {
+            self.local.recount(Some(&entry.info.authroles), None);
+            self.backplane.unwant_user(&entry.info.authid);
+            self.registry.write(Write::Unregister(entry.info, entry.topics.into_iter().collect()));
+        }
+    }
+}
