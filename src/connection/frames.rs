@@ -44,12 +44,12 @@ impl Connection {
         if let Some(what) = over {
             log::warn!("session {}: closed for exceeding the inbound {what} rate", self.session);
             let reason = format!("{what} rate limit exceeded");
-            return self.close(ctx, CloseReason::RateLimited, CloseCode::Policy, &reason);
+            return self.close(ctx, Close::RateLimited(&reason));
         }
         if self.node.settings().session.reload == ReloadPolicy::Message && self.web_key.is_some() {
             if self.waiting.len() >= MAX_WAITING_FOR_RELOAD {
                 let reason = "too many messages waiting for the session store";
-                return self.close(ctx, CloseReason::LimitExceeded, CloseCode::Policy, reason);
+                return self.close(ctx, Close::LimitExceeded(reason));
             }
             self.waiting.push_back(text.to_owned());
             self.reload(ctx, StoreErrorPolicy::Close);
@@ -63,12 +63,12 @@ impl Connection {
         let (bytes, last) = match item {
             Item::FirstBinary(_) => {
                 let reason = "binary frames are not supported";
-                return self.close(ctx, CloseReason::ProtocolError, CloseCode::Unsupported, reason);
+                return self.close(ctx, Close::Unsupported(reason));
             }
             Item::FirstText(b) => {
                 if self.fragments.is_some() {
                     let reason = "new message started inside a fragmented one";
-                    return self.close(ctx, CloseReason::ProtocolError, CloseCode::Protocol, reason);
+                    return self.close(ctx, Close::Protocol(reason));
                 }
                 self.fragments = Some(Vec::new());
                 (b, false)
@@ -78,20 +78,18 @@ impl Connection {
         };
         let Some(buffer) = self.fragments.as_mut() else {
             let reason = "continuation frame without a first frame";
-            return self.close(ctx, CloseReason::ProtocolError, CloseCode::Protocol, reason);
+            return self.close(ctx, Close::Protocol(reason));
         };
         if buffer.len() + bytes.len() > max {
             let reason = format!("message larger than {max} bytes");
-            return self.close(ctx, CloseReason::MessageTooBig, CloseCode::Size, &reason);
+            return self.close(ctx, Close::TooBig(&reason));
         }
         buffer.extend_from_slice(&bytes);
         if last {
             let buffer = self.fragments.take().unwrap_or_default();
             match String::from_utf8(buffer) {
                 Ok(text) => self.on_message(ctx, &text),
-                Err(_) => {
-                    self.close(ctx, CloseReason::ProtocolError, CloseCode::Invalid, "text message is not valid UTF-8")
-                }
+                Err(_) => self.close(ctx, Close::NotUtf8("text message is not valid UTF-8")),
             }
         }
     }
@@ -104,14 +102,14 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
             Ok(ws::Message::Text(text)) => {
                 if self.fragments.is_some() {
                     let reason = "text frame inside a fragmented message";
-                    return self.close(ctx, CloseReason::ProtocolError, CloseCode::Protocol, reason);
+                    return self.close(ctx, Close::Protocol(reason));
                 }
                 self.on_message(ctx, &text)
             }
             Ok(ws::Message::Binary(_)) => {
                 metrics::inc(&self.node.metrics().protocol_errors_total);
                 let reason = format!("binary frames are not supported on {}", self.protocol.token());
-                self.close(ctx, CloseReason::ProtocolError, CloseCode::Unsupported, &reason)
+                self.close(ctx, Close::Unsupported(&reason))
             }
             Ok(ws::Message::Continuation(item)) => self.on_fragment(ctx, item),
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
@@ -136,15 +134,15 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
                 match error {
                     ProtocolError::Overflow => {
                         let reason = format!("message larger than {max} bytes");
-                        self.close(ctx, CloseReason::MessageTooBig, CloseCode::Size, &reason)
+                        self.close(ctx, Close::TooBig(&reason))
                     }
                     ProtocolError::Io(e) if is_bad_utf8(&e) => {
                         let reason = "text message is not valid UTF-8";
-                        self.close(ctx, CloseReason::ProtocolError, CloseCode::Invalid, reason)
+                        self.close(ctx, Close::NotUtf8(reason))
                     }
                     other => {
                         let reason = format!("WebSocket protocol error: {other}");
-                        self.close(ctx, CloseReason::ProtocolError, CloseCode::Protocol, &reason)
+                        self.close(ctx, Close::Protocol(&reason))
                     }
                 }
             }
@@ -155,9 +153,13 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
         if let Some(violation) = self.verdict.get() {
             metrics::inc(&self.node.metrics().protocol_errors_total);
             log::debug!("session {}: WebSocket input refused: {violation}", self.session);
-            let code = CloseCode::from(violation.close_code());
-            let why = if code == CloseCode::Size { CloseReason::MessageTooBig } else { CloseReason::ProtocolError };
-            return self.close(ctx, why, code, &violation.to_string());
+            let reason = violation.to_string();
+            let close = match CloseCode::from(violation.close_code()) {
+                CloseCode::Size => Close::TooBig(&reason),
+                CloseCode::Invalid => Close::NotUtf8(&reason),
+                _ => Close::Protocol(&reason),
+            };
+            return self.close(ctx, close);
         }
         ctx.stop();
     }

@@ -50,6 +50,7 @@ use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::v2::{code, PublishOptions, SubscribeOptions};
 use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
 
+mod close;
 mod frames;
 mod limits;
 mod subscriptions;
@@ -57,6 +58,7 @@ mod wamp_v1;
 mod wamp_v2;
 mod web_session;
 
+use close::Close;
 pub(crate) use frames::is_bad_utf8;
 use limits::RateLimiter;
 use subscriptions::Subscription;
@@ -210,13 +212,14 @@ impl Connection {
 
     /// Closes the socket with `code` and a reason (truncated to what a close frame holds) and stops; `why` is
     /// what `/metrics` counts it under.
-    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: CloseReason, code: CloseCode, reason: &str) {
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, close: Close<'_>) {
         if self.state == Phase::Closing {
             return;
         }
         self.state = Phase::Closing;
         self.outbox.shut();
-        self.closed_for = Some(why);
+        self.closed_for = Some(close.counted_as());
+        let (code, reason) = (close.code(), close.reason());
         let mut end = reason.len().min(MAX_CLOSE_REASON);
         while !reason.is_char_boundary(end) {
             end -= 1;
@@ -228,16 +231,17 @@ impl Connection {
     /// A protocol violation: v2 gets ABORT first; both get close 1002.
     fn violation(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: &str) {
         metrics::inc(&self.node.metrics().protocol_errors_total);
-        self.abort(ctx, CloseReason::ProtocolError, message);
+        self.abort(ctx, Close::Protocol(message));
     }
 
     /// Ends the session for breaking the protocol's rules (`why`): v2 gets ABORT first; both get close 1002.
-    fn abort(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: CloseReason, message: &str) {
+    fn abort(&mut self, ctx: &mut ws::WebsocketContext<Self>, close: Close<'_>) {
+        let message = close.reason();
         log::debug!("session {}: protocol violation: {}", self.session, Escaped(message));
         if self.protocol == Protocol::V2 && self.state != Phase::Closing {
             self.send_v2(ctx, v2::Message::abort(errors::PROTOCOL_VIOLATION, message));
         }
-        self.close(ctx, why, CloseCode::Protocol, message);
+        self.close(ctx, close);
     }
 
     /// Counts this socket for its user under `session.max_sockets_per_user` (logged-in users only: an anonymous
@@ -290,7 +294,7 @@ impl Connection {
         }
         if self.last_seen.elapsed() > self.node.settings().websocket.idle_timeout {
             log::debug!("session {}: idle timeout", self.session);
-            return self.close(ctx, CloseReason::IdleTimeout, CloseCode::Away, "idle timeout");
+            return self.close(ctx, Close::IdleTimeout);
         }
         ctx.ping(b"");
     }
@@ -300,7 +304,7 @@ impl Connection {
             let (frames, bytes) = self.outbox.pending();
             log::warn!("session {}: closed as a slow consumer ({frames} frames, {bytes} bytes queued)", self.session);
         }
-        self.close(ctx, CloseReason::SlowConsumer, CloseCode::Policy, "slow consumer: outbound queue full");
+        self.close(ctx, Close::SlowConsumer);
     }
 }
 
@@ -325,7 +329,7 @@ impl Actor for Connection {
             Protocol::V2 => {
                 let deadline = ctx.run_later(ws.hello_timeout, |this, ctx| {
                     if this.state == Phase::AwaitingHello {
-                        this.abort(ctx, CloseReason::HelloTimeout, "no HELLO received in time");
+                        this.abort(ctx, Close::HelloTimeout("no HELLO received in time"));
                     }
                 });
                 self.hello_deadline = Some(deadline);
@@ -385,6 +389,7 @@ impl Handler<Disconnect> for Connection {
         if self.protocol == Protocol::V2 && self.state == Phase::Established {
             self.send_v2(ctx, v2::Message::goodbye(&msg.reason, msg.message.clone()));
         }
-        self.close(ctx, disconnect_reason(&msg.reason), CloseCode::from(msg.code), &msg.message);
+        let why = disconnect_reason(&msg.reason);
+        self.close(ctx, Close::Asked { code: msg.code, why, message: &msg.message });
     }
 }

@@ -14,7 +14,7 @@ impl Connection {
                     Err(e @ v1::PrefixError::TooLong) => self.v1_refused(&e.to_string()),
                     Err(e @ v1::PrefixError::TooMany { .. }) => {
                         metrics::inc(&self.node.metrics().protocol_errors_total);
-                        self.close(ctx, CloseReason::LimitExceeded, CloseCode::Policy, &e.to_string());
+                        self.close(ctx, Close::LimitExceeded(&e.to_string()));
                     }
                 }
             }

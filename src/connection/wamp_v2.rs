@@ -13,7 +13,7 @@ impl Connection {
             let expected = &self.node.settings().server.realm;
             if !expected.is_empty() && &realm != expected {
                 self.send_v2(ctx, M::abort(errors::NO_SUCH_REALM, format!("no realm '{}'", excerpt(&realm))));
-                return self.close(ctx, CloseReason::NoSuchRealm, CloseCode::Normal, "no such realm");
+                return self.close(ctx, Close::NoSuchRealm);
             }
             if !uri::is_valid_v2(&realm) {
                 return self.violation(ctx, "HELLO realm is not a valid URI");
@@ -24,9 +24,9 @@ impl Connection {
             M::Hello { .. } => self.violation(ctx, "HELLO received on an established session"),
             M::Goodbye { .. } => {
                 self.send_v2(ctx, M::goodbye(errors::GOODBYE_AND_OUT, "goodbye"));
-                self.close(ctx, CloseReason::Goodbye, CloseCode::Normal, "goodbye");
+                self.close(ctx, Close::Goodbye);
             }
-            M::Abort { .. } => self.close(ctx, CloseReason::ClientAbort, CloseCode::Normal, "aborted by client"),
+            M::Abort { .. } => self.close(ctx, Close::ClientAbort),
             M::Subscribe { request, options, topic } => {
                 let reply_error = |this: &Self, ctx: &mut ws::WebsocketContext<Self>, error: &str, msg: String| {
                     this.send_v2(ctx, M::error(code::SUBSCRIBE, request, error, msg))

@@ -33,7 +33,7 @@ impl Connection {
                     // debug: the session bridge summarises store failures in WARNs of its own.
                     log::debug!("session {}: {e}", this.session);
                     let reason = "session store unavailable";
-                    return this.close(ctx, CloseReason::SessionStoreUnavailable, CloseCode::Error, reason);
+                    return this.close(ctx, Close::SessionStoreUnavailable(reason));
                 }
                 (Err(e), StoreErrorPolicy::KeepSocket) => {
                     log::debug!("session {}: revalidation skipped: {e}", this.session)
@@ -99,7 +99,7 @@ impl Connection {
                 if self.protocol == Protocol::V2 && self.state == Phase::Established {
                     self.send_v2(ctx, v2::Message::goodbye(errors::SESSION_REVOKED, "session expired or logged out"));
                 }
-                self.close(ctx, CloseReason::SessionRevoked, CloseCode::Policy, "session expired or logged out");
+                self.close(ctx, Close::SessionRevoked);
             }
             OnRevoked::Anonymous => {
                 if gone {
