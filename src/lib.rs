@@ -38,7 +38,7 @@
 //! | [`session`] | the web app's actix-session session: cookie → key → state → identity, stores, writable handle |
 //! | [`model`] | plain values shared by every layer: `Publication`, `TopicKey`, `Payload`, `Publisher`, `ClientInfo`, `AuthMethod`, `Disconnect` |
 //! | [`clients`] | the ClientManipulator: an actor owning the local index and the registry writes (`actor.rs`, `index.rs`); its handle answers lookups and sends |
-//! | [`cluster`] | the `Backplane` trait (memory and Redis), `ClusterEvents`, registry, envelope codec, Redis key schema |
+//! | [`cluster`] | the `Backplane` and `Registry` traits, `ClusterEvents`, the envelope codec; `memory.rs` in-process, `redis/` Redis (backplane, registry, Lua, keys, connections) |
 //! | `caps` | node-wide connection cap and per-user socket cap |
 //! | [`frame`] | the frame guard: inbound WebSocket frame headers checked before any payload is buffered |
 //! | [`outbox`] | the bounded outbound queue of a connection, written by its socket's task or its worker's flush |

@@ -14,7 +14,7 @@ use actix::prelude::*;
 use crate::caps::Caps;
 use crate::clients::{ClientManipulator, Disconnect, LocalIndex};
 use crate::cluster::memory::MemoryCluster;
-use crate::cluster::redis_conn::{self, RedisConnError, RedisEndpoint, TlsCa};
+use crate::cluster::redis::conn::{self as redis_conn, RedisConnError, RedisEndpoint, TlsCa};
 use crate::cluster::{self, Backplane, ClusterEvents, Membership, Registry};
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;

@@ -1,15 +1,15 @@
 //! The cluster: what joins nodes.
 //!
 //! Two seams, each with a memory and a Redis implementation, chosen once by the composition root (`node.rs`):
-//! the [`Backplane`] carries publications and control messages between nodes, and the registry ([`registry`])
-//! records who is connected where. What arrives from other nodes is handed to the node's [`ClusterEvents`],
+//! the [`Backplane`] carries publications and control messages between nodes, and the [`Registry`] records who
+//! is connected where. What arrives from other nodes is handed to the node's [`ClusterEvents`],
 //! wired once when the node starts ([`Receiver::start`]): this module never calls the broker or the client
 //! index itself.
 //!
-//! [`memory`] is the in-process backplane: a node alone (embedded mode), or several nodes of one process sharing
-//! a [`memory::MemoryCluster`] (tests, embedding). [`backplane`] is the Redis one; [`envelope`] is the wire format
-//! between nodes and [`keys`] names every Redis key and channel; [`redis_conn`] opens every Redis connection
-//! (URL, TLS, start-up check, masked URL for messages), including the session store's.
+//! [`memory`] is the in-process implementation: a node alone (embedded mode), or several nodes of one process
+//! sharing a [`memory::MemoryCluster`] (tests, embedding). [`redis`] holds the Redis one: backplane,
+//! registry and its Lua scripts, key schema, and the one place that opens Redis connections (also the session
+//! store's). [`envelope`] is the wire format between nodes, used by both.
 //!
 //! Imports only the layers below it (`model`, `wamp`, `config`, `metrics`, logging helpers): never `topic`,
 //! `clients`, `session`, `connection`, `node` or `api`. `redis` is imported only here and in `session/`.
@@ -24,15 +24,15 @@ use crate::model::ClientInfo;
 use crate::model::{Publication, TopicKey};
 use crate::wamp::Id;
 
-pub mod backplane;
 pub mod envelope;
-pub mod keys;
 pub mod memory;
-pub mod redis_conn;
-pub mod registry;
+pub mod redis;
 
+pub use self::redis::registry::{RegistryError, Write};
 use envelope::Body;
-pub use registry::{RegistryError, Write};
+
+/// Longest a new topic waits for the backplane to confirm its subscription before accepting subscribers anyway.
+pub const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Publications and control messages between nodes.
 pub trait Backplane: Send + Sync {
@@ -144,16 +144,16 @@ pub struct Membership {
 /// registry's pools (within `redis.connect_timeout`), claims the node's lease and purges its previous
 /// incarnation. The error says what failed, with Redis's own words and the endpoint (password masked).
 pub async fn join_redis(
-    endpoint: &redis_conn::RedisEndpoint,
+    endpoint: &self::redis::conn::RedisEndpoint,
     node: &str,
     settings: &crate::config::ClusterSettings,
     sessions: Arc<dyn LocalSessions>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<Membership, String> {
-    let keys = keys::Keys::new(&settings.prefix);
+    let keys = self::redis::keys::Keys::new(&settings.prefix);
     let failed = |e: String| format!("{}: {e}", endpoint.shown());
     let started = async {
-        let (backplane, receiver) = backplane::RedisBackplane::start(
+        let (backplane, receiver) = self::redis::backplane::RedisBackplane::start(
             endpoint,
             node.to_owned(),
             keys.clone(),
@@ -161,11 +161,17 @@ pub async fn join_redis(
             metrics.clone(),
         )
         .await
-        .map_err(|e| failed(redis_conn::describe(&e)))?;
-        let registry =
-            registry::RedisRegistry::start(endpoint, keys, node.to_owned(), settings.lease, sessions, metrics)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(self::redis::conn::describe(&e)))?;
+        let registry = self::redis::registry::RedisRegistry::start(
+            endpoint,
+            keys,
+            node.to_owned(),
+            settings.lease,
+            sessions,
+            metrics,
+        )
+        .await
+        .map_err(|e| failed(e.to_string()))?;
         Ok::<_, String>((backplane, registry, receiver))
     };
     let timeout = endpoint.connect_timeout();

@@ -183,7 +183,7 @@ impl Actor for TopicActor {
         metrics::add(&self.metrics.topics, 1);
         if let Some(ready) = self.ready.take() {
             // Hold the mailbox (the first Join included) until Redis confirms the subscription, bounded.
-            let wait = tokio::time::timeout(crate::cluster::backplane::SUBSCRIBE_WAIT, ready);
+            let wait = tokio::time::timeout(crate::cluster::SUBSCRIBE_WAIT, ready);
             ctx.wait(wait.into_actor(self).map(|_, _, _| ()));
         }
         // The per-instance timer: it lives and dies with this actor, i.e. with the topic's subscribers.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use switchboard::cluster::redis_conn::{RedisEndpoint, TlsCa, CLUSTER_URL_SETTING};
+use switchboard::cluster::redis::conn::{RedisEndpoint, TlsCa, CLUSTER_URL_SETTING};
 
 /// How long a starting redis-server may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);

@@ -29,9 +29,9 @@ use bb8_redis::bb8::Pool;
 use bb8_redis::RedisConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
+use super::conn::RedisEndpoint;
 use super::keys::Keys;
-use super::redis_conn::RedisEndpoint;
-use super::{LocalSessions, Registry};
+use crate::cluster::{LocalSessions, Registry};
 use crate::log_summary::Summary;
 use crate::metrics::{self, Metrics};
 use crate::model::AuthMethod;

@@ -1,6 +1,6 @@
 //! The backplane: publications and control messages between nodes.
 //!
-//! The Redis implementation of [`Backplane`] (the memory one is in [`super::memory`]) keeps **one pub/sub connection per node**, subscribed only to the channels of topics that
+//! The Redis implementation of [`Backplane`] (the memory one is in [`crate::cluster::memory`]) keeps **one pub/sub connection per node**, subscribed only to the channels of topics that
 //! have local subscribers (SUBSCRIBE/UNSUBSCRIBE batched as topics appear and empty) and to the node's inbox,
 //! so a node never receives traffic it has no use for. Publications go out on a separate auto-reconnecting
 //! connection, one PUBLISH each, serialised once.
@@ -30,10 +30,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use futures_util::future::BoxFuture;
 
-use super::envelope::{Body, Envelope};
+use super::conn::{self as redis_conn, RedisEndpoint};
 use super::keys::Keys;
-use super::redis_conn::{self, RedisEndpoint};
-use super::{Backplane, BackplaneError, BackplaneState, ClusterEvents, Receiver};
+use crate::cluster::envelope::{Body, Envelope};
+use crate::cluster::{Backplane, BackplaneError, BackplaneState, ClusterEvents, Receiver};
 use crate::log_summary::Summary;
 use crate::logfmt::Escaped;
 use crate::metrics::{self, Metrics};
@@ -52,8 +52,6 @@ const PUBLISHER_WAKE_ATTEMPTS: usize = 2;
 /// Largest `eligible_authid` list routed through user channels (one PUBLISH per user, pipelined); longer lists
 /// go to the topic channel, where one PUBLISH reaches every interested node.
 pub const MAX_USER_ROUTES: usize = 8;
-/// Longest a new topic waits for its Redis SUBSCRIBE before accepting subscribers anyway.
-pub const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 enum Command {
     Want { name: String, pattern: bool, ready: Option<oneshot::Sender<()>> },
@@ -198,7 +196,7 @@ impl RedisBackplane {
     }
 
     fn envelope(&self, body: Body) -> Envelope {
-        Envelope { v: super::envelope::VERSION, origin: self.node.clone(), body }
+        Envelope { v: crate::cluster::envelope::VERSION, origin: self.node.clone(), body }
     }
 
     async fn publish_now(&self, publication: &Publication) -> Result<(), BackplaneError> {
@@ -444,7 +442,7 @@ impl PubSubTask {
                         }
                     }
                     let nonce: u64 = rand::random();
-                    let envelope = Envelope { v: super::envelope::VERSION, origin: self.node.clone(), body: Body::Probe { nonce } };
+                    let envelope = Envelope { v: crate::cluster::envelope::VERSION, origin: self.node.clone(), body: Body::Probe { nonce } };
                     let mut conn = self.publisher.clone();
                     let sent = tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(&inbox, envelope.encode())).await;
                     match sent {

@@ -1,0 +1,8 @@
+//! The Redis implementations of the cluster's seams: the pub/sub [`backplane`], the [`registry`] (with its Lua
+//! scripts in `lua/`), the key and channel schema ([`keys`]) and the one place that opens Redis connections
+//! ([`conn`]: URL, TLS, the start-up check, the masked URL for messages), also used for the session store.
+
+pub mod backplane;
+pub mod conn;
+pub mod keys;
+pub mod registry;
