@@ -4,12 +4,6 @@
 
 use super::*;
 
-/// actix-web-actors reports a text frame that is not UTF-8 as an I/O error carrying the `Utf8Error` text;
-/// every other I/O error means the peer went away.
-pub(crate) fn is_bad_utf8(error: &std::io::Error) -> bool {
-    error.to_string().contains("utf-8")
-}
-
 impl Connection {
     pub(super) fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
         metrics::inc(&self.node.metrics().messages_in_total);
@@ -123,8 +117,9 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
                 }
                 ctx.stop();
             }
-            Err(ProtocolError::Io(e)) if !is_bad_utf8(&e) => {
-                // The peer vanished (reset, EOF mid-frame): not a protocol violation, just the end.
+            Err(ProtocolError::Io(e)) => {
+                // The peer vanished (reset, EOF mid-frame): not a protocol violation, just the end. (A text
+                // frame that is not UTF-8 never gets here: the frame guard refuses it, see `finished`.)
                 log::debug!("session {}: connection lost: {e}", self.session);
                 ctx.stop();
             }
@@ -135,10 +130,6 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
                     ProtocolError::Overflow => {
                         let reason = format!("message larger than {max} bytes");
                         self.close(ctx, Close::TooBig(&reason))
-                    }
-                    ProtocolError::Io(e) if is_bad_utf8(&e) => {
-                        let reason = "text message is not valid UTF-8";
-                        self.close(ctx, Close::NotUtf8(reason))
                     }
                     other => {
                         let reason = format!("WebSocket protocol error: {other}");

@@ -59,7 +59,6 @@ mod wamp_v2;
 mod web_session;
 
 use close::Close;
-pub(crate) use frames::is_bad_utf8;
 use limits::RateLimiter;
 use subscriptions::Subscription;
 use web_session::StoreErrorPolicy;

@@ -10,12 +10,24 @@
 //!   over-long control frames, continuations without a message and data frames inside one are refused
 //!   (close 1002) — the codec never sees them, so every framing fault gets one defined answer;
 //! - a close frame is held back until complete (≤ 125 bytes) and its code and reason checked (RFC 6455
-//!   §7.4, §5.5.1): an invalid code is 1002, a reason that is not UTF-8 is 1007.
+//!   §7.4, §5.5.1): an invalid code is 1002, a reason that is not UTF-8 is 1007;
+//! - a text message, fragmented or not, is checked as UTF-8 while its payload passes (RFC 6455 §8.1): at the
+//!   first byte that cannot be UTF-8, or at a final frame that ends inside a character, the input is refused
+//!   ([`Violation::TextNotUtf8`], close 1007) before that byte passes, so the frame holding it never
+//!   completes. Every text message the codec decodes is therefore UTF-8, and the connection needs no other
+//!   check.
 //!
-//! The guard holds at most one incomplete header (≤ 14 bytes) and one close frame (≤ 139 bytes). Pure: bytes
-//! in, bytes and verdicts out; no I/O, actix or tokio here.
+//! The guard holds at most one incomplete header (≤ 14 bytes), one close frame (≤ 139 bytes) and the last
+//! incomplete character of a text message (≤ 3 bytes). Pure: bytes in, bytes and verdicts out; no I/O, actix
+//! or tokio here.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+
+mod output;
+mod text;
+
+use output::Output;
+use text::TextCheck;
 
 /// Longest frame header: 2 bytes, 8 bytes of extended length, 4 bytes of mask.
 const MAX_HEADER: usize = 14;
@@ -69,6 +81,9 @@ pub enum Violation {
     /// A close reason that is not UTF-8.
     #[error("close reason is not valid UTF-8")]
     CloseReasonNotUtf8,
+    /// A text message that is not UTF-8.
+    #[error("text message is not valid UTF-8")]
+    TextNotUtf8,
 }
 
 impl Violation {
@@ -76,7 +91,7 @@ impl Violation {
     pub fn close_code(&self) -> u16 {
         match self {
             Violation::TooLarge { .. } => 1009,
-            Violation::CloseReasonNotUtf8 => 1007,
+            Violation::CloseReasonNotUtf8 | Violation::TextNotUtf8 => 1007,
             _ => 1002,
         }
     }
@@ -87,7 +102,8 @@ impl Violation {
 pub struct Fed {
     /// Bytes for the codec: whole accepted headers and the payload bytes behind them, in order.
     pub pass: Bytes,
-    /// Set when the input broke a rule; nothing after the offending header is passed, now or later.
+    /// Set when the input broke a rule; nothing from the offending header (or, in a text message, the
+    /// offending payload bytes) on is passed, now or later.
     pub violation: Option<Violation>,
 }
 
@@ -95,8 +111,8 @@ pub struct Fed {
 enum ParseState {
     /// Collecting a header; `held` has its first bytes.
     Header,
-    /// Passing a data or ping/pong payload through.
-    Payload { remaining: u64 },
+    /// Passing a data or ping/pong payload through; `text` when it belongs to a text message (UTF-8 checked).
+    Payload { remaining: u64, text: bool },
     /// Holding a close frame (header in `held`) until its payload is complete.
     Close { remaining: u64 },
     /// A violation was found: nothing more passes.
@@ -112,6 +128,8 @@ pub struct FrameGuard {
     held: Vec<u8>,
     /// Payload bytes of the fragmented data message in progress, if one is.
     message: Option<u64>,
+    /// The UTF-8 check of the text message in progress, from its first frame's header to its final frame's end.
+    text: TextCheck,
 }
 
 /// A parsed frame header.
@@ -120,12 +138,19 @@ struct Header {
     fin: bool,
     opcode: u8,
     payload: u64,
+    mask: [u8; 4],
 }
 
 impl FrameGuard {
     /// A guard refusing data messages over `max_message` bytes.
     pub fn new(max_message: usize) -> FrameGuard {
-        FrameGuard { max_message, state: ParseState::Header, held: Vec::new(), message: None }
+        FrameGuard {
+            max_message,
+            state: ParseState::Header,
+            held: Vec::new(),
+            message: None,
+            text: TextCheck::default(),
+        }
     }
 
     /// Whether a violation was found (nothing more passes).
@@ -140,11 +165,17 @@ impl FrameGuard {
         while at < input.len() {
             match self.state {
                 ParseState::Refused => break,
-                ParseState::Payload { remaining } => {
+                ParseState::Payload { remaining, text } => {
                     let take = remaining.min((input.len() - at) as u64) as usize;
+                    if text {
+                        if let Err(valid) = self.text.payload(&input[at..at + take], remaining == take as u64) {
+                            out.pass(at, at + valid);
+                            return self.refuse(out, input, Violation::TextNotUtf8);
+                        }
+                    }
                     out.pass(at, at + take);
                     at += take;
-                    self.state = Self::after_payload(remaining - take as u64);
+                    self.state = Self::after_payload(remaining - take as u64, text);
                 }
                 ParseState::Close { remaining } => {
                     let take = remaining.min((input.len() - at) as u64) as usize;
@@ -219,15 +250,16 @@ impl FrameGuard {
                 ParseState::Close { remaining: header.payload }
             }
         } else {
-            Self::after_payload(header.payload)
+            let text = matches!(header.opcode, OP_TEXT | OP_CONTINUATION) && self.text.in_progress();
+            Self::after_payload(header.payload, text)
         };
     }
 
-    fn after_payload(remaining: u64) -> ParseState {
+    fn after_payload(remaining: u64, text: bool) -> ParseState {
         if remaining == 0 {
             ParseState::Header
         } else {
-            ParseState::Payload { remaining }
+            ParseState::Payload { remaining, text }
         }
     }
 
@@ -259,6 +291,7 @@ impl FrameGuard {
                 if !header.fin {
                     self.message = Some(header.payload);
                 }
+                self.text.header(header)?;
             }
             OP_CONTINUATION => {
                 let Some(so_far) = self.message else { return Err(Violation::UnexpectedContinuation) };
@@ -267,6 +300,7 @@ impl FrameGuard {
                     return Err(too_large);
                 }
                 self.message = if header.fin { None } else { Some(total) };
+                self.text.header(header)?;
             }
             other => return Err(Violation::ReservedOpcode(other)),
         }
@@ -302,7 +336,8 @@ fn parse_header(bytes: &[u8]) -> Result<Option<Header>, Violation> {
     if bytes.len() < len {
         return Ok(None);
     }
-    Ok(Some(Header { len, fin: first & 0x80 != 0, opcode, payload }))
+    let mask = bytes[len - 4..len].try_into().expect("slice of 4 bytes");
+    Ok(Some(Header { len, fin: first & 0x80 != 0, opcode, payload, mask }))
 }
 
 /// Checks a complete close frame (header with mask, then the masked payload).
@@ -332,195 +367,5 @@ pub fn close_code_allowed(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
-/// Collects the bytes to pass: one slice of the input when possible (the usual case: whole frames), a copy
-/// only when held bytes (a split header, a close frame) are part of it.
-#[derive(Default)]
-struct Output {
-    segments: Vec<Segment>,
-}
-
-enum Segment {
-    /// A range of the input.
-    Input(usize, usize),
-    /// Bytes that were held back.
-    Held(Vec<u8>),
-}
-
-impl Output {
-    fn pass(&mut self, from: usize, to: usize) {
-        if from == to {
-            return;
-        }
-        if let Some(Segment::Input(_, end)) = self.segments.last_mut() {
-            if *end == from {
-                *end = to;
-                return;
-            }
-        }
-        self.segments.push(Segment::Input(from, to));
-    }
-
-    fn release(&mut self, held: &mut Vec<u8>) {
-        if !held.is_empty() {
-            self.segments.push(Segment::Held(std::mem::take(held)));
-        }
-    }
-
-    fn finish(self, input: &Bytes, violation: Option<Violation>) -> Fed {
-        let pass = match self.segments.as_slice() {
-            [] => Bytes::new(),
-            [Segment::Input(from, to)] => input.slice(*from..*to),
-            segments => {
-                let mut buffer = BytesMut::new();
-                for segment in segments {
-                    match segment {
-                        Segment::Input(from, to) => buffer.extend_from_slice(&input[*from..*to]),
-                        Segment::Held(bytes) => buffer.extend_from_slice(bytes),
-                    }
-                }
-                buffer.freeze()
-            }
-        };
-        Fed { pass, violation }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A masked client frame.
-    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![(u8::from(fin) << 7) | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let mask = [1, 2, 3, 4];
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        out
-    }
-
-    /// A bare header announcing `len` payload bytes.
-    fn header(first: u8, len: u64) -> Vec<u8> {
-        let mut out = vec![first, 0x80 | 127];
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&[1, 2, 3, 4]);
-        out
-    }
-
-    fn feed_all(guard: &mut FrameGuard, chunks: &[&[u8]]) -> (Vec<u8>, Option<Violation>) {
-        let mut passed = Vec::new();
-        for chunk in chunks {
-            let fed = guard.feed(&Bytes::copy_from_slice(chunk));
-            passed.extend_from_slice(&fed.pass);
-            if fed.violation.is_some() {
-                return (passed, fed.violation);
-            }
-        }
-        (passed, None)
-    }
-
-    #[test]
-    fn valid_frames_pass_unchanged_in_any_split() {
-        let mut stream = frame(true, OP_TEXT, b"hello");
-        stream.extend(frame(false, OP_TEXT, &[b'a'; 300]));
-        stream.extend(frame(true, OP_PING, b"p"));
-        stream.extend(frame(true, OP_CONTINUATION, &[b'b'; 70_000]));
-        stream.extend(frame(true, OP_CLOSE, &[0x03, 0xE8, b'o', b'k']));
-        for split in [1, 2, 3, 7, 13, 14, 15, 100, 4096, stream.len()] {
-            let mut guard = FrameGuard::new(100_000);
-            let chunks: Vec<&[u8]> = stream.chunks(split).collect();
-            assert_eq!(feed_all(&mut guard, &chunks), (stream.clone(), None), "split {split}");
-        }
-    }
-
-    #[test]
-    fn whole_frames_pass_as_a_slice_of_the_input() {
-        let mut guard = FrameGuard::new(1024);
-        let input = Bytes::from([frame(true, OP_TEXT, b"a"), frame(true, OP_TEXT, b"b")].concat());
-        let fed = guard.feed(&input);
-        assert_eq!(fed.pass.as_ptr(), input.as_ptr(), "no copy");
-    }
-
-    #[test]
-    fn an_oversize_header_is_refused_before_any_payload() {
-        let mut guard = FrameGuard::new(65_536);
-        let ok = frame(true, OP_TEXT, b"fine");
-        let mut input = ok.clone();
-        input.extend(header(0x81, 1 << 40));
-        input.extend_from_slice(&[0u8; 1000]);
-        let (passed, violation) = feed_all(&mut guard, &[&input]);
-        assert_eq!(passed, ok, "the frame before passes, nothing of the oversize one");
-        assert_eq!(violation, Some(Violation::TooLarge { max: 65_536 }));
-        assert_eq!(violation.unwrap().close_code(), 1009);
-        assert!(guard.refused());
-        assert_eq!(guard.feed(&Bytes::from_static(b"more")), Fed::default(), "nothing passes afterwards");
-    }
-
-    #[test]
-    fn fragments_are_refused_when_the_message_total_exceeds_the_limit() {
-        let mut guard = FrameGuard::new(1000);
-        let first = frame(false, OP_TEXT, &[b'a'; 600]);
-        let second = header(0x00, 401);
-        let (passed, violation) = feed_all(&mut guard, &[&first, &second]);
-        assert_eq!(passed, first);
-        assert_eq!(violation, Some(Violation::TooLarge { max: 1000 }));
-        let mut guard = FrameGuard::new(1000);
-        let exact = [first, frame(true, OP_CONTINUATION, &[b'b'; 400])].concat();
-        assert_eq!(feed_all(&mut guard, &[&exact]).1, None, "exactly the limit is fine");
-    }
-
-    #[test]
-    fn framing_faults_are_refused_with_1002() {
-        let cases: Vec<(Vec<u8>, Violation)> = vec![
-            (frame(true, 0x41, b"x"), Violation::ReservedBits),
-            (frame(true, 0x3, b"x"), Violation::ReservedOpcode(3)),
-            (frame(true, 0xB, b""), Violation::ReservedOpcode(0xB)),
-            (vec![0x81, 0x01, b'x'], Violation::Unmasked),
-            (frame(false, OP_PING, b""), Violation::FragmentedControl),
-            (frame(true, OP_PING, &[0; 126]), Violation::ControlTooLong),
-            (frame(true, OP_CONTINUATION, b"x"), Violation::UnexpectedContinuation),
-            ([frame(false, OP_TEXT, b"x"), frame(true, OP_TEXT, b"y")].concat(), Violation::InterleavedData),
-            (frame(true, OP_CLOSE, &[3]), Violation::CloseTooShort),
-            (frame(true, OP_CLOSE, &[0x03, 0xED]), Violation::BadCloseCode(1005)),
-            (frame(true, OP_CLOSE, &[0x03, 0xE7]), Violation::BadCloseCode(999)),
-            (frame(true, OP_CLOSE, &[0x13, 0x88]), Violation::BadCloseCode(5000)),
-        ];
-        for (input, expected) in cases {
-            let (_, violation) = feed_all(&mut FrameGuard::new(1024), &[&input]);
-            assert_eq!(violation.as_ref(), Some(&expected), "{input:?}");
-            assert_eq!(expected.close_code(), 1002);
-        }
-    }
-
-    #[test]
-    fn a_close_reason_that_is_not_utf8_is_1007_and_nothing_of_the_frame_passes() {
-        let input = frame(true, OP_CLOSE, &[0x03, 0xE8, 0xFF, 0xFE]);
-        for split in [1, 3, input.len()] {
-            let chunks: Vec<&[u8]> = input.chunks(split).collect();
-            let (passed, violation) = feed_all(&mut FrameGuard::new(1024), &chunks);
-            assert!(passed.is_empty());
-            assert_eq!(violation, Some(Violation::CloseReasonNotUtf8));
-        }
-        assert_eq!(Violation::CloseReasonNotUtf8.close_code(), 1007);
-    }
-
-    #[test]
-    fn close_codes_follow_rfc_6455() {
-        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999] {
-            assert!(close_code_allowed(code), "{code}");
-        }
-        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
-            assert!(!close_code_allowed(code), "{code}");
-        }
-    }
-}
+mod tests;
