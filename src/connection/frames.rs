@@ -63,6 +63,7 @@ impl Fragments {
 }
 
 impl Connection {
+    /// Decodes a complete text message in the negotiated protocol and handles it.
     pub(super) fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
         metrics::inc(&self.node.metrics().messages_in_total);
         match self.protocol {
@@ -77,6 +78,7 @@ impl Connection {
         }
     }
 
+    /// A message that does not decode breaks the protocol (ABORT for v2, close 1002).
     fn on_decode_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, error: DecodeError) {
         self.fail(ctx, &Reply::Unanswered, error.into());
     }
@@ -185,6 +187,7 @@ mod tests {
 
     use super::*;
 
+    /// A frame payload.
     fn text(bytes: &'static [u8]) -> Bytes {
         Bytes::from_static(bytes)
     }

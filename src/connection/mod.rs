@@ -164,6 +164,7 @@ impl Connection {
         }
     }
 
+    /// Who this connection is, for topic and RPC handlers.
     fn caller(&self) -> Caller {
         Caller {
             session: self.session,
@@ -178,6 +179,7 @@ impl Connection {
         self.outbox.clone()
     }
 
+    /// What the client index records of this session.
     fn client_info(&self) -> ClientInfo {
         ClientInfo {
             session: self.session,
@@ -190,10 +192,12 @@ impl Connection {
         }
     }
 
+    /// Sends a v2 message.
     fn send_v2(&self, ctx: &mut ws::WebsocketContext<Self>, message: v2::Message) {
         ctx.text(message.encode());
     }
 
+    /// Sends a v1 message.
     fn send_v1(&self, ctx: &mut ws::WebsocketContext<Self>, message: v1::Message) {
         ctx.text(message.encode());
     }
@@ -242,6 +246,7 @@ impl Connection {
         self.counted_user = Some(authid);
     }
 
+    /// Stops counting this socket for its user under `session.max_sockets_per_user`.
     fn uncount_user(&mut self) {
         if let Some(authid) = self.counted_user.take() {
             self.node.caps().leave_user(&authid, self.session);
@@ -266,6 +271,7 @@ impl Connection {
         ctx.wait(ack.into_actor(self).map(|_, this, ctx| this.greet(ctx)));
     }
 
+    /// Every `websocket.ping_interval`: closes a slow consumer or an idle client, else pings.
     fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if self.outbox.overflowed() {
             return self.close_slow_consumer(ctx);
@@ -277,6 +283,7 @@ impl Connection {
         ctx.ping(b"");
     }
 
+    /// Closes a client whose outbound queue overflowed (1008), logging what was queued.
     fn close_slow_consumer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if self.state != Phase::Closing {
             let (frames, bytes) = self.outbox.pending();

@@ -87,6 +87,7 @@ impl Subscriptions {
 }
 
 impl Connection {
+    /// This connection as a topic actor's subscriber: identity, protocol and outbound queue.
     pub(super) fn subscriber(&self, ctx: &mut ws::WebsocketContext<Self>) -> Subscriber {
         Subscriber {
             session: self.session,
@@ -170,6 +171,7 @@ impl Handler<Joined> for Connection {
 mod tests {
     use super::*;
 
+    /// A prefix subscription's key.
     fn pattern(uri: &str) -> TopicKey {
         TopicKey { uri: Arc::from(uri), policy: MatchPolicy::Prefix }
     }

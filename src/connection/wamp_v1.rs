@@ -18,6 +18,7 @@ impl Connection {
         }
     }
 
+    /// One v1 message, by type.
     fn v1_request(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: M) -> Result<(), ConnectionError> {
         match message {
             M::Prefix { prefix, uri } => self.v1_prefix(prefix, uri)?,

@@ -35,11 +35,17 @@ const MAX_HEADER: usize = 14;
 /// Longest control frame payload (RFC 6455 §5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 
+/// Continuation frame opcode (RFC 6455 §5.2).
 const OP_CONTINUATION: u8 = 0x0;
+/// Text frame opcode.
 const OP_TEXT: u8 = 0x1;
+/// Binary frame opcode.
 const OP_BINARY: u8 = 0x2;
+/// Close frame opcode.
 const OP_CLOSE: u8 = 0x8;
+/// Ping frame opcode.
 const OP_PING: u8 = 0x9;
+/// Pong frame opcode.
 const OP_PONG: u8 = 0xA;
 
 /// Why the guard refused the client's input. Each maps to one WebSocket close code.
@@ -190,54 +196,58 @@ impl FrameGuard {
                         self.state = ParseState::Header;
                     }
                 }
-                ParseState::Header if self.held.is_empty() => {
-                    // The usual case: the whole header is in this input, and passes as a slice of it.
-                    let header = match parse_header(&input[at..]) {
-                        Ok(Some(header)) => header,
-                        Ok(None) => {
-                            self.held.extend_from_slice(&input[at..]);
-                            break;
-                        }
-                        Err(violation) => return self.refuse(out, input, violation),
-                    };
-                    if let Err(violation) = self.admit(&header) {
-                        return self.refuse(out, input, violation);
-                    }
-                    if header.opcode == OP_CLOSE {
-                        self.held.extend_from_slice(&input[at..at + header.len]);
-                    } else {
-                        out.pass(at, at + header.len);
-                    }
-                    at += header.len;
-                    self.begin_payload(&header, &mut out);
-                }
+                ParseState::Header if self.held.is_empty() => match self.whole_header(input, &mut at, &mut out) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(violation) => return self.refuse(out, input, violation),
+                },
                 ParseState::Header => {
-                    // A header split across inputs: complete it in `held`.
-                    let before = self.held.len();
-                    let want = (MAX_HEADER - before).min(input.len() - at);
-                    self.held.extend_from_slice(&input[at..at + want]);
-                    let header = match parse_header(&self.held) {
-                        Ok(Some(header)) => header,
-                        Ok(None) => {
-                            at += want;
-                            continue;
-                        }
-                        Err(violation) => return self.refuse(out, input, violation),
-                    };
-                    // Give back what was copied past the header: it is payload or the next frame.
-                    self.held.truncate(header.len);
-                    at += header.len - before;
-                    if let Err(violation) = self.admit(&header) {
+                    if let Err(violation) = self.split_header(input, &mut at, &mut out) {
                         return self.refuse(out, input, violation);
                     }
-                    if header.opcode != OP_CLOSE {
-                        out.release(&mut self.held);
-                    }
-                    self.begin_payload(&header, &mut out);
                 }
             }
         }
         out.finish(input, None)
+    }
+
+    /// The usual case: a header that starts at `at` with nothing held, passed as a slice of the input (or held,
+    /// for a close frame) once admitted. `Ok(false)` when the input ends inside it: its bytes are held.
+    fn whole_header(&mut self, input: &Bytes, at: &mut usize, out: &mut Output) -> Result<bool, Violation> {
+        let Some(header) = parse_header(&input[*at..])? else {
+            self.held.extend_from_slice(&input[*at..]);
+            return Ok(false);
+        };
+        self.admit(&header)?;
+        if header.opcode == OP_CLOSE {
+            self.held.extend_from_slice(&input[*at..*at + header.len]);
+        } else {
+            out.pass(*at, *at + header.len);
+        }
+        *at += header.len;
+        self.begin_payload(&header, out);
+        Ok(true)
+    }
+
+    /// A header split across inputs: completes it in `held` with the bytes from `at`, and passes it (or keeps
+    /// holding it, for a close frame) once admitted.
+    fn split_header(&mut self, input: &Bytes, at: &mut usize, out: &mut Output) -> Result<(), Violation> {
+        let before = self.held.len();
+        let want = (MAX_HEADER - before).min(input.len() - *at);
+        self.held.extend_from_slice(&input[*at..*at + want]);
+        let Some(header) = parse_header(&self.held)? else {
+            *at += want;
+            return Ok(());
+        };
+        // Give back what was copied past the header: it is payload or the next frame.
+        self.held.truncate(header.len);
+        *at += header.len - before;
+        self.admit(&header)?;
+        if header.opcode != OP_CLOSE {
+            out.release(&mut self.held);
+        }
+        self.begin_payload(&header, out);
+        Ok(())
     }
 
     /// After an admitted header (already passed, or held for a close frame): what follows it.
@@ -255,6 +265,7 @@ impl FrameGuard {
         };
     }
 
+    /// What follows `remaining` payload bytes still to pass (`text`: checked as UTF-8).
     fn after_payload(remaining: u64, text: bool) -> ParseState {
         if remaining == 0 {
             ParseState::Header
@@ -263,6 +274,7 @@ impl FrameGuard {
         }
     }
 
+    /// Ends the input at `violation`: what passed so far goes out with it, nothing passes afterwards.
     fn refuse(&mut self, out: Output, input: &Bytes, violation: Violation) -> Fed {
         self.state = ParseState::Refused;
         self.held = Vec::new();

@@ -11,6 +11,7 @@ pub(super) struct Output {
     segments: Vec<Segment>,
 }
 
+/// One piece of what passes.
 enum Segment {
     /// A range of the input.
     Input(usize, usize),
