@@ -32,7 +32,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`wamp`] | pure v1/v2 codecs, ids, URI rules, filters, error URIs (no actix, tokio or redis) |
-//! | [`connection`] | the WebSocket actor: its life (`mod.rs`), frames → messages, WAMP v2 and v1, subscriptions, web session, limits |
+//! | [`connection`] | the WebSocket actor: its life (`mod.rs`), frames → messages, WAMP v2 and v1, shared PUBLISH/CALL work, subscriptions, web session, limits; its typed errors mapped in one place (`error.rs`) and its close catalogue (`close.rs`) |
 //! | [`topic`] | broker, topic actors, subscription index, publication backlog, topic handler trait, access rules |
 //! | [`rpc`] | procedure registry and trait, built-in `wamp.session.*` |
 //! | [`session`] | the web app's actix-session session: cookie → key → state → identity, stores, writable handle |
@@ -40,7 +40,7 @@
 //! | [`clients`] | the ClientManipulator: an actor owning the local index and the registry writes (`actor.rs`, `index.rs`); its handle answers lookups and sends |
 //! | [`cluster`] | the `Backplane` and `Registry` traits, `ClusterEvents`, the envelope codec; `memory.rs` in-process, `redis/` Redis (backplane, registry, Lua, keys, connections) |
 //! | `caps` | node-wide connection cap and per-user socket cap |
-//! | [`frame`] | the frame guard: inbound WebSocket frame headers checked before any payload is buffered |
+//! | [`frame`] | the frame guard: inbound WebSocket frame headers checked before any payload is buffered, text messages checked as UTF-8 as they pass (`text.rs`) |
 //! | [`outbox`] | the bounded outbound queue of a connection, written by its socket's task or its worker's flush |
 //! | [`route`] | route patterns (`chat/{room}`) |
 //! | [`api`] | HTTP endpoints: `/ws` (origin, subprotocol, session before the upgrade), health, metrics |

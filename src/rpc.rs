@@ -21,6 +21,7 @@ use crate::clients::{ClientInfo, ClientManipulator};
 use crate::config::MetaSettings;
 use crate::route::{Params, PatternError, RoutePattern, Router};
 use crate::session::{Caller, ANONYMOUS_ROLE};
+use crate::wamp::errors::WampError;
 use crate::wamp::{errors, Id};
 
 /// One procedure call.
@@ -71,6 +72,13 @@ pub struct CallError {
     pub error: String,
     /// Human-readable message.
     pub message: String,
+}
+
+/// A failed call is answered like any refused request (v2 ERROR, v1 CALLERROR) with its URI and message.
+impl From<CallError> for WampError {
+    fn from(e: CallError) -> WampError {
+        WampError::custom(e.error, e.message)
+    }
 }
 
 impl CallError {

@@ -96,9 +96,6 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Echo {
                 ctx.close(reason);
                 ctx.stop();
             }
-            Err(ProtocolError::Io(e)) if crate::connection::is_bad_utf8(&e) => {
-                self.close(ctx, CloseCode::Invalid, "text message is not valid UTF-8")
-            }
             Err(e) => self.close(ctx, CloseCode::Protocol, &e.to_string()),
         }
     }

@@ -1,10 +1,26 @@
 //! The close catalogue: every way a connection closes its socket, with the close code it sends, the reason
 //! text, and the label `/metrics` counts it under (`switchboard_connections_closed_total{reason}`). A close is
-//! named here once; call sites say which, never a raw code.
+//! named here once; call sites say which, never a raw code. That includes the [`Disconnect`]s a connection
+//! asks of others (a user's oldest sockets beyond `session.max_sockets_per_user`) and how a received one is
+//! counted.
 
 use actix_web_actors::ws::CloseCode;
 
+use super::frames::FragmentError;
+use crate::frame::Violation;
 use crate::metrics::CloseReason;
+use crate::model::Disconnect;
+use crate::wamp::errors;
+
+/// What closes a user's oldest socket beyond `session.max_sockets_per_user` (`max`): GOODBYE
+/// `switchboard.close.too_many_sockets` (v2), then close 1008, counted as `too_many_sockets`.
+pub(super) fn too_many_sockets(max: usize) -> Disconnect {
+    Disconnect {
+        code: u16::from(CloseCode::Policy),
+        reason: errors::TOO_MANY_SOCKETS.to_owned(),
+        message: format!("too many sockets for this user (at most {max})"),
+    }
+}
 
 /// Why this server closes a WebSocket. The text a variant carries is the close reason sent to the client.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +57,38 @@ pub(super) enum Close<'a> {
     Asked { code: u16, why: CloseReason, message: &'a str },
 }
 
-impl Close<'_> {
+impl<'a> Close<'a> {
+    /// The close a [`Disconnect`] asks for: its code and message, counted by its WAMP reason URI (any reason
+    /// an application makes up counts as `kicked`: label values never come from outside the code).
+    pub(super) fn asked(disconnect: &'a Disconnect) -> Close<'a> {
+        let why = match disconnect.reason.as_str() {
+            errors::SYSTEM_SHUTDOWN => CloseReason::Shutdown,
+            errors::TOO_MANY_SOCKETS => CloseReason::TooManySockets,
+            _ => CloseReason::Kicked,
+        };
+        Close::Asked { code: disconnect.code, why, message: &disconnect.message }
+    }
+
+    /// The close for input the frame guard refused (`reason`: the violation's text), with the violation's
+    /// close code.
+    pub(super) fn refused_input(violation: &Violation, reason: &'a str) -> Close<'a> {
+        match violation {
+            Violation::TooLarge { .. } => Close::TooBig(reason),
+            Violation::CloseReasonNotUtf8 | Violation::TextNotUtf8 => Close::NotUtf8(reason),
+            _ => Close::Protocol(reason),
+        }
+    }
+
+    /// The close for a fragmented message that cannot be reassembled (`reason`: the error's text).
+    pub(super) fn fragments(error: &FragmentError, reason: &'a str) -> Close<'a> {
+        match error {
+            FragmentError::Binary => Close::Unsupported(reason),
+            FragmentError::Interleaved | FragmentError::Orphan => Close::Protocol(reason),
+            FragmentError::TooBig(_) => Close::TooBig(reason),
+            FragmentError::NotUtf8 => Close::NotUtf8(reason),
+        }
+    }
+
     /// The close code sent.
     pub(super) fn code(&self) -> CloseCode {
         match self {
@@ -137,5 +184,38 @@ mod tests {
                 "{close:?}"
             );
         }
+    }
+
+    #[test]
+    fn refused_input_closes_with_the_violations_code() {
+        let violations = [
+            Violation::TooLarge { max: 10 },
+            Violation::TextNotUtf8,
+            Violation::CloseReasonNotUtf8,
+            Violation::Unmasked,
+            Violation::BadCloseCode(1005),
+        ];
+        for violation in violations {
+            let reason = violation.to_string();
+            let close = Close::refused_input(&violation, &reason);
+            assert_eq!((u16::from(close.code()), close.reason()), (violation.close_code(), reason.as_str()));
+        }
+    }
+
+    #[test]
+    fn a_disconnect_closes_with_its_code_and_is_counted_by_its_reason_uri() {
+        let sockets = too_many_sockets(3);
+        let close = Close::asked(&sockets);
+        assert_eq!(
+            (u16::from(close.code()), close.reason(), close.counted_as()),
+            (1008, "too many sockets for this user (at most 3)", CloseReason::TooManySockets)
+        );
+        let shutdown = Disconnect { code: 1001, reason: errors::SYSTEM_SHUTDOWN.into(), message: "bye".into() };
+        assert_eq!(Close::asked(&shutdown).counted_as(), CloseReason::Shutdown);
+        let invented = Disconnect { code: 4000, reason: "app.close.whatever".into(), message: "x".into() };
+        assert_eq!(
+            (u16::from(Close::asked(&invented).code()), Close::asked(&invented).counted_as()),
+            (4000, CloseReason::Kicked)
+        );
     }
 }

@@ -1,16 +1,69 @@
 //! From WebSocket frames to WAMP messages: the actor's input stream, fragment reassembly (bounded by
-//! `websocket.max_message_size`), UTF-8, inbound rate limits, and what happens to a message while a session
-//! reload holds it.
+//! `websocket.max_message_size`; [`Fragments`]), inbound rate limits, and what happens to a message while a
+//! session reload holds it. Text arrives as UTF-8: the frame guard (`crate::frame`) refuses any text message
+//! that is not before it completes, and the stream then ends with that verdict (`finished`, close 1007).
 
 use super::*;
 
-/// actix-web-actors reports a text frame that is not UTF-8 as an I/O error carrying the `Utf8Error` text;
-/// every other I/O error means the peer went away.
-pub(crate) fn is_bad_utf8(error: &std::io::Error) -> bool {
-    error.to_string().contains("utf-8")
+/// Why a frame could not join the fragmented message being reassembled.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum FragmentError {
+    /// A fragmented binary message: the negotiated protocols are text.
+    #[error("binary frames are not supported")]
+    Binary,
+    /// A first frame while a message is still being reassembled.
+    #[error("new message started inside a fragmented one")]
+    Interleaved,
+    /// A continuation with no first frame before it.
+    #[error("continuation frame without a first frame")]
+    Orphan,
+    /// The message grew past `websocket.max_message_size`.
+    #[error("message larger than {0} bytes")]
+    TooBig(usize),
+    /// The reassembled text is not UTF-8.
+    #[error("text message is not valid UTF-8")]
+    NotUtf8,
+}
+
+/// A fragmented text message being reassembled, if one is.
+#[derive(Debug, Default)]
+pub(super) struct Fragments(Option<Vec<u8>>);
+
+impl Fragments {
+    /// Whether a message is being reassembled.
+    pub(super) fn in_progress(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Adds one frame of at most `max` bytes in all: the whole message once its last frame is in.
+    pub(super) fn push(&mut self, item: Item, max: usize) -> Result<Option<String>, FragmentError> {
+        let (bytes, last) = match item {
+            Item::FirstBinary(_) => return Err(FragmentError::Binary),
+            Item::FirstText(bytes) => {
+                if self.0.is_some() {
+                    return Err(FragmentError::Interleaved);
+                }
+                self.0 = Some(Vec::new());
+                (bytes, false)
+            }
+            Item::Continue(bytes) => (bytes, false),
+            Item::Last(bytes) => (bytes, true),
+        };
+        let Some(buffer) = self.0.as_mut() else { return Err(FragmentError::Orphan) };
+        if buffer.len() + bytes.len() > max {
+            return Err(FragmentError::TooBig(max));
+        }
+        buffer.extend_from_slice(&bytes);
+        if !last {
+            return Ok(None);
+        }
+        let buffer = self.0.take().unwrap_or_default();
+        String::from_utf8(buffer).map(Some).map_err(|_| FragmentError::NotUtf8)
+    }
 }
 
 impl Connection {
+    /// Decodes a complete text message in the negotiated protocol and handles it.
     pub(super) fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
         metrics::inc(&self.node.metrics().messages_in_total);
         match self.protocol {
@@ -25,8 +78,9 @@ impl Connection {
         }
     }
 
-    pub(super) fn on_decode_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, error: DecodeError) {
-        self.violation(ctx, &error.to_string());
+    /// A message that does not decode breaks the protocol (ABORT for v2, close 1002).
+    fn on_decode_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, error: DecodeError) {
+        self.fail(ctx, &Reply::Unanswered, error.into());
     }
 
     /// Handles a complete inbound text message.
@@ -34,62 +88,45 @@ impl Connection {
         if self.state == Phase::Closing {
             return;
         }
-        let over = if !self.limiter.take(1.0) {
-            Some("message")
-        } else if !self.byte_limiter.take(text.len() as f64) {
-            Some("byte")
-        } else {
-            None
-        };
-        if let Some(what) = over {
-            log::warn!("session {}: closed for exceeding the inbound {what} rate", self.session);
-            let reason = format!("{what} rate limit exceeded");
-            return self.close(ctx, Close::RateLimited(&reason));
+        if let Err(over) = self.limits.admit(text.len()) {
+            log::warn!("session {}: closed: inbound {over}", self.session);
+            return self.close(ctx, Close::RateLimited(&over.to_string()));
         }
-        if self.node.settings().session.reload == ReloadPolicy::Message && self.web_key.is_some() {
-            if self.waiting.len() >= MAX_WAITING_FOR_RELOAD {
-                let reason = "too many messages waiting for the session store";
-                return self.close(ctx, Close::LimitExceeded(reason));
+        if self.node.settings().session.reload == ReloadPolicy::Message && self.web.exists() {
+            if let Err(e) = self.web.hold(text) {
+                return self.close(ctx, Close::LimitExceeded(&e.to_string()));
             }
-            self.waiting.push_back(text.to_owned());
             self.reload(ctx, StoreErrorPolicy::Close);
             return;
         }
         self.on_text(ctx, text);
     }
 
+    /// Handles one frame of a fragmented message: the message once its last frame is in.
     pub(super) fn on_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>, item: Item) {
         let max = self.node.settings().websocket.max_message_size;
-        let (bytes, last) = match item {
-            Item::FirstBinary(_) => {
-                let reason = "binary frames are not supported";
-                return self.close(ctx, Close::Unsupported(reason));
+        match self.fragments.push(item, max) {
+            Ok(None) => {}
+            Ok(Some(text)) => self.on_message(ctx, &text),
+            Err(e) => {
+                let reason = e.to_string();
+                self.close(ctx, Close::fragments(&e, &reason));
             }
-            Item::FirstText(b) => {
-                if self.fragments.is_some() {
-                    let reason = "new message started inside a fragmented one";
-                    return self.close(ctx, Close::Protocol(reason));
-                }
-                self.fragments = Some(Vec::new());
-                (b, false)
-            }
-            Item::Continue(b) => (b, false),
-            Item::Last(b) => (b, true),
-        };
-        let Some(buffer) = self.fragments.as_mut() else {
-            let reason = "continuation frame without a first frame";
-            return self.close(ctx, Close::Protocol(reason));
-        };
-        if buffer.len() + bytes.len() > max {
-            let reason = format!("message larger than {max} bytes");
-            return self.close(ctx, Close::TooBig(&reason));
         }
-        buffer.extend_from_slice(&bytes);
-        if last {
-            let buffer = self.fragments.take().unwrap_or_default();
-            match String::from_utf8(buffer) {
-                Ok(text) => self.on_message(ctx, &text),
-                Err(_) => self.close(ctx, Close::NotUtf8("text message is not valid UTF-8")),
+    }
+
+    /// The WebSocket codec refused the input (the frame guard lets little through for it to refuse).
+    fn on_protocol_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, error: ProtocolError) {
+        metrics::inc(&self.node.metrics().protocol_errors_total);
+        match error {
+            ProtocolError::Overflow => {
+                let max = self.node.settings().websocket.max_message_size;
+                let reason = format!("message larger than {max} bytes");
+                self.close(ctx, Close::TooBig(&reason))
+            }
+            other => {
+                let reason = format!("WebSocket protocol error: {other}");
+                self.close(ctx, Close::Protocol(&reason))
             }
         }
     }
@@ -100,7 +137,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
         self.last_seen = Instant::now();
         match item {
             Ok(ws::Message::Text(text)) => {
-                if self.fragments.is_some() {
+                if self.fragments.in_progress() {
                     let reason = "text frame inside a fragmented message";
                     return self.close(ctx, Close::Protocol(reason));
                 }
@@ -123,29 +160,13 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
                 }
                 ctx.stop();
             }
-            Err(ProtocolError::Io(e)) if !is_bad_utf8(&e) => {
-                // The peer vanished (reset, EOF mid-frame): not a protocol violation, just the end.
+            Err(ProtocolError::Io(e)) => {
+                // The peer vanished (reset, EOF mid-frame): not a protocol violation, just the end. (A text
+                // frame that is not UTF-8 never gets here: the frame guard refuses it, see `finished`.)
                 log::debug!("session {}: connection lost: {e}", self.session);
                 ctx.stop();
             }
-            Err(error) => {
-                metrics::inc(&self.node.metrics().protocol_errors_total);
-                let max = self.node.settings().websocket.max_message_size;
-                match error {
-                    ProtocolError::Overflow => {
-                        let reason = format!("message larger than {max} bytes");
-                        self.close(ctx, Close::TooBig(&reason))
-                    }
-                    ProtocolError::Io(e) if is_bad_utf8(&e) => {
-                        let reason = "text message is not valid UTF-8";
-                        self.close(ctx, Close::NotUtf8(reason))
-                    }
-                    other => {
-                        let reason = format!("WebSocket protocol error: {other}");
-                        self.close(ctx, Close::Protocol(&reason))
-                    }
-                }
-            }
+            Err(error) => self.on_protocol_error(ctx, error),
         }
     }
 
@@ -154,13 +175,50 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
             metrics::inc(&self.node.metrics().protocol_errors_total);
             log::debug!("session {}: WebSocket input refused: {violation}", self.session);
             let reason = violation.to_string();
-            let close = match CloseCode::from(violation.close_code()) {
-                CloseCode::Size => Close::TooBig(&reason),
-                CloseCode::Invalid => Close::NotUtf8(&reason),
-                _ => Close::Protocol(&reason),
-            };
-            return self.close(ctx, close);
+            return self.close(ctx, Close::refused_input(&violation, &reason));
         }
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A frame payload.
+    fn text(bytes: &'static [u8]) -> Bytes {
+        Bytes::from_static(bytes)
+    }
+
+    #[test]
+    fn fragments_reassemble_into_one_message_and_start_afresh() {
+        let mut fragments = Fragments::default();
+        assert_eq!(fragments.push(Item::FirstText(text(b"[1,")), 100), Ok(None));
+        assert!(fragments.in_progress());
+        assert_eq!(fragments.push(Item::Continue(text(b"\"r\"")), 100), Ok(None));
+        assert_eq!(fragments.push(Item::Last(text(b",{}]")), 100), Ok(Some("[1,\"r\",{}]".to_owned())));
+        assert!(!fragments.in_progress());
+        assert_eq!(fragments.push(Item::FirstText(text(b"x")), 100), Ok(None), "the next message");
+    }
+
+    #[test]
+    fn each_broken_sequence_of_fragments_has_its_error_and_close() {
+        let cases: Vec<(Vec<Item>, FragmentError, u16)> = vec![
+            (vec![Item::FirstBinary(text(b"b"))], FragmentError::Binary, 1003),
+            (vec![Item::FirstText(text(b"a")), Item::FirstText(text(b"b"))], FragmentError::Interleaved, 1002),
+            (vec![Item::Continue(text(b"a"))], FragmentError::Orphan, 1002),
+            (vec![Item::Last(text(b"a"))], FragmentError::Orphan, 1002),
+            (vec![Item::FirstText(text(b"12345")), Item::Last(text(b"6"))], FragmentError::TooBig(5), 1009),
+            (vec![Item::FirstText(text(b"\xe2\x82")), Item::Last(text(b""))], FragmentError::NotUtf8, 1007),
+        ];
+        for (items, expected, code) in cases {
+            let mut fragments = Fragments::default();
+            let error = items.into_iter().find_map(|item| fragments.push(item, 5).err());
+            assert_eq!(error.as_ref(), Some(&expected));
+            let reason = expected.to_string();
+            assert_eq!(u16::from(Close::fragments(&expected, &reason).code()), code, "{expected}");
+        }
     }
 }

@@ -1,23 +1,37 @@
 //! The connection actor: one per WebSocket, speaking WAMP v2 or v1 to one client.
 //!
-//! It owns everything about its socket and nothing global: the handshake state, its subscriptions (so it
-//! leaves exactly the topics it joined when it stops), its v1 CURIE prefixes, its rate limiter and the
-//! counters of its outbound queue. Protocol rules come from the pure codecs in `wamp/`; delivery goes
-//! through the broker; the client index learns of the session once it is established and forgets it in
-//! `stopping`. Every way a client can misbehave ends in a defined answer (WAMP ERROR/ABORT, or a close
-//! code), catalogued in the README (Protocol → "Bad input: the defined answer to each case"). Whatever ends a
-//! connection, it is counted once in `switchboard_connections_closed_total`, under the first reason it closed
-//! for (`close` records it, `stopped` counts it). Client input in its log lines goes through `logfmt::Escaped`.
+//! **Owns** everything about its socket and nothing global: the handshake phase, its subscriptions (so it
+//! leaves exactly the topics it joined when it stops), its v1 CURIE prefixes, its inbound rate budgets and
+//! calls in flight, the fragmented message being reassembled, its web session and the messages waiting for its
+//! reload, and the counters of its outbound queue. Every way a client can misbehave ends in a defined answer
+//! (WAMP ERROR/ABORT, v1 CALLERROR, or a close code), catalogued in the README (Protocol → "Bad input: the
+//! defined answer to each case"): handlers return a typed `ConnectionError` that `fail` (in `error.rs`)
+//! answers in one place, and every close names a `Close` of the one catalogue (code, reason, metrics label).
+//! Whatever ends a connection, it is counted once in `switchboard_connections_closed_total`, under the first
+//! reason it closed for (`close` records it, `stopped` counts it). Client input in its log lines goes through
+//! `logfmt::Escaped`.
 //!
-//! This file is the actor's life: its state, start (timers, the hello deadline), heartbeat, closing, the
-//! handshake's end (registration, WELCOME) and stopping. The rest is split by responsibility, each an
-//! `impl Connection` of its own: `frames` (frames → messages: reassembly, UTF-8, rate limits, messages held
-//! by a reload), `wamp_v2` and `wamp_v1` (the two protocols), `subscriptions` (joining and leaving topics,
-//! SUBSCRIBED after the topic and the registry confirm), `web_session` (reload, revalidation, revocation,
-//! keep-alive) and `limits` (token buckets).
+//! **Files**, by responsibility:
 //!
-//! Must not import: `api`, `transport` internals beyond the socket's `Verdict`, `cluster` (the node's client
-//! index and broker stand between).
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | the actor's life: state, start (timers, the HELLO deadline), heartbeat, `close`, the handshake's end (registration), stopping; the outbox `Wake` and `Disconnect` handlers |
+//! | `frames.rs` | frames → messages: the stream handler, reassembly (`Fragments`), rate limits, messages held for a reload |
+//! | `wamp_v2.rs`, `wamp_v1.rs` | the two protocols, one method per request, and WELCOME |
+//! | `requests.rs` | what PUBLISH and CALL share across protocols: access, topic handler, backlog; procedure dispatch |
+//! | `subscriptions.rs` | joining and leaving topics (`Subscriptions`); the `Joined` handler (SUBSCRIBED after the topic and the registry confirm) |
+//! | `web_session.rs` | reload, revalidation, revocation, keep-alive (`WebSession`) |
+//! | `limits.rs` | token buckets and the pending-call count (`Limits`) |
+//! | `error.rs` | `ConnectionError`, `Reply` and `fail`: errors to ERROR/ABORT/CALLERROR/close |
+//! | `close.rs` | the `Close` catalogue |
+//!
+//! Text arrives as UTF-8: the frame guard (`crate::frame`) refuses any text message that is not before it is
+//! complete, so nothing here inspects error texts to find out.
+//!
+//! **Must not touch**: `api` (which starts it, not the reverse), `transport` beyond the socket's `Verdict`,
+//! `cluster` (the node's client index and broker stand between), and the outbox's internals beyond
+//! `OutboxState`'s methods. Protocol rules come from the pure codecs in `wamp/`; delivery goes through the
+//! broker; the client index learns of the session once it is established and forgets it in `stopping`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,7 +39,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use actix_http::ws::Item;
-use actix_web_actors::ws::{self, CloseCode, ProtocolError};
+use actix_web_actors::ws::{self, ProtocolError};
 use serde_json::{json, Map, Value};
 
 use crate::caps::Slot;
@@ -35,7 +49,7 @@ use crate::metrics::{self, CloseReason};
 use crate::model::{ClientInfo, Disconnect};
 use crate::node::Switchboard;
 use crate::outbox::{Outbox, OutboxState, Wake};
-use crate::rpc::{Call, CallError, CallResult};
+use crate::rpc::{Call, CallResult};
 use crate::session::bridge::{InvalidReason, InvalidSession, Resolved};
 use crate::session::store::SessionState;
 use crate::session::{AuthMethod, Caller, Identity, SessionHandle};
@@ -51,37 +65,27 @@ use crate::wamp::v2::{code, PublishOptions, SubscribeOptions};
 use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
 
 mod close;
+mod error;
 mod frames;
 mod limits;
+mod requests;
 mod subscriptions;
 mod wamp_v1;
 mod wamp_v2;
 mod web_session;
 
 use close::Close;
-pub(crate) use frames::is_bad_utf8;
-use limits::RateLimiter;
-use subscriptions::Subscription;
-use web_session::StoreErrorPolicy;
+use error::{ConnectionError, Reply};
+use frames::Fragments;
+use limits::Limits;
+use subscriptions::{Subscription, Subscriptions};
+use web_session::{StoreErrorPolicy, WebSession};
 
 /// Server identification sent in v1 WELCOME and v2 WELCOME `agent`.
 pub const SERVER_AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
 
-/// What `/metrics` counts a [`Disconnect`] under, by its WAMP reason URI (any reason an application makes up
-/// counts as `kicked`: label values never come from outside the code).
-fn disconnect_reason(uri: &str) -> CloseReason {
-    match uri {
-        errors::SYSTEM_SHUTDOWN => CloseReason::Shutdown,
-        errors::TOO_MANY_SOCKETS => CloseReason::TooManySockets,
-        _ => CloseReason::Kicked,
-    }
-}
-
 /// Longest a WELCOME or SUBSCRIBED waits for the cluster registry to confirm the write.
 const REGISTRY_ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Inbound messages that may wait for a `message`-policy session reload before the client is closed (1008).
-const MAX_WAITING_FOR_RELOAD: usize = 1024;
 
 /// A WebSocket close reason may carry at most 123 bytes of text (RFC 6455 §5.5: 125 minus the code).
 const MAX_CLOSE_REASON: usize = 123;
@@ -105,24 +109,14 @@ pub struct Connection {
     state: Phase,
     registered: bool,
     outbox: Arc<OutboxState>,
-    subscriptions: HashMap<TopicKey, Subscription>,
-    by_id: HashMap<Id, TopicKey>,
+    subscriptions: Subscriptions,
     prefixes: v1::Prefixes,
-    limiter: RateLimiter,
-    /// Inbound bytes: parsing is the work a client makes the node do, so it is bounded per socket too.
-    byte_limiter: RateLimiter,
+    /// Inbound rate budgets and calls in flight.
+    limits: Limits,
     last_seen: Instant,
-    pending_calls: usize,
-    /// A fragmented text message being reassembled.
-    fragments: Option<Vec<u8>>,
-    /// The web session behind this socket, if any (logged in or not).
-    web_session: Option<SessionHandle>,
-    /// Its session key.
-    web_key: Option<String>,
-    /// Inbound messages waiting for a `message`-policy reload, in arrival order.
-    waiting: VecDeque<String>,
-    /// A session reload is in flight.
-    reloading: bool,
+    fragments: Fragments,
+    /// The web session behind this socket, if any (logged in or not), and messages waiting for its reload.
+    web: WebSession,
     /// Why the socket's guarded input ended, if a frame broke a rule (see `transport::Guarded`).
     verdict: Verdict,
     /// This socket's place under `server.max_connections`, released with the actor.
@@ -151,22 +145,16 @@ impl Connection {
         Connection {
             session,
             identity: resolved.identity.unwrap_or_else(|| Identity::anonymous(session)),
-            web_session,
-            web_key: resolved.key,
-            waiting: VecDeque::new(),
-            reloading: false,
+            web: WebSession::new(web_session),
             protocol,
             state: Phase::AwaitingHello,
             registered: false,
             outbox: OutboxState::new(ws.outbound_queue, ws.outbound_bytes, node.metrics().outbound_queue_bytes.clone()),
-            subscriptions: HashMap::new(),
-            by_id: HashMap::new(),
+            subscriptions: Subscriptions::default(),
             prefixes: v1::Prefixes::default(),
-            limiter: RateLimiter::new(f64::from(ws.inbound_rate), f64::from(ws.inbound_burst)),
-            byte_limiter: RateLimiter::new(ws.inbound_bytes_rate as f64, ws.inbound_bytes_burst() as f64),
+            limits: Limits::new(ws),
             last_seen: Instant::now(),
-            pending_calls: 0,
-            fragments: None,
+            fragments: Fragments::default(),
             verdict,
             _slot: slot,
             counted_user: None,
@@ -176,12 +164,13 @@ impl Connection {
         }
     }
 
+    /// Who this connection is, for topic and RPC handlers.
     fn caller(&self) -> Caller {
         Caller {
             session: self.session,
             authid: self.identity.authid.clone(),
             authroles: self.identity.authroles.clone(),
-            web_session: self.web_session.clone(),
+            web_session: self.web.handle(),
         }
     }
 
@@ -190,6 +179,7 @@ impl Connection {
         self.outbox.clone()
     }
 
+    /// What the client index records of this session.
     fn client_info(&self) -> ClientInfo {
         ClientInfo {
             session: self.session,
@@ -202,10 +192,12 @@ impl Connection {
         }
     }
 
+    /// Sends a v2 message.
     fn send_v2(&self, ctx: &mut ws::WebsocketContext<Self>, message: v2::Message) {
         ctx.text(message.encode());
     }
 
+    /// Sends a v1 message.
     fn send_v1(&self, ctx: &mut ws::WebsocketContext<Self>, message: v1::Message) {
         ctx.text(message.encode());
     }
@@ -226,12 +218,6 @@ impl Connection {
         }
         ctx.close(Some(ws::CloseReason { code, description: Some(reason[..end].to_owned()) }));
         ctx.stop();
-    }
-
-    /// A protocol violation: v2 gets ABORT first; both get close 1002.
-    fn violation(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: &str) {
-        metrics::inc(&self.node.metrics().protocol_errors_total);
-        self.abort(ctx, Close::Protocol(message));
     }
 
     /// Ends the session for breaking the protocol's rules (`why`): v2 gets ABORT first; both get close 1002.
@@ -255,15 +241,12 @@ impl Connection {
         for control in oldest {
             let max = self.node.settings().session.max_sockets_per_user;
             log::info!("user {}: more than {max} sockets, closing the oldest", Escaped(&authid));
-            control.do_send(Disconnect {
-                code: u16::from(CloseCode::Policy),
-                reason: errors::TOO_MANY_SOCKETS.to_owned(),
-                message: format!("too many sockets for this user (at most {max})"),
-            });
+            control.do_send(close::too_many_sockets(max));
         }
         self.counted_user = Some(authid);
     }
 
+    /// Stops counting this socket for its user under `session.max_sockets_per_user`.
     fn uncount_user(&mut self) {
         if let Some(authid) = self.counted_user.take() {
             self.node.caps().leave_user(&authid, self.session);
@@ -288,6 +271,7 @@ impl Connection {
         ctx.wait(ack.into_actor(self).map(|_, this, ctx| this.greet(ctx)));
     }
 
+    /// Every `websocket.ping_interval`: closes a slow consumer or an idle client, else pings.
     fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if self.outbox.overflowed() {
             return self.close_slow_consumer(ctx);
@@ -299,6 +283,7 @@ impl Connection {
         ctx.ping(b"");
     }
 
+    /// Closes a client whose outbound queue overflowed (1008), logging what was queued.
     fn close_slow_consumer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if self.state != Phase::Closing {
             let (frames, bytes) = self.outbox.pending();
@@ -317,7 +302,7 @@ impl Actor for Connection {
         self.count_user(ctx);
         let ws = &self.node.settings().websocket;
         ctx.run_interval(ws.ping_interval, |this, ctx| this.heartbeat(ctx));
-        if self.web_key.is_some() {
+        if self.web.exists() {
             let session = &self.node.settings().session;
             if !session.keepalive_interval.is_zero() {
                 ctx.run_interval(session.keepalive_interval, |this, ctx| this.keepalive(ctx));
@@ -340,10 +325,9 @@ impl Actor for Connection {
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         self.uncount_user();
         // Leave exactly the topics this session joined (pending ones too: their Subscribe went first).
-        for (key, _) in self.subscriptions.drain() {
+        for key in self.subscriptions.drain() {
             self.node.broker().do_send(Unsubscribe { key, session: self.session, request: None });
         }
-        self.by_id.clear();
         if self.registered {
             self.registered = false;
             self.node.clients().unregister(self.session);
@@ -389,7 +373,6 @@ impl Handler<Disconnect> for Connection {
         if self.protocol == Protocol::V2 && self.state == Phase::Established {
             self.send_v2(ctx, v2::Message::goodbye(&msg.reason, msg.message.clone()));
         }
-        let why = disconnect_reason(&msg.reason);
-        self.close(ctx, Close::Asked { code: msg.code, why, message: &msg.message });
+        self.close(ctx, Close::asked(&msg));
     }
 }

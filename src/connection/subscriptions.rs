@@ -1,10 +1,12 @@
 //! The connection's subscriptions: joining a topic through the broker (limits, access), the SUBSCRIBED
 //! answered once the topic actor confirms (and, in cluster mode, the registry has it), and the outbox hold
-//! that keeps every EVENT of a topic behind its SUBSCRIBED.
+//! that keeps every EVENT of a topic behind its SUBSCRIBED. [`Subscriptions`] is the bookkeeping (by topic and
+//! by subscription id); the `Joined` handler here is where a join completes.
 
 use super::*;
 
 /// A subscription of this connection, by topic.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Subscription {
     /// Sent to the broker; these v2 SUBSCRIBE requests wait for [`Joined`].
     Pending(Vec<Id>),
@@ -12,7 +14,80 @@ pub(super) enum Subscription {
     Active(Id),
 }
 
+/// This connection's subscriptions, by topic (pending and active) and by subscription id (active only).
+#[derive(Debug, Default)]
+pub(super) struct Subscriptions {
+    by_key: HashMap<TopicKey, Subscription>,
+    by_id: HashMap<Id, TopicKey>,
+}
+
+impl Subscriptions {
+    /// The subscription to `key`, if there is one.
+    pub(super) fn get_mut(&mut self, key: &TopicKey) -> Option<&mut Subscription> {
+        self.by_key.get_mut(key)
+    }
+
+    /// Refuses a new subscription to `key` beyond `max` in all or `max_patterns` prefix and wildcard ones.
+    pub(super) fn check_limits(&self, key: &TopicKey, max: usize, max_patterns: usize) -> Result<(), WampError> {
+        if self.by_key.len() >= max {
+            let msg = format!("a session may hold at most {max} subscriptions");
+            return Err(WampError::new(errors::TOO_MANY_SUBSCRIPTIONS, msg));
+        }
+        if key.policy != MatchPolicy::Exact
+            && self.by_key.keys().filter(|k| k.policy != MatchPolicy::Exact).count() >= max_patterns
+        {
+            let msg = format!("a session may hold at most {max_patterns} prefix or wildcard subscriptions");
+            return Err(WampError::new(errors::TOO_MANY_SUBSCRIPTIONS, msg));
+        }
+        Ok(())
+    }
+
+    /// A join of `key` was sent to the broker; `request` (v2) waits for it.
+    pub(super) fn pending(&mut self, key: TopicKey, request: Option<Id>) {
+        self.by_key.insert(key, Subscription::Pending(request.into_iter().collect()));
+    }
+
+    /// The topic confirmed the join of `key` as `subscription`: the requests that waited for it, if it was
+    /// pending (`None` if it was left meanwhile or was already active).
+    pub(super) fn joined(&mut self, key: &TopicKey, subscription: Id) -> Option<Vec<Id>> {
+        let entry = self.by_key.get_mut(key)?;
+        let Subscription::Pending(waiting) = std::mem::replace(entry, Subscription::Active(subscription)) else {
+            return None;
+        };
+        self.by_id.insert(subscription, key.clone());
+        Some(waiting)
+    }
+
+    /// Leaves the active subscription `id` (v2 UNSUBSCRIBE): its topic, if this connection holds it.
+    pub(super) fn remove_id(&mut self, id: Id) -> Option<TopicKey> {
+        let key = self.by_id.remove(&id)?;
+        self.by_key.remove(&key);
+        Some(key)
+    }
+
+    /// Leaves `key` (v1 UNSUBSCRIBE), pending or active.
+    pub(super) fn remove(&mut self, key: &TopicKey) -> Option<Subscription> {
+        let subscription = self.by_key.remove(key)?;
+        if let Subscription::Active(id) = subscription {
+            self.by_id.remove(&id);
+        }
+        Some(subscription)
+    }
+
+    /// The topics held, pending ones included.
+    pub(super) fn keys(&self) -> Vec<TopicKey> {
+        self.by_key.keys().cloned().collect()
+    }
+
+    /// Forgets every subscription, returning the topics (pending ones included) to leave.
+    pub(super) fn drain(&mut self) -> impl Iterator<Item = TopicKey> + '_ {
+        self.by_id.clear();
+        self.by_key.drain().map(|(key, _)| key)
+    }
+}
+
 impl Connection {
+    /// This connection as a topic actor's subscriber: identity, protocol and outbound queue.
     pub(super) fn subscriber(&self, ctx: &mut ws::WebsocketContext<Self>) -> Subscriber {
         Subscriber {
             session: self.session,
@@ -20,7 +95,7 @@ impl Connection {
             authroles: Arc::from(self.identity.authroles.clone()),
             protocol: self.protocol,
             outbox: Outbox::new(ctx.address().recipient(), self.outbox.clone()),
-            web_session: self.web_session.clone(),
+            web_session: self.web.handle(),
         }
     }
 
@@ -45,25 +120,15 @@ impl Connection {
             }
             None => {}
         }
-        let limit = self.node.settings().websocket.max_subscriptions;
-        if self.subscriptions.len() >= limit {
-            let msg = format!("a session may hold at most {limit} subscriptions");
-            return Err(WampError::new(errors::TOO_MANY_SUBSCRIPTIONS, msg));
-        }
-        let limit = self.node.settings().websocket.max_pattern_subscriptions;
-        if key.policy != MatchPolicy::Exact
-            && self.subscriptions.keys().filter(|k| k.policy != MatchPolicy::Exact).count() >= limit
-        {
-            let msg = format!("a session may hold at most {limit} prefix or wildcard subscriptions");
-            return Err(WampError::new(errors::TOO_MANY_SUBSCRIPTIONS, msg));
-        }
+        let ws = &self.node.settings().websocket;
+        self.subscriptions.check_limits(&key, ws.max_subscriptions, ws.max_pattern_subscriptions)?;
         if key.policy == MatchPolicy::Exact
             && !self.node.access().allows(Action::Subscribe, &key.uri, &self.identity.authid, &self.identity.authroles)
         {
             let msg = format!("role may not subscribe to '{}'", excerpt(&key.uri));
             return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
         }
-        self.subscriptions.insert(key.clone(), Subscription::Pending(request.into_iter().collect()));
+        self.subscriptions.pending(key.clone(), request);
         // No EVENT of this topic may reach the wire before its SUBSCRIBED: released in `Joined`.
         self.outbox.hold();
         let subscriber = self.subscriber(ctx);
@@ -76,31 +141,86 @@ impl Handler<Joined> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: Joined, ctx: &mut Self::Context) {
-        let Some(entry) = self.subscriptions.get_mut(&msg.key) else { return };
-        if let Subscription::Pending(waiting) = std::mem::replace(entry, Subscription::Active(msg.subscription)) {
-            let recorded = if msg.key.policy == MatchPolicy::Exact && self.registered {
-                Some(self.node.clients().subscribed(self.session, &msg.key.uri))
-            } else {
-                None
-            };
-            self.by_id.insert(msg.subscription, msg.key);
-            let subscription = msg.subscription;
-            let answer = move |this: &mut Self, ctx: &mut ws::WebsocketContext<Self>| {
-                if this.state == Phase::Established && this.protocol == Protocol::V2 {
-                    for request in waiting {
-                        this.send_v2(ctx, v2::Message::Subscribed { request, subscription });
-                    }
-                }
-                // The SUBSCRIBEDs are in the context's buffer, which the writer empties before the queue.
-                this.outbox.release();
-            };
-            match recorded {
-                None => answer(self, ctx),
-                Some(ack) => {
-                    let ack = tokio::time::timeout(REGISTRY_ACK_WAIT, ack);
-                    ctx.wait(ack.into_actor(self).map(move |_, this, ctx| answer(this, ctx)));
+        let Some(waiting) = self.subscriptions.joined(&msg.key, msg.subscription) else { return };
+        let recorded = if msg.key.policy == MatchPolicy::Exact && self.registered {
+            Some(self.node.clients().subscribed(self.session, &msg.key.uri))
+        } else {
+            None
+        };
+        let subscription = msg.subscription;
+        let answer = move |this: &mut Self, ctx: &mut ws::WebsocketContext<Self>| {
+            if this.state == Phase::Established && this.protocol == Protocol::V2 {
+                for request in waiting {
+                    this.send_v2(ctx, v2::Message::Subscribed { request, subscription });
                 }
             }
+            // The SUBSCRIBEDs are in the context's buffer, which the writer empties before the queue.
+            this.outbox.release();
+        };
+        match recorded {
+            None => answer(self, ctx),
+            Some(ack) => {
+                let ack = tokio::time::timeout(REGISTRY_ACK_WAIT, ack);
+                ctx.wait(ack.into_actor(self).map(move |_, this, ctx| answer(this, ctx)));
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prefix subscription's key.
+    fn pattern(uri: &str) -> TopicKey {
+        TopicKey { uri: Arc::from(uri), policy: MatchPolicy::Prefix }
+    }
+
+    #[test]
+    fn a_join_answers_every_request_that_waited_for_it_once() {
+        let mut subs = Subscriptions::default();
+        let key = TopicKey::exact("chat.lobby");
+        subs.pending(key.clone(), Some(1));
+        let Some(Subscription::Pending(waiting)) = subs.get_mut(&key) else { panic!("not pending") };
+        waiting.push(2);
+        assert_eq!(subs.joined(&key, 77), Some(vec![1, 2]));
+        assert_eq!(subs.get_mut(&key), Some(&mut Subscription::Active(77)));
+        assert_eq!(subs.joined(&key, 77), None, "already active");
+        assert_eq!(subs.joined(&TopicKey::exact("other"), 78), None, "never joined");
+    }
+
+    #[test]
+    fn leaving_by_id_or_by_topic_forgets_both_indexes() {
+        let mut subs = Subscriptions::default();
+        let (a, b, c) = (TopicKey::exact("a"), TopicKey::exact("b"), TopicKey::exact("c"));
+        for (key, id) in [(&a, 1), (&b, 2)] {
+            subs.pending(key.clone(), None);
+            subs.joined(key, id);
+        }
+        subs.pending(c.clone(), None);
+        assert_eq!(subs.remove_id(1), Some(a.clone()));
+        assert_eq!((subs.remove_id(1), subs.remove(&a)), (None, None));
+        assert_eq!(subs.remove(&b), Some(Subscription::Active(2)));
+        assert_eq!(subs.remove_id(2), None, "its id went with it");
+        assert_eq!(subs.remove(&c), Some(Subscription::Pending(vec![])));
+        assert!(subs.keys().is_empty());
+    }
+
+    #[test]
+    fn limits_count_every_subscription_and_patterns_apart() {
+        let mut subs = Subscriptions::default();
+        subs.pending(pattern("p1"), None);
+        subs.pending(TopicKey::exact("e1"), None);
+        assert_eq!(subs.check_limits(&TopicKey::exact("e2"), 3, 1), Ok(()), "an exact one is under both");
+        let refused = subs.check_limits(&pattern("p2"), 3, 1).unwrap_err();
+        assert_eq!(refused.message, "a session may hold at most 1 prefix or wildcard subscriptions");
+        subs.pending(TopicKey::exact("e2"), None);
+        let refused = subs.check_limits(&TopicKey::exact("e3"), 3, 1).unwrap_err();
+        assert_eq!(
+            (refused.uri.as_ref(), refused.message.as_str()),
+            (errors::TOO_MANY_SUBSCRIPTIONS, "a session may hold at most 3 subscriptions")
+        );
+        assert_eq!(subs.drain().count(), 3);
+        assert!(subs.keys().is_empty());
     }
 }

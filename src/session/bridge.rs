@@ -327,6 +327,11 @@ impl SessionHandle {
         SessionHandle { bridge, key: Arc::from(key) }
     }
 
+    /// The session's key in the store (what the socket reloads and keeps alive).
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
     /// The current state (fresh from the store).
     pub async fn state(&self) -> Result<SessionState, SessionError> {
         self.bridge.load(&self.key).await?.ok_or(SessionError::Lost)
