@@ -125,6 +125,19 @@ impl Socket {
         }
     }
 
+    /// The plain TCP stream under the WebSocket, for a reader that parses frames itself (the load tool's fast
+    /// path); the socket back over TLS. Only call it when no frame is pending: what the WebSocket layer had
+    /// buffered is dropped.
+    pub fn into_tcp(self) -> Result<TcpStream, Box<Socket>> {
+        if !matches!(self.ws.get_ref(), MaybeTlsStream::Plain(_)) {
+            return Err(Box::new(self));
+        }
+        match self.ws.into_inner() {
+            MaybeTlsStream::Plain(tcp) => Ok(tcp),
+            _ => unreachable!("checked above"),
+        }
+    }
+
     /// Sends a text frame.
     pub async fn send_text(&mut self, text: impl Into<String>) -> Result<(), ClientError> {
         self.ws.send(WsMessage::text(text.into())).await?;

@@ -10,6 +10,7 @@
 //! clock) into an HDR histogram. Every loop is bounded in count and time; targets must be loopback
 //! (127.0.0.0/8, [::1], localhost) unless `--allow-remote` is given.
 
+mod raw;
 mod report;
 mod scenarios;
 

@@ -15,6 +15,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::raw::RawReader;
 use crate::report::{end_progress, histogram, proc_rss_kib, progress, rate_cap_note, Counters, CpuWindow, Report};
 use crate::{Cli, ProtocolArg};
 
@@ -108,18 +109,18 @@ enum Subscriber {
 }
 
 /// The send timestamp of an EVENT frame without decoding it: the `"t":` field our payload starts with.
-/// A load client must not be the bottleneck, so it reads frames as text and scans for the one number it needs.
-fn timestamp_in(frame: &str) -> Option<u64> {
-    let at = frame.find("\"t\":")? + 4;
-    let digits: &str = &frame[at..];
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
-    digits[..end].parse().ok()
+/// A load client must not be the bottleneck, so it scans the frame's bytes for the one number it needs.
+fn timestamp_in(frame: &[u8]) -> Option<u64> {
+    let at = frame.windows(4).position(|w| w == b"\"t\":")? + 4;
+    let digits = &frame[at..];
+    let end = digits.iter().position(|c| !c.is_ascii_digit()).unwrap_or(digits.len());
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
 }
 
-fn is_event(frame: &str, protocol: ProtocolArg) -> bool {
+fn is_event(frame: &[u8], protocol: ProtocolArg) -> bool {
     match protocol {
-        ProtocolArg::V2 => frame.starts_with("[36,"),
-        ProtocolArg::V1 => frame.starts_with("[8,"),
+        ProtocolArg::V2 => frame.starts_with(b"[36,"),
+        ProtocolArg::V1 => frame.starts_with(b"[8,"),
     }
 }
 
@@ -163,9 +164,48 @@ impl Subscriber {
     }
 }
 
-/// Receives until `stop`, counting deliveries and recording latency (fast path: raw frames).
+/// Receives until `stop`, counting deliveries and recording latency. Over plain TCP the frames are parsed in
+/// place ([`RawReader`]): one clock read per socket read, no allocation or timer per frame.
 async fn receive(s: Subscriber, counters: Arc<Counters>, mut stop: watch::Receiver<bool>) -> Histogram<u64> {
-    let (mut socket, protocol) = s.into_socket();
+    let (socket, protocol) = s.into_socket();
+    let mut socket = match socket.into_tcp() {
+        Ok(tcp) => RawReader::new(tcp),
+        Err(tls) => return receive_frames(*tls, protocol, counters, stop).await,
+    };
+    let mut h = histogram();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let (mut seen, mut now) = (0, None);
+        let read = tokio::select! {
+            _ = stop.changed() => break,
+            read = socket.read(|text| {
+                if is_event(text, protocol) {
+                    seen += 1;
+                    if let Some(t) = timestamp_in(text) {
+                        let now = *now.get_or_insert_with(now_us);
+                        let _ = h.record(now.saturating_sub(t).max(1));
+                    }
+                }
+            }) => read,
+        };
+        counters.delivered.fetch_add(seen, Ordering::Relaxed);
+        if !matches!(read, Ok(true)) {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+    }
+    h
+}
+
+/// The general receive path (TLS): one frame at a time through the WebSocket client.
+async fn receive_frames(
+    mut socket: Socket,
+    protocol: ProtocolArg,
+    counters: Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
+) -> Histogram<u64> {
     let mut h = histogram();
     loop {
         if *stop.borrow() {
@@ -174,9 +214,9 @@ async fn receive(s: Subscriber, counters: Arc<Counters>, mut stop: watch::Receiv
         tokio::select! {
             _ = stop.changed() => break,
             frame = socket.recv(Duration::from_millis(500)) => match frame {
-                Ok(switchboard::client::Frame::Text(text)) if is_event(&text, protocol) => {
+                Ok(switchboard::client::Frame::Text(text)) if is_event(text.as_bytes(), protocol) => {
                     counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let Some(t) = timestamp_in(&text) {
+                    if let Some(t) = timestamp_in(text.as_bytes()) {
                         let _ = h.record(now_us().saturating_sub(t).max(1));
                     }
                 }
@@ -656,9 +696,9 @@ mod tests {
     #[test]
     fn timestamps_are_found_without_decoding() {
         let frame = r#"[36,1,2,{},[{"t":1700000000123456,"p":"xx"}]]"#;
-        assert_eq!(timestamp_in(frame), Some(1_700_000_000_123_456));
-        assert!(is_event(frame, ProtocolArg::V2));
-        assert_eq!(timestamp_in(r#"[8,"topic",{"t":42,"p":""}]"#), Some(42));
-        assert_eq!(timestamp_in("[36,1,2,{},[]]"), None);
+        assert_eq!(timestamp_in(frame.as_bytes()), Some(1_700_000_000_123_456));
+        assert!(is_event(frame.as_bytes(), ProtocolArg::V2));
+        assert_eq!(timestamp_in(br#"[8,"topic",{"t":42,"p":""}]"#), Some(42));
+        assert_eq!(timestamp_in(b"[36,1,2,{},[]]"), None);
     }
 }
