@@ -46,7 +46,7 @@ fanout_1k() {
   stop "$pid"
 }
 
-# floor RATE: the bare-write floor server (../shared/bench/floor) and switchboard back to back under the same load
+# floor RATE: (DURATION=10s by default) the bare-write floor server (../shared/bench/floor) and switchboard back to back under the same load
 # (1,000 subscribers, RATE publishes/s, 100-byte payload): the two CPU-s per million figures give the floor ratio.
 FLOOR="${FLOOR_BIN:-$ROOT/target/floor/release/floor}"
 floor_ratio() {
@@ -58,11 +58,11 @@ floor_ratio() {
   fi
   taskset -c 0 "$FLOOR" 7690 >"$OUT/floor-server.log" 2>&1 &
   pid=$!; PIDS+=("$pid"); sleep 0.5
-  run "floor-$rate" fanout --url ws://127.0.0.1:7690/ws --connections 1000 --rate "$rate" --duration 10s --payload 100 \
+  run "floor-$rate" fanout --url ws://127.0.0.1:7690/ws --connections 1000 --rate "$rate" --duration "${DURATION:-10s}" --payload 100 \
     --server-pid "$pid"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=$(node 7691)
-  run "switchboard-$rate" fanout --url ws://127.0.0.1:7691/ws --connections 1000 --rate "$rate" --duration 10s \
+  run "switchboard-$rate" fanout --url ws://127.0.0.1:7691/ws --connections 1000 --rate "$rate" --duration "${DURATION:-10s}" \
     --payload 100 --server-pid "$pid"
   stop "$pid"
 }

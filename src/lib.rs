@@ -43,9 +43,7 @@
 //! | [`frame`] | the frame guard: inbound WebSocket frame headers checked before any payload is buffered, text messages checked as UTF-8 as they pass (`text.rs`) |
 //! | [`outbox`] | the bounded outbound queue of a connection, written by its socket's task or its worker's flush |
 //! | [`route`] | route patterns (`chat/{room}`) |
-//! | [`api`] | HTTP endpoints: `/ws` (origin, subprotocol, session before the upgrade), health, metrics |
-//! | `push` | the HTTP push API `/api/*` (bearer token) |
-//! | `demo` | the demo web app: login, chat page, `wamp.js` |
+//! | [`http`] | everything HTTP: the `/ws` upgrade (version, key, caps, origin, subprotocol, session; one `Refusal` type picks every status), health, metrics, the push API `/api/*` (bearer token middleware), the demo web app |
 //! | [`config`] | settings: embedded default, TOML file, environment |
 //! | `log_summary` | rate-limited WARNs for failures that repeat per event (Redis outages) |
 //! | [`drain`] | graceful drain: sessions closed evenly over `server.drain_period`, the listener refusing |
@@ -59,7 +57,6 @@
 
 #![warn(missing_docs)]
 
-pub mod api;
 mod caps;
 #[cfg(feature = "client")]
 pub mod client;
@@ -67,17 +64,16 @@ pub mod clients;
 pub mod cluster;
 pub mod config;
 pub mod connection;
-mod demo;
 pub mod drain;
 pub mod frame;
 pub mod health_check;
+pub mod http;
 mod log_summary;
 pub mod logfmt;
 pub mod metrics;
 pub mod model;
 pub mod node;
 pub mod outbox;
-mod push;
 pub mod route;
 pub mod rpc;
 pub mod server;

@@ -118,7 +118,7 @@ async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    // `api::configure` registers the node before it mounts `/api`; without it nothing is authorised.
+    // `http::configure` registers the node before it mounts `/api`; without it nothing is authorised.
     let token = req.app_data::<web::Data<Switchboard>>().map(|node| node.settings().api.token.clone());
     let checked = match token.as_deref() {
         Some(token) if !token.is_empty() => authorize(req.headers(), token),
