@@ -1,0 +1,290 @@
+//! The pub/sub task of the Redis backplane: one connection subscribed to what the node needs, rebuilt after
+//! any failure, delivering each publication once.
+
+use super::*;
+
+/// Remembers recently delivered publication ids.
+#[derive(Default)]
+pub(super) struct RecentIds {
+    set: HashSet<Id>,
+    order: VecDeque<Id>,
+}
+
+impl RecentIds {
+    /// `true` the first time an id is seen.
+    pub(super) fn first_time(&mut self, id: Id) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// The pub/sub task.
+pub(super) struct PubSubTask {
+    pub(super) client: redis::Client,
+    pub(super) last_error: Arc<Mutex<Option<String>>>,
+    /// Failed (re)connects, summarised in the log.
+    pub(super) connect_failures: Summary,
+    pub(super) node: String,
+    pub(super) keys: Keys,
+    pub(super) settings: crate::config::ClusterSettings,
+    /// Where received publications and control messages go.
+    pub(super) events: Arc<dyn ClusterEvents>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) up: Arc<AtomicBool>,
+    pub(super) publisher: ConnectionManager,
+    pub(super) channels: HashSet<String>,
+    pub(super) patterns: HashSet<String>,
+    pub(super) recent: RecentIds,
+}
+
+/// Why a pub/sub session ended, and whether it had come up (which resets the reconnect backoff).
+pub(super) enum Ended {
+    Lost(String, bool),
+    Wedged,
+    Shutdown,
+}
+
+impl PubSubTask {
+    pub(super) fn set_up(&self, up: bool) {
+        if self.up.swap(up, Ordering::AcqRel) != up {
+            if up {
+                self.connect_failures.succeeded();
+                log::info!("backplane up (node {})", self.node);
+            } else {
+                log::warn!("backplane down (node {}): cross-node delivery paused, reconnecting", self.node);
+            }
+        }
+    }
+
+    /// Records a command in the wanted sets; returns the (un)subscriptions it implies.
+    pub(super) fn apply(&mut self, command: Command, ready: &mut Vec<oneshot::Sender<()>>, batch: &mut Batch) {
+        match command {
+            Command::Want { name, pattern, ready: tx } => {
+                let set = if pattern { &mut self.patterns } else { &mut self.channels };
+                if set.insert(name.clone()) {
+                    if pattern {
+                        batch.psub.push(name)
+                    } else {
+                        batch.sub.push(name)
+                    }
+                }
+                ready.extend(tx);
+            }
+            Command::Unwant { name, pattern } => {
+                let set = if pattern { &mut self.patterns } else { &mut self.channels };
+                if set.remove(&name) {
+                    if pattern {
+                        batch.punsub.push(name)
+                    } else {
+                        batch.unsub.push(name)
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.session(&mut commands).await {
+                Ended::Shutdown => return,
+                Ended::Wedged => {
+                    metrics::inc(&self.metrics.backplane_wedged_total);
+                    log::warn!("backplane subscription wedged (probe lost); rebuilding it");
+                    let why = "subscription wedged (probe lost)".to_owned();
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                    backoff = FIRST_BACKOFF;
+                }
+                Ended::Lost(why, was_up) => {
+                    self.connect_failures.failed(&why);
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                    if was_up {
+                        backoff = FIRST_BACKOFF;
+                    }
+                }
+            }
+            self.set_up(false);
+            // Commands arriving while down only change the wanted sets; nobody waits on them.
+            let mut ready = Vec::new();
+            let mut ignored = Batch::default();
+            while let Ok(c) = commands.try_recv() {
+                self.apply(c, &mut ready, &mut ignored);
+            }
+            ready.into_iter().for_each(|tx| {
+                let _ = tx.send(());
+            });
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.settings.max_backoff);
+            metrics::inc(&self.metrics.backplane_reconnects_total);
+        }
+    }
+
+    /// One pub/sub connection's life: connect, subscribe everything wanted, then serve until it fails.
+    pub(super) async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
+        let pubsub = match tokio::time::timeout(PUBLISH_TIMEOUT * 2, self.client.get_async_pubsub()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return Ended::Lost(redis_conn::describe(&e), false),
+            Err(_) => return Ended::Lost("connect timed out".into(), false),
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let inbox = self.keys.inbox(&self.node);
+        let mut all: Vec<String> = self.channels.iter().cloned().collect();
+        all.push(inbox.clone());
+        if let Err(e) = sink.subscribe(&all).await {
+            return Ended::Lost(redis_conn::describe(&e), false);
+        }
+        if !self.patterns.is_empty() {
+            let patterns: Vec<String> = self.patterns.iter().cloned().collect();
+            if let Err(e) = sink.psubscribe(&patterns).await {
+                return Ended::Lost(redis_conn::describe(&e), false);
+            }
+        }
+        if let Err(e) = self.wake_publisher().await {
+            return Ended::Lost(format!("publisher: {e}"), false);
+        }
+        self.set_up(true);
+        let mut probe = tokio::time::interval(self.settings.probe_interval);
+        probe.tick().await;
+        let mut outstanding: Option<(u64, Instant)> = None;
+        loop {
+            tokio::select! {
+                message = stream.next() => {
+                    let Some(message) = message else { return Ended::Lost("subscription stream ended".into(), true) };
+                    if let Some(nonce) = self.receive(&message) {
+                        if outstanding.is_some_and(|(n, _)| n == nonce) {
+                            outstanding = None;
+                        }
+                    }
+                }
+                command = commands.recv() => {
+                    let Some(command) = command else { return Ended::Shutdown };
+                    let mut ready = Vec::new();
+                    let mut batch = Batch::default();
+                    self.apply(command, &mut ready, &mut batch);
+                    while let Ok(c) = commands.try_recv() {
+                        self.apply(c, &mut ready, &mut batch);
+                    }
+                    let result = batch.send(&mut sink).await;
+                    ready.into_iter().for_each(|tx| { let _ = tx.send(()); });
+                    if let Err(e) = result {
+                        return Ended::Lost(e.to_string(), true);
+                    }
+                }
+                _ = probe.tick() => {
+                    if let Some((_, sent)) = outstanding {
+                        if sent.elapsed() >= self.settings.probe_interval {
+                            return Ended::Wedged;
+                        }
+                    }
+                    let nonce: u64 = rand::random();
+                    let envelope = Envelope { v: crate::cluster::envelope::VERSION, origin: self.node.clone(), body: Body::Probe { nonce } };
+                    let mut conn = self.publisher.clone();
+                    let sent = tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(&inbox, envelope.encode())).await;
+                    match sent {
+                        Ok(Ok(_)) => outstanding = Some((nonce, Instant::now())),
+                        _ => return Ended::Lost("probe could not be published".into(), true),
+                    }
+                }
+            }
+        }
+    }
+
+    /// PINGs through the publisher before the backplane reports up. While the subscription was down publishes
+    /// were refused without touching the publisher, so after an outage it still holds the dead connection: the
+    /// first command fails (broken pipe) and makes it re-dial, the second proves the new connection. Without
+    /// this, the first publication after every outage failed.
+    pub(super) async fn wake_publisher(&self) -> Result<(), String> {
+        let mut last = String::new();
+        for _ in 0..PUBLISHER_WAKE_ATTEMPTS {
+            let mut conn = self.publisher.clone();
+            match tokio::time::timeout(PUBLISH_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => last = redis_conn::describe(&e),
+                Err(_) => last = format!("no answer within {PUBLISH_TIMEOUT:?}"),
+            }
+        }
+        Err(last)
+    }
+
+    /// Handles one pub/sub message; returns the nonce of an own probe.
+    pub(super) fn receive(&mut self, message: &redis::Msg) -> Option<u64> {
+        let envelope = match Envelope::decode(message.get_payload_bytes()) {
+            Ok(e) => e,
+            Err(e) => {
+                metrics::inc(&self.metrics.backplane_malformed_total);
+                log::warn!("ignoring message on {}: {e}", Escaped(message.get_channel_name()));
+                return None;
+            }
+        };
+        let own = envelope.origin == self.node;
+        match envelope.body {
+            Body::Probe { nonce } if own => return Some(nonce),
+            Body::Probe { .. } => {}
+            Body::Publication { .. } if own => {}
+            Body::Publication { id, .. } => {
+                if !self.recent.first_time(id) {
+                    return None;
+                }
+                metrics::inc(&self.metrics.backplane_received_total);
+                if let Some(p) = envelope.into_publication() {
+                    self.events.publication(p);
+                }
+            }
+            Body::DisconnectUser { authid, code, reason, message } => {
+                self.events.disconnect_user(&authid, code, reason, message);
+            }
+        }
+        None
+    }
+}
+
+/// Subscription changes to send in one command each.
+#[derive(Default)]
+pub(super) struct Batch {
+    sub: Vec<String>,
+    unsub: Vec<String>,
+    psub: Vec<String>,
+    punsub: Vec<String>,
+}
+
+impl Batch {
+    pub(super) async fn send(self, sink: &mut redis::aio::PubSubSink) -> redis::RedisResult<()> {
+        if !self.sub.is_empty() {
+            sink.subscribe(&self.sub).await?;
+        }
+        if !self.unsub.is_empty() {
+            sink.unsubscribe(&self.unsub).await?;
+        }
+        if !self.psub.is_empty() {
+            sink.psubscribe(&self.psub).await?;
+        }
+        if !self.punsub.is_empty() {
+            sink.punsubscribe(&self.punsub).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_deliver_once_and_forget_old_ones() {
+        let mut r = RecentIds::default();
+        assert!(r.first_time(1));
+        assert!(!r.first_time(1));
+        for i in 2..(RECENT_IDS as u64 + 3) {
+            r.first_time(i);
+        }
+        assert!(r.first_time(1), "forgotten after RECENT_IDS newer ids");
+    }
+}

@@ -1,0 +1,118 @@
+//! Registry lookups: one Lua script round trip each, on the lookup pool.
+
+use super::*;
+
+fn parse_record(r: Vec<String>) -> Option<ClientInfo> {
+    let [id, node, authid, roles, method, protocol, connected_at]: [String; 7] = r.try_into().ok()?;
+    Some(ClientInfo {
+        session: id.parse().ok()?,
+        node,
+        authid,
+        authroles: serde_json::from_str(&roles).unwrap_or_default(),
+        authmethod: if method == "cookie" { AuthMethod::Cookie } else { AuthMethod::Anonymous },
+        protocol: if protocol == "wamp" { "wamp" } else { "wamp.2.json" },
+        connected_at: connected_at.parse().unwrap_or(0),
+    })
+}
+
+impl RedisRegistry {
+    /// Runs `script` with the prefix and `args` on the lookup pool; failures are summarised in the log.
+    pub(super) async fn query<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        args: &[&str],
+    ) -> Result<T, RegistryError> {
+        let result = self.query_once(script, args).await;
+        match &result {
+            Ok(_) => self.failures.succeeded(),
+            Err(e) => self.failures.failed(format_args!("lookup: {e}")),
+        }
+        result
+    }
+
+    pub(super) async fn query_once<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        args: &[&str],
+    ) -> Result<T, RegistryError> {
+        let mut conn = self.lookups.get().await.map_err(|e| RegistryError(e.to_string()))?;
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(self.keys.prefix());
+        for a in args {
+            invocation.arg(*a);
+        }
+        match tokio::time::timeout(ROUND_TRIP_TIMEOUT, invocation.invoke_async::<T>(&mut *conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(RegistryError(e.to_string())),
+            Err(_) => Err(RegistryError("timed out".into())),
+        }
+    }
+
+    pub(super) async fn lookup(&self, args: &[&str]) -> Result<Vec<ClientInfo>, RegistryError> {
+        let records: Vec<Vec<String>> = self.query(&self.lookup_script, args).await?;
+        Ok(records.into_iter().filter_map(parse_record).collect())
+    }
+
+    /// How many live sessions there are, or how many hold one of `roles`, without reading any session.
+    pub async fn count(&self, roles: Option<&[String]>) -> Result<usize, RegistryError> {
+        let mut args = vec![if roles.is_some() { "roles" } else { "all" }];
+        args.extend(roles.unwrap_or_default().iter().map(String::as_str));
+        let n: i64 = self.query(&self.count_script, &args).await?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Up to `limit` live session ids above `after`, in id order, optionally only those holding one of `roles`.
+    pub async fn page(&self, roles: Option<&[String]>, after: Id, limit: usize) -> Result<Vec<Id>, RegistryError> {
+        let (after, limit) = (after.to_string(), limit.to_string());
+        let mut args = vec![after.as_str(), limit.as_str(), if roles.is_some() { "roles" } else { "all" }];
+        args.extend(roles.unwrap_or_default().iter().map(String::as_str));
+        let ids: Vec<String> = self.query(&self.page_script, &args).await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// One session.
+    pub async fn get_client(&self, session: Id) -> Result<Option<ClientInfo>, RegistryError> {
+        Ok(self.lookup(&["one", &session.to_string()]).await?.into_iter().next())
+    }
+
+    /// Every session of `username` on every node.
+    pub async fn find_all_by_username(&self, username: &str) -> Result<Vec<ClientInfo>, RegistryError> {
+        self.lookup(&["set", &format!("u:{username}")]).await
+    }
+
+    /// Sessions of `username` subscribed to `topic`, on every node.
+    pub async fn find_by_username(&self, topic: &str, username: &str) -> Result<Vec<ClientInfo>, RegistryError> {
+        self.lookup(&["inter", &format!("ts:{topic}"), &format!("u:{username}")]).await
+    }
+
+    /// Sessions holding any of `roles`.
+    pub async fn find_by_roles(&self, roles: &[&str]) -> Result<Vec<ClientInfo>, RegistryError> {
+        if roles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = roles.iter().map(|r| format!("r:{r}")).collect();
+        let mut args = vec!["union"];
+        args.extend(keys.iter().map(String::as_str));
+        self.lookup(&args).await
+    }
+
+    /// Every session.
+    pub async fn get_all(&self) -> Result<Vec<ClientInfo>, RegistryError> {
+        self.lookup(&["zset", "ids"]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_parse_into_client_info() {
+        let r = vec!["42", "node-a", "alice", r#"["admin","user"]"#, "cookie", "wamp", "1700000000"];
+        let c = parse_record(r.into_iter().map(String::from).collect()).unwrap();
+        assert_eq!((c.session, c.node.as_str(), c.authid.as_str()), (42, "node-a", "alice"));
+        assert_eq!(c.authroles, vec!["admin", "user"]);
+        assert_eq!((c.authmethod, c.protocol), (AuthMethod::Cookie, "wamp"));
+        assert!(parse_record(vec!["x".into()]).is_none());
+    }
+}

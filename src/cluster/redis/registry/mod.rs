@@ -1,0 +1,253 @@
+//! The registry: who is connected where, cluster-wide, in Redis (schema in [`super::keys`]).
+//!
+//! Entries are valid only while their node's lease key lives *and* holds the epoch they were written with:
+//! a SIGKILLed node's sessions drop out of every lookup when its lease expires (then the janitor of any
+//! surviving node purges them), and a node restarting with the same id starts a new epoch, so its old
+//! sessions never come back. A node only ever purges its own entries or those of nodes whose lease is gone.
+//!
+//! Writes go through one writer task, batched into pipelines and applied in order. Any failed write marks the
+//! registry dirty; the heartbeat (every lease/3, `SET node:<id> <epoch> PX <lease> GET`) then asks the writer
+//! for a rebuild: purge this node's entries and register every live local session again. The same happens when
+//! the heartbeat finds its key missing (Redis restarted without persistence). Lookups run as one Lua script:
+//! one round trip, no scatter-gather.
+//!
+//! Two connection pools: the writer and the heartbeat use their own (*control*), lookups another, so a flood of
+//! lookups queues behind lookups only and can never delay a lease renewal or a write into a rebuild.
+//!
+//! Counting (`wamp.session.count`) reads no session: each node keeps its sessions in `n:<node>` and, per
+//! distinct role list, in `nr:<node>:<roles>`; the count is the sum of those sets' sizes (`SCARD`) over live
+//! nodes. Sets, not counters, because a rebuild may re-add a session whose own write is still queued: `SADD`
+//! is idempotent, `INCR` is not. A node's sets count only while `ne:<node>` holds its current epoch (written
+//! last by each rebuild), so a restarted node's previous incarnation is never counted. Lists page through
+//! the `ids` sorted set (score = session id) in id order.
+
+//!
+//! Files: `mod.rs` the registry and its pools, `writes.rs` the writer task (pipelines, rebuild, purge),
+//! `lease.rs` the heartbeat (lease, janitor, deregistration), `lookup.rs` the lookup scripts' callers.
+
+mod lease;
+mod lookup;
+mod writes;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bb8_redis::bb8::Pool;
+use bb8_redis::RedisConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+
+use super::conn::RedisEndpoint;
+use super::keys::Keys;
+use crate::cluster::{LocalSessions, Registry};
+use crate::log_summary::Summary;
+use crate::metrics::{self, Metrics};
+use crate::model::AuthMethod;
+use crate::model::ClientInfo;
+use crate::wamp::Id;
+use futures_util::future::BoxFuture;
+
+/// Most registry writes sent in one pipeline.
+const MAX_BATCH: usize = 512;
+/// Longest one registry round trip may take.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Lookup script: validates every candidate session against its node's lease and epoch.
+const LOOKUP: &str = include_str!("../lua/lookup.lua");
+
+/// Count script: `all`, or `roles r1 r2…` (sessions holding any of them), summed over live nodes without
+/// reading a session (see the module docs).
+const COUNT: &str = include_str!("../lua/count.lua");
+
+/// Page script: up to `limit` live session ids above `after`, in id order, optionally only those holding one
+/// of the given roles. Reads candidates in chunks of `limit` from the `ids` sorted set.
+const PAGE: &str = include_str!("../lua/page.lua");
+
+/// Purge script: `node <id>` removes a node's entries; `dead` purges every node whose lease is gone.
+const PURGE: &str = include_str!("../lua/purge.lua");
+
+/// A registry failure (lookups only; writes never fail visibly, they mark the registry dirty).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("registry unavailable: {0}")]
+pub struct RegistryError(pub String);
+
+/// One change of a node's sessions, applied in order. A sender fires once the write was applied or failed.
+pub enum Write {
+    /// A session was established.
+    Register(ClientInfo, Option<oneshot::Sender<()>>),
+    /// A session ended, with its exact topics.
+    Unregister(ClientInfo, Vec<String>),
+    /// A session's identity changed (its web session logged in or out).
+    Reidentify {
+        /// Before.
+        old: ClientInfo,
+        /// After.
+        new: ClientInfo,
+    },
+    /// A session subscribed to an exact topic.
+    Subscribed(Id, String, Option<oneshot::Sender<()>>),
+    /// A session left an exact topic.
+    Unsubscribed(Id, String),
+    /// Rewrite every session of this node from the local truth (after an outage).
+    Rebuild,
+}
+
+impl Write {
+    fn take_ack(&mut self) -> Option<oneshot::Sender<()>> {
+        match self {
+            Write::Register(_, ack) | Write::Subscribed(_, _, ack) => ack.take(),
+            _ => None,
+        }
+    }
+}
+
+/// The Redis registry of one node.
+pub struct RedisRegistry {
+    /// Lookups only: however many queue here, they never delay the control pool's work.
+    lookups: Pool<RedisConnectionManager>,
+    /// The writer and the heartbeat (lease renewal, rebuild, janitor, deregistration).
+    control: Pool<RedisConnectionManager>,
+    keys: Keys,
+    node: String,
+    epoch: String,
+    lease: Duration,
+    writes: mpsc::UnboundedSender<Write>,
+    dirty: Arc<AtomicBool>,
+    stopped: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    /// Failed round trips (writes, rebuilds, heartbeats, lookups), summarised in the log.
+    failures: Summary,
+    /// The scripts, hashed once (invocations use EVALSHA and load the script again after a Redis restart).
+    lookup_script: redis::Script,
+    count_script: redis::Script,
+    page_script: redis::Script,
+    purge_script: redis::Script,
+}
+
+/// Connections lookups may use at once; more lookups wait for one (and never for the control pool).
+const LOOKUP_CONNECTIONS: u32 = 8;
+/// Connections of the control pool: one for the writer, one for the heartbeat.
+const CONTROL_CONNECTIONS: u32 = 2;
+
+async fn pool(endpoint: &RedisEndpoint, size: u32) -> Result<Pool<RedisConnectionManager>, RegistryError> {
+    let manager = RedisConnectionManager::new(endpoint.connection_info()).map_err(|e| RegistryError(e.to_string()))?;
+    // bb8 keeps a broken multiplexed connection unless the checkout test (a PING) finds it dead; registry
+    // traffic is batched and low-rate, so the extra round trip buys recovery after Redis restarts.
+    Pool::builder()
+        .max_size(size)
+        .test_on_check_out(true)
+        .connection_timeout(ROUND_TRIP_TIMEOUT)
+        .build(manager)
+        .await
+        .map_err(|e| RegistryError(e.to_string()))
+}
+
+/// The role list of a session as the registry stores and groups it (JSON).
+fn roles_key(roles: &[String]) -> String {
+    serde_json::to_string(roles).unwrap_or_else(|_| "[]".into())
+}
+
+impl RedisRegistry {
+    /// Connects the two pools and starts the writer and heartbeat tasks.
+    pub async fn start(
+        endpoint: &RedisEndpoint,
+        keys: Keys,
+        node: String,
+        lease: Duration,
+        local: Arc<dyn LocalSessions>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<RedisRegistry>, RegistryError> {
+        let (writes, receiver) = mpsc::unbounded_channel();
+        let registry = Arc::new(RedisRegistry {
+            lookups: pool(endpoint, LOOKUP_CONNECTIONS).await?,
+            control: pool(endpoint, CONTROL_CONNECTIONS).await?,
+            keys,
+            node,
+            epoch: format!("{:016x}", rand::random::<u64>()),
+            lease,
+            writes,
+            dirty: Arc::new(AtomicBool::new(true)),
+            stopped: Arc::new(AtomicBool::new(false)),
+            metrics,
+            failures: Summary::new(module_path!(), "registry round trips"),
+            lookup_script: redis::Script::new(LOOKUP),
+            count_script: redis::Script::new(COUNT),
+            page_script: redis::Script::new(PAGE),
+            purge_script: redis::Script::new(PURGE),
+        });
+        actix_web::rt::spawn(registry.clone().writer(receiver, local));
+        // The first heartbeat runs now: it claims the lease and purges this node id's previous incarnation.
+        registry.heartbeat().await;
+        actix_web::rt::spawn(registry.clone().heartbeats());
+        Ok(registry)
+    }
+
+    /// This incarnation's epoch.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn send_write(&self, write: Write) {
+        if !self.stopped.load(Ordering::Acquire) {
+            let _ = self.writes.send(write);
+        }
+    }
+
+    fn p(&self, name: &str) -> String {
+        format!("{}{name}", self.keys.prefix())
+    }
+}
+impl Registry for RedisRegistry {
+    fn write(&self, write: Write) {
+        self.send_write(write);
+    }
+
+    fn confirms_writes(&self) -> bool {
+        true
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn get_client(&self, session: Id) -> BoxFuture<'_, Result<Option<ClientInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::get_client(self, session))
+    }
+
+    fn find_all_by_username<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::find_all_by_username(self, username))
+    }
+
+    fn find_by_username<'a>(
+        &'a self,
+        topic: &'a str,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::find_by_username(self, topic, username))
+    }
+
+    fn find_by_roles<'a>(&'a self, roles: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::find_by_roles(self, roles))
+    }
+
+    fn count<'a>(&'a self, roles: Option<&'a [String]>) -> BoxFuture<'a, Result<usize, RegistryError>> {
+        Box::pin(RedisRegistry::count(self, roles))
+    }
+
+    fn page<'a>(
+        &'a self,
+        roles: Option<&'a [String]>,
+        after: Id,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Id>, RegistryError>> {
+        Box::pin(RedisRegistry::page(self, roles, after, limit))
+    }
+
+    fn get_all(&self) -> BoxFuture<'_, Result<Vec<ClientInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::get_all(self))
+    }
+
+    fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
+        Box::pin(RedisRegistry::deregister(self))
+    }
+}
