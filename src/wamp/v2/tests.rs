@@ -1,6 +1,7 @@
 //! Unit tests of the v2 codec.
 
 use super::*;
+use crate::wamp::DecodeError;
 use crate::wamp::uri::MatchPolicy;
 
 #[test]
