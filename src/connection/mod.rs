@@ -70,6 +70,7 @@ mod frames;
 mod limits;
 mod requests;
 mod subscriptions;
+mod timers;
 mod wamp_v1;
 mod wamp_v2;
 mod web_session;
@@ -79,6 +80,7 @@ use error::{ConnectionError, Reply};
 use frames::Fragments;
 use limits::Limits;
 use subscriptions::{Subscription, Subscriptions};
+use timers::Schedule;
 use web_session::{StoreErrorPolicy, WebSession};
 
 /// Server identification sent in v1 WELCOME and v2 WELCOME `agent`.
@@ -127,6 +129,8 @@ pub struct Connection {
     closed_for: Option<CloseReason>,
     /// The timer that aborts a v2 session without HELLO, until the HELLO comes.
     hello_deadline: Option<SpawnHandle>,
+    /// Ping, web session keep-alive and revalidation, on one timer (set in `started`).
+    schedule: Option<Schedule>,
 }
 
 impl Connection {
@@ -160,6 +164,7 @@ impl Connection {
             counted_user: None,
             closed_for: None,
             hello_deadline: None,
+            schedule: None,
             node,
         }
     }
@@ -283,6 +288,32 @@ impl Connection {
         ctx.ping(b"");
     }
 
+    /// Sets the connection's one timer for its next periodic job.
+    fn arm_timer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(schedule) = &self.schedule else { return };
+        let wait = schedule.next().saturating_duration_since(Instant::now());
+        ctx.run_later(wait, |this, ctx| this.tick(ctx));
+    }
+
+    /// Runs whatever periodic work is due (ping first: it may close the connection), then re-arms the timer.
+    fn tick(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(schedule) = &mut self.schedule else { return };
+        let due = schedule.take_due(Instant::now());
+        if due.ping {
+            self.heartbeat(ctx);
+        }
+        if self.state == Phase::Closing {
+            return;
+        }
+        if due.keepalive {
+            self.keepalive(ctx);
+        }
+        if due.revalidate {
+            self.reload(ctx, StoreErrorPolicy::KeepSocket);
+        }
+        self.arm_timer(ctx);
+    }
+
     /// Closes a client whose outbound queue overflowed (1008), logging what was queued.
     fn close_slow_consumer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if self.state != Phase::Closing {
@@ -301,14 +332,15 @@ impl Actor for Connection {
         metrics::inc(&self.node.metrics().connections_accepted);
         self.count_user(ctx);
         let ws = &self.node.settings().websocket;
-        ctx.run_interval(ws.ping_interval, |this, ctx| this.heartbeat(ctx));
-        if self.web.exists() {
-            let session = &self.node.settings().session;
-            if !session.keepalive_interval.is_zero() {
-                ctx.run_interval(session.keepalive_interval, |this, ctx| this.keepalive(ctx));
-            }
-            ctx.run_interval(session.revalidate_interval, |this, ctx| this.reload(ctx, StoreErrorPolicy::KeepSocket));
-        }
+        let session = &self.node.settings().session;
+        let web = self.web.exists();
+        let schedule = Schedule::new(
+            Instant::now(),
+            ws.ping_interval,
+            web.then_some(session.keepalive_interval),
+            web.then_some(session.revalidate_interval),
+        );
+        self.schedule = Some(schedule);
         match self.protocol {
             Protocol::V1 => self.establish(ctx),
             Protocol::V2 => {
@@ -320,6 +352,7 @@ impl Actor for Connection {
                 self.hello_deadline = Some(deadline);
             }
         }
+        self.arm_timer(ctx);
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {

@@ -1,8 +1,8 @@
 //! Unit tests of the v2 codec.
 
 use super::*;
-use crate::wamp::DecodeError;
 use crate::wamp::uri::MatchPolicy;
+use crate::wamp::DecodeError;
 
 #[test]
 fn decodes_hello() {
