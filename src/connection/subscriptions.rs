@@ -15,27 +15,42 @@ pub(super) enum Subscription {
 }
 
 /// This connection's subscriptions, by topic (pending and active) and by subscription id (active only).
+/// The maps are allocated at the first subscription: most sockets of a node may never subscribe, and two empty
+/// hash maps would still cost every one of them 96 bytes.
 #[derive(Debug, Default)]
 pub(super) struct Subscriptions {
+    maps: Option<Box<Maps>>,
+}
+
+#[derive(Debug, Default)]
+struct Maps {
     by_key: HashMap<TopicKey, Subscription>,
     by_id: HashMap<Id, TopicKey>,
 }
 
 impl Subscriptions {
+    fn maps_mut(&mut self) -> &mut Maps {
+        self.maps.get_or_insert_with(Box::default)
+    }
+
+    /// How many topics are held, pending ones included.
+    pub(super) fn len(&self) -> usize {
+        self.maps.as_ref().map_or(0, |m| m.by_key.len())
+    }
+
     /// The subscription to `key`, if there is one.
     pub(super) fn get_mut(&mut self, key: &TopicKey) -> Option<&mut Subscription> {
-        self.by_key.get_mut(key)
+        self.maps.as_mut()?.by_key.get_mut(key)
     }
 
     /// Refuses a new subscription to `key` beyond `max` in all or `max_patterns` prefix and wildcard ones.
     pub(super) fn check_limits(&self, key: &TopicKey, max: usize, max_patterns: usize) -> Result<(), WampError> {
-        if self.by_key.len() >= max {
+        if self.len() >= max {
             let msg = format!("a session may hold at most {max} subscriptions");
             return Err(WampError::new(errors::TOO_MANY_SUBSCRIPTIONS, msg));
         }
-        if key.policy != MatchPolicy::Exact
-            && self.by_key.keys().filter(|k| k.policy != MatchPolicy::Exact).count() >= max_patterns
-        {
+        let patterns = || self.maps.iter().flat_map(|m| m.by_key.keys()).filter(|k| k.policy != MatchPolicy::Exact);
+        if key.policy != MatchPolicy::Exact && patterns().count() >= max_patterns {
             let msg = format!("a session may hold at most {max_patterns} prefix or wildcard subscriptions");
             return Err(WampError::new(errors::TOO_MANY_SUBSCRIPTIONS, msg));
         }
@@ -44,45 +59,47 @@ impl Subscriptions {
 
     /// A join of `key` was sent to the broker; `request` (v2) waits for it.
     pub(super) fn pending(&mut self, key: TopicKey, request: Option<Id>) {
-        self.by_key.insert(key, Subscription::Pending(request.into_iter().collect()));
+        self.maps_mut().by_key.insert(key, Subscription::Pending(request.into_iter().collect()));
     }
 
     /// The topic confirmed the join of `key` as `subscription`: the requests that waited for it, if it was
     /// pending (`None` if it was left meanwhile or was already active).
     pub(super) fn joined(&mut self, key: &TopicKey, subscription: Id) -> Option<Vec<Id>> {
-        let entry = self.by_key.get_mut(key)?;
+        let maps = self.maps.as_mut()?;
+        let entry = maps.by_key.get_mut(key)?;
         let Subscription::Pending(waiting) = std::mem::replace(entry, Subscription::Active(subscription)) else {
             return None;
         };
-        self.by_id.insert(subscription, key.clone());
+        maps.by_id.insert(subscription, key.clone());
         Some(waiting)
     }
 
     /// Leaves the active subscription `id` (v2 UNSUBSCRIBE): its topic, if this connection holds it.
     pub(super) fn remove_id(&mut self, id: Id) -> Option<TopicKey> {
-        let key = self.by_id.remove(&id)?;
-        self.by_key.remove(&key);
+        let maps = self.maps.as_mut()?;
+        let key = maps.by_id.remove(&id)?;
+        maps.by_key.remove(&key);
         Some(key)
     }
 
     /// Leaves `key` (v1 UNSUBSCRIBE), pending or active.
     pub(super) fn remove(&mut self, key: &TopicKey) -> Option<Subscription> {
-        let subscription = self.by_key.remove(key)?;
+        let maps = self.maps.as_mut()?;
+        let subscription = maps.by_key.remove(key)?;
         if let Subscription::Active(id) = subscription {
-            self.by_id.remove(&id);
+            maps.by_id.remove(&id);
         }
         Some(subscription)
     }
 
     /// The topics held, pending ones included.
     pub(super) fn keys(&self) -> Vec<TopicKey> {
-        self.by_key.keys().cloned().collect()
+        self.maps.iter().flat_map(|m| m.by_key.keys().cloned()).collect()
     }
 
     /// Forgets every subscription, returning the topics (pending ones included) to leave.
-    pub(super) fn drain(&mut self) -> impl Iterator<Item = TopicKey> + '_ {
-        self.by_id.clear();
-        self.by_key.drain().map(|(key, _)| key)
+    pub(super) fn drain(&mut self) -> impl Iterator<Item = TopicKey> {
+        self.maps.take().into_iter().flat_map(|m| m.by_key.into_keys())
     }
 }
 

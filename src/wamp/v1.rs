@@ -254,10 +254,13 @@ pub fn encode_event(topic: &str, event_json: &str) -> String {
     out
 }
 
-/// A connection's CURIE prefixes (`PREFIX` messages), used to expand `prefix:suffix` URIs.
+/// A connection's CURIE prefixes (`PREFIX` messages), used to expand `prefix:suffix` URIs. The map is
+/// allocated at the first `PREFIX`: most connections never send one.
 #[derive(Debug, Default, Clone)]
 pub struct Prefixes {
-    map: HashMap<String, String>,
+    // Boxed on purpose: 8 bytes in every connection that never defines a prefix, instead of an empty map's 48.
+    #[allow(clippy::box_collection)]
+    map: Option<Box<HashMap<String, String>>>,
 }
 
 /// Why a `PREFIX` was not stored.
@@ -282,28 +285,29 @@ impl Prefixes {
         if prefix.len() > MAX_URI_LEN || uri.len() > MAX_URI_LEN {
             return Err(PrefixError::TooLong);
         }
-        if self.map.len() >= max && !self.map.contains_key(&prefix) {
+        let map = self.map.get_or_insert_with(Box::default);
+        if map.len() >= max && !map.contains_key(&prefix) {
             return Err(PrefixError::TooMany { max });
         }
-        self.map.insert(prefix, uri);
+        map.insert(prefix, uri);
         Ok(())
     }
 
     /// How many prefixes are defined.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.as_ref().map_or(0, |m| m.len())
     }
 
     /// Whether none is defined.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// Expands a CURIE (`event:myevent1`) whose prefix is defined; any other string is returned unchanged,
     /// so full URIs such as `http://example.com/x` pass through even though they contain a colon.
     pub fn resolve(&self, uri: &str) -> String {
         if let Some((prefix, rest)) = uri.split_once(':') {
-            if let Some(base) = self.map.get(prefix) {
+            if let Some(base) = self.map.as_ref().and_then(|m| m.get(prefix)) {
                 return format!("{base}{rest}");
             }
         }
