@@ -259,6 +259,11 @@ impl ClusterEvents for NodeEvents {
     fn disconnect_user(&self, authid: &str, code: u16, reason: String, message: String) {
         self.clients.disconnect_local_user(authid, Disconnect { code, reason, message });
     }
+
+    fn sessions_departed(&self, departed: Vec<cluster::Departed>) {
+        log::info!("announcing {} sessions of departed nodes (wamp.session.on_leave)", departed.len());
+        self.clients.announce_departed(&departed);
+    }
 }
 
 /// A running switchboard node, as a library handle. Clone it freely.

@@ -15,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::future::{FutureExt, LocalBoxFuture};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::clients::{ClientInfo, ClientManipulator};
 use crate::config::MetaSettings;
@@ -240,17 +240,7 @@ async fn session_get(policy: Arc<MetaPolicy>, call: Call) -> Result<CallResult, 
 
 /// The `wamp.session.get` dictionary of a session.
 pub fn session_details(c: &ClientInfo) -> Value {
-    json!({
-        "session": c.session,
-        "authid": c.authid,
-        "authrole": c.authroles.first().cloned().unwrap_or_default(),
-        "authroles": c.authroles,
-        "authmethod": c.authmethod,
-        "authprovider": "switchboard",
-        "transport": { "type": "websocket", "protocol": c.protocol },
-        "node": c.node,
-        "connected_at": c.connected_at,
-    })
+    c.details()
 }
 
 #[cfg(test)]

@@ -12,8 +12,10 @@ use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::oneshot;
 
 use super::index::{LocalEntry, LocalIndex};
+use super::meta;
 use crate::cluster::{Backplane, Registry, Write};
 use crate::model::{ClientInfo, Disconnect};
+use crate::topic::broker::{Announce, Broker};
 use crate::wamp::Id;
 
 /// The actor behind [`ClientManipulator`](super::ClientManipulator).
@@ -21,6 +23,8 @@ pub(super) struct ClientIndex {
     pub(super) local: LocalIndex,
     pub(super) registry: Arc<dyn Registry>,
     pub(super) backplane: Arc<dyn Backplane>,
+    /// Where the session meta events go (local subscribers and the other nodes).
+    pub(super) broker: Addr<Broker>,
 }
 
 impl Actor for ClientIndex {
@@ -72,7 +76,10 @@ impl Handler<Register> for ClientIndex {
             .write()
             .insert(info.session, Box::new(LocalEntry { info: info.clone(), control, topics: HashSet::new() }));
         self.local.recount(replaced.as_ref().map(|e| e.info.authroles.as_slice()), Some(&info.authroles));
+        // After the registry write is queued, so a subscriber reacting to the event finds the session.
+        let joined = meta::on_join(&info);
         let registered = self.acked(|ack| Write::Register(info, ack));
+        self.broker.do_send(Announce(Arc::new(joined)));
         // WELCOME waits for both: the registry has the session, and messages targeted at the user reach this node.
         MessageResult(both(registered, routed))
     }
@@ -152,7 +159,9 @@ impl Handler<Unregister> for ClientIndex {
         if let Some(entry) = self.local.write().remove(&session) {
             self.local.recount(Some(&entry.info.authroles), None);
             self.backplane.unwant_user(&entry.info.authid);
+            let left = meta::on_leave(session, &entry.info.authid, entry.info.authrole());
             self.registry.write(Write::Unregister(entry.info, entry.topics.into_iter().collect()));
+            self.broker.do_send(Announce(Arc::new(left)));
         }
     }
 }

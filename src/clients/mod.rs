@@ -27,11 +27,12 @@ use actor::{ClientIndex, Register, Reidentify, Subscribed, Unregister, Unsubscri
 
 mod actor;
 mod index;
+pub mod meta;
 
 use crate::cluster::envelope::Body;
 use crate::cluster::{Backplane, BackplaneError, LocalSessions, Registry, RegistryError};
 use crate::metrics::Metrics;
-use crate::topic::broker::{Broker, Publish, Subscribers};
+use crate::topic::broker::{Announce, Broker, Publish, Subscribers};
 use crate::topic::{Payload, Publication};
 use crate::wamp::filter::Filters;
 use crate::wamp::Id;
@@ -59,8 +60,13 @@ impl ClientManipulator {
         node: &str,
         metrics: Arc<Metrics>,
     ) -> ClientManipulator {
-        let index =
-            ClientIndex { local: local.clone(), registry: registry.clone(), backplane: backplane.clone() }.start();
+        let index = ClientIndex {
+            local: local.clone(),
+            registry: registry.clone(),
+            backplane: backplane.clone(),
+            broker: broker.clone(),
+        }
+        .start();
         ClientManipulator { local, index, registry, broker, backplane, node: Arc::from(node), metrics }
     }
 
@@ -207,6 +213,14 @@ impl ClientManipulator {
         let id = publication.id;
         self.broker.do_send(Publish(Arc::new(publication)));
         id
+    }
+
+    /// Announces sessions that ended without their node saying so (it died): `wamp.session.on_leave` for each,
+    /// to every node.
+    pub(crate) fn announce_departed(&self, departed: &[crate::cluster::Departed]) {
+        for d in departed {
+            self.broker.do_send(Announce(Arc::new(meta::on_leave(d.session, &d.authid, &d.authrole))));
+        }
     }
 
     /// Publishes and waits until the publication is delivered locally and handed to the other nodes.

@@ -258,6 +258,10 @@ mod tests {
         fn disconnect_user(&self, authid: &str, code: u16, reason: String, _: String) {
             self.0.lock().unwrap().push(format!("disconnect {authid} {code} {reason}"));
         }
+
+        fn sessions_departed(&self, departed: Vec<crate::cluster::Departed>) {
+            self.0.lock().unwrap().push(format!("departed {}", departed.len()));
+        }
     }
 
     #[actix_web::test]

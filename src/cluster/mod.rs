@@ -162,7 +162,7 @@ pub async fn join_redis(
         )
         .await
         .map_err(|e| failed(self::redis::conn::describe(&e)))?;
-        let registry = self::redis::registry::RedisRegistry::start(
+        let (registry, departed) = self::redis::registry::RedisRegistry::start(
             endpoint,
             keys,
             node.to_owned(),
@@ -172,13 +172,22 @@ pub async fn join_redis(
         )
         .await
         .map_err(|e| failed(e.to_string()))?;
-        Ok::<_, String>((backplane, registry, receiver))
+        Ok::<_, String>((backplane, registry, receiver, departed))
     };
     let timeout = endpoint.connect_timeout();
-    let (backplane, registry, receiver) = tokio::time::timeout(timeout, started)
+    let (backplane, registry, receiver, mut departed) = tokio::time::timeout(timeout, started)
         .await
         .map_err(|_| failed(format!("no answer within {timeout:?} (redis.connect_timeout)")))??;
     log::info!("cluster mode: node {node}, epoch {}, prefix {}", registry.epoch(), settings.prefix);
+    // The node's events receive what the backplane brings and what the registry's janitor removed.
+    let receiver = Receiver::new(move |events: Arc<dyn ClusterEvents>| {
+        receiver.start(events.clone());
+        actix_web::rt::spawn(async move {
+            while let Some(sessions) = departed.recv().await {
+                events.sessions_departed(sessions);
+            }
+        });
+    });
     Ok(Membership { backplane: Arc::new(backplane), registry, receiver })
 }
 
@@ -190,6 +199,22 @@ pub trait ClusterEvents: Send + Sync + 'static {
 
     /// Close this node's sessions of `authid` (with close `code`, WAMP `reason` and `message`).
     fn disconnect_user(&self, authid: &str, code: u16, reason: String, message: String);
+
+    /// Sessions of a dead node (or of this node's previous incarnation) that this node removed from the
+    /// registry: nobody else will report them, and nobody reported them before (the removal is atomic, so
+    /// each departed session reaches exactly one node's events).
+    fn sessions_departed(&self, departed: Vec<Departed>);
+}
+
+/// A session removed from the registry because its node is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departed {
+    /// WAMP session id.
+    pub session: Id,
+    /// Username.
+    pub authid: String,
+    /// Primary role.
+    pub authrole: String,
 }
 
 /// The receiving side of a backplane, started once the node's [`ClusterEvents`] exist (the broker and the

@@ -203,7 +203,8 @@ impl Default for WampSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetaSettings {
-    /// Roles allowed to call identity-revealing meta procedures; unset = every role except `anonymous`.
+    /// Roles allowed to call identity-revealing meta procedures and to subscribe to the session meta events;
+    /// unset = every role except `anonymous`.
     pub roles: Option<Vec<String>>,
     /// Most entries one meta list answer carries (a page).
     pub max_list: usize,

@@ -4,6 +4,8 @@
 //! by subscription id); the `Joined` handler here is where a join completes.
 
 use super::*;
+use crate::clients::meta;
+use crate::rpc::MetaPolicy;
 
 /// A subscription of this connection, by topic.
 #[derive(Debug, PartialEq, Eq)]
@@ -143,6 +145,12 @@ impl Connection {
             && !self.node.access().allows(Action::Subscribe, &key.uri, &self.identity.authid, &self.identity.authroles)
         {
             let msg = format!("role may not subscribe to '{}'", excerpt(&key.uri));
+            return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
+        }
+        if meta::covers(key.policy, &key.uri)
+            && !MetaPolicy::new(&self.node.settings().meta).admits(&self.identity.authroles)
+        {
+            let msg = format!("'{}' would receive session meta events, which this role may not see", excerpt(&key.uri));
             return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
         }
         self.subscriptions.pending(key.clone(), request);

@@ -53,6 +53,27 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// The primary role (WAMP `authrole`): the first of `authroles`.
+    pub fn authrole(&self) -> &str {
+        self.authroles.first().map(String::as_str).unwrap_or_default()
+    }
+
+    /// The session's meta dictionary (`wamp.session.get`, `wamp.session.on_join`): identity, transport and node,
+    /// no secret (no cookie, no session key).
+    pub fn details(&self) -> serde_json::Value {
+        serde_json::json!({
+            "session": self.session,
+            "authid": self.authid,
+            "authrole": self.authrole(),
+            "authroles": self.authroles,
+            "authmethod": self.authmethod,
+            "authprovider": "switchboard",
+            "transport": { "type": "websocket", "protocol": self.protocol },
+            "node": self.node,
+            "connected_at": self.connected_at,
+        })
+    }
+
     /// Whether this session is anonymous.
     pub fn is_anonymous(&self) -> bool {
         self.authmethod == AuthMethod::Anonymous

@@ -178,6 +178,27 @@ impl Handler<Publish> for Broker {
     }
 }
 
+/// A meta event of the router itself (`wamp.session.on_join`, …): delivered like a [`Publish`] — locally, then to
+/// the other nodes, fire and forget — but not counted among the publications clients and the library made.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Announce(pub Arc<Publication>);
+
+impl Handler<Announce> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, Announce(publication): Announce, ctx: &mut Self::Context) {
+        self.fan_out(&publication);
+        if self.backplane.reaches_other_nodes() {
+            let backplane = self.backplane.clone();
+            ctx.spawn(actix::fut::wrap_future(async move {
+                // Failures are counted and summarised in the log by the backplane.
+                let _ = backplane.publish(&publication).await;
+            }));
+        }
+    }
+}
+
 /// A publication received from another node, for the broker to deliver locally only.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -247,7 +247,8 @@ async fn a_node_without_subscribers_receives_nothing_for_a_topic() {
     }
     assert_eq!(metric(&c, "switchboard_backplane_received_total").await, 0, "node c received traffic");
     assert_eq!(metric(&b, "switchboard_backplane_received_total").await, 20);
-    assert_eq!(metric(&a, "switchboard_backplane_publish_seconds_count").await, 20, "each PUBLISH is timed");
+    // Each PUBLISH is timed: the 20 publications and the session meta event of `p` joining on a.
+    assert_eq!(metric(&a, "switchboard_backplane_publish_seconds_count").await, 21, "each PUBLISH is timed");
     sub.unsubscribe(id).await.unwrap();
     let deadline = Instant::now() + WAIT;
     while numsub(&redis, "only.b").await != 0 {
@@ -337,6 +338,49 @@ async fn a_killed_node_leaves_lookups_within_the_lease_and_restarts_without_ghos
     assert_eq!(on_c(&sessions), 1);
     assert!(sessions.iter().any(|s| s["session"] == json!(fresh.id)));
     assert_eq!(sessions.iter().filter(|s| s["node"] == "a").count(), 1, "a's entries are untouched");
+}
+
+#[actix_web::test]
+async fn session_meta_events_reach_watchers_on_every_node_once() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);
+    let mut watchers = Vec::new();
+    for node in [&a, &b, &c] {
+        let cookie = node.login("watcher").await;
+        watchers.push(V2Session::connect_with_headers(&node.ws(), "r", &[("Cookie", &cookie)]).await.unwrap());
+    }
+    scenarios::session_meta_events_reach_every_node_once(&a.peer(), watchers).await;
+}
+
+#[actix_web::test]
+async fn a_killed_nodes_sessions_leave_once_announced_by_one_survivor() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis, "a").await;
+    let b = Node::start(&redis, "b").await;
+    let mut c = Node::start(&redis, "c").await;
+    let victim = V2Session::connect(&c.ws(), "r").await.unwrap();
+    let mut watchers = Vec::new();
+    for node in [&a, &b] {
+        let cookie = node.login("watcher").await;
+        let mut w = V2Session::connect_with_headers(&node.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+        w.subscribe("wamp.session.on_leave").await.unwrap();
+        watchers.push(w);
+    }
+    c.kill9();
+    let killed = Instant::now();
+    for w in watchers.iter_mut() {
+        let (_, _, _, args) = w.next_event(LEASE + Duration::from_secs(5)).await.unwrap();
+        assert_eq!(args, vec![json!(victim.id), json!(format!("anon-{}", victim.id)), json!("anonymous")]);
+        assert!(
+            killed.elapsed() < LEASE + Duration::from_secs(5),
+            "on_leave came {:?} after the kill",
+            killed.elapsed()
+        );
+    }
+    // Both survivors run the janitor: the purge is atomic, so only one announces.
+    for w in watchers.iter_mut() {
+        w.expect_no_event(LEASE).await.unwrap();
+    }
 }
 
 #[actix_web::test]

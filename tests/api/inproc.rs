@@ -64,3 +64,32 @@ async fn send_to_user_reaches_her_sessions_on_other_nodes_only() {
     assert_eq!(alice.next_event(WAIT).await.unwrap().3, vec![json!("for alice")]);
     bob.expect_no_event(QUIET).await.unwrap();
 }
+
+#[actix_web::test]
+async fn session_meta_events_reach_watchers_on_every_node_once() {
+    let (a, b, c) = three_nodes().await;
+    let watchers =
+        vec![connect_as(&a, "watcher-a").await, connect_as(&b, "watcher-b").await, connect_as(&c, "w-c").await];
+    scenarios::session_meta_events_reach_every_node_once(&peer(&a), watchers).await;
+}
+
+#[actix_web::test]
+async fn session_meta_topics_are_refused_to_roles_outside_meta_roles() {
+    let app = spawn_app().await;
+    let mut anonymous = switchboard::client::V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let refused = |r: Result<u64, switchboard::client::ClientError>| match r {
+        Err(switchboard::client::ClientError::Wamp { error, .. }) => error,
+        other => panic!("not refused: {other:?}"),
+    };
+    assert_eq!(refused(anonymous.subscribe("wamp.session.on_join").await), "wamp.error.not_authorized");
+    assert_eq!(refused(anonymous.subscribe("wamp.session.on_leave").await), "wamp.error.not_authorized");
+    let prefix = dict(json!({"match": "prefix"}));
+    assert_eq!(refused(anonymous.subscribe_with("wamp.", prefix).await), "wamp.error.not_authorized");
+    let wildcard = dict(json!({"match": "wildcard"}));
+    assert_eq!(refused(anonymous.subscribe_with("wamp.session.", wildcard).await), "wamp.error.not_authorized");
+    // Other wamp.* topics and the rest stay as they were.
+    anonymous.subscribe("chat.lobby").await.unwrap();
+    let mut alice = connect_as(&app, "alice").await;
+    alice.subscribe("wamp.session.on_join").await.unwrap();
+    alice.subscribe_with("wamp.", dict(json!({"match": "prefix"}))).await.unwrap();
+}

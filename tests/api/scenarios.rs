@@ -128,3 +128,30 @@ pub async fn lookups_and_disconnect_everywhere(b: &Peer, mut on_a: V2Session, mu
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `wamp.session.on_join` and `on_leave` of a session on `a` reach each watcher (logged in, on any node) once.
+pub async fn session_meta_events_reach_every_node_once(a: &Peer, mut watchers: Vec<V2Session>) {
+    for w in watchers.iter_mut() {
+        w.subscribe("wamp.session.on_join").await.unwrap();
+        w.subscribe("wamp.session.on_leave").await.unwrap();
+    }
+    let mut newcomer = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let id = newcomer.id;
+    for w in watchers.iter_mut() {
+        let (_, _, _, args) = w.next_event(WAIT).await.unwrap();
+        let details = &args[0];
+        assert_eq!(details["session"], json!(id), "{details}");
+        assert_eq!(details["authid"], json!(format!("anon-{id}")));
+        assert_eq!(details["authrole"], "anonymous");
+        assert_eq!(details["authmethod"], "anonymous");
+        assert_eq!(details["transport"]["protocol"], "wamp.2.json");
+        w.expect_no_event(QUIET).await.unwrap();
+    }
+    newcomer.socket.close().await.unwrap();
+    drop(newcomer);
+    for w in watchers.iter_mut() {
+        let (_, _, _, args) = w.next_event(WAIT).await.unwrap();
+        assert_eq!(args, vec![json!(id), json!(format!("anon-{id}")), json!("anonymous")]);
+        w.expect_no_event(QUIET).await.unwrap();
+    }
+}

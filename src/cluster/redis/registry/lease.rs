@@ -46,7 +46,10 @@ impl RedisRegistry {
             self.send_write(Write::Rebuild);
         }
         match self.purge("dead", "").await {
-            Ok(n) if n > 0 => log::info!("registry: purged {n} sessions of nodes whose lease expired"),
+            Ok(purged) if !purged.is_empty() => {
+                log::info!("registry: purged {} sessions of nodes whose lease expired", purged.len());
+                self.report_departed(purged);
+            }
             Ok(_) => {}
             Err(e) => log::debug!("registry janitor: {e}"),
         }

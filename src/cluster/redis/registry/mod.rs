@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::conn::RedisEndpoint;
 use super::keys::Keys;
-use crate::cluster::{LocalSessions, Registry};
+use crate::cluster::{Departed, LocalSessions, Registry};
 use crate::log_summary::Summary;
 use crate::metrics::{self, Metrics};
 use crate::model::AuthMethod;
@@ -122,6 +122,11 @@ pub struct RedisRegistry {
     count_script: redis::Script,
     page_script: redis::Script,
     purge_script: redis::Script,
+    /// Sessions the janitor (or the first rebuild) removed for good, for the node to announce.
+    departed: mpsc::UnboundedSender<Vec<Departed>>,
+    /// The first rebuild of this incarnation removes the previous incarnation's sessions: those departed.
+    /// Later rebuilds remove this incarnation's own, which are registered again at once.
+    first_rebuild: AtomicBool,
 }
 
 /// Connections lookups may use at once; more lookups wait for one (and never for the control pool).
@@ -156,8 +161,9 @@ impl RedisRegistry {
         lease: Duration,
         local: Arc<dyn LocalSessions>,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<RedisRegistry>, RegistryError> {
+    ) -> Result<(Arc<RedisRegistry>, mpsc::UnboundedReceiver<Vec<Departed>>), RegistryError> {
         let (writes, receiver) = mpsc::unbounded_channel();
+        let (departed, departures) = mpsc::unbounded_channel();
         let registry = Arc::new(RedisRegistry {
             lookups: pool(endpoint, LOOKUP_CONNECTIONS).await?,
             control: pool(endpoint, CONTROL_CONNECTIONS).await?,
@@ -174,12 +180,14 @@ impl RedisRegistry {
             count_script: redis::Script::new(COUNT),
             page_script: redis::Script::new(PAGE),
             purge_script: redis::Script::new(PURGE),
+            departed,
+            first_rebuild: AtomicBool::new(true),
         });
         actix_web::rt::spawn(registry.clone().writer(receiver, local));
         // The first heartbeat runs now: it claims the lease and purges this node id's previous incarnation.
         registry.heartbeat().await;
         actix_web::rt::spawn(registry.clone().heartbeats());
-        Ok(registry)
+        Ok((registry, departures))
     }
 
     /// This incarnation's epoch.

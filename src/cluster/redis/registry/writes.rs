@@ -82,20 +82,30 @@ impl RedisRegistry {
         }
     }
 
-    pub(super) async fn purge(&self, mode: &str, node: &str) -> Result<i64, RegistryError> {
+    pub(super) async fn purge(&self, mode: &str, node: &str) -> Result<Vec<Departed>, RegistryError> {
         let mut conn = self.control.get().await.map_err(|e| RegistryError(e.to_string()))?;
         let mut invocation = self.purge_script.prepare_invoke();
         invocation.arg(self.keys.prefix()).arg(mode).arg(node);
-        match tokio::time::timeout(ROUND_TRIP_TIMEOUT, invocation.invoke_async::<i64>(&mut *conn)).await {
-            Ok(Ok(n)) => Ok(n),
+        match tokio::time::timeout(ROUND_TRIP_TIMEOUT, invocation.invoke_async::<Vec<String>>(&mut *conn)).await {
+            Ok(Ok(flat)) => Ok(departed(flat)),
             Ok(Err(e)) => Err(RegistryError(e.to_string())),
             Err(_) => Err(RegistryError("timed out".into())),
         }
     }
 
+    /// Hands sessions removed for good to the node (a dropped receiver means the node is stopping).
+    pub(super) fn report_departed(&self, departed: Vec<Departed>) {
+        if !departed.is_empty() {
+            let _ = self.departed.send(departed);
+        }
+    }
+
     /// Purges this node's entries, then registers every live local session and its topics.
     pub(super) async fn rebuild(&self, local: &dyn LocalSessions) -> Result<(), RegistryError> {
-        self.purge("node", &self.node).await?;
+        let purged = self.purge("node", &self.node).await?;
+        if self.first_rebuild.swap(false, Ordering::AcqRel) {
+            self.report_departed(purged);
+        }
         let mut pipe = redis::pipe();
         pipe.cmd("SADD").arg(self.p("nodes")).arg(&self.node).ignore();
         for (client, topics) in local.snapshot() {
@@ -159,5 +169,34 @@ impl RedisRegistry {
             self.failures.failed(format_args!("write failed, the registry will be rebuilt when Redis answers: {e}"));
             metrics::inc(&self.metrics.registry_errors_total);
         }
+    }
+}
+
+/// The purge script's flat answer (id, authid, authrole, …) as departed sessions.
+fn departed(flat: Vec<String>) -> Vec<Departed> {
+    flat.chunks_exact(3)
+        .filter_map(|c| {
+            let session = c[0].parse().ok()?;
+            Some(Departed { session, authid: c[1].clone(), authrole: c[2].clone() })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_answer_becomes_departed_sessions() {
+        let flat = ["7", "alice", "user", "8", "anon-8", "anonymous", "x", "broken", "", "9"];
+        let got = departed(flat.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            got,
+            vec![
+                Departed { session: 7, authid: "alice".into(), authrole: "user".into() },
+                Departed { session: 8, authid: "anon-8".into(), authrole: "anonymous".into() },
+            ],
+            "an unparsable id is skipped, a trailing partial triple ignored"
+        );
     }
 }

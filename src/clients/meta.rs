@@ -1,0 +1,82 @@
+//! Session meta events (WAMP advanced profile, "Session Meta API"): `wamp.session.on_join` when a session is
+//! established and `wamp.session.on_leave` when it ends, published from the server like any library
+//! publication — through the broker, to local subscribers and to every other node — so each subscriber
+//! anywhere gets each event once. A node that dies cannot say goodbye: its sessions' `on_leave` is published by
+//! the surviving node whose registry janitor purges them once its lease expires (see `cluster::Departed`).
+//!
+//! Identities are visible only to roles of `meta.roles` (default: any role but `anonymous`): a subscription
+//! that could receive these topics — exact, or a prefix or wildcard covering them — is refused to other roles
+//! ([`covers`]). Clients cannot publish to them: the `wamp.` namespace is the router's.
+
+use crate::model::{ClientInfo, Payload, Publication};
+use crate::wamp::filter::Filters;
+use crate::wamp::uri::MatchPolicy;
+use crate::wamp::Id;
+
+/// Published when a session is established: `[details]` (as `wamp.session.get` answers).
+pub const ON_JOIN: &str = "wamp.session.on_join";
+/// Published when a session ends: `[session, authid, authrole]`.
+pub const ON_LEAVE: &str = "wamp.session.on_leave";
+
+/// The session meta topics.
+pub const TOPICS: [&str; 2] = [ON_JOIN, ON_LEAVE];
+
+/// The `on_join` publication of `info`.
+pub fn on_join(info: &ClientInfo) -> Publication {
+    let payload = Payload { args: Some(vec![info.details()]), kwargs: None };
+    Publication::new(ON_JOIN.to_owned(), payload, Filters::default())
+}
+
+/// The `on_leave` publication of a session.
+pub fn on_leave(session: Id, authid: &str, authrole: &str) -> Publication {
+    let args = vec![session.into(), authid.into(), authrole.into()];
+    Publication::new(ON_LEAVE.to_owned(), Payload { args: Some(args), kwargs: None }, Filters::default())
+}
+
+/// Whether a subscription to `pattern` under `policy` would receive a session meta event.
+pub fn covers(policy: MatchPolicy, pattern: &str) -> bool {
+    TOPICS.iter().any(|topic| policy.matches(pattern, topic))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_that_would_see_identities_are_recognised() {
+        assert!(covers(MatchPolicy::Exact, ON_JOIN));
+        assert!(covers(MatchPolicy::Exact, ON_LEAVE));
+        assert!(covers(MatchPolicy::Prefix, "wamp."));
+        assert!(covers(MatchPolicy::Prefix, "wamp.session.on_"));
+        assert!(covers(MatchPolicy::Prefix, "w"));
+        assert!(covers(MatchPolicy::Wildcard, "wamp.session."));
+        assert!(covers(MatchPolicy::Wildcard, "..on_leave"));
+        assert!(!covers(MatchPolicy::Exact, "wamp.session.count"));
+        assert!(!covers(MatchPolicy::Prefix, "chat."));
+        assert!(!covers(MatchPolicy::Wildcard, "chat..x"));
+        assert!(!covers(MatchPolicy::Wildcard, "wamp.session"));
+    }
+
+    #[test]
+    fn events_carry_the_spec_shapes() {
+        let info = ClientInfo {
+            session: 7,
+            authid: "alice".into(),
+            authroles: vec!["user".into(), "admin".into()],
+            authmethod: crate::model::AuthMethod::Cookie,
+            protocol: "wamp.2.json",
+            node: "n1".into(),
+            connected_at: 1,
+        };
+        let join = on_join(&info);
+        assert_eq!(join.topic, ON_JOIN);
+        let details = &join.payload.args.as_ref().unwrap()[0];
+        assert_eq!(details["session"], 7);
+        assert_eq!(details["authid"], "alice");
+        assert_eq!(details["authrole"], "user");
+        assert_eq!(details["authmethod"], "cookie");
+        assert_eq!(details["transport"]["protocol"], "wamp.2.json");
+        let leave = on_leave(7, "alice", "user");
+        assert_eq!(leave.payload.args, Some(vec![7.into(), "alice".into(), "user".into()]));
+    }
+}
