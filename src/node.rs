@@ -260,6 +260,10 @@ impl ClusterEvents for NodeEvents {
         self.clients.disconnect_local_user(authid, Disconnect { code, reason, message });
     }
 
+    fn disconnect_sessions(&self, sessions: &[crate::wamp::Id], code: u16, reason: String, message: String) {
+        self.clients.disconnect_local_sessions(sessions, Disconnect { code, reason, message });
+    }
+
     fn sessions_departed(&self, departed: Vec<cluster::Departed>) {
         log::info!("announcing {} sessions of departed nodes (wamp.session.on_leave)", departed.len());
         self.clients.announce_departed(&departed);

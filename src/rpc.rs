@@ -17,7 +17,7 @@ use std::sync::Arc;
 use futures_util::future::{FutureExt, LocalBoxFuture};
 use serde_json::{Map, Value};
 
-use crate::clients::{ClientInfo, ClientManipulator};
+use crate::clients::{ClientInfo, ClientManipulator, Disconnect};
 use crate::config::MetaSettings;
 use crate::route::{Params, PatternError, RoutePattern, Router};
 use crate::session::{Caller, ANONYMOUS_ROLE};
@@ -133,6 +133,18 @@ impl Procedures {
             RoutePattern::parse("wamp.session.get").expect("literal pattern"),
             Arc::new(move |call: Call| session_get(policy.clone(), call)),
         );
+        let killers = Arc::new(meta.kill_roles.clone());
+        for (uri, by) in [
+            ("wamp.session.kill", KillBy::Session),
+            ("wamp.session.kill_by_authid", KillBy::Authid),
+            ("wamp.session.kill_by_authrole", KillBy::Authrole),
+        ] {
+            let killers = killers.clone();
+            p.router.add(
+                RoutePattern::parse(uri).expect("literal pattern"),
+                Arc::new(move |call: Call| session_kill(killers.clone(), by, call)),
+            );
+        }
         p
     }
 
@@ -238,6 +250,68 @@ async fn session_get(policy: Arc<MetaPolicy>, call: Call) -> Result<CallResult, 
     Ok(CallResult::value(session_details(&client)))
 }
 
+/// What a `wamp.session.kill*` procedure selects by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillBy {
+    /// `wamp.session.kill(session)`: no result.
+    Session,
+    /// `wamp.session.kill_by_authid(authid)`: the ids of the sessions closed.
+    Authid,
+    /// `wamp.session.kill_by_authrole(authrole)`: how many sessions were closed.
+    Authrole,
+}
+
+/// `wamp.session.kill`, `kill_by_authid`, `kill_by_authrole` (WAMP "Session Meta API"), cluster-wide: closes the
+/// selected sessions — never the caller's own — with GOODBYE `reason` (keyword argument, default
+/// `wamp.close.killed`) and `message`, then close 1008. Only roles of `meta.kill_roles` may call them.
+async fn session_kill(killers: Arc<Vec<String>>, by: KillBy, call: Call) -> Result<CallResult, CallError> {
+    if !call.caller.authroles.iter().any(|r| killers.contains(r)) {
+        return Err(CallError::new(errors::NOT_AUTHORIZED, "this role may not kill sessions (meta.kill_roles)"));
+    }
+    let text = |name: &str, default: &str| match call.kwargs.get(name) {
+        None | Some(Value::Null) => Ok(default.to_owned()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(CallError::invalid_argument(format!("{name} must be a string"))),
+    };
+    let reason = text("reason", KILLED)?;
+    if !crate::wamp::uri::is_valid_v2(&reason) {
+        return Err(CallError::new(errors::INVALID_URI, "reason must be a valid URI"));
+    }
+    let disconnect = Disconnect { code: 1008, reason, message: text("message", "killed by another session")? };
+    let string_arg = |what: &str| {
+        call.arg(0)?
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| CallError::invalid_argument(format!("the argument is {what}")))
+    };
+    let targets = match by {
+        KillBy::Session => {
+            let id =
+                call.arg(0)?.as_u64().ok_or_else(|| CallError::invalid_argument("the argument is a session id"))?;
+            let found = match id == call.caller.session {
+                true => None,
+                false => call.clients.get_client(id).await,
+            };
+            vec![found.ok_or_else(|| CallError::new(errors::NO_SUCH_SESSION, format!("no other session {id}")))?]
+        }
+        KillBy::Authid => call.clients.find_all_by_username(&string_arg("an authid")?).await,
+        KillBy::Authrole => call.clients.find_by_roles(&[string_arg("an authrole")?.as_str()]).await,
+    };
+    let targets: Vec<ClientInfo> = targets.into_iter().filter(|c| c.session != call.caller.session).collect();
+    call.clients
+        .disconnect_sessions(&targets, disconnect)
+        .await
+        .map_err(|e| CallError::new(errors::BACKPLANE_UNAVAILABLE, e.to_string()))?;
+    Ok(match by {
+        KillBy::Session => CallResult::default(),
+        KillBy::Authid => CallResult::value(targets.iter().map(|c| c.session).collect::<Vec<_>>()),
+        KillBy::Authrole => CallResult::value(targets.len()),
+    })
+}
+
+/// The default GOODBYE reason of a killed session.
+const KILLED: &str = "wamp.close.killed";
+
 /// The `wamp.session.get` dictionary of a session.
 pub fn session_details(c: &ClientInfo) -> Value {
     c.details()
@@ -253,11 +327,12 @@ mod tests {
 
     #[test]
     fn meta_roles_default_to_everyone_but_anonymous() {
-        let policy = MetaPolicy::new(&MetaSettings { roles: None, max_list: 10 });
+        let policy = MetaPolicy::new(&MetaSettings { roles: None, max_list: 10, ..MetaSettings::default() });
         assert!(!policy.admits(&roles(&["anonymous"])));
         assert!(policy.admits(&roles(&["user"])));
         assert!(!policy.admits(&[]));
-        let policy = MetaPolicy::new(&MetaSettings { roles: Some(roles(&["admin"])), max_list: 10 });
+        let policy =
+            MetaPolicy::new(&MetaSettings { roles: Some(roles(&["admin"])), max_list: 10, ..MetaSettings::default() });
         assert!(!policy.admits(&roles(&["user"])));
         assert!(policy.admits(&roles(&["user", "admin"])));
     }

@@ -258,6 +258,41 @@ impl ClientManipulator {
         Ok(sessions.len())
     }
 
+    /// Closes `sessions` wherever they are (each node is asked once for all of its own); returns how many were
+    /// asked to close.
+    pub async fn disconnect_sessions(
+        &self,
+        sessions: &[ClientInfo],
+        disconnect: Disconnect,
+    ) -> Result<usize, BackplaneError> {
+        let mut by_node: std::collections::HashMap<&str, Vec<Id>> = std::collections::HashMap::new();
+        for c in sessions {
+            by_node.entry(c.node.as_str()).or_default().push(c.session);
+        }
+        for (node, ids) in by_node {
+            if node == &*self.node {
+                self.disconnect_local_sessions(&ids, disconnect.clone());
+            } else {
+                let body = Body::DisconnectSessions {
+                    sessions: ids,
+                    code: disconnect.code,
+                    reason: disconnect.reason.clone(),
+                    message: disconnect.message.clone(),
+                };
+                self.backplane.send_control(node, body).await?;
+            }
+        }
+        Ok(sessions.len())
+    }
+
+    /// Closes those of `sessions` that are on this node; returns how many were asked to close.
+    pub fn disconnect_local_sessions(&self, sessions: &[Id], disconnect: Disconnect) -> usize {
+        let wanted: HashSet<Id> = sessions.iter().copied().collect();
+        let targets = self.local.controls(|c| wanted.contains(&c.session));
+        targets.iter().for_each(|t| t.do_send(disconnect.clone()));
+        targets.len()
+    }
+
     /// Closes the sessions of `username` on this node; returns how many were asked to close.
     pub fn disconnect_local_user(&self, username: &str, disconnect: Disconnect) -> usize {
         let targets = self.local.controls(|c| c.authid == username);

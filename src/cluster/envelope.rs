@@ -57,6 +57,17 @@ pub enum Body {
         /// Human-readable message.
         message: String,
     },
+    /// Close these local sessions (`wamp.session.kill`, `kill_by_authrole`).
+    DisconnectSessions {
+        /// WAMP session ids.
+        sessions: Vec<Id>,
+        /// Close code.
+        code: u16,
+        /// WAMP reason URI.
+        reason: String,
+        /// Human-readable message.
+        message: String,
+    },
     /// A liveness probe a node sends to its own inbox to prove its subscription still delivers.
     Probe {
         /// Matches the probe to its echo.
@@ -127,6 +138,8 @@ struct WireOut<'a> {
     message: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     nonce: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sessions: Option<&'a [Id]>,
 }
 
 /// The wire form, read with the payload left raw.
@@ -153,6 +166,7 @@ struct WireIn<'a> {
     reason: Option<String>,
     message: Option<String>,
     nonce: Option<u64>,
+    sessions: Option<Vec<Id>>,
 }
 
 fn to_bytes(wire: &WireOut<'_>) -> Vec<u8> {
@@ -211,6 +225,13 @@ impl Envelope {
                 wire.reason = Some(reason);
                 wire.message = Some(message);
             }
+            Body::DisconnectSessions { sessions, code, reason, message } => {
+                wire.kind = "disconnect_sessions";
+                wire.sessions = Some(sessions);
+                wire.code = Some(*code);
+                wire.reason = Some(reason);
+                wire.message = Some(message);
+            }
             Body::Probe { nonce } => {
                 wire.kind = "probe";
                 wire.nonce = Some(*nonce);
@@ -243,6 +264,12 @@ impl Envelope {
             },
             "disconnect_user" => Body::DisconnectUser {
                 authid: w.authid.ok_or_else(|| malformed("disconnect_user without authid"))?,
+                code: w.code.unwrap_or(1008),
+                reason: w.reason.unwrap_or_default(),
+                message: w.message.unwrap_or_default(),
+            },
+            "disconnect_sessions" => Body::DisconnectSessions {
+                sessions: w.sessions.ok_or_else(|| malformed("disconnect_sessions without sessions"))?,
                 code: w.code.unwrap_or(1008),
                 reason: w.reason.unwrap_or_default(),
                 message: w.message.unwrap_or_default(),
@@ -317,6 +344,15 @@ mod tests {
         };
         match Envelope::decode(&e.encode()).unwrap().body {
             Body::DisconnectUser { authid, code, .. } => assert_eq!((authid.as_str(), code), ("alice", 1008)),
+            other => panic!("{other:?}"),
+        }
+        let kill =
+            Body::DisconnectSessions { sessions: vec![3, 4], code: 1008, reason: "r".into(), message: "m".into() };
+        let kill = Envelope { v: VERSION, origin: "n".into(), body: kill };
+        match Envelope::decode(&kill.encode()).unwrap().body {
+            Body::DisconnectSessions { sessions, code, reason, .. } => {
+                assert_eq!((sessions, code, reason.as_str()), (vec![3, 4], 1008, "r"))
+            }
             other => panic!("{other:?}"),
         }
         let probe = br#"{"v":1,"origin":"n","kind":"probe","nonce":5}"#;

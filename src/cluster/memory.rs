@@ -130,8 +130,14 @@ impl Backplane for MemoryBackplane {
 
     fn send_control<'a>(&'a self, node: &'a str, body: Body) -> BoxFuture<'a, Result<(), BackplaneError>> {
         if let Some((_, events)) = self.cluster.members().into_iter().find(|(id, _)| id == node) {
-            if let Body::DisconnectUser { authid, code, reason, message } = body {
-                events.disconnect_user(&authid, code, reason, message);
+            match body {
+                Body::DisconnectUser { authid, code, reason, message } => {
+                    events.disconnect_user(&authid, code, reason, message)
+                }
+                Body::DisconnectSessions { sessions, code, reason, message } => {
+                    events.disconnect_sessions(&sessions, code, reason, message)
+                }
+                _ => {}
             }
         }
         Box::pin(async { Ok(()) })
@@ -257,6 +263,10 @@ mod tests {
 
         fn disconnect_user(&self, authid: &str, code: u16, reason: String, _: String) {
             self.0.lock().unwrap().push(format!("disconnect {authid} {code} {reason}"));
+        }
+
+        fn disconnect_sessions(&self, sessions: &[Id], code: u16, _: String, _: String) {
+            self.0.lock().unwrap().push(format!("kill {sessions:?} {code}"));
         }
 
         fn sessions_departed(&self, departed: Vec<crate::cluster::Departed>) {

@@ -200,6 +200,9 @@ pub trait ClusterEvents: Send + Sync + 'static {
     /// Close this node's sessions of `authid` (with close `code`, WAMP `reason` and `message`).
     fn disconnect_user(&self, authid: &str, code: u16, reason: String, message: String);
 
+    /// Close these sessions where they are on this node (with close `code`, WAMP `reason` and `message`).
+    fn disconnect_sessions(&self, sessions: &[Id], code: u16, reason: String, message: String);
+
     /// Sessions of a dead node (or of this node's previous incarnation) that this node removed from the
     /// registry: nobody else will report them, and nobody reported them before (the removal is atomic, so
     /// each departed session reaches exactly one node's events).

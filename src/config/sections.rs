@@ -208,11 +208,14 @@ pub struct MetaSettings {
     pub roles: Option<Vec<String>>,
     /// Most entries one meta list answer carries (a page).
     pub max_list: usize,
+    /// Roles allowed to close other sessions (`wamp.session.kill`, `kill_by_authid`, `kill_by_authrole`);
+    /// empty (the default) = nobody.
+    pub kill_roles: Vec<String>,
 }
 
 impl Default for MetaSettings {
     fn default() -> Self {
-        MetaSettings { roles: None, max_list: 1000 }
+        MetaSettings { roles: None, max_list: 1000, kill_roles: Vec::new() }
     }
 }
 

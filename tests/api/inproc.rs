@@ -13,9 +13,15 @@ const TOKEN: &str = "in-process-token";
 
 /// Three nodes of this process, `a`, `b` and `c`, in one cluster, each with the push API on.
 async fn three_nodes() -> (TestApp, TestApp, TestApp) {
+    three_nodes_with(|_| {}).await
+}
+
+/// [`three_nodes`] with `adjust` applied to each node's settings.
+async fn three_nodes_with(adjust: impl Fn(&mut switchboard::Settings)) -> (TestApp, TestApp, TestApp) {
     let cluster = MemoryCluster::new();
     let node = |id: &str| {
         let mut settings = test_settings();
+        adjust(&mut settings);
         settings.server.node_id = id.to_owned();
         settings.api.token = TOKEN.to_owned();
         spawn_with(Switchboard::builder(settings).cluster(cluster.clone()))
@@ -92,4 +98,75 @@ async fn session_meta_topics_are_refused_to_roles_outside_meta_roles() {
     let mut alice = connect_as(&app, "alice").await;
     alice.subscribe("wamp.session.on_join").await.unwrap();
     alice.subscribe_with("wamp.", dict(json!({"match": "prefix"}))).await.unwrap();
+}
+
+/// The GOODBYE reason a killed session receives (then its socket closes).
+async fn goodbye_reason(s: &mut switchboard::client::V2Session) -> String {
+    loop {
+        match s.next_message(WAIT).await.unwrap() {
+            switchboard::wamp::v2::Message::Goodbye { reason, .. } => return reason,
+            _ => continue,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn kill_procedures_close_the_chosen_sessions_on_any_node_but_never_the_caller() {
+    let (a, b, c) = three_nodes_with(|s| s.meta.kill_roles = vec!["user".into()]).await;
+    let mut admin = connect_as(&a, "admin").await;
+    let mut alice_b = connect_as(&b, "alice").await;
+    let mut alice_c = connect_as(&c, "alice").await;
+    let mut bob_c = connect_as(&c, "bob").await;
+    let mut anon_b = switchboard::client::V2Session::connect(&b.ws_url(), "r").await.unwrap();
+    let mut anon_a = switchboard::client::V2Session::connect(&a.ws_url(), "r").await.unwrap();
+
+    let refused = anon_a.call("wamp.session.kill", vec![json!(bob_c.id)], Default::default()).await;
+    assert!(
+        matches!(refused, Err(switchboard::client::ClientError::Wamp { ref error, .. }) if error == "wamp.error.not_authorized"),
+        "{refused:?}"
+    );
+
+    let kwargs = dict(json!({"reason": "com.example.bye", "message": "maintenance"}));
+    let (args, _) = admin.call("wamp.session.kill_by_authid", vec![json!("alice")], kwargs).await.unwrap();
+    let mut killed: Vec<u64> = args[0].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    killed.sort_unstable();
+    let mut expected = vec![alice_b.id, alice_c.id];
+    expected.sort_unstable();
+    assert_eq!(killed, expected);
+    assert_eq!(goodbye_reason(&mut alice_b).await, "com.example.bye");
+    assert_eq!(goodbye_reason(&mut alice_c).await, "com.example.bye");
+
+    let (args, _) = admin.call("wamp.session.kill", vec![json!(anon_b.id)], Default::default()).await.unwrap();
+    assert!(args.is_empty(), "kill answers nothing: {args:?}");
+    assert_eq!(goodbye_reason(&mut anon_b).await, "wamp.close.killed");
+
+    let own = admin.call("wamp.session.kill", vec![json!(admin.id)], Default::default()).await;
+    assert!(
+        matches!(own, Err(switchboard::client::ClientError::Wamp { ref error, .. }) if error == "wamp.error.no_such_session"),
+        "{own:?}"
+    );
+
+    // By role: bob (role user) on c; the caller holds the role too and is spared.
+    let (args, _) = admin.call("wamp.session.kill_by_authrole", vec![json!("user")], Default::default()).await.unwrap();
+    assert_eq!(args, vec![json!(1)]);
+    assert_eq!(goodbye_reason(&mut bob_c).await, "wamp.close.killed");
+    admin.call("wamp.session.count", vec![], Default::default()).await.expect("the caller is still connected");
+    anon_a.call("wamp.session.count", vec![], Default::default()).await.expect("anonymous sessions were not killed");
+}
+
+#[actix_web::test]
+async fn kill_procedures_are_nobodys_by_default() {
+    let app = spawn_app().await;
+    let mut alice = connect_as(&app, "alice").await;
+    let bob = connect_as(&app, "bob").await;
+    for (procedure, arg) in [
+        ("wamp.session.kill", json!(bob.id)),
+        ("wamp.session.kill_by_authid", json!("bob")),
+        ("wamp.session.kill_by_authrole", json!("user")),
+    ] {
+        match alice.call(procedure, vec![arg], Default::default()).await {
+            Err(switchboard::client::ClientError::Wamp { error, .. }) => assert_eq!(error, "wamp.error.not_authorized"),
+            other => panic!("{procedure}: {other:?}"),
+        }
+    }
 }

@@ -241,6 +241,9 @@ impl PubSubTask {
             Body::DisconnectUser { authid, code, reason, message } => {
                 self.events.disconnect_user(&authid, code, reason, message);
             }
+            Body::DisconnectSessions { sessions, code, reason, message } => {
+                self.events.disconnect_sessions(&sessions, code, reason, message);
+            }
         }
         None
     }
