@@ -384,6 +384,26 @@ async fn a_killed_nodes_sessions_leave_once_announced_by_one_survivor() {
 }
 
 #[actix_web::test]
+async fn a_kill_on_one_node_closes_sessions_on_the_others_through_redis() {
+    let redis = RedisServer::start().await;
+    let extra = "[meta]\nkill_roles = [\"user\"]\n";
+    let a = Node::start_env(&redis, "a", extra, &[]).await;
+    let b = Node::start_env(&redis, "b", extra, &[]).await;
+    let cookie = a.login("admin").await;
+    let mut admin = V2Session::connect_with_headers(&a.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    let mut victim = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let (args, _) =
+        admin.call("wamp.session.kill", vec![json!(victim.id)], dict(json!({"message": "bye"}))).await.unwrap();
+    assert!(args.is_empty());
+    loop {
+        if let Message::Goodbye { reason, .. } = victim.next_message(WAIT).await.unwrap() {
+            assert_eq!(reason, "wamp.close.killed");
+            break;
+        }
+    }
+}
+
+#[actix_web::test]
 async fn restarting_node_with_the_same_id_never_resurrects_its_old_sessions() {
     let redis = RedisServer::start().await;
     let a = Node::start(&redis, "a").await;
