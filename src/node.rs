@@ -180,6 +180,7 @@ impl Builder {
             backplane.clone(),
             &node_id,
             metrics.clone(),
+            self.settings.presence.grace,
         );
         // Started before any topic is subscribed, hence before anything but probes can arrive.
         receiver.start(Arc::new(NodeEvents { broker: broker.clone().recipient(), clients: clients.clone() }));
@@ -266,7 +267,7 @@ impl ClusterEvents for NodeEvents {
 
     fn sessions_departed(&self, departed: Vec<cluster::Departed>) {
         log::info!("announcing {} sessions of departed nodes (wamp.session.on_leave)", departed.len());
-        self.clients.announce_departed(&departed);
+        self.clients.announce_departed(departed);
     }
 }
 

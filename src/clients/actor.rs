@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::future::{BoxFuture, FutureExt};
@@ -13,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::index::{LocalEntry, LocalIndex};
 use super::meta;
-use crate::cluster::{Backplane, Registry, Write};
+use crate::cluster::{Backplane, Departed, Registry, Write};
 use crate::model::{ClientInfo, Disconnect};
 use crate::topic::broker::{Announce, Broker};
 use crate::wamp::Id;
@@ -25,6 +26,8 @@ pub(super) struct ClientIndex {
     pub(super) backplane: Arc<dyn Backplane>,
     /// Where the session meta events go (local subscribers and the other nodes).
     pub(super) broker: Addr<Broker>,
+    /// How long a user must have no socket anywhere before she is announced offline.
+    pub(super) grace: Duration,
 }
 
 impl Actor for ClientIndex {
@@ -42,6 +45,34 @@ impl ClientIndex {
         let (tx, rx) = oneshot::channel();
         self.registry.write(write(Some(tx)));
         Some(rx)
+    }
+}
+
+impl ClientIndex {
+    /// Announces `authid` online if this is her first socket anywhere (decided by the registry, atomically).
+    fn check_online(&self, authid: String) {
+        let (registry, broker) = (self.registry.clone(), self.broker.clone());
+        actix::spawn(async move {
+            match registry.mark_online(&authid).await {
+                Ok(true) => broker.do_send(Announce(Arc::new(meta::presence(meta::ON_ONLINE, &authid)))),
+                Ok(false) => {}
+                Err(e) => log::debug!("presence of {}: {e}", crate::logfmt::Escaped(&authid)),
+            }
+        });
+    }
+
+    /// After `presence.grace`, announces `authid` offline if she has had no socket anywhere meanwhile.
+    fn check_offline_later(&self, authid: String, ctx: &mut Context<Self>) {
+        ctx.run_later(self.grace, move |this, _| {
+            let (registry, broker) = (this.registry.clone(), this.broker.clone());
+            actix::spawn(async move {
+                match registry.mark_offline(&authid).await {
+                    Ok(true) => broker.do_send(Announce(Arc::new(meta::presence(meta::ON_OFFLINE, &authid)))),
+                    Ok(false) => {}
+                    Err(e) => log::debug!("presence of {}: {e}", crate::logfmt::Escaped(&authid)),
+                }
+            });
+        });
     }
 }
 
@@ -70,6 +101,9 @@ impl Handler<Register> for ClientIndex {
     type Result = MessageResult<Register>;
 
     fn handle(&mut self, Register { info, control }: Register, _: &mut Self::Context) -> Self::Result {
+        if !info.is_anonymous() {
+            self.check_online(info.authid.clone());
+        }
         let routed = self.backplane.want_user(&info.authid);
         let replaced = self
             .local
@@ -93,7 +127,7 @@ pub(super) struct Reidentify(pub(super) ClientInfo);
 impl Handler<Reidentify> for ClientIndex {
     type Result = ();
 
-    fn handle(&mut self, Reidentify(info): Reidentify, _: &mut Self::Context) {
+    fn handle(&mut self, Reidentify(info): Reidentify, ctx: &mut Self::Context) {
         let old = {
             let mut entries = self.local.write();
             let Some(entry) = entries.get_mut(&info.session) else { return };
@@ -104,6 +138,15 @@ impl Handler<Reidentify> for ClientIndex {
             // Targeted messages follow the new identity from the next publication on.
             let _ = self.backplane.want_user(&info.authid);
             self.backplane.unwant_user(&old.authid);
+        }
+        // A login or logout moves the socket between users: presence follows.
+        if old.authid != info.authid {
+            if !info.is_anonymous() {
+                self.check_online(info.authid.clone());
+            }
+            if !old.is_anonymous() {
+                self.check_offline_later(old.authid.clone(), ctx);
+            }
         }
         self.registry.write(Write::Reidentify { old, new: info });
     }
@@ -155,13 +198,40 @@ pub(super) struct Unregister(pub(super) Id);
 impl Handler<Unregister> for ClientIndex {
     type Result = ();
 
-    fn handle(&mut self, Unregister(session): Unregister, _: &mut Self::Context) {
-        if let Some(entry) = self.local.write().remove(&session) {
+    fn handle(&mut self, Unregister(session): Unregister, ctx: &mut Self::Context) {
+        let removed = self.local.write().remove(&session);
+        if let Some(entry) = removed {
+            if !entry.info.is_anonymous() {
+                self.check_offline_later(entry.info.authid.clone(), ctx);
+            }
             self.local.recount(Some(&entry.info.authroles), None);
             self.backplane.unwant_user(&entry.info.authid);
             let left = meta::on_leave(session, &entry.info.authid, entry.info.authrole());
             self.registry.write(Write::Unregister(entry.info, entry.topics.into_iter().collect()));
             self.broker.do_send(Announce(Arc::new(left)));
+        }
+    }
+}
+
+/// Sessions whose node died, removed from the registry by this node: announced gone, and their users checked
+/// for presence after the grace.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct SessionsDeparted(pub(super) Vec<Departed>);
+
+impl Handler<SessionsDeparted> for ClientIndex {
+    type Result = ();
+
+    fn handle(&mut self, SessionsDeparted(departed): SessionsDeparted, ctx: &mut Self::Context) {
+        let mut users = HashSet::new();
+        for d in departed {
+            self.broker.do_send(Announce(Arc::new(meta::on_leave(d.session, &d.authid, &d.authrole))));
+            if d.authrole != crate::session::ANONYMOUS_ROLE {
+                users.insert(d.authid);
+            }
+        }
+        for authid in users {
+            self.check_offline_later(authid, ctx);
         }
     }
 }

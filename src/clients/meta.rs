@@ -4,6 +4,11 @@
 //! anywhere gets each event once. A node that dies cannot say goodbye: its sessions' `on_leave` is published by
 //! the surviving node whose registry janitor purges them once its lease expires (see `cluster::Departed`).
 //!
+//! User presence (`switchboard.user.on_online` / `on_offline`, `[authid]`, logged-in users only): online at a
+//! user's first socket anywhere, offline once she has had none anywhere for `presence.grace`, so a reconnect or a
+//! rolling restart does not flap. Each transition is decided by one atomic registry call, so exactly one node
+//! announces it; a dead node's users are checked by the survivor that announced their sessions' `on_leave`.
+//!
 //! Identities are visible only to roles of `meta.roles` (default: any role but `anonymous`): a subscription
 //! that could receive these topics — exact, or a prefix or wildcard covering them — is refused to other roles
 //! ([`covers`]). Clients cannot publish to them: the `wamp.` namespace is the router's.
@@ -18,8 +23,13 @@ pub const ON_JOIN: &str = "wamp.session.on_join";
 /// Published when a session ends: `[session, authid, authrole]`.
 pub const ON_LEAVE: &str = "wamp.session.on_leave";
 
-/// The session meta topics.
-pub const TOPICS: [&str; 2] = [ON_JOIN, ON_LEAVE];
+/// Published when a user's first socket anywhere opens: `[authid]`.
+pub const ON_ONLINE: &str = "switchboard.user.on_online";
+/// Published when a user has had no socket anywhere for `presence.grace`: `[authid]`.
+pub const ON_OFFLINE: &str = "switchboard.user.on_offline";
+
+/// The meta topics that reveal identities.
+pub const TOPICS: [&str; 4] = [ON_JOIN, ON_LEAVE, ON_ONLINE, ON_OFFLINE];
 
 /// The `on_join` publication of `info`.
 pub fn on_join(info: &ClientInfo) -> Publication {
@@ -31,6 +41,11 @@ pub fn on_join(info: &ClientInfo) -> Publication {
 pub fn on_leave(session: Id, authid: &str, authrole: &str) -> Publication {
     let args = vec![session.into(), authid.into(), authrole.into()];
     Publication::new(ON_LEAVE.to_owned(), Payload { args: Some(args), kwargs: None }, Filters::default())
+}
+
+/// The `on_online` or `on_offline` publication of `authid`.
+pub fn presence(topic: &'static str, authid: &str) -> Publication {
+    Publication::new(topic.to_owned(), Payload { args: Some(vec![authid.into()]), kwargs: None }, Filters::default())
 }
 
 /// Whether a subscription to `pattern` under `policy` would receive a session meta event.
@@ -55,6 +70,10 @@ mod tests {
         assert!(!covers(MatchPolicy::Prefix, "chat."));
         assert!(!covers(MatchPolicy::Wildcard, "chat..x"));
         assert!(!covers(MatchPolicy::Wildcard, "wamp.session"));
+        assert!(covers(MatchPolicy::Exact, ON_ONLINE));
+        assert!(covers(MatchPolicy::Prefix, "switchboard.user."));
+        assert!(covers(MatchPolicy::Wildcard, "switchboard.user."));
+        assert!(!covers(MatchPolicy::Prefix, "switchboard.chat"));
     }
 
     #[test]

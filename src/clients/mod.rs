@@ -23,7 +23,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 pub use crate::model::{ClientInfo, Disconnect};
 pub use index::LocalIndex;
 
-use actor::{ClientIndex, Register, Reidentify, Subscribed, Unregister, Unsubscribed};
+use actor::{ClientIndex, Register, Reidentify, SessionsDeparted, Subscribed, Unregister, Unsubscribed};
 
 mod actor;
 mod index;
@@ -32,7 +32,7 @@ pub mod meta;
 use crate::cluster::envelope::Body;
 use crate::cluster::{Backplane, BackplaneError, LocalSessions, Registry, RegistryError};
 use crate::metrics::Metrics;
-use crate::topic::broker::{Announce, Broker, Publish, Subscribers};
+use crate::topic::broker::{Broker, Publish, Subscribers};
 use crate::topic::{Payload, Publication};
 use crate::wamp::filter::Filters;
 use crate::wamp::Id;
@@ -59,12 +59,14 @@ impl ClientManipulator {
         backplane: Arc<dyn Backplane>,
         node: &str,
         metrics: Arc<Metrics>,
+        presence_grace: Duration,
     ) -> ClientManipulator {
         let index = ClientIndex {
             local: local.clone(),
             registry: registry.clone(),
             backplane: backplane.clone(),
             broker: broker.clone(),
+            grace: presence_grace,
         }
         .start();
         ClientManipulator { local, index, registry, broker, backplane, node: Arc::from(node), metrics }
@@ -217,10 +219,13 @@ impl ClientManipulator {
 
     /// Announces sessions that ended without their node saying so (it died): `wamp.session.on_leave` for each,
     /// to every node.
-    pub(crate) fn announce_departed(&self, departed: &[crate::cluster::Departed]) {
-        for d in departed {
-            self.broker.do_send(Announce(Arc::new(meta::on_leave(d.session, &d.authid, &d.authrole))));
-        }
+    pub(crate) fn announce_departed(&self, departed: Vec<crate::cluster::Departed>) {
+        self.index.do_send(SessionsDeparted(departed));
+    }
+
+    /// Whether `authid` has a session anywhere now (presence events add the grace: see [`meta`]).
+    pub async fn is_online(&self, authid: &str) -> bool {
+        !self.find_all_by_username(authid).await.is_empty()
     }
 
     /// Publishes and waits until the publication is delivered locally and handed to the other nodes.

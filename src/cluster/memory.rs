@@ -21,6 +21,8 @@ use crate::wamp::Id;
 #[derive(Clone, Default)]
 pub struct MemoryCluster {
     nodes: Arc<Mutex<Vec<Member>>>,
+    /// Users marked online (presence), shared by the nodes.
+    online: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// A node of a [`MemoryCluster`]: its sessions from the moment it joins, its events once it receives.
@@ -217,6 +219,19 @@ impl Registry for MemoryRegistry {
 
     fn get_all(&self) -> BoxFuture<'_, Result<Vec<ClientInfo>, RegistryError>> {
         ready(self.cluster.matching(&|_, _| true))
+    }
+
+    fn mark_online<'a>(&'a self, authid: &'a str) -> BoxFuture<'a, Result<bool, RegistryError>> {
+        let mut online = self.cluster.online.lock().unwrap_or_else(|e| e.into_inner());
+        ready(online.insert(authid.to_owned()))
+    }
+
+    fn mark_offline<'a>(&'a self, authid: &'a str) -> BoxFuture<'a, Result<bool, RegistryError>> {
+        if !self.cluster.matching(&|c, _| c.authid == authid).is_empty() {
+            return ready(false);
+        }
+        let mut online = self.cluster.online.lock().unwrap_or_else(|e| e.into_inner());
+        ready(online.remove(authid))
     }
 
     fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>> {

@@ -112,6 +112,14 @@ pub trait Registry: Send + Sync {
 
     /// This node is going away: remove its sessions now rather than when its lease expires.
     fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>>;
+
+    /// Marks `authid` online; `true` only for the one call, cluster-wide, that found her offline (the caller
+    /// announces `switchboard.user.on_online`).
+    fn mark_online<'a>(&'a self, authid: &'a str) -> BoxFuture<'a, Result<bool, RegistryError>>;
+
+    /// Marks `authid` offline if she has no live session anywhere; `true` only for the one call that found her
+    /// online (the caller announces `switchboard.user.on_offline`).
+    fn mark_offline<'a>(&'a self, authid: &'a str) -> BoxFuture<'a, Result<bool, RegistryError>>;
 }
 
 /// A node's own sessions as registries read them: implemented by the client index, which owns them.

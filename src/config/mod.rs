@@ -82,6 +82,8 @@ pub struct Settings {
     pub wamp: WampSettings,
     /// `[meta]`: who may see identities through the meta API.
     pub meta: MetaSettings,
+    /// `[presence]`: user online/offline announcements.
+    pub presence: PresenceSettings,
     /// `[access_policy]`: what happens to topics no `[[access]]` rule matches.
     pub access_policy: AccessPolicySettings,
     /// `[[access]]` rules, first match wins.

@@ -219,6 +219,22 @@ impl Default for MetaSettings {
     }
 }
 
+/// `[presence]`: when a user counts as online and offline (`switchboard.user.on_online` / `on_offline`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceSettings {
+    /// How long a user must have had no socket anywhere before she is announced offline, so a reconnect or a
+    /// rolling restart does not flap.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        PresenceSettings { grace: Duration::from_secs(5) }
+    }
+}
+
 /// What a topic no `[[access]]` rule matches allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -80,9 +80,10 @@ pub fn is_valid_v1(uri: &str) -> bool {
     common_checks(uri)
 }
 
-/// Whether clients may publish to `topic`: the `wamp.` namespace is reserved for the router.
+/// Whether clients may publish to `topic`: the `wamp.` namespace and the router's user presence topics
+/// (`switchboard.user.`) are reserved for the router.
 pub fn is_reserved(uri: &str) -> bool {
-    uri.starts_with("wamp.")
+    uri.starts_with("wamp.") || uri.starts_with("switchboard.user.")
 }
 
 #[cfg(test)]

@@ -404,6 +404,53 @@ async fn a_kill_on_one_node_closes_sessions_on_the_others_through_redis() {
 }
 
 #[actix_web::test]
+async fn a_user_whose_only_node_dies_goes_offline_once_and_comes_back_online_anywhere() {
+    let redis = RedisServer::start().await;
+    let extra = "[presence]\ngrace = \"500ms\"\n";
+    let a = Node::start_env(&redis, "a", extra, &[]).await;
+    let b = Node::start_env(&redis, "b", extra, &[]).await;
+    let mut c = Node::start_env(&redis, "c", extra, &[]).await;
+    let mut watchers = Vec::new();
+    for node in [&a, &b] {
+        let cookie = node.login("watcher").await;
+        let mut w = V2Session::connect_with_headers(&node.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+        w.subscribe("switchboard.user.on_online").await.unwrap();
+        w.subscribe("switchboard.user.on_offline").await.unwrap();
+        watchers.push(w);
+    }
+    let cookie = c.login("alice").await;
+    let _alice = V2Session::connect_with_headers(&c.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    // Subscription ids are per node: remember each watcher's on_online id. The watchers' own login may be
+    // announced after they subscribed: skip it.
+    let mut online = Vec::new();
+    for w in watchers.iter_mut() {
+        let (mut subscription, _, _, mut args) = w.next_event(WAIT).await.unwrap();
+        if args == vec![json!("watcher")] {
+            (subscription, _, _, args) = w.next_event(WAIT).await.unwrap();
+        }
+        assert_eq!(args, vec![json!("alice")]);
+        online.push(subscription);
+        w.expect_no_event(QUIET).await.unwrap();
+    }
+    c.kill9();
+    let killed = Instant::now();
+    for (w, online) in watchers.iter_mut().zip(&online) {
+        let (subscription, _, _, args) = w.next_event(LEASE + Duration::from_secs(6)).await.unwrap();
+        assert_ne!(subscription, *online, "on_offline");
+        assert_eq!(args, vec![json!("alice")]);
+        assert!(killed.elapsed() < LEASE + Duration::from_millis(500) + Duration::from_secs(5));
+    }
+    for w in watchers.iter_mut() {
+        w.expect_no_event(LEASE).await.unwrap();
+    }
+    let cookie = a.login("alice").await;
+    let _back = V2Session::connect_with_headers(&a.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    for (w, online) in watchers.iter_mut().zip(&online) {
+        assert_eq!(w.next_event(WAIT).await.unwrap().0, *online, "online again");
+    }
+}
+
+#[actix_web::test]
 async fn restarting_node_with_the_same_id_never_resurrects_its_old_sessions() {
     let redis = RedisServer::start().await;
     let a = Node::start(&redis, "a").await;

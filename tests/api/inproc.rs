@@ -170,3 +170,53 @@ async fn kill_procedures_are_nobodys_by_default() {
         }
     }
 }
+
+#[actix_web::test]
+async fn a_user_is_online_at_her_first_socket_anywhere_and_offline_after_the_grace_once() {
+    let grace = std::time::Duration::from_millis(600);
+    let (a, b, c) = three_nodes_with(|s| s.presence.grace = grace).await;
+    let mut watcher = connect_as(&b, "watcher").await;
+    watcher.subscribe("switchboard.user.on_online").await.unwrap();
+    watcher.subscribe("switchboard.user.on_offline").await.unwrap();
+
+    let mut alice_a = connect_as(&a, "alice").await;
+    // The watcher's own login may be announced after it subscribed: skip it.
+    let (mut on_online, _, _, mut args) = watcher.next_event(WAIT).await.unwrap();
+    if args == vec![json!("watcher")] {
+        (on_online, _, _, args) = watcher.next_event(WAIT).await.unwrap();
+    }
+    assert_eq!(args, vec![json!("alice")]);
+    let mut alice_c = connect_as(&c, "alice").await;
+    let _anonymous = switchboard::client::V2Session::connect(&c.ws_url(), "r").await.unwrap();
+    watcher.expect_no_event(QUIET).await.unwrap();
+
+    alice_a.socket.close().await.unwrap();
+    drop(alice_a);
+    watcher.expect_no_event(grace + QUIET).await.unwrap();
+    alice_c.socket.close().await.unwrap();
+    drop(alice_c);
+    let (on_offline, _, _, args) = watcher.next_event(grace + WAIT).await.unwrap();
+    assert_ne!(on_offline, on_online, "on_offline, not a second on_online");
+    assert_eq!(args, vec![json!("alice")]);
+    watcher.expect_no_event(grace).await.unwrap();
+
+    // A reconnect inside the grace: one online, no offline/online pair.
+    let mut first = connect_as(&a, "alice").await;
+    assert_eq!(watcher.next_event(WAIT).await.unwrap().0, on_online);
+    first.socket.close().await.unwrap();
+    drop(first);
+    tokio::time::sleep(grace / 3).await;
+    let _again = connect_as(&c, "alice").await;
+    watcher.expect_no_event(grace * 2).await.unwrap();
+}
+
+#[actix_web::test]
+async fn clients_cannot_forge_presence_events() {
+    let app = spawn_app().await;
+    let mut alice = connect_as(&app, "alice").await;
+    let forged = alice.publish_acked("switchboard.user.on_offline", dict(json!({})), vec![json!("bob")]).await;
+    assert!(
+        matches!(forged, Err(switchboard::client::ClientError::Wamp { ref error, .. }) if error == "wamp.error.invalid_uri"),
+        "{forged:?}"
+    );
+}

@@ -66,6 +66,10 @@ const PAGE: &str = include_str!("../lua/page.lua");
 /// Purge script: `node <id>` removes a node's entries; `dead` purges every node whose lease is gone.
 const PURGE: &str = include_str!("../lua/purge.lua");
 
+/// Presence script: `online <authid>` sets `pu:<authid>` unless set; `offline <authid>` deletes it once no
+/// session of the user lives on a node with a current lease. Each answers 1 when it changed the state.
+const PRESENCE: &str = include_str!("../lua/presence.lua");
+
 /// A registry failure (lookups only; writes never fail visibly, they mark the registry dirty).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("registry unavailable: {0}")]
@@ -122,6 +126,7 @@ pub struct RedisRegistry {
     count_script: redis::Script,
     page_script: redis::Script,
     purge_script: redis::Script,
+    presence_script: redis::Script,
     /// Sessions the janitor (or the first rebuild) removed for good, for the node to announce.
     departed: mpsc::UnboundedSender<Vec<Departed>>,
     /// The first rebuild of this incarnation removes the previous incarnation's sessions: those departed.
@@ -180,6 +185,7 @@ impl RedisRegistry {
             count_script: redis::Script::new(COUNT),
             page_script: redis::Script::new(PAGE),
             purge_script: redis::Script::new(PURGE),
+            presence_script: redis::Script::new(PRESENCE),
             departed,
             first_rebuild: AtomicBool::new(true),
         });
@@ -253,6 +259,14 @@ impl Registry for RedisRegistry {
 
     fn get_all(&self) -> BoxFuture<'_, Result<Vec<ClientInfo>, RegistryError>> {
         Box::pin(RedisRegistry::get_all(self))
+    }
+
+    fn mark_online<'a>(&'a self, authid: &'a str) -> BoxFuture<'a, Result<bool, RegistryError>> {
+        Box::pin(async move { Ok(self.query::<i64>(&self.presence_script, &["online", authid]).await? == 1) })
+    }
+
+    fn mark_offline<'a>(&'a self, authid: &'a str) -> BoxFuture<'a, Result<bool, RegistryError>> {
+        Box::pin(async move { Ok(self.query::<i64>(&self.presence_script, &["offline", authid]).await? == 1) })
     }
 
     fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
