@@ -180,7 +180,7 @@ impl Builder {
             backplane.clone(),
             &node_id,
             metrics.clone(),
-            self.settings.presence.grace,
+            &self.settings.presence,
         );
         // Started before any topic is subscribed, hence before anything but probes can arrive.
         receiver.start(Arc::new(NodeEvents { broker: broker.clone().recipient(), clients: clients.clone() }));

@@ -28,6 +28,8 @@ pub(super) struct ClientIndex {
     pub(super) broker: Addr<Broker>,
     /// How long a user must have no socket anywhere before she is announced offline.
     pub(super) grace: Duration,
+    /// Whether session meta events and user presence are published (`presence.enabled`).
+    pub(super) announce: bool,
 }
 
 impl Actor for ClientIndex {
@@ -51,6 +53,9 @@ impl ClientIndex {
 impl ClientIndex {
     /// Announces `authid` online if this is her first socket anywhere (decided by the registry, atomically).
     fn check_online(&self, authid: String) {
+        if !self.announce {
+            return;
+        }
         let (registry, broker) = (self.registry.clone(), self.broker.clone());
         actix::spawn(async move {
             match registry.mark_online(&authid).await {
@@ -63,6 +68,9 @@ impl ClientIndex {
 
     /// After `presence.grace`, announces `authid` offline if she has had no socket anywhere meanwhile.
     fn check_offline_later(&self, authid: String, ctx: &mut Context<Self>) {
+        if !self.announce {
+            return;
+        }
         ctx.run_later(self.grace, move |this, _| {
             let (registry, broker) = (this.registry.clone(), this.broker.clone());
             actix::spawn(async move {
@@ -111,9 +119,11 @@ impl Handler<Register> for ClientIndex {
             .insert(info.session, Box::new(LocalEntry { info: info.clone(), control, topics: HashSet::new() }));
         self.local.recount(replaced.as_ref().map(|e| e.info.authroles.as_slice()), Some(&info.authroles));
         // After the registry write is queued, so a subscriber reacting to the event finds the session.
-        let joined = meta::on_join(&info);
+        let joined = self.announce.then(|| meta::on_join(&info));
         let registered = self.acked(|ack| Write::Register(info, ack));
-        self.broker.do_send(Announce(Arc::new(joined)));
+        if let Some(joined) = joined {
+            self.broker.do_send(Announce(Arc::new(joined)));
+        }
         // WELCOME waits for both: the registry has the session, and messages targeted at the user reach this node.
         MessageResult(both(registered, routed))
     }
@@ -206,9 +216,11 @@ impl Handler<Unregister> for ClientIndex {
             }
             self.local.recount(Some(&entry.info.authroles), None);
             self.backplane.unwant_user(&entry.info.authid);
-            let left = meta::on_leave(session, &entry.info.authid, entry.info.authrole());
+            let left = self.announce.then(|| meta::on_leave(session, &entry.info.authid, entry.info.authrole()));
             self.registry.write(Write::Unregister(entry.info, entry.topics.into_iter().collect()));
-            self.broker.do_send(Announce(Arc::new(left)));
+            if let Some(left) = left {
+                self.broker.do_send(Announce(Arc::new(left)));
+            }
         }
     }
 }
@@ -223,6 +235,9 @@ impl Handler<SessionsDeparted> for ClientIndex {
     type Result = ();
 
     fn handle(&mut self, SessionsDeparted(departed): SessionsDeparted, ctx: &mut Self::Context) {
+        if !self.announce {
+            return;
+        }
         let mut users = HashSet::new();
         for d in departed {
             self.broker.do_send(Announce(Arc::new(meta::on_leave(d.session, &d.authid, &d.authrole))));

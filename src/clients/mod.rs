@@ -59,14 +59,15 @@ impl ClientManipulator {
         backplane: Arc<dyn Backplane>,
         node: &str,
         metrics: Arc<Metrics>,
-        presence_grace: Duration,
+        presence: &crate::config::PresenceSettings,
     ) -> ClientManipulator {
         let index = ClientIndex {
             local: local.clone(),
             registry: registry.clone(),
             backplane: backplane.clone(),
             broker: broker.clone(),
-            grace: presence_grace,
+            grace: presence.grace,
+            announce: presence.enabled,
         }
         .start();
         ClientManipulator { local, index, registry, broker, backplane, node: Arc::from(node), metrics }

@@ -223,6 +223,10 @@ impl Default for MetaSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PresenceSettings {
+    /// Whether the node publishes session meta events (`wamp.session.on_join` / `on_leave`) and user presence
+    /// (`switchboard.user.on_online` / `on_offline`). Off saves a Redis `PUBLISH` per session start and end and
+    /// a presence script call per logged-in user's first and last socket.
+    pub enabled: bool,
     /// How long a user must have had no socket anywhere before she is announced offline, so a reconnect or a
     /// rolling restart does not flap.
     #[serde(with = "humantime_serde")]
@@ -231,7 +235,7 @@ pub struct PresenceSettings {
 
 impl Default for PresenceSettings {
     fn default() -> Self {
-        PresenceSettings { grace: Duration::from_secs(5) }
+        PresenceSettings { enabled: true, grace: Duration::from_secs(5) }
     }
 }
 

@@ -220,3 +220,15 @@ async fn clients_cannot_forge_presence_events() {
         "{forged:?}"
     );
 }
+
+#[actix_web::test]
+async fn with_presence_off_no_meta_event_is_published() {
+    let (a, b, _c) = three_nodes_with(|s| s.presence.enabled = false).await;
+    let mut watcher = connect_as(&b, "watcher").await;
+    watcher.subscribe("wamp.session.on_join").await.unwrap();
+    watcher.subscribe("wamp.session.on_leave").await.unwrap();
+    watcher.subscribe("switchboard.user.on_online").await.unwrap();
+    let newcomer = connect_as(&a, "alice").await;
+    drop(newcomer);
+    watcher.expect_no_event(QUIET * 2).await.unwrap();
+}
