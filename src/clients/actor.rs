@@ -4,7 +4,7 @@
 //! "findable", a SUBSCRIBED means "findable by topic" — is answered with a future that completes once the
 //! registry has it (at once in embedded mode).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ pub(super) struct ClientIndex {
     pub(super) grace: Duration,
     /// Whether session meta events and user presence are published (`presence.enabled`).
     pub(super) announce: bool,
+    /// Logged-in users' sockets on this node: presence asks the registry only at a user's first local socket
+    /// and after her last, not at every socket.
+    pub(super) users: HashMap<String, usize>,
 }
 
 impl Actor for ClientIndex {
@@ -51,6 +54,25 @@ impl ClientIndex {
 }
 
 impl ClientIndex {
+    /// A socket of logged-in `authid` opened here: at her first local one, ask whether she is new anywhere.
+    fn user_socket_opened(&mut self, authid: &str) {
+        let count = self.users.entry(authid.to_owned()).or_default();
+        *count += 1;
+        if *count == 1 {
+            self.check_online(authid.to_owned());
+        }
+    }
+
+    /// A socket of logged-in `authid` closed here: after her last local one, check her presence after the grace.
+    fn user_socket_closed(&mut self, authid: &str, ctx: &mut Context<Self>) {
+        let Some(count) = self.users.get_mut(authid) else { return };
+        *count -= 1;
+        if *count == 0 {
+            self.users.remove(authid);
+            self.check_offline_later(authid.to_owned(), ctx);
+        }
+    }
+
     /// Announces `authid` online if this is her first socket anywhere (decided by the registry, atomically).
     fn check_online(&self, authid: String) {
         if !self.announce {
@@ -110,7 +132,7 @@ impl Handler<Register> for ClientIndex {
 
     fn handle(&mut self, Register { info, control }: Register, _: &mut Self::Context) -> Self::Result {
         if !info.is_anonymous() {
-            self.check_online(info.authid.clone());
+            self.user_socket_opened(&info.authid);
         }
         let routed = self.backplane.want_user(&info.authid);
         let replaced = self
@@ -152,10 +174,10 @@ impl Handler<Reidentify> for ClientIndex {
         // A login or logout moves the socket between users: presence follows.
         if old.authid != info.authid {
             if !info.is_anonymous() {
-                self.check_online(info.authid.clone());
+                self.user_socket_opened(&info.authid);
             }
             if !old.is_anonymous() {
-                self.check_offline_later(old.authid.clone(), ctx);
+                self.user_socket_closed(&old.authid, ctx);
             }
         }
         self.registry.write(Write::Reidentify { old, new: info });
@@ -212,7 +234,7 @@ impl Handler<Unregister> for ClientIndex {
         let removed = self.local.write().remove(&session);
         if let Some(entry) = removed {
             if !entry.info.is_anonymous() {
-                self.check_offline_later(entry.info.authid.clone(), ctx);
+                self.user_socket_closed(&entry.info.authid, ctx);
             }
             self.local.recount(Some(&entry.info.authroles), None);
             self.backplane.unwant_user(&entry.info.authid);

@@ -12,7 +12,7 @@
 //! Every lookup is timed in `switchboard_registry_lookup_seconds`.
 //! Delivery goes through the broker (publications) or connections' control mailboxes ([`Disconnect`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,6 +68,7 @@ impl ClientManipulator {
             broker: broker.clone(),
             grace: presence.grace,
             announce: presence.enabled,
+            users: HashMap::new(),
         }
         .start();
         ClientManipulator { local, index, registry, broker, backplane, node: Arc::from(node), metrics }
