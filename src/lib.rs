@@ -87,6 +87,7 @@ pub mod topic;
 mod transport;
 pub mod wamp;
 
+pub use clients::meta::Presence;
 pub use clients::{ClientInfo, ClientManipulator, Disconnect};
 pub use config::Settings;
 pub use node::{Builder, StartError, Switchboard};

@@ -65,6 +65,7 @@ pub struct Builder {
     access: Vec<AccessRule>,
     errors: Vec<PatternError>,
     on_invalid_session: Option<InvalidSessionCallback>,
+    on_presence: Option<crate::clients::meta::PresenceCallback>,
     /// The in-process cluster this node joins when Redis is not configured (its own by default).
     memory_cluster: Option<MemoryCluster>,
 }
@@ -74,6 +75,14 @@ impl Builder {
     /// fields, or an open socket's session revoked (the Socket.IO-sessions `sinvalid` event).
     pub fn on_invalid_session(mut self, callback: impl Fn(&InvalidSession) + Send + Sync + 'static) -> Self {
         self.on_invalid_session = Some(Arc::new(callback));
+        self
+    }
+
+    /// Called when a user comes online (her first socket anywhere) or goes offline (none anywhere for
+    /// `presence.grace`), on the one node that announces the change: once cluster-wide, like the
+    /// `switchboard.user.on_online` / `on_offline` events. Keep it quick: it runs on the node's client index.
+    pub fn on_presence(mut self, callback: impl Fn(&crate::clients::meta::Presence) + Send + Sync + 'static) -> Self {
+        self.on_presence = Some(Arc::new(callback));
         self
     }
 
@@ -180,7 +189,11 @@ impl Builder {
             backplane.clone(),
             &node_id,
             metrics.clone(),
-            &self.settings.presence,
+            crate::clients::meta::PresenceConfig {
+                enabled: self.settings.presence.enabled,
+                grace: self.settings.presence.grace,
+                callback: self.on_presence.take(),
+            },
         );
         // Started before any topic is subscribed, hence before anything but probes can arrive.
         receiver.start(Arc::new(NodeEvents { broker: broker.clone().recipient(), clients: clients.clone() }));
@@ -287,6 +300,7 @@ impl Switchboard {
             access: Vec::new(),
             errors: Vec::new(),
             on_invalid_session: None,
+            on_presence: None,
             memory_cluster: None,
         }
     }

@@ -6,7 +6,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::future::{BoxFuture, FutureExt};
@@ -26,10 +25,8 @@ pub(super) struct ClientIndex {
     pub(super) backplane: Arc<dyn Backplane>,
     /// Where the session meta events go (local subscribers and the other nodes).
     pub(super) broker: Addr<Broker>,
-    /// How long a user must have no socket anywhere before she is announced offline.
-    pub(super) grace: Duration,
-    /// Whether session meta events and user presence are published (`presence.enabled`).
-    pub(super) announce: bool,
+    /// `[presence]` and the application's callback.
+    pub(super) presence: meta::PresenceConfig,
     /// Logged-in users' sockets on this node: presence asks the registry only at a user's first local socket
     /// and after her last, not at every socket.
     pub(super) users: HashMap<String, usize>,
@@ -75,13 +72,15 @@ impl ClientIndex {
 
     /// Announces `authid` online if this is her first socket anywhere (decided by the registry, atomically).
     fn check_online(&self, authid: String) {
-        if !self.announce {
+        if !self.presence.enabled {
             return;
         }
-        let (registry, broker) = (self.registry.clone(), self.broker.clone());
+        let (registry, broker, presence) = (self.registry.clone(), self.broker.clone(), self.presence.clone());
         actix::spawn(async move {
             match registry.mark_online(&authid).await {
-                Ok(true) => broker.do_send(Announce(Arc::new(meta::presence(meta::ON_ONLINE, &authid)))),
+                Ok(true) => {
+                    presence.announce(meta::Presence::Online(authid), |p| broker.do_send(Announce(Arc::new(p))))
+                }
                 Ok(false) => {}
                 Err(e) => log::debug!("presence of {}: {e}", crate::logfmt::Escaped(&authid)),
             }
@@ -90,14 +89,16 @@ impl ClientIndex {
 
     /// After `presence.grace`, announces `authid` offline if she has had no socket anywhere meanwhile.
     fn check_offline_later(&self, authid: String, ctx: &mut Context<Self>) {
-        if !self.announce {
+        if !self.presence.enabled {
             return;
         }
-        ctx.run_later(self.grace, move |this, _| {
-            let (registry, broker) = (this.registry.clone(), this.broker.clone());
+        ctx.run_later(self.presence.grace, move |this, _| {
+            let (registry, broker, presence) = (this.registry.clone(), this.broker.clone(), this.presence.clone());
             actix::spawn(async move {
                 match registry.mark_offline(&authid).await {
-                    Ok(true) => broker.do_send(Announce(Arc::new(meta::presence(meta::ON_OFFLINE, &authid)))),
+                    Ok(true) => {
+                        presence.announce(meta::Presence::Offline(authid), |p| broker.do_send(Announce(Arc::new(p))))
+                    }
                     Ok(false) => {}
                     Err(e) => log::debug!("presence of {}: {e}", crate::logfmt::Escaped(&authid)),
                 }
@@ -141,7 +142,7 @@ impl Handler<Register> for ClientIndex {
             .insert(info.session, Box::new(LocalEntry { info: info.clone(), control, topics: HashSet::new() }));
         self.local.recount(replaced.as_ref().map(|e| e.info.authroles.as_slice()), Some(&info.authroles));
         // After the registry write is queued, so a subscriber reacting to the event finds the session.
-        let joined = self.announce.then(|| meta::on_join(&info));
+        let joined = self.presence.enabled.then(|| meta::on_join(&info));
         let registered = self.acked(|ack| Write::Register(info, ack));
         if let Some(joined) = joined {
             self.broker.do_send(Announce(Arc::new(joined)));
@@ -238,7 +239,8 @@ impl Handler<Unregister> for ClientIndex {
             }
             self.local.recount(Some(&entry.info.authroles), None);
             self.backplane.unwant_user(&entry.info.authid);
-            let left = self.announce.then(|| meta::on_leave(session, &entry.info.authid, entry.info.authrole()));
+            let left =
+                self.presence.enabled.then(|| meta::on_leave(session, &entry.info.authid, entry.info.authrole()));
             self.registry.write(Write::Unregister(entry.info, entry.topics.into_iter().collect()));
             if let Some(left) = left {
                 self.broker.do_send(Announce(Arc::new(left)));
@@ -257,7 +259,7 @@ impl Handler<SessionsDeparted> for ClientIndex {
     type Result = ();
 
     fn handle(&mut self, SessionsDeparted(departed): SessionsDeparted, ctx: &mut Self::Context) {
-        if !self.announce {
+        if !self.presence.enabled {
             return;
         }
         let mut users = HashSet::new();

@@ -13,6 +13,9 @@
 //! that could receive these topics — exact, or a prefix or wildcard covering them — is refused to other roles
 //! ([`covers`]). Clients cannot publish to them: the `wamp.` namespace is the router's.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::model::{ClientInfo, Payload, Publication};
 use crate::wamp::filter::Filters;
 use crate::wamp::uri::MatchPolicy;
@@ -41,6 +44,46 @@ pub fn on_join(info: &ClientInfo) -> Publication {
 pub fn on_leave(session: Id, authid: &str, authrole: &str) -> Publication {
     let args = vec![session.into(), authid.into(), authrole.into()];
     Publication::new(ON_LEAVE.to_owned(), Payload { args: Some(args), kwargs: None }, Filters::default())
+}
+
+/// A change of a user's presence, as the application's callback ([`Builder::on_presence`]) sees it.
+///
+/// [`Builder::on_presence`]: crate::node::Builder::on_presence
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// Her first socket anywhere opened.
+    Online(String),
+    /// She has had no socket anywhere for `presence.grace`.
+    Offline(String),
+}
+
+/// The application's presence callback.
+pub type PresenceCallback = Arc<dyn Fn(&Presence) + Send + Sync>;
+
+/// How a node announces presence: `[presence]` and the application's callback, which runs on the one node that
+/// announces each change (so once cluster-wide).
+#[derive(Clone)]
+pub struct PresenceConfig {
+    /// `presence.enabled`.
+    pub enabled: bool,
+    /// `presence.grace`.
+    pub grace: Duration,
+    /// The callback, if the application gave one.
+    pub callback: Option<PresenceCallback>,
+}
+
+impl PresenceConfig {
+    /// Publishes `change` (through `announce`) and tells the callback.
+    pub(super) fn announce(&self, change: Presence, announce: impl FnOnce(Publication)) {
+        let publication = match &change {
+            Presence::Online(authid) => presence(ON_ONLINE, authid),
+            Presence::Offline(authid) => presence(ON_OFFLINE, authid),
+        };
+        announce(publication);
+        if let Some(callback) = &self.callback {
+            callback(&change);
+        }
+    }
 }
 
 /// The `on_online` or `on_offline` publication of `authid`.

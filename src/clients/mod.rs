@@ -59,15 +59,14 @@ impl ClientManipulator {
         backplane: Arc<dyn Backplane>,
         node: &str,
         metrics: Arc<Metrics>,
-        presence: &crate::config::PresenceSettings,
+        presence: meta::PresenceConfig,
     ) -> ClientManipulator {
         let index = ClientIndex {
             local: local.clone(),
             registry: registry.clone(),
             backplane: backplane.clone(),
             broker: broker.clone(),
-            grace: presence.grace,
-            announce: presence.enabled,
+            presence,
             users: HashMap::new(),
         }
         .start();

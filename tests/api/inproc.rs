@@ -232,3 +232,34 @@ async fn with_presence_off_no_meta_event_is_published() {
     drop(newcomer);
     watcher.expect_no_event(QUIET * 2).await.unwrap();
 }
+
+#[actix_web::test]
+async fn the_presence_callback_runs_once_cluster_wide_per_change() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<switchboard::Presence>>> = Arc::default();
+    let cluster = MemoryCluster::new();
+    let node = |id: &str| {
+        let mut settings = test_settings();
+        settings.server.node_id = id.to_owned();
+        settings.presence.grace = std::time::Duration::from_millis(300);
+        let seen = seen.clone();
+        spawn_with(
+            Switchboard::builder(settings)
+                .cluster(cluster.clone())
+                .on_presence(move |change| seen.lock().unwrap().push(change.clone())),
+        )
+    };
+    let (a, b) = (node("a").await, node("b").await);
+    let on_a = connect_as(&a, "alice").await;
+    let on_b = connect_as(&b, "alice").await;
+    drop(on_a);
+    drop(on_b);
+    let expected = vec![switchboard::Presence::Online("alice".into()), switchboard::Presence::Offline("alice".into())];
+    let deadline = std::time::Instant::now() + WAIT;
+    while *seen.lock().unwrap() != expected {
+        assert!(std::time::Instant::now() < deadline, "callbacks: {:?}", seen.lock().unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(*seen.lock().unwrap(), expected, "once each, cluster-wide");
+}
