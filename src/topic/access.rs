@@ -233,6 +233,9 @@ mod tests {
             assert!(r.allows(Action::Subscribe, topic, "alice", &user), "{topic}");
             assert!(r.allows(Action::Publish, topic, "alice", &user), "{topic}");
         }
+        for topic in ["wamp.session.on_join", "wamp.session.on_leave", "switchboard.user.on_online"] {
+            assert!(r.allows(Action::Subscribe, topic, "alice", &user), "{topic}");
+        }
         assert!(r.allows(Action::Subscribe, "private/bob.smith", "bob.smith", &user));
         assert!(!r.allows(Action::Subscribe, "private/bob.smith", "anon-1", &roles(&["anonymous"])));
         assert!(!r.allows(Action::Subscribe, "admin.news.eu", "root", &roles(&["admin"])));

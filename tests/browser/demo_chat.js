@@ -3,8 +3,8 @@
 // logged in. alice and bob log in through the demo login (two browser contexts: separate cookies); a room
 // message reaches both; alice's private message reaches bob and alice sees her own copy; a note to herself
 // stays hers; the node restarts on the same port and both pages reconnect by themselves and chat again; bob
-// logs out and alice's online list drops him without waiting for a refresh. No page may get a 404 (favicon)
-// or throw.
+// logs out: alice's online list drops him at once (session meta event) and her log says he went offline after
+// the presence grace. No page may get a 404 (favicon) or throw.
 //
 // Usage: node demo_chat.js path/to/switchboard — exits non-zero on the first failed check.
 // Needs redis-server on PATH and /usr/bin/chromium (or CHROMIUM=path).
@@ -106,7 +106,7 @@ const logText = (u) => u.page.textContent('#log');
 const logHas = (u, text, timeout = WAIT) => u.page.waitForFunction(
   (t) => document.getElementById('log').textContent.includes(t), text, { timeout })
   .catch(() => logText(u).then((l) => fail(`${u.name}'s log never showed "${text}"; it holds: ${l}`)));
-// Within 5 s: an announcement's effect, never the 30 s fallback refresh.
+// Within 5 s: a meta event's effect (the page never polls).
 const ANNOUNCEMENT_WAIT = 5000;
 const onlineIs = (u, names) => u.page.waitForFunction(
   (want) => document.getElementById('online').textContent === want.join(', '), names, { timeout: ANNOUNCEMENT_WAIT })
@@ -172,10 +172,12 @@ async function send(u, kind, text, to) {
   await logHas(alice, '(private to bob) still private');
   for (const u of [alice, bob]) await onlineIs(u, ['alice', 'bob']);
 
-  // bob logs out: his page shows the login form, and alice's list drops him from his leave announcement.
+  // bob logs out: his page shows the login form, alice's list drops him (wamp.session.on_leave), and once the
+  // presence grace (5 s) has passed without a socket of his, her log says he went offline.
   await bob.page.click('#logout');
   await bob.page.waitForSelector('#login-button', { timeout: WAIT });
   await onlineIs(alice, ['alice']);
+  await logHas(alice, 'bob went offline', 15000);
 
   await cleanup();
   console.log('browser (chromium) demo test: all checks passed');

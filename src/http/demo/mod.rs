@@ -3,9 +3,9 @@
 //! `GET /favicon.ico` (a tiny SVG, so browsers log no 404).
 //!
 //! The chat page reconnects by itself (jittered backoff, 0.5 s doubling to 10 s) and shows its connection
-//! state. Its online list comes from `wamp.session.list`/`get` on connect and every 30 s, and in between from
-//! `join`/`leave` announcements the demo's own pages publish on `demo.presence` — a demo convenience, not a
-//! switchboard feature.
+//! state. Its online list comes from `wamp.session.list`/`get` on connect, then from the router's session meta
+//! events (`wamp.session.on_join`/`on_leave`); user presence (`switchboard.user.on_online`/`on_offline`) shows
+//! in its log when someone comes online or goes offline. No polling.
 //!
 //! It is an ordinary actix-session web app sharing the node's session store and cookie key — exactly the
 //! setup a real web app uses with switchboard — so logging in here makes the socket `authid` the username.
