@@ -4,6 +4,7 @@ Usage: python autobahn_v2.py ws://127.0.0.1:PORT/ws
 Exits non-zero with a message on the first failed check; every wait is bounded.
 """
 import asyncio
+import http.client
 import sys
 from urllib.parse import urlparse
 
@@ -17,7 +18,18 @@ WAIT = 5.0
 QUIET = 0.4
 
 
-async def connect(realm="realm1"):
+def login(username):
+    """Logs in through the node's demo /login; returns the Cookie header value."""
+    parsed = urlparse(URL)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=WAIT)
+    conn.request("POST", "/login", body=f"username={username}",
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    cookie = conn.getresponse().getheader("Set-Cookie")
+    check(cookie is not None, "demo /login set no cookie")
+    return cookie.split(";")[0]
+
+
+async def connect(realm="realm1", cookie=None):
     loop = asyncio.get_running_loop()
     joined = loop.create_future()
 
@@ -26,7 +38,8 @@ async def connect(realm="realm1"):
             if not joined.done():
                 joined.set_result((self, details))
 
-    factory = WampWebSocketClientFactory(lambda: Session(ComponentConfig(realm)), url=URL)
+    headers = {"Cookie": cookie} if cookie else None
+    factory = WampWebSocketClientFactory(lambda: Session(ComponentConfig(realm)), url=URL, headers=headers)
     parsed = urlparse(URL)
     await loop.create_connection(factory, parsed.hostname, parsed.port)
     return await asyncio.wait_for(joined, WAIT)
@@ -133,6 +146,25 @@ async def main():
     except ApplicationError as e:
         check(e.error == "wamp.error.invalid_uri", f"invalid uri error {e.error}")
     check(await a.call("wamp.session.count") == 3, "session alive after error")
+
+    # Session meta events reach a logged-in autobahn client; an anonymous one is refused the topic.
+    watcher, _ = await connect(cookie=login("watcher"))
+    joins, leaves = Inbox(), Inbox()
+    await watcher.subscribe(joins, "wamp.session.on_join")
+    await watcher.subscribe(leaves, "wamp.session.on_leave")
+    d, d_details = await connect()
+    (info,), _, _ = await joins.next()
+    check(info["session"] == d_details.session, f"on_join details {info}")
+    check(info["authrole"] == "anonymous" and info["transport"]["protocol"] == "wamp.2.json", f"on_join {info}")
+    d.leave()
+    args, _, _ = await leaves.next()
+    check(list(args) == [d_details.session, f"anon-{d_details.session}", "anonymous"], f"on_leave {args}")
+    try:
+        await a.subscribe(Inbox(), "wamp.session.on_join")
+        raise AssertionError("an anonymous session subscribed to wamp.session.on_join")
+    except ApplicationError as e:
+        check(e.error == "wamp.error.not_authorized", f"meta subscribe error {e.error}")
+    watcher.leave()
 
     for s in (a, b, c):
         s.leave()
