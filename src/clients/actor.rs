@@ -15,7 +15,7 @@ use super::index::{LocalEntry, LocalIndex};
 use super::meta;
 use crate::cluster::{Backplane, Departed, Registry, Write};
 use crate::model::{ClientInfo, Disconnect};
-use crate::topic::broker::{Announce, Broker};
+use crate::topic::broker::{Announce, Broker, Publish};
 use crate::wamp::Id;
 
 /// The actor behind [`ClientManipulator`](super::ClientManipulator).
@@ -259,12 +259,18 @@ impl Handler<SessionsDeparted> for ClientIndex {
     type Result = ();
 
     fn handle(&mut self, SessionsDeparted(departed): SessionsDeparted, ctx: &mut Self::Context) {
-        if !self.presence.enabled {
-            return;
-        }
         let mut users = HashSet::new();
         for d in departed {
-            self.broker.do_send(Announce(Arc::new(meta::on_leave(d.session, &d.authid, &d.authrole))));
+            // Its testaments first, as its own node would have published them before its on_leave.
+            for json in &d.testaments {
+                match serde_json::from_str::<crate::model::Testament>(json) {
+                    Ok(testament) => self.broker.do_send(Publish(Arc::new(testament.publication()))),
+                    Err(e) => log::warn!("session {}: unreadable testament dropped: {e}", d.session),
+                }
+            }
+            if self.presence.enabled {
+                self.broker.do_send(Announce(Arc::new(meta::on_leave(d.session, &d.authid, &d.authrole))));
+            }
             if d.authrole != crate::session::ANONYMOUS_ROLE {
                 users.insert(d.authid);
             }

@@ -218,6 +218,16 @@ impl ClientManipulator {
         id
     }
 
+    /// Records `session`'s testaments (JSON) where a surviving node finds them if this node dies.
+    pub(crate) fn set_testaments(&self, session: Id, testaments: Vec<String>) {
+        self.registry.write(crate::cluster::Write::Testaments(session, testaments));
+    }
+
+    /// Publishes a publication the router makes for a session (a testament), counted like any other.
+    pub(crate) fn announce(&self, publication: Publication) {
+        self.broker.do_send(Publish(Arc::new(publication)));
+    }
+
     /// Announces sessions that ended without their node saying so (it died): `wamp.session.on_leave` for each,
     /// to every node.
     pub(crate) fn announce_departed(&self, departed: Vec<crate::cluster::Departed>) {

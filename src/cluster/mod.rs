@@ -226,6 +226,8 @@ pub struct Departed {
     pub authid: String,
     /// Primary role.
     pub authrole: String,
+    /// Its testaments (JSON of [`crate::model::Testament`]), for the announcing node to publish.
+    pub testaments: Vec<String>,
 }
 
 /// The receiving side of a backplane, started once the node's [`ClusterEvents`] exist (the broker and the

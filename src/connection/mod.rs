@@ -70,6 +70,7 @@ mod frames;
 mod limits;
 mod requests;
 mod subscriptions;
+mod testaments;
 mod timers;
 mod wamp_v1;
 mod wamp_v2;
@@ -80,6 +81,7 @@ use error::{ConnectionError, Reply};
 use frames::Fragments;
 use limits::Limits;
 use subscriptions::{Subscription, Subscriptions};
+use testaments::Testaments;
 use timers::Schedule;
 use web_session::{StoreErrorPolicy, WebSession};
 
@@ -131,6 +133,8 @@ pub struct Connection {
     hello_deadline: Option<SpawnHandle>,
     /// Ping, web session keep-alive and revalidation, on one timer (set in `started`).
     schedule: Option<Schedule>,
+    /// Publications to make when the session ends (`wamp.session.add_testament`), if any.
+    testaments: Option<Box<Testaments>>,
 }
 
 impl Connection {
@@ -165,6 +169,7 @@ impl Connection {
             closed_for: None,
             hello_deadline: None,
             schedule: None,
+            testaments: None,
             node,
         }
     }
@@ -363,6 +368,7 @@ impl Actor for Connection {
         }
         if self.registered {
             self.registered = false;
+            self.publish_testaments();
             self.node.clients().unregister(self.session);
             metrics::add(&self.node.metrics().sessions, -1);
             log::debug!("session {} closed", self.session);

@@ -62,6 +62,20 @@ impl Connection {
             metrics::inc(&self.node.metrics().call_errors_total);
             return self.fail(ctx, &reply, refused.into());
         }
+        if let Some(answer) = self.testament_call(&procedure, &args) {
+            match answer {
+                Ok(result) => {
+                    if let Some(frame) = reply.result(result) {
+                        ctx.text(frame);
+                    }
+                }
+                Err(e) => {
+                    metrics::inc(&self.node.metrics().call_errors_total);
+                    self.fail(ctx, &reply, e.into());
+                }
+            }
+            return;
+        }
         let caller = self.caller();
         let clients = self.node.clients().clone();
         let uri = procedure.clone();

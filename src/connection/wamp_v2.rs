@@ -214,8 +214,9 @@ fn welcome_details(identity: &Identity) -> Map<String, Value> {
                 "publisher_exclusion": true,
                 "subscriber_blackwhite_listing": true,
                 "pattern_based_subscription": true,
+                "session_meta_api": true,
             }},
-            "dealer": { "features": { "session_meta_api": true }},
+            "dealer": { "features": { "session_meta_api": true, "testament_meta_api": true }},
         },
     });
     let Value::Object(details) = details else { unreachable!("json! object literal") };

@@ -13,6 +13,30 @@ mod publication;
 
 pub use publication::{Payload, Publication, Publisher, TopicKey};
 
+/// One stored publication, as the registry keeps it (JSON) for a surviving node.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Testament {
+    /// Topic URI.
+    pub topic: String,
+    /// Positional arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<serde_json::Value>>,
+    /// Keyword arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kwargs: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Testament {
+    /// The publication it becomes (from the router: no publisher disclosed).
+    pub fn publication(self) -> Publication {
+        Publication::new(
+            self.topic,
+            Payload { args: self.args, kwargs: self.kwargs },
+            crate::wamp::filter::Filters::default(),
+        )
+    }
+}
+
 /// How an identity was established (v2 WELCOME `authmethod`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

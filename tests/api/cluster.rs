@@ -451,6 +451,45 @@ async fn a_user_whose_only_node_dies_goes_offline_once_and_comes_back_online_any
 }
 
 #[actix_web::test]
+async fn a_killed_nodes_testaments_are_published_once_by_a_survivor() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis, "a").await;
+    let b = Node::start(&redis, "b").await;
+    let mut c = Node::start(&redis, "c").await;
+    let mut listeners = Vec::new();
+    for node in [&a, &b] {
+        let mut l = V2Session::connect(&node.ws(), "r").await.unwrap();
+        l.subscribe("will.c").await.unwrap();
+        listeners.push(l);
+    }
+    let mut dying = V2Session::connect(&c.ws(), "r").await.unwrap();
+    let args = vec![json!("will.c"), json!(["c is gone"]), json!({}), json!({})];
+    dying.call("wamp.session.add_testament", args, dict(json!({}))).await.unwrap();
+    // The registry has it once c's writer applied the write (fire and forget, within milliseconds).
+    let mut conn = redis.connection().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stored: i64 =
+            redis::cmd("LLEN").arg(format!("sbtest:tm:{}", dying.id)).query_async(&mut conn).await.unwrap();
+        if stored == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the testament never reached the registry");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.kill9();
+    let killed = Instant::now();
+    for l in listeners.iter_mut() {
+        let (_, _, _, args) = l.next_event(LEASE + Duration::from_secs(5)).await.unwrap();
+        assert_eq!(args, vec![json!("c is gone")]);
+        assert!(killed.elapsed() < LEASE + Duration::from_secs(5));
+    }
+    for l in listeners.iter_mut() {
+        l.expect_no_event(LEASE).await.unwrap();
+    }
+}
+
+#[actix_web::test]
 async fn restarting_node_with_the_same_id_never_resurrects_its_old_sessions() {
     let redis = RedisServer::start().await;
     let a = Node::start(&redis, "a").await;

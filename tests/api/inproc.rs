@@ -263,3 +263,49 @@ async fn the_presence_callback_runs_once_cluster_wide_per_change() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(*seen.lock().unwrap(), expected, "once each, cluster-wide");
 }
+
+#[actix_web::test]
+async fn a_testament_is_published_when_its_session_ends_and_not_after_a_flush() {
+    let (a, b, _c) = three_nodes().await;
+    let mut listener = switchboard::client::V2Session::connect(&b.ws_url(), "r").await.unwrap();
+    listener.subscribe("will.news").await.unwrap();
+    let mut dying = switchboard::client::V2Session::connect(&a.ws_url(), "r").await.unwrap();
+    let add =
+        |topic: &str, options: serde_json::Value| vec![json!(topic), json!(["gone"]), json!({"why": "test"}), options];
+    let error = |r: Result<
+        (Vec<serde_json::Value>, serde_json::Map<String, serde_json::Value>),
+        switchboard::client::ClientError,
+    >| match r {
+        Err(switchboard::client::ClientError::Wamp { error, .. }) => error,
+        other => panic!("not refused: {other:?}"),
+    };
+    assert_eq!(
+        error(
+            dying.call("wamp.session.add_testament", add("wamp.session.on_leave", json!({})), Default::default()).await
+        ),
+        "wamp.error.invalid_uri"
+    );
+    assert_eq!(
+        error(
+            dying
+                .call("wamp.session.add_testament", add("will.news", json!({"scope": "detached"})), Default::default())
+                .await
+        ),
+        "wamp.error.invalid_argument"
+    );
+    dying.call("wamp.session.add_testament", add("will.news", json!({})), Default::default()).await.unwrap();
+    listener.expect_no_event(QUIET).await.unwrap();
+    dying.socket.close().await.unwrap();
+    drop(dying);
+    let (_, _, _, args) = listener.next_event(WAIT).await.unwrap();
+    assert_eq!(args, vec![json!("gone")]);
+    listener.expect_no_event(QUIET).await.unwrap();
+
+    let mut flushed = switchboard::client::V2Session::connect(&a.ws_url(), "r").await.unwrap();
+    flushed.call("wamp.session.add_testament", add("will.news", json!({})), Default::default()).await.unwrap();
+    let (count, _) = flushed.call("wamp.session.flush_testaments", vec![], Default::default()).await.unwrap();
+    assert_eq!(count, vec![json!(1)]);
+    flushed.socket.close().await.unwrap();
+    drop(flushed);
+    listener.expect_no_event(QUIET * 2).await.unwrap();
+}

@@ -8,6 +8,7 @@
 //! | `{p}n:{node}` | set | session ids registered by the node |
 //! | `{p}u:{authid}` | set | session ids of a user |
 //! | `{p}pu:{authid}` | string | present while the user is announced online (presence; `lua/presence.lua`) |
+//! | `{p}tm:{session}` | list | the session's testaments (JSON), published by a survivor if its node dies |
 //! | `{p}r:{role}` | set | session ids holding a role |
 //! | `{p}ids` | sorted set | every session id, scored by itself (list pages in id order) |
 //! | `{p}nrs:{node}` | set | the distinct role lists (JSON) of the node's sessions |

@@ -1,5 +1,6 @@
 local p, mode = ARGV[1], ARGV[2]
--- Returns what it removed as a flat list: session id, authid, authrole (first role), for each session.
+-- Returns what it removed as a flat list, per session: id, authid, authrole (first role), the number of its
+-- testaments, then each testament (JSON).
 local out = {}
 local function purge_session(id)
   local h = redis.call('HMGET', p .. 's:' .. id, 'authid', 'authroles')
@@ -11,12 +12,15 @@ local function purge_session(id)
     for _, r in ipairs(roles) do redis.call('SREM', p .. 'r:' .. r, id) end
   end
   for _, t in ipairs(redis.call('SMEMBERS', p .. 'st:' .. id)) do redis.call('SREM', p .. 'ts:' .. t, id) end
-  redis.call('DEL', p .. 'st:' .. id, p .. 's:' .. id)
+  local testaments = redis.call('LRANGE', p .. 'tm:' .. id, 0, -1)
+  redis.call('DEL', p .. 'st:' .. id, p .. 's:' .. id, p .. 'tm:' .. id)
   redis.call('ZREM', p .. 'ids', id)
   if h[1] then
     out[#out + 1] = id
     out[#out + 1] = h[1]
     out[#out + 1] = role
+    out[#out + 1] = tostring(#testaments)
+    for _, t in ipairs(testaments) do out[#out + 1] = t end
   end
 end
 local function purge_node(node)

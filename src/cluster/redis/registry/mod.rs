@@ -92,6 +92,8 @@ pub enum Write {
     Subscribed(Id, String, Option<oneshot::Sender<()>>),
     /// A session left an exact topic.
     Unsubscribed(Id, String),
+    /// A session's testaments (JSON), replacing those it had; empty when flushed.
+    Testaments(Id, Vec<String>),
     /// Rewrite every session of this node from the local truth (after an outage).
     Rebuild,
 }

@@ -57,9 +57,20 @@ impl RedisRegistry {
                 for t in topics {
                     pipe.cmd("SREM").arg(self.p(&format!("ts:{t}"))).arg(&id).ignore();
                 }
-                pipe.cmd("DEL").arg(self.p(&format!("s:{id}"))).arg(self.p(&format!("st:{id}"))).ignore();
+                pipe.cmd("DEL")
+                    .arg(self.p(&format!("s:{id}")))
+                    .arg(self.p(&format!("st:{id}")))
+                    .arg(self.p(&format!("tm:{id}")))
+                    .ignore();
                 pipe.cmd("SREM").arg(self.p(&format!("n:{}", self.node))).arg(&id).ignore();
                 pipe.cmd("ZREM").arg(self.p("ids")).arg(&id).ignore();
+            }
+            Write::Testaments(id, testaments) => {
+                let key = self.p(&format!("tm:{id}"));
+                pipe.cmd("DEL").arg(&key).ignore();
+                if !testaments.is_empty() {
+                    pipe.cmd("RPUSH").arg(&key).arg(testaments).ignore();
+                }
             }
             Write::Subscribed(id, topic, _) => {
                 pipe.cmd("SADD").arg(self.p(&format!("ts:{topic}"))).arg(id.to_string()).ignore();
@@ -172,14 +183,19 @@ impl RedisRegistry {
     }
 }
 
-/// The purge script's flat answer (id, authid, authrole, …) as departed sessions.
+/// The purge script's flat answer — per session: id, authid, authrole, n, then n testaments — as departed
+/// sessions. A session whose id does not parse is skipped; a truncated answer ends the list.
 fn departed(flat: Vec<String>) -> Vec<Departed> {
-    flat.chunks_exact(3)
-        .filter_map(|c| {
-            let session = c[0].parse().ok()?;
-            Some(Departed { session, authid: c[1].clone(), authrole: c[2].clone() })
-        })
-        .collect()
+    let mut out = Vec::new();
+    let mut rest = flat.into_iter();
+    while let (Some(id), Some(authid), Some(authrole), Some(n)) = (rest.next(), rest.next(), rest.next(), rest.next()) {
+        let n: usize = n.parse().unwrap_or(0);
+        let testaments: Vec<String> = rest.by_ref().take(n).collect();
+        if let Ok(session) = id.parse() {
+            out.push(Departed { session, authid, authrole, testaments });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -188,15 +204,21 @@ mod tests {
 
     #[test]
     fn the_purge_answer_becomes_departed_sessions() {
-        let flat = ["7", "alice", "user", "8", "anon-8", "anonymous", "x", "broken", "", "9"];
+        let flat =
+            ["7", "alice", "user", "1", "{\"topic\":\"t\"}", "8", "anon-8", "anonymous", "0", "x", "b", "", "0", "9"];
         let got = departed(flat.iter().map(|s| s.to_string()).collect());
         assert_eq!(
             got,
             vec![
-                Departed { session: 7, authid: "alice".into(), authrole: "user".into() },
-                Departed { session: 8, authid: "anon-8".into(), authrole: "anonymous".into() },
+                Departed {
+                    session: 7,
+                    authid: "alice".into(),
+                    authrole: "user".into(),
+                    testaments: vec![r#"{"topic":"t"}"#.into()]
+                },
+                Departed { session: 8, authid: "anon-8".into(), authrole: "anonymous".into(), testaments: vec![] },
             ],
-            "an unparsable id is skipped, a trailing partial triple ignored"
+            "an unparsable id is skipped, a trailing partial entry ignored"
         );
     }
 }
