@@ -18,21 +18,9 @@ use std::time::Duration;
 
 use crate::model::{ClientInfo, Payload, Publication};
 use crate::wamp::filter::Filters;
-use crate::wamp::uri::MatchPolicy;
 use crate::wamp::Id;
 
-/// Published when a session is established: `[details]` (as `wamp.session.get` answers).
-pub const ON_JOIN: &str = "wamp.session.on_join";
-/// Published when a session ends: `[session, authid, authrole]`.
-pub const ON_LEAVE: &str = "wamp.session.on_leave";
-
-/// Published when a user's first socket anywhere opens: `[authid]`.
-pub const ON_ONLINE: &str = "switchboard.user.on_online";
-/// Published when a user has had no socket anywhere for `presence.grace`: `[authid]`.
-pub const ON_OFFLINE: &str = "switchboard.user.on_offline";
-
-/// The meta topics that reveal identities.
-pub const TOPICS: [&str; 4] = [ON_JOIN, ON_LEAVE, ON_ONLINE, ON_OFFLINE];
+pub use crate::wamp::meta::{covers, is_meta_topic, ON_JOIN, ON_LEAVE, ON_OFFLINE, ON_ONLINE, TOPICS};
 
 /// The `on_join` publication of `info`.
 pub fn on_join(info: &ClientInfo) -> Publication {
@@ -91,33 +79,9 @@ pub fn presence(topic: &'static str, authid: &str) -> Publication {
     Publication::new(topic.to_owned(), Payload { args: Some(vec![authid.into()]), kwargs: None }, Filters::default())
 }
 
-/// Whether a subscription to `pattern` under `policy` would receive a session meta event.
-pub fn covers(policy: MatchPolicy, pattern: &str) -> bool {
-    TOPICS.iter().any(|topic| policy.matches(pattern, topic))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subscriptions_that_would_see_identities_are_recognised() {
-        assert!(covers(MatchPolicy::Exact, ON_JOIN));
-        assert!(covers(MatchPolicy::Exact, ON_LEAVE));
-        assert!(covers(MatchPolicy::Prefix, "wamp."));
-        assert!(covers(MatchPolicy::Prefix, "wamp.session.on_"));
-        assert!(covers(MatchPolicy::Prefix, "w"));
-        assert!(covers(MatchPolicy::Wildcard, "wamp.session."));
-        assert!(covers(MatchPolicy::Wildcard, "..on_leave"));
-        assert!(!covers(MatchPolicy::Exact, "wamp.session.count"));
-        assert!(!covers(MatchPolicy::Prefix, "chat."));
-        assert!(!covers(MatchPolicy::Wildcard, "chat..x"));
-        assert!(!covers(MatchPolicy::Wildcard, "wamp.session"));
-        assert!(covers(MatchPolicy::Exact, ON_ONLINE));
-        assert!(covers(MatchPolicy::Prefix, "switchboard.user."));
-        assert!(covers(MatchPolicy::Wildcard, "switchboard.user."));
-        assert!(!covers(MatchPolicy::Prefix, "switchboard.chat"));
-    }
 
     #[test]
     fn events_carry_the_spec_shapes() {

@@ -4,8 +4,7 @@
 //! by subscription id); the `Joined` handler here is where a join completes.
 
 use super::*;
-use crate::clients::meta;
-use crate::rpc::MetaPolicy;
+use crate::wamp::meta;
 
 /// A subscription of this connection, by topic.
 #[derive(Debug, PartialEq, Eq)]
@@ -147,9 +146,7 @@ impl Connection {
             let msg = format!("role may not subscribe to '{}'", excerpt(&key.uri));
             return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
         }
-        if meta::covers(key.policy, &key.uri)
-            && !MetaPolicy::new(&self.node.settings().meta).admits(&self.identity.authroles)
-        {
+        if meta::covers(key.policy, &key.uri) && !self.node.access().sees_identities(&self.identity.authroles) {
             let msg = format!("'{}' would receive session meta events, which this role may not see", excerpt(&key.uri));
             return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
         }

@@ -99,6 +99,8 @@ impl AccessRule {
 pub struct AccessRules {
     rules: Vec<AccessRule>,
     default: DefaultAccess,
+    /// `meta.roles`: who may receive the meta topics that reveal identities (`None`: every role but anonymous).
+    meta_roles: Option<Vec<String>>,
 }
 
 impl Default for AccessRules {
@@ -111,12 +113,21 @@ impl Default for AccessRules {
 impl AccessRules {
     /// No rule yet; topics follow `default`.
     pub fn new(default: DefaultAccess) -> AccessRules {
-        AccessRules { rules: Vec::new(), default }
+        AccessRules { rules: Vec::new(), default, meta_roles: None }
+    }
+
+    /// Whether a caller with `roles` may see identities: receive the meta topics (`wamp::meta`).
+    pub fn sees_identities(&self, roles: &[String]) -> bool {
+        match &self.meta_roles {
+            None => roles.iter().any(|r| r != crate::session::ANONYMOUS_ROLE),
+            Some(allowed) => roles.iter().any(|r| allowed.contains(r)),
+        }
     }
 
     /// Compiles the `[[access]]` rules and `[access_policy] default` of the configuration.
     pub fn from_settings(settings: &Settings) -> Result<AccessRules, PatternError> {
         let mut rules = AccessRules::new(settings.access_policy.default);
+        rules.meta_roles = settings.meta.roles.clone();
         for s in &settings.access {
             rules.push(AccessRule::new(&s.pattern, s.subscribe.clone(), s.publish.clone())?);
         }
@@ -129,13 +140,17 @@ impl AccessRules {
     }
 
     /// Whether every topic is open to everyone: no rule, and the default allows. Only then may a caller
-    /// skip checking (e.g. per delivered topic of a pattern subscription).
+    /// skip checking (e.g. per delivered topic of a pattern subscription) — except for the meta topics, which
+    /// `meta.roles` always governs ([`crate::wamp::meta::is_meta_topic`]).
     pub fn is_open(&self) -> bool {
         self.rules.is_empty() && self.default == DefaultAccess::Allow
     }
 
     /// Whether a caller with `authid` and `roles` may perform `action` on `topic` (see the module docs).
     pub fn allows(&self, action: Action, topic: &str, authid: &str, roles: &[String]) -> bool {
+        if action == Action::Subscribe && crate::wamp::meta::is_meta_topic(topic) && !self.sees_identities(roles) {
+            return false;
+        }
         for rule in &self.rules {
             match rule.coverage(topic, authid) {
                 Coverage::Shape => return rule.allows_roles(action, roles),

@@ -4,7 +4,7 @@
 //! (see `broker.rs`); it never decides its own lifetime. A publication is turned into at most one v2 and one
 //! v1 frame here, and the same bytes are queued for every eligible subscriber.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -92,6 +92,9 @@ pub struct TopicActor {
     pattern_details: bool,
     /// Fires when the backplane subscription for this topic is in place.
     ready: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Subscribers whose identity changed since they subscribed (login, logout, role change): their access is
+    /// checked again at every delivery, so a downgraded socket loses what it may no longer receive.
+    reidentified: HashSet<Id>,
 }
 
 impl TopicActor {
@@ -114,6 +117,7 @@ impl TopicActor {
             metrics,
             pattern_details,
             ready,
+            reidentified: HashSet::new(),
         }
     }
 
@@ -226,6 +230,7 @@ impl Handler<Leave> for TopicActor {
             ctx.stop();
         }
         let Some(subscriber) = self.subscribers.remove(&msg.session) else { return };
+        self.reidentified.remove(&msg.session);
         self.unindex(&subscriber.authid, msg.session);
         metrics::add(&self.metrics.subscriptions, -1);
         if let Some((handler, instance)) = &self.handler {
@@ -244,14 +249,17 @@ impl Handler<Fanout> for TopicActor {
     fn handle(&mut self, Fanout(publication): Fanout, _: &mut Self::Context) {
         let mut v2_frame: Option<ByteString> = None;
         let mut v1_frame: Option<ByteString> = None;
-        let check_access = self.pattern_details && !self.access.is_open();
+        // Pattern subscriptions are checked per delivered topic; the meta topics, per subscriber always (an
+        // identity may have changed since it subscribed: a logout must not keep revealing identities).
+        let check_access =
+            (self.pattern_details && !self.access.is_open()) || crate::wamp::meta::is_meta_topic(&publication.topic);
         let (mut delivered, mut dropped) = (0u64, 0u64);
         let mut flushes = Flushes::default();
         for subscriber in self.candidates(&publication) {
             if !publication.admits(subscriber.session, &subscriber.authid, &subscriber.authroles) {
                 continue;
             }
-            if check_access
+            if (check_access || self.reidentified.contains(&subscriber.session))
                 && !self.access.allows(Action::Subscribe, &publication.topic, &subscriber.authid, &subscriber.authroles)
             {
                 continue;
@@ -296,6 +304,7 @@ impl Handler<Reidentify> for TopicActor {
         let old = std::mem::replace(&mut subscriber.authid, msg.authid.clone());
         subscriber.authroles = msg.authroles;
         subscriber.web_session = msg.web_session;
+        self.reidentified.insert(msg.session);
         self.unindex(&old, msg.session);
         self.index(&msg.authid, msg.session);
     }

@@ -15,6 +15,7 @@
 pub mod errors;
 pub mod filter;
 pub mod id;
+pub mod meta;
 pub mod uri;
 pub mod v1;
 pub mod v2;

@@ -329,6 +329,38 @@ async fn logout_downgrades_to_anonymous_when_configured() {
     assert_eq!(session.next_event(WAIT).await.unwrap().3, vec![json!("for anon")]);
 }
 
+#[actix_web::test]
+async fn a_socket_downgraded_by_logout_stops_seeing_identities_and_loses_topics_its_role_may_not_read() {
+    let s = setup(|settings| {
+        settings.session.revalidate_interval = Duration::from_millis(200);
+        settings.session.on_revoked = OnRevoked::Anonymous;
+        settings.access.push(switchboard::config::AccessSettings {
+            pattern: "staff.{topic}".into(),
+            subscribe: Some(vec!["user".into()]),
+            publish: None,
+        });
+    })
+    .await;
+    let cookie = s.web.login("alice", Some("user")).await;
+    let mut session = connect(&s.app, &cookie).await.unwrap();
+    session.subscribe("wamp.session.on_join").await.unwrap();
+    session.subscribe("staff.news").await.unwrap();
+    // Seen while logged in.
+    let _first = switchboard::client::V2Session::connect(&s.app.ws_url(), "r").await.unwrap();
+    assert_eq!(session.next_event(WAIT).await.unwrap().3[0]["authrole"], "anonymous");
+    s.web.post("/logout", &cookie).await;
+    let (node, id) = (s.app.node.clone(), session.id);
+    let deadline = std::time::Instant::now() + WAIT;
+    while node.clients().get_client(id).await.unwrap().authid != format!("anon-{id}") {
+        assert!(std::time::Instant::now() < deadline, "never downgraded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Anonymous now: the meta topic and the staff topic are closed to it, though its subscriptions stand.
+    let _second = switchboard::client::V2Session::connect(&s.app.ws_url(), "r").await.unwrap();
+    node.clients().publish("staff.news", switchboard::Payload::single(json!("staff only")), Default::default());
+    session.expect_no_event(QUIET * 2).await.unwrap();
+}
+
 fn with_note_procedure(builder: switchboard::Builder) -> switchboard::Builder {
     builder.procedure("notes.save", |call: Call| async move {
         let note = call.arg(0)?.as_str().unwrap_or_default().to_owned();
