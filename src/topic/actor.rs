@@ -259,7 +259,8 @@ impl Handler<Fanout> for TopicActor {
             if !publication.admits(subscriber.session, &subscriber.authid, &subscriber.authroles) {
                 continue;
             }
-            if (check_access || self.reidentified.contains(&subscriber.session))
+            let reidentified = !self.reidentified.is_empty() && self.reidentified.contains(&subscriber.session);
+            if (check_access || reidentified)
                 && !self.access.allows(Action::Subscribe, &publication.topic, &subscriber.authid, &subscriber.authroles)
             {
                 continue;
