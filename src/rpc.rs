@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use crate::clients::{ClientInfo, ClientManipulator, Disconnect};
 use crate::config::MetaSettings;
 use crate::route::{Params, PatternError, RoutePattern, Router};
-use crate::session::{Caller, ANONYMOUS_ROLE};
+use crate::session::Caller;
 use crate::wamp::errors::WampError;
 use crate::wamp::{errors, Id};
 
@@ -184,10 +184,7 @@ impl MetaPolicy {
 
     /// Whether a caller with `roles` may see identities.
     pub fn admits(&self, roles: &[String]) -> bool {
-        match &self.roles {
-            None => roles.iter().any(|r| r != ANONYMOUS_ROLE),
-            Some(allowed) => roles.iter().any(|r| allowed.contains(r)),
-        }
+        crate::topic::access::sees_identities(self.roles.as_deref(), roles)
     }
 
     fn check(&self, caller: &Caller) -> Result<(), CallError> {

@@ -72,37 +72,34 @@ impl ClientIndex {
 
     /// Announces `authid` online if this is her first socket anywhere (decided by the registry, atomically).
     fn check_online(&self, authid: String) {
-        if !self.presence.enabled {
-            return;
+        if self.presence.enabled {
+            self.settle_presence(meta::Presence::Online(authid));
         }
-        let (registry, broker, presence) = (self.registry.clone(), self.broker.clone(), self.presence.clone());
-        actix::spawn(async move {
-            match registry.mark_online(&authid).await {
-                Ok(true) => {
-                    presence.announce(meta::Presence::Online(authid), |p| broker.do_send(Announce(Arc::new(p))))
-                }
-                Ok(false) => {}
-                Err(e) => log::debug!("presence of {}: {e}", crate::logfmt::Escaped(&authid)),
-            }
-        });
     }
 
     /// After `presence.grace`, announces `authid` offline if she has had no socket anywhere meanwhile.
     fn check_offline_later(&self, authid: String, ctx: &mut Context<Self>) {
-        if !self.presence.enabled {
-            return;
+        if self.presence.enabled {
+            ctx.run_later(self.presence.grace, move |this, _| this.settle_presence(meta::Presence::Offline(authid)));
         }
-        ctx.run_later(self.presence.grace, move |this, _| {
-            let (registry, broker, presence) = (this.registry.clone(), this.broker.clone(), this.presence.clone());
-            actix::spawn(async move {
-                match registry.mark_offline(&authid).await {
-                    Ok(true) => {
-                        presence.announce(meta::Presence::Offline(authid), |p| broker.do_send(Announce(Arc::new(p))))
-                    }
-                    Ok(false) => {}
-                    Err(e) => log::debug!("presence of {}: {e}", crate::logfmt::Escaped(&authid)),
+    }
+
+    /// Asks the registry to make `change`; announces it if this call made it (one node does, cluster-wide).
+    fn settle_presence(&self, change: meta::Presence) {
+        let (registry, broker, presence) = (self.registry.clone(), self.broker.clone(), self.presence.clone());
+        actix::spawn(async move {
+            let made = match &change {
+                meta::Presence::Online(authid) => registry.mark_online(authid).await,
+                meta::Presence::Offline(authid) => registry.mark_offline(authid).await,
+            };
+            match made {
+                Ok(true) => presence.announce(change, |p| broker.do_send(Announce(Arc::new(p)))),
+                Ok(false) => {}
+                Err(e) => {
+                    let (meta::Presence::Online(authid) | meta::Presence::Offline(authid)) = &change;
+                    log::debug!("presence of {}: {e}", crate::logfmt::Escaped(authid))
                 }
-            });
+            }
         });
     }
 }

@@ -224,7 +224,7 @@ impl ClientManipulator {
     }
 
     /// Publishes a publication the router makes for a session (a testament), counted like any other.
-    pub(crate) fn announce(&self, publication: Publication) {
+    pub(crate) fn publish_prepared(&self, publication: Publication) {
         self.broker.do_send(Publish(Arc::new(publication)));
     }
 

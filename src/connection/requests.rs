@@ -5,6 +5,14 @@
 use super::*;
 
 impl Connection {
+    /// Refuses `topic` if the access rules do not let this session publish there.
+    pub(super) fn check_publish_access(&self, topic: &str) -> Result<(), WampError> {
+        if self.node.access().allows(Action::Publish, topic, &self.identity.authid, &self.identity.authroles) {
+            return Ok(());
+        }
+        Err(WampError::new(errors::NOT_AUTHORIZED, format!("role may not publish to '{}'", excerpt(topic))))
+    }
+
     /// Runs access rules and the topic handler. `Ok(None)`: the handler took care of it.
     pub(super) fn prepare_publication(
         &mut self,
@@ -13,10 +21,7 @@ impl Connection {
         exclude_me: bool,
         disclose_me: bool,
     ) -> Result<Option<Publication>, WampError> {
-        if !self.node.access().allows(Action::Publish, &topic, &self.identity.authid, &self.identity.authroles) {
-            let msg = format!("role may not publish to '{}'", excerpt(&topic));
-            return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
-        }
+        self.check_publish_access(&topic)?;
         let max = self.node.settings().wamp.max_filter_entries;
         request.filters.check_limits(max).map_err(|msg| WampError::new(errors::INVALID_ARGUMENT, msg))?;
         let request = match self.node.topic_handler(&topic) {

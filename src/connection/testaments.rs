@@ -90,12 +90,7 @@ impl Connection {
             let msg = format!("'{}' is not a topic this session may publish to", excerpt(topic));
             return Err(WampError::new(errors::INVALID_URI, msg));
         }
-        if !self.node.access().allows(Action::Publish, topic, &self.identity.authid, &self.identity.authroles) {
-            return Err(WampError::new(
-                errors::NOT_AUTHORIZED,
-                format!("role may not publish to '{}'", excerpt(topic)),
-            ));
-        }
+        self.check_publish_access(topic)?;
         let testaments = self.testaments.get_or_insert_with(Box::default);
         testaments.add(Testament { topic: topic.to_owned(), args: list, kwargs: dict })?;
         self.node.clients().set_testaments(self.session, testaments.encoded());
@@ -105,7 +100,7 @@ impl Connection {
     /// The session ended: its testaments are published.
     pub(super) fn publish_testaments(&mut self) {
         for (testament, _) in self.testaments.take().map(|t| t.list).unwrap_or_default() {
-            self.node.clients().announce(testament.publication());
+            self.node.clients().publish_prepared(testament.publication());
         }
     }
 }

@@ -146,7 +146,8 @@ impl Connection {
             return Err(WampError::new(errors::INVALID_URI, msg));
         }
         if uri::is_reserved(&topic) {
-            let msg = format!("'{}' is in the reserved wamp. namespace", excerpt(&topic));
+            let msg =
+                format!("'{}' is in a namespace reserved for the router (wamp., switchboard.user.)", excerpt(&topic));
             return Err(WampError::new(errors::INVALID_URI, msg));
         }
         let publish = PublishRequest { payload, filters: options.filters };

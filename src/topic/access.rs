@@ -29,6 +29,15 @@ use crate::route::{PatternError, RoutePattern};
 /// The placeholder bound to the caller's authid.
 pub const USERNAME: &str = "username";
 
+/// The `meta.roles` rule, for the meta topics here and the meta procedures (`rpc`): a caller with `roles` may see
+/// identities if one of them is allowed — by default (`None`) any role but `anonymous`.
+pub fn sees_identities(allowed: Option<&[String]>, roles: &[String]) -> bool {
+    match allowed {
+        None => roles.iter().any(|r| r != crate::session::ANONYMOUS_ROLE),
+        Some(allowed) => roles.iter().any(|r| allowed.contains(r)),
+    }
+}
+
 /// What a caller wants to do with a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -118,10 +127,7 @@ impl AccessRules {
 
     /// Whether a caller with `roles` may see identities: receive the meta topics (`wamp::meta`).
     pub fn sees_identities(&self, roles: &[String]) -> bool {
-        match &self.meta_roles {
-            None => roles.iter().any(|r| r != crate::session::ANONYMOUS_ROLE),
-            Some(allowed) => roles.iter().any(|r| allowed.contains(r)),
-        }
+        sees_identities(self.meta_roles.as_deref(), roles)
     }
 
     /// Compiles the `[[access]]` rules and `[access_policy] default` of the configuration.
