@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::caps::Caps;
-use crate::clients::{ClientManipulator, Disconnect, LocalIndex};
+use crate::clients::{ClientManipulator, Disconnect, LocalIndex, Seams, SubscriptionIds};
 use crate::cluster::memory::MemoryCluster;
 use crate::cluster::redis::conn::{self as redis_conn, RedisConnError, RedisEndpoint, TlsCa};
 use crate::cluster::{self, Backplane, ClusterEvents, Membership, Registry};
@@ -180,13 +180,24 @@ impl Builder {
             }
         };
         let backlog = Backlog::new(self.settings.server.publish_backlog_bytes, metrics.publish_backlog_bytes.clone());
-        let broker =
-            Broker::new(topics.clone(), access.clone(), metrics.clone(), backplane.clone(), backlog.clone()).start();
+        // Every node of a cluster shares the session key, so every node names a subscription alike; without
+        // one, the cluster prefix (documented: ids are then predictable).
+        let ids = SubscriptionIds::new(
+            &self.settings.session.key_bytes()?.unwrap_or_else(|| self.settings.cluster.prefix.clone().into_bytes()),
+        );
+        let broker = Broker::new(
+            topics.clone(),
+            access.clone(),
+            metrics.clone(),
+            backplane.clone(),
+            backlog.clone(),
+            ids.clone(),
+        )
+        .start();
         let clients = ClientManipulator::new(
             local,
-            registry.clone(),
+            Seams { registry: registry.clone(), backplane: backplane.clone() },
             broker.clone(),
-            backplane.clone(),
             &node_id,
             metrics.clone(),
             crate::clients::meta::PresenceConfig {
@@ -194,6 +205,7 @@ impl Builder {
                 grace: self.settings.presence.grace,
                 callback: self.on_presence.take(),
             },
+            ids,
         );
         // Started before any topic is subscribed, hence before anything but probes can arrive.
         receiver.start(Arc::new(NodeEvents { broker: broker.clone().recipient(), clients: clients.clone() }));

@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 
 use super::index::{LocalEntry, LocalIndex};
 use super::meta;
-use crate::cluster::{Backplane, Departed, Registry, Write};
-use crate::model::{ClientInfo, Disconnect};
+use crate::cluster::{Backplane, Departed, Registry, Subscription, Write};
+use crate::model::{ClientInfo, Disconnect, Publication, SubscriptionInfo, TopicKey};
 use crate::topic::broker::{Announce, Broker, Publish};
 use crate::wamp::Id;
 
@@ -136,7 +136,7 @@ impl Handler<Register> for ClientIndex {
         let replaced = self
             .local
             .write()
-            .insert(info.session, Box::new(LocalEntry { info: info.clone(), control, topics: HashSet::new() }));
+            .insert(info.session, Box::new(LocalEntry { info: info.clone(), control, topics: HashMap::new() }));
         self.local.recount(replaced.as_ref().map(|e| e.info.authroles.as_slice()), Some(&info.authroles));
         // After the registry write is queued, so a subscriber reacting to the event finds the session.
         let joined = self.presence.enabled.then(|| meta::on_join(&info));
@@ -182,41 +182,102 @@ impl Handler<Reidentify> for ClientIndex {
     }
 }
 
-/// A session subscribed to an exact topic.
+/// A session subscribed (to a topic or a pattern).
 #[derive(Message)]
 #[rtype(result = "BoxFuture<'static, ()>")]
 pub(super) struct Subscribed {
     pub(super) session: Id,
-    pub(super) topic: String,
+    pub(super) key: TopicKey,
+    pub(super) id: Id,
 }
 
 impl Handler<Subscribed> for ClientIndex {
     type Result = MessageResult<Subscribed>;
 
-    fn handle(&mut self, Subscribed { session, topic }: Subscribed, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, Subscribed { session, key, id }: Subscribed, ctx: &mut Self::Context) -> Self::Result {
+        let subscription = Subscription { id, record: key.record().into_owned() };
         if let Some(entry) = self.local.write().get_mut(&session) {
-            entry.topics.insert(topic.clone());
+            entry.topics.insert(subscription.record.clone(), id);
         }
-        MessageResult(both(self.acked(|ack| Write::Subscribed(session, topic, ack)), None))
+        let (changes, created) = oneshot::channel();
+        self.registry.write(Write::Subscribed(session, subscription, Some(changes)));
+        // The SUBSCRIBED waits for the registry's answer (lookups by topic find the session from then on); the
+        // meta events follow it, whether or not the connection still waits.
+        let (recorded, ack) = oneshot::channel::<()>();
+        let announce = self.subscription_events(&key);
+        let broker = self.broker.clone();
+        ctx.spawn(actix::fut::wrap_future(async move {
+            let created = created.await.ok().and_then(|c| c.first().copied());
+            let _ = recorded.send(());
+            if announce {
+                if created == Some(true) {
+                    let info = SubscriptionInfo { id, key, created_ms: crate::model::now_millis() };
+                    broker.do_send(Announce(Arc::new(meta::on_create(session, &info))));
+                }
+                broker.do_send(Announce(Arc::new(meta::on_subscription(meta::ON_SUBSCRIBE, session, id))));
+            }
+        }));
+        let waited = if self.registry.confirms_writes() { Some(ack) } else { None };
+        MessageResult(both(waited, None))
     }
 }
 
-/// A session left an exact topic.
+impl ClientIndex {
+    /// Whether changes of `key` are announced on the subscription meta topics: not when meta events are off, and
+    /// never for subscriptions to the router's own namespaces (as Crossbar does for `wamp.`).
+    fn subscription_events(&self, key: &TopicKey) -> bool {
+        self.presence.enabled && !crate::wamp::uri::is_reserved(&key.uri)
+    }
+
+    /// Announces `session` gone from the subscriptions `left` (each with its key), once the registry said which
+    /// of them lost their last subscriber; then `after`, if any (the session's `on_leave`).
+    fn announce_unsubscribed(
+        &self,
+        ctx: &mut Context<Self>,
+        session: Id,
+        left: Vec<(Id, bool)>,
+        deleted: oneshot::Receiver<Vec<bool>>,
+        after: Option<Publication>,
+    ) {
+        let broker = self.broker.clone();
+        ctx.spawn(actix::fut::wrap_future(async move {
+            let deleted = deleted.await.unwrap_or_default();
+            for (i, (id, announce)) in left.into_iter().enumerate() {
+                if announce {
+                    broker.do_send(Announce(Arc::new(meta::on_subscription(meta::ON_UNSUBSCRIBE, session, id))));
+                    if deleted.get(i) == Some(&true) {
+                        broker.do_send(Announce(Arc::new(meta::on_subscription(meta::ON_DELETE, session, id))));
+                    }
+                }
+            }
+            if let Some(after) = after {
+                broker.do_send(Announce(Arc::new(after)));
+            }
+        }));
+    }
+}
+
+/// A session left a subscription.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(super) struct Unsubscribed {
     pub(super) session: Id,
-    pub(super) topic: String,
+    pub(super) key: TopicKey,
+    pub(super) id: Id,
 }
 
 impl Handler<Unsubscribed> for ClientIndex {
     type Result = ();
 
-    fn handle(&mut self, Unsubscribed { session, topic }: Unsubscribed, _: &mut Self::Context) {
+    fn handle(&mut self, Unsubscribed { session, key, id }: Unsubscribed, ctx: &mut Self::Context) {
+        let subscription = Subscription { id, record: key.record().into_owned() };
         if let Some(entry) = self.local.write().get_mut(&session) {
-            entry.topics.remove(&topic);
+            entry.topics.remove(&subscription.record);
         }
-        self.registry.write(Write::Unsubscribed(session, topic));
+        let (changes, deleted) = oneshot::channel();
+        self.registry.write(Write::Unsubscribed(session, subscription, Some(changes)));
+        let announce = self.subscription_events(&key);
+        self.announce_unsubscribed(ctx, session, vec![(id, announce)], deleted, None);
     }
 }
 
@@ -238,10 +299,16 @@ impl Handler<Unregister> for ClientIndex {
             self.backplane.unwant_user(&entry.info.authid);
             let left =
                 self.presence.enabled.then(|| meta::on_leave(session, &entry.info.authid, entry.info.authrole()));
-            self.registry.write(Write::Unregister(entry.info, entry.topics.into_iter().collect()));
-            if let Some(left) = left {
-                self.broker.do_send(Announce(Arc::new(left)));
-            }
+            let subscriptions: Vec<Subscription> =
+                entry.topics.into_iter().map(|(record, id)| Subscription { id, record }).collect();
+            let announced = subscriptions
+                .iter()
+                .map(|s| (s.id, self.subscription_events(&TopicKey::from_record(&s.record))))
+                .collect();
+            let (changes, deleted) = oneshot::channel();
+            self.registry.write(Write::Unregister(entry.info, subscriptions, Some(changes)));
+            // Its subscriptions end before it does, as the registry answers which of them it was the last of.
+            self.announce_unsubscribed(ctx, session, announced, deleted, left);
         }
     }
 }
@@ -266,6 +333,12 @@ impl Handler<SessionsDeparted> for ClientIndex {
                 }
             }
             if self.presence.enabled {
+                for (id, last) in d.subscriptions {
+                    self.broker.do_send(Announce(Arc::new(meta::on_subscription(meta::ON_UNSUBSCRIBE, d.session, id))));
+                    if last {
+                        self.broker.do_send(Announce(Arc::new(meta::on_subscription(meta::ON_DELETE, d.session, id))));
+                    }
+                }
                 self.broker.do_send(Announce(Arc::new(meta::on_leave(d.session, &d.authid, &d.authrole))));
             }
             if d.authrole != crate::session::ANONYMOUS_ROLE {

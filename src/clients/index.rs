@@ -1,20 +1,20 @@
 //! The node's own sessions: what lookups read, and what only the [`ClientIndex`](super::actor::ClientIndex)
 //! actor writes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
 
-use crate::cluster::LocalSessions;
+use crate::cluster::{LocalSessions, Records, Subscription};
 use crate::model::{ClientInfo, Disconnect};
 use crate::wamp::Id;
 
-/// One session of this node: who, how to close it, and its exact topics.
+/// One session of this node: who, how to close it, and its subscriptions (record → id).
 pub(super) struct LocalEntry {
     pub(super) info: ClientInfo,
     pub(super) control: Recipient<Disconnect>,
-    pub(super) topics: HashSet<String>,
+    pub(super) topics: Records,
 }
 
 /// The sessions of this node.
@@ -80,11 +80,14 @@ impl LocalIndex {
 }
 
 impl LocalSessions for LocalIndex {
-    fn snapshot(&self) -> Vec<(ClientInfo, Vec<String>)> {
-        self.read().values().map(|e| (e.info.clone(), e.topics.iter().cloned().collect())).collect()
+    fn snapshot(&self) -> Vec<(ClientInfo, Vec<Subscription>)> {
+        let subscriptions = |e: &LocalEntry| {
+            e.topics.iter().map(|(record, id)| Subscription { id: *id, record: record.clone() }).collect()
+        };
+        self.read().values().map(|e| (e.info.clone(), subscriptions(e))).collect()
     }
 
-    fn matching(&self, keep: &dyn Fn(&ClientInfo, &HashSet<String>) -> bool) -> Vec<ClientInfo> {
+    fn matching(&self, keep: &dyn Fn(&ClientInfo, &Records) -> bool) -> Vec<ClientInfo> {
         self.read().values().filter(|e| keep(&e.info, &e.topics)).map(|e| e.info.clone()).collect()
     }
 

@@ -4,6 +4,12 @@
 //! anywhere gets each event once. A node that dies cannot say goodbye: its sessions' `on_leave` is published by
 //! the surviving node whose registry janitor purges them once its lease expires (see `cluster::Departed`).
 //!
+//! Subscription meta events (`wamp.subscription.on_create`, `on_subscribe`, `on_unsubscribe`, `on_delete`) are
+//! published by the node of the session that subscribed or left, once the registry — one atomic script in
+//! Redis — said whether it was the subscription's first or last subscriber anywhere, so each is published once
+//! cluster-wide; a dead node's are published by the survivor that purges its sessions. Subscriptions to the
+//! router's own namespaces (`wamp.`, `switchboard.user.`) are not announced, as in Crossbar.
+//!
 //! User presence (`switchboard.user.on_online` / `on_offline`, `[authid]`, logged-in users only): online at a
 //! user's first socket anywhere, offline once she has had none anywhere for `presence.grace`, so a reconnect or a
 //! rolling restart does not flap. Each transition is decided by one atomic registry call, so exactly one node
@@ -16,11 +22,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{ClientInfo, Payload, Publication};
+use crate::model::{ClientInfo, Payload, Publication, SubscriptionInfo};
 use crate::wamp::filter::Filters;
 use crate::wamp::Id;
 
-pub use crate::wamp::meta::{covers, is_meta_topic, ON_JOIN, ON_LEAVE, ON_OFFLINE, ON_ONLINE, TOPICS};
+pub use crate::wamp::meta::{
+    covers, is_meta_topic, ON_CREATE, ON_DELETE, ON_JOIN, ON_LEAVE, ON_OFFLINE, ON_ONLINE, ON_SUBSCRIBE,
+    ON_UNSUBSCRIBE, TOPICS,
+};
 
 /// The `on_join` publication of `info`.
 pub fn on_join(info: &ClientInfo) -> Publication {
@@ -32,6 +41,18 @@ pub fn on_join(info: &ClientInfo) -> Publication {
 pub fn on_leave(session: Id, authid: &str, authrole: &str) -> Publication {
     let args = vec![session.into(), authid.into(), authrole.into()];
     Publication::new(ON_LEAVE.to_owned(), Payload { args: Some(args), kwargs: None }, Filters::default())
+}
+
+/// The `on_create` publication: `session` made the subscription `info`.
+pub fn on_create(session: Id, info: &SubscriptionInfo) -> Publication {
+    let args = vec![session.into(), info.details()];
+    Publication::new(ON_CREATE.to_owned(), Payload { args: Some(args), kwargs: None }, Filters::default())
+}
+
+/// An `on_subscribe`, `on_unsubscribe` or `on_delete` publication: `[session, subscription]`.
+pub fn on_subscription(topic: &'static str, session: Id, subscription: Id) -> Publication {
+    let args = vec![session.into(), subscription.into()];
+    Publication::new(topic.to_owned(), Payload { args: Some(args), kwargs: None }, Filters::default())
 }
 
 /// A change of a user's presence, as the application's callback ([`Builder::on_presence`]) sees it.

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures_util::future::{BoxFuture, FutureExt};
 
-pub use crate::model::{ClientInfo, Disconnect};
+use crate::model::TopicKey;
+pub use crate::model::{ClientInfo, Disconnect, SubscriptionIds, SubscriptionInfo};
 pub use index::LocalIndex;
 
 use actor::{ClientIndex, Register, Reidentify, SessionsDeparted, Subscribed, Unregister, Unsubscribed};
@@ -49,17 +50,27 @@ pub struct ClientManipulator {
     backplane: Arc<dyn Backplane>,
     node: Arc<str>,
     metrics: Arc<Metrics>,
+    /// Names subscriptions as every node does.
+    ids: SubscriptionIds,
+}
+
+/// The cluster's two seams, as the client index uses them.
+pub(crate) struct Seams {
+    /// Who is connected where.
+    pub(crate) registry: Arc<dyn Registry>,
+    /// Control messages to other nodes, and the user channels this node receives.
+    pub(crate) backplane: Arc<dyn Backplane>,
 }
 
 impl ClientManipulator {
     pub(crate) fn new(
         local: LocalIndex,
-        registry: Arc<dyn Registry>,
+        Seams { registry, backplane }: Seams,
         broker: Addr<Broker>,
-        backplane: Arc<dyn Backplane>,
         node: &str,
         metrics: Arc<Metrics>,
         presence: meta::PresenceConfig,
+        ids: SubscriptionIds,
     ) -> ClientManipulator {
         let index = ClientIndex {
             local: local.clone(),
@@ -70,7 +81,7 @@ impl ClientManipulator {
             users: HashMap::new(),
         }
         .start();
-        ClientManipulator { local, index, registry, broker, backplane, node: Arc::from(node), metrics }
+        ClientManipulator { local, index, registry, broker, backplane, node: Arc::from(node), metrics, ids }
     }
 
     /// Runs a lookup, observing how long it took in `switchboard_registry_lookup_seconds`.
@@ -98,9 +109,10 @@ impl ClientManipulator {
         self.index.do_send(Reidentify(info));
     }
 
-    /// Records an exact subscription; the future completes once lookups by topic find it.
-    pub(crate) fn subscribed(&self, session: Id, topic: &str) -> BoxFuture<'static, ()> {
-        let recorded = self.index.send(Subscribed { session, topic: topic.to_owned() });
+    /// Records a subscription (`id` names `key` cluster-wide); the future completes once lookups by topic and
+    /// the subscription meta API find it.
+    pub(crate) fn subscribed(&self, session: Id, key: TopicKey, id: Id) -> BoxFuture<'static, ()> {
+        let recorded = self.index.send(Subscribed { session, key, id });
         async move {
             if let Ok(acked) = recorded.await {
                 acked.await;
@@ -109,9 +121,30 @@ impl ClientManipulator {
         .boxed()
     }
 
-    /// Forgets an exact subscription.
-    pub(crate) fn unsubscribed(&self, session: Id, topic: &str) {
-        self.index.do_send(Unsubscribed { session, topic: topic.to_owned() });
+    /// Forgets a subscription.
+    pub(crate) fn unsubscribed(&self, session: Id, key: TopicKey, id: Id) {
+        self.index.do_send(Unsubscribed { session, key, id });
+    }
+
+    /// The id of the subscription `key`: the same on every node of the cluster.
+    pub fn subscription_id(&self, key: &TopicKey) -> Id {
+        self.ids.id(key)
+    }
+
+    /// Every subscription of the cluster (WAMP's `wamp.subscription.list`). Unlike the session lookups this
+    /// fails rather than answer for this node only: a count or list of one node would look like the cluster's.
+    pub async fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, RegistryError> {
+        self.timed(self.registry.subscriptions()).await
+    }
+
+    /// The subscription `id`, if it has a subscriber anywhere.
+    pub async fn subscription(&self, id: Id) -> Result<Option<SubscriptionInfo>, RegistryError> {
+        self.timed(self.registry.subscription(id)).await
+    }
+
+    /// The sessions subscribed to the subscription `id`, on every node.
+    pub async fn subscribers(&self, id: Id) -> Result<Vec<Id>, RegistryError> {
+        self.timed(self.registry.subscribers(id)).await
     }
 
     /// Forgets a session that ended.

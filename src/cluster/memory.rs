@@ -3,6 +3,7 @@
 //! so in-process cluster tests exercise the wire format too. The registry keeps no copy of anything: each
 //! node's client index owns its sessions, and a lookup reads every member's ([`LocalSessions`]).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
@@ -10,11 +11,11 @@ use tokio::sync::oneshot;
 
 use super::envelope::{Body, Envelope};
 use super::{
-    Backplane, BackplaneError, BackplaneState, ClusterEvents, LocalSessions, Membership, Receiver, Registry,
-    RegistryError, Write,
+    Backplane, BackplaneError, BackplaneState, ClusterEvents, LocalSessions, Membership, Receiver, Records, Registry,
+    RegistryError, Subscription, Write,
 };
 use crate::model::ClientInfo;
-use crate::model::{Publication, TopicKey};
+use crate::model::{now_millis, Publication, SubscriptionInfo, TopicKey};
 use crate::wamp::Id;
 
 /// The nodes of one process that form a cluster; cheap to clone. A node built without one has its own.
@@ -23,6 +24,38 @@ pub struct MemoryCluster {
     nodes: Arc<Mutex<Vec<Member>>>,
     /// Users marked online (presence), shared by the nodes.
     online: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// The cluster's subscriptions by id, each with its subscribers and their nodes.
+    subscriptions: Arc<Mutex<HashMap<Id, Shared>>>,
+}
+
+/// One subscription of a [`MemoryCluster`].
+struct Shared {
+    info: SubscriptionInfo,
+    /// Subscribed sessions, each with its node.
+    sessions: HashMap<Id, String>,
+}
+
+/// The table of a [`MemoryCluster`]'s subscriptions, locked.
+type Table<'a> = std::sync::MutexGuard<'a, HashMap<Id, Shared>>;
+
+/// Adds `session` (of `node`) to `s`; whether it is the first subscriber.
+fn subscribe(table: &mut Table<'_>, node: &str, session: Id, s: &Subscription) -> bool {
+    let shared = table.entry(s.id).or_insert_with(|| Shared {
+        info: SubscriptionInfo { id: s.id, key: TopicKey::from_record(&s.record), created_ms: now_millis() },
+        sessions: HashMap::new(),
+    });
+    shared.sessions.insert(session, node.to_owned()).is_none() && shared.sessions.len() == 1
+}
+
+/// Removes `session` from the subscription `id`; whether it was the last subscriber (the subscription is gone).
+fn unsubscribe(table: &mut Table<'_>, session: Id, id: Id) -> bool {
+    let Some(shared) = table.get_mut(&id) else { return false };
+    let removed = shared.sessions.remove(&session).is_some();
+    if shared.sessions.is_empty() {
+        table.remove(&id);
+        return removed;
+    }
+    false
 }
 
 /// A node of a [`MemoryCluster`]: its sessions from the moment it joins, its events once it receives.
@@ -67,9 +100,18 @@ impl MemoryCluster {
         }
     }
 
-    /// Removes node `node` (it stopped): nothing reaches it any more.
+    /// Removes node `node` (it stopped): nothing reaches it any more, and its sessions subscribe to nothing.
     pub fn leave(&self, node: &str) {
         self.nodes.lock().unwrap_or_else(|e| e.into_inner()).retain(|m| m.id != node);
+        let mut table = self.table();
+        table.retain(|_, shared| {
+            shared.sessions.retain(|_, n| n != node);
+            !shared.sessions.is_empty()
+        });
+    }
+
+    fn table(&self) -> Table<'_> {
+        self.subscriptions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The members that receive, copied out so no lock is held while they handle a message.
@@ -85,7 +127,7 @@ impl MemoryCluster {
     }
 
     /// The sessions of every member that `keep` accepts.
-    fn matching(&self, keep: &dyn Fn(&ClientInfo, &std::collections::HashSet<String>) -> bool) -> Vec<ClientInfo> {
+    fn matching(&self, keep: &dyn Fn(&ClientInfo, &Records) -> bool) -> Vec<ClientInfo> {
         self.sessions().iter().flat_map(|s| s.matching(keep)).collect()
     }
 }
@@ -171,7 +213,21 @@ fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, Result<T, RegistryError>> 
 }
 
 impl Registry for MemoryRegistry {
-    fn write(&self, _: Write) {}
+    // Sessions are read from the nodes themselves; only the subscription table is kept here.
+    fn write(&self, write: Write) {
+        let mut table = self.cluster.table();
+        let (changes, answers) = match write {
+            Write::Subscribed(session, s, changes) => (changes, vec![subscribe(&mut table, &self.node, session, &s)]),
+            Write::Unsubscribed(session, s, changes) => (changes, vec![unsubscribe(&mut table, session, s.id)]),
+            Write::Unregister(info, subscriptions, changes) => {
+                (changes, subscriptions.iter().map(|s| unsubscribe(&mut table, info.session, s.id)).collect())
+            }
+            _ => return,
+        };
+        if let Some(changes) = changes {
+            let _ = changes.send(answers);
+        }
+    }
 
     fn confirms_writes(&self) -> bool {
         false
@@ -194,7 +250,7 @@ impl Registry for MemoryRegistry {
         topic: &'a str,
         username: &'a str,
     ) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>> {
-        ready(self.cluster.matching(&|c, topics| c.authid == username && topics.contains(topic)))
+        ready(self.cluster.matching(&|c, topics| c.authid == username && topics.contains_key(topic)))
     }
 
     fn find_by_roles<'a>(&'a self, roles: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<ClientInfo>, RegistryError>> {
@@ -238,6 +294,21 @@ impl Registry for MemoryRegistry {
         self.cluster.leave(&self.node);
         ready(())
     }
+
+    fn subscriptions(&self) -> BoxFuture<'_, Result<Vec<SubscriptionInfo>, RegistryError>> {
+        ready(self.cluster.table().values().map(|s| s.info.clone()).collect())
+    }
+
+    fn subscription(&self, id: Id) -> BoxFuture<'_, Result<Option<SubscriptionInfo>, RegistryError>> {
+        ready(self.cluster.table().get(&id).map(|s| s.info.clone()))
+    }
+
+    fn subscribers(&self, id: Id) -> BoxFuture<'_, Result<Vec<Id>, RegistryError>> {
+        let mut ids: Vec<Id> =
+            self.cluster.table().get(&id).map(|s| s.sessions.keys().copied().collect()).unwrap_or_default();
+        ids.sort_unstable();
+        ready(ids)
+    }
 }
 
 #[cfg(test)]
@@ -250,11 +321,11 @@ mod tests {
     struct NoSessions;
 
     impl LocalSessions for NoSessions {
-        fn snapshot(&self) -> Vec<(ClientInfo, Vec<String>)> {
+        fn snapshot(&self) -> Vec<(ClientInfo, Vec<Subscription>)> {
             Vec::new()
         }
 
-        fn matching(&self, _: &dyn Fn(&ClientInfo, &std::collections::HashSet<String>) -> bool) -> Vec<ClientInfo> {
+        fn matching(&self, _: &dyn Fn(&ClientInfo, &Records) -> bool) -> Vec<ClientInfo> {
             Vec::new()
         }
 

@@ -14,21 +14,21 @@
 //! Imports only the layers below it (`model`, `wamp`, `config`, `metrics`, logging helpers): never `topic`,
 //! `clients`, `session`, `connection`, `node` or `api`. `redis` is imported only here and in `session/`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use crate::model::ClientInfo;
-use crate::model::{Publication, TopicKey};
+use crate::model::{Publication, SubscriptionInfo, TopicKey};
 use crate::wamp::Id;
 
 pub mod envelope;
 pub mod memory;
 pub mod redis;
 
-pub use self::redis::registry::{RegistryError, Write};
+pub use self::redis::registry::{Changes, RegistryError, Subscription, Write};
 use envelope::Body;
 
 /// Longest a new topic waits for the backplane to confirm its subscription before accepting subscribers anyway.
@@ -117,18 +117,30 @@ pub trait Registry: Send + Sync {
     /// announces `switchboard.user.on_online`).
     fn mark_online<'a>(&'a self, authid: &'a str) -> BoxFuture<'a, Result<bool, RegistryError>>;
 
+    /// Every subscription of the cluster (those of a dead node's sessions until they are purged).
+    fn subscriptions(&self) -> BoxFuture<'_, Result<Vec<SubscriptionInfo>, RegistryError>>;
+
+    /// The subscription with this id, if it exists anywhere.
+    fn subscription(&self, id: Id) -> BoxFuture<'_, Result<Option<SubscriptionInfo>, RegistryError>>;
+
+    /// The live sessions subscribed to the subscription `id`, on every node.
+    fn subscribers(&self, id: Id) -> BoxFuture<'_, Result<Vec<Id>, RegistryError>>;
+
     /// Marks `authid` offline if she has no live session anywhere; `true` only for the one call that found her
     /// online (the caller announces `switchboard.user.on_offline`).
     fn mark_offline<'a>(&'a self, authid: &'a str) -> BoxFuture<'a, Result<bool, RegistryError>>;
 }
 
+/// A session's subscriptions: [`Subscription::record`] → id.
+pub type Records = HashMap<String, Id>;
+
 /// A node's own sessions as registries read them: implemented by the client index, which owns them.
 pub trait LocalSessions: Send + Sync {
-    /// Every session with its exact topics (for rebuilding a registry).
-    fn snapshot(&self) -> Vec<(ClientInfo, Vec<String>)>;
+    /// Every session with its subscriptions (for rebuilding a registry).
+    fn snapshot(&self) -> Vec<(ClientInfo, Vec<Subscription>)>;
 
-    /// The sessions `keep` accepts, given each with its exact topics.
-    fn matching(&self, keep: &dyn Fn(&ClientInfo, &HashSet<String>) -> bool) -> Vec<ClientInfo>;
+    /// The sessions `keep` accepts, given each with its subscriptions (an exact one's record is its URI).
+    fn matching(&self, keep: &dyn Fn(&ClientInfo, &Records) -> bool) -> Vec<ClientInfo>;
 
     /// How many sessions, or how many hold at least one of `roles`.
     fn count(&self, roles: Option<&[String]>) -> usize;
@@ -228,6 +240,8 @@ pub struct Departed {
     pub authrole: String,
     /// Its testaments (JSON of [`crate::model::Testament`]), for the announcing node to publish.
     pub testaments: Vec<String>,
+    /// Its subscriptions by id, each with whether it was the subscription's last subscriber (then deleted).
+    pub subscriptions: Vec<(Id, bool)>,
 }
 
 /// The receiving side of a backplane, started once the node's [`ClusterEvents`] exist (the broker and the

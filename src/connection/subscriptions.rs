@@ -164,10 +164,9 @@ impl Handler<Joined> for Connection {
 
     fn handle(&mut self, msg: Joined, ctx: &mut Self::Context) {
         let Some(waiting) = self.subscriptions.joined(&msg.key, msg.subscription) else { return };
-        let recorded = if msg.key.policy == MatchPolicy::Exact && self.registered {
-            Some(self.node.clients().subscribed(self.session, &msg.key.uri))
-        } else {
-            None
+        let recorded = match self.registered {
+            true => Some(self.node.clients().subscribed(self.session, msg.key.clone(), msg.subscription)),
+            false => None,
         };
         let subscription = msg.subscription;
         let answer = move |this: &mut Self, ctx: &mut ws::WebsocketContext<Self>| {

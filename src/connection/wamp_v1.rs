@@ -62,7 +62,7 @@ impl Connection {
         let key = TopicKey::exact(&self.prefixes.resolve(topic));
         let Some(subscription) = self.subscriptions.remove(&key) else { return };
         match subscription {
-            Subscription::Active(_) => self.node.clients().unsubscribed(self.session, &key.uri),
+            Subscription::Active(id) => self.node.clients().unsubscribed(self.session, key.clone(), id),
             Subscription::Pending(_) => self.outbox.release(),
         }
         self.node.broker().do_send(Unsubscribe { key, session: self.session, request: None });

@@ -122,9 +122,7 @@ impl Connection {
         let Some(key) = self.subscriptions.remove_id(subscription) else {
             return Err(WampError::new(errors::NO_SUCH_SUBSCRIPTION, "no such subscription"));
         };
-        if key.policy == MatchPolicy::Exact {
-            self.node.clients().unsubscribed(self.session, &key.uri);
-        }
+        self.node.clients().unsubscribed(self.session, key.clone(), subscription);
         self.node.broker().do_send(Unsubscribe { key, session: self.session, request: Some(request) });
         Ok(())
     }
@@ -216,6 +214,7 @@ fn welcome_details(identity: &Identity) -> Map<String, Value> {
                 "subscriber_blackwhite_listing": true,
                 "pattern_based_subscription": true,
                 "session_meta_api": true,
+                "subscription_meta_api": true,
             }},
             "dealer": { "features": { "session_meta_api": true, "testament_meta_api": true }},
         },

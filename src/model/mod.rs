@@ -10,8 +10,10 @@ use serde::Serialize;
 use crate::wamp::Id;
 
 mod publication;
+mod subscription;
 
 pub use publication::{Payload, Publication, Publisher, TopicKey};
+pub use subscription::{now_millis, SubscriptionIds, SubscriptionInfo};
 
 /// One stored publication, as the registry keeps it (JSON) for a surviving node.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]

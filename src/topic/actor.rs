@@ -98,9 +98,11 @@ pub struct TopicActor {
 }
 
 impl TopicActor {
-    /// A new, empty topic. `handler` is the application handler of an exact topic, if its route has one.
+    /// A new, empty topic, named `subscription` cluster-wide. `handler` is the application handler of an exact
+    /// topic, if its route has one.
     pub fn new(
         key: TopicKey,
+        subscription: Id,
         handler: Option<(Arc<dyn TopicHandler>, TopicInstance)>,
         access: Arc<AccessRules>,
         metrics: Arc<Metrics>,
@@ -109,7 +111,7 @@ impl TopicActor {
         let pattern_details = key.policy != MatchPolicy::Exact;
         TopicActor {
             key,
-            subscription: crate::wamp::id::random(),
+            subscription,
             subscribers: HashMap::new(),
             by_authid: HashMap::new(),
             handler,

@@ -20,6 +20,7 @@ use super::index::SubscriptionIndex;
 use super::{Publication, Subscriber, TopicKey};
 use crate::cluster::{Backplane, BackplaneError};
 use crate::metrics::{self, Metrics};
+use crate::model::SubscriptionIds;
 use crate::route::Router;
 use crate::wamp::uri::MatchPolicy;
 use crate::wamp::Id;
@@ -84,6 +85,8 @@ pub struct Broker {
     metrics: Arc<Metrics>,
     backplane: Arc<dyn Backplane>,
     backlog: Arc<Backlog>,
+    /// Names each topic actor's subscription as every node does.
+    ids: SubscriptionIds,
 }
 
 impl Broker {
@@ -95,9 +98,10 @@ impl Broker {
         metrics: Arc<Metrics>,
         backplane: Arc<dyn Backplane>,
         backlog: Arc<Backlog>,
+        ids: SubscriptionIds,
     ) -> Self {
         let index = SubscriptionIndex::new();
-        Broker { topics: HashMap::new(), index, handlers, access, metrics, backplane, backlog }
+        Broker { topics: HashMap::new(), index, handlers, access, metrics, backplane, backlog, ids }
     }
 
     /// Removes `session` from `key`; the topic's last member closes it (O(URI length): no scan).
@@ -144,7 +148,8 @@ impl Handler<Subscribe> for Broker {
             // The topic starts taking subscribers once other nodes' traffic for it is subscribed in Redis, so a
             // SUBSCRIBED means "cluster-wide from now on".
             let ready = self.backplane.want(&msg.key);
-            let actor = TopicActor::new(msg.key.clone(), handler, self.access.clone(), self.metrics.clone(), ready);
+            let id = self.ids.id(&msg.key);
+            let actor = TopicActor::new(msg.key.clone(), id, handler, self.access.clone(), self.metrics.clone(), ready);
             let addr = actor.start();
             self.index.insert(&msg.key.uri, msg.key.policy, addr.clone());
             TopicEntry { addr, members: 0 }

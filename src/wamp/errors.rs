@@ -42,6 +42,8 @@ pub const OVERLOADED: &str = "switchboard.error.overloaded";
 pub const SESSION_REVOKED: &str = "switchboard.close.session_revoked";
 /// An acknowledged publish was delivered on this node but could not be handed to the other nodes.
 pub const BACKPLANE_UNAVAILABLE: &str = "switchboard.error.backplane_unavailable";
+/// The cluster's registry (Redis) could not answer a meta procedure that must not answer for one node only.
+pub const REGISTRY_UNAVAILABLE: &str = "switchboard.error.registry_unavailable";
 /// GOODBYE reason when the application disconnected the user (push API, `disconnect_user`).
 /// A socket closed because its user opened more than `session.max_sockets_per_user`.
 pub const TOO_MANY_SOCKETS: &str = "switchboard.close.too_many_sockets";

@@ -1,6 +1,8 @@
-//! The router's meta topics that reveal identities — session meta events (`wamp.session.on_join`/`on_leave`)
-//! and user presence (`switchboard.user.on_online`/`on_offline`) — and which subscriptions could receive them.
-//! Pure: the access rules (who may see identities) and the client index (who publishes them) both use it.
+//! The router's meta topics — session meta events (`wamp.session.on_join`/`on_leave`), subscription meta events
+//! (`wamp.subscription.on_create`/`on_subscribe`/`on_unsubscribe`/`on_delete`) and user presence
+//! (`switchboard.user.on_online`/`on_offline`) — and which subscriptions could receive them. They reveal who
+//! is connected and what they subscribe to, so only `meta.roles` may receive them. Pure: the access rules (who
+//! may see them) and the client index (who publishes them) both use it.
 
 use super::uri::MatchPolicy;
 
@@ -14,8 +16,19 @@ pub const ON_ONLINE: &str = "switchboard.user.on_online";
 /// Published when a user has had no socket anywhere for `presence.grace`: `[authid]`.
 pub const ON_OFFLINE: &str = "switchboard.user.on_offline";
 
-/// The meta topics that reveal identities.
-pub const TOPICS: [&str; 4] = [ON_JOIN, ON_LEAVE, ON_ONLINE, ON_OFFLINE];
+/// Published when a subscription gets its first subscriber anywhere: `[session, details]` (as
+/// `wamp.subscription.get` answers).
+pub const ON_CREATE: &str = "wamp.subscription.on_create";
+/// Published when a session subscribes: `[session, subscription]`.
+pub const ON_SUBSCRIBE: &str = "wamp.subscription.on_subscribe";
+/// Published when a session unsubscribes or ends: `[session, subscription]`.
+pub const ON_UNSUBSCRIBE: &str = "wamp.subscription.on_unsubscribe";
+/// Published when a subscription loses its last subscriber anywhere: `[session, subscription]`.
+pub const ON_DELETE: &str = "wamp.subscription.on_delete";
+
+/// The meta topics: each reveals who is connected or what they subscribe to.
+pub const TOPICS: [&str; 8] =
+    [ON_JOIN, ON_LEAVE, ON_CREATE, ON_SUBSCRIBE, ON_UNSUBSCRIBE, ON_DELETE, ON_ONLINE, ON_OFFLINE];
 
 /// Whether `topic` is one of the meta topics.
 pub fn is_meta_topic(topic: &str) -> bool {
@@ -41,6 +54,8 @@ mod tests {
         assert!(covers(MatchPolicy::Wildcard, "wamp.session."));
         assert!(covers(MatchPolicy::Wildcard, "..on_leave"));
         assert!(!covers(MatchPolicy::Exact, "wamp.session.count"));
+        assert!(covers(MatchPolicy::Exact, ON_SUBSCRIBE));
+        assert!(covers(MatchPolicy::Wildcard, "wamp.subscription."));
         assert!(!covers(MatchPolicy::Prefix, "chat."));
         assert!(!covers(MatchPolicy::Wildcard, "chat..x"));
         assert!(!covers(MatchPolicy::Wildcard, "wamp.session"));

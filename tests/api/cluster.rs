@@ -353,6 +353,72 @@ async fn session_meta_events_reach_watchers_on_every_node_once() {
 }
 
 #[actix_web::test]
+async fn subscription_meta_api_agrees_across_nodes_through_redis() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);
+    let mut watchers = Vec::new();
+    for node in [&a, &b, &c] {
+        let cookie = node.login("watcher").await;
+        watchers.push(V2Session::connect_with_headers(&node.ws(), "r", &[("Cookie", &cookie)]).await.unwrap());
+    }
+    scenarios::subscription_meta_agrees_across_nodes(&a.peer(), &b.peer(), &c.peer(), watchers).await;
+}
+
+#[actix_web::test]
+async fn a_killed_nodes_subscriptions_end_once_announced_by_one_survivor() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis, "a").await;
+    let b = Node::start(&redis, "b").await;
+    let mut c = Node::start(&redis, "c").await;
+    let mut victim = V2Session::connect(&c.ws(), "r").await.unwrap();
+    let shared = victim.subscribe("chat.shared").await.unwrap();
+    let alone = victim.subscribe("chat.alone").await.unwrap();
+    let mut watchers = Vec::new();
+    for node in [&a, &b] {
+        let cookie = node.login("watcher").await;
+        let mut w = V2Session::connect_with_headers(&node.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+        w.subscribe_with("wamp.subscription.on_", dict(json!({"match": "prefix"}))).await.unwrap();
+        watchers.push(w);
+    }
+    let mut survivor = V2Session::connect(&a.ws(), "r").await.unwrap();
+    assert_eq!(survivor.subscribe("chat.shared").await.unwrap(), shared);
+    for w in watchers.iter_mut() {
+        let (_, _, _, args) = w.next_event(WAIT).await.unwrap();
+        assert_eq!(args, vec![json!(survivor.id), json!(shared)], "on_subscribe");
+    }
+    c.kill9();
+    let killed = Instant::now();
+    for w in watchers.iter_mut() {
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let (_, _, details, args) = w.next_event(LEASE + Duration::from_secs(5)).await.unwrap();
+            got.push((details["topic"].as_str().unwrap().to_owned(), args));
+        }
+        got.sort_by_key(|(topic, args)| (topic.clone(), args[1].as_u64()));
+        let mut expected = vec![
+            ("wamp.subscription.on_unsubscribe".to_owned(), vec![json!(victim.id), json!(shared)]),
+            ("wamp.subscription.on_unsubscribe".to_owned(), vec![json!(victim.id), json!(alone)]),
+            ("wamp.subscription.on_delete".to_owned(), vec![json!(victim.id), json!(alone)]),
+        ];
+        expected.sort_by_key(|(topic, args)| (topic.clone(), args[1].as_u64()));
+        assert_eq!(got, expected, "the shared subscription lives on with the survivor");
+        assert!(killed.elapsed() < LEASE + Duration::from_secs(5), "{:?} after the kill", killed.elapsed());
+    }
+    for w in watchers.iter_mut() {
+        w.expect_no_event(LEASE).await.unwrap();
+    }
+    let count = "wamp.subscription.count_subscribers";
+    let (args, _) = watchers[0].call(count, vec![json!(shared)], Default::default()).await.unwrap();
+    assert_eq!(args, vec![json!(1)]);
+    match watchers[1].call(count, vec![json!(alone)], Default::default()).await {
+        Err(switchboard::client::ClientError::Wamp { error, .. }) => {
+            assert_eq!(error, "wamp.error.no_such_subscription")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[actix_web::test]
 async fn a_killed_nodes_sessions_leave_once_announced_by_one_survivor() {
     let redis = RedisServer::start().await;
     let a = Node::start(&redis, "a").await;
@@ -420,7 +486,7 @@ async fn a_user_whose_only_node_dies_goes_offline_once_and_comes_back_online_any
     }
     let cookie = c.login("alice").await;
     let _alice = V2Session::connect_with_headers(&c.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
-    // Subscription ids are per node: remember each watcher's on_online id. The watchers' own login may be
+    // Remember each watcher's on_online id. The watchers' own login may be
     // announced after they subscribed: skip it.
     let mut online = Vec::new();
     for w in watchers.iter_mut() {

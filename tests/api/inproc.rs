@@ -309,3 +309,11 @@ async fn a_testament_is_published_when_its_session_ends_and_not_after_a_flush() 
     drop(flushed);
     listener.expect_no_event(QUIET * 2).await.unwrap();
 }
+
+#[actix_web::test]
+async fn subscription_meta_api_agrees_across_nodes() {
+    let (a, b, c) = three_nodes().await;
+    let watchers =
+        vec![connect_as(&a, "watcher-a").await, connect_as(&b, "watcher-b").await, connect_as(&c, "w-c").await];
+    scenarios::subscription_meta_agrees_across_nodes(&peer(&a), &peer(&b), &peer(&c), watchers).await;
+}

@@ -155,3 +155,108 @@ pub async fn session_meta_events_reach_every_node_once(a: &Peer, mut watchers: V
         w.expect_no_event(QUIET).await.unwrap();
     }
 }
+
+/// The next `n` subscription meta events of `w` as sorted `(topic, args)` pairs (the `on_create` details' time
+/// left out), then nothing more.
+async fn meta_events(w: &mut V2Session, n: usize) -> Vec<(String, Vec<Value>)> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        let (_, _, details, mut args) = w.next_event(WAIT).await.unwrap();
+        if let Some(Value::Object(info)) = args.get_mut(1) {
+            assert!(info.remove("created").is_some_and(|c| c.as_str().is_some_and(|c| c.ends_with('Z'))), "{info:?}");
+        }
+        got.push((details["topic"].as_str().unwrap().trim_start_matches("wamp.subscription.").to_owned(), args));
+    }
+    w.expect_no_event(QUIET).await.unwrap();
+    got.sort_by_key(|(topic, args)| (topic.clone(), args.to_vec().iter().map(Value::to_string).collect::<Vec<_>>()));
+    got
+}
+
+/// Calls a meta procedure; its single result (null when it answers nothing).
+async fn meta(s: &mut V2Session, procedure: &str, args: Vec<Value>) -> Value {
+    let (result, _) = s.call(procedure, args, Default::default()).await.unwrap();
+    result.into_iter().next().unwrap_or(Value::Null)
+}
+
+/// The subscription meta API on three nodes (`watchers[i]` logged in on node i, clients on `a`, `b`, `c`):
+/// one id per (URI, policy) everywhere, counts that include every node's subscribers, and each
+/// `wamp.subscription.on_*` event once per watcher.
+pub async fn subscription_meta_agrees_across_nodes(a: &Peer, b: &Peer, c: &Peer, mut watchers: Vec<V2Session>) {
+    for w in watchers.iter_mut() {
+        w.subscribe_with("wamp.subscription.on_", dict(json!({"match": "prefix"}))).await.unwrap();
+    }
+    let mut on_a = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let mut on_b = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let mut on_c = V2Session::connect(&c.ws(), "r").await.unwrap();
+
+    let id = on_a.subscribe("chat.meta").await.unwrap();
+    let created = json!({"id": id, "uri": "chat.meta", "match": "exact"});
+    for w in watchers.iter_mut() {
+        let expected = vec![
+            ("on_create".to_owned(), vec![json!(on_a.id), created.clone()]),
+            ("on_subscribe".to_owned(), vec![json!(on_a.id), json!(id)]),
+        ];
+        assert_eq!(meta_events(w, 2).await, expected);
+    }
+    assert_eq!(on_b.subscribe("chat.meta").await.unwrap(), id, "one id for one topic on every node");
+    let pattern = on_c.subscribe_with("chat.", dict(json!({"match": "prefix"}))).await.unwrap();
+    assert_ne!(pattern, id);
+    for w in watchers.iter_mut() {
+        let info = json!({"id": pattern, "uri": "chat.", "match": "prefix"});
+        let expected = vec![
+            ("on_create".to_owned(), vec![json!(on_c.id), info]),
+            ("on_subscribe".to_owned(), vec![json!(on_b.id), json!(id)]),
+            ("on_subscribe".to_owned(), vec![json!(on_c.id), json!(pattern)]),
+        ];
+        let mut got = meta_events(w, 3).await;
+        got.sort_by_key(|(topic, args)| (topic.clone(), args[0].to_string()));
+        let mut expected = expected;
+        expected.sort_by_key(|(topic, args)| (topic.clone(), args[0].to_string()));
+        assert_eq!(got, expected);
+    }
+
+    // Asked on different nodes, the answers agree and count every node's subscribers.
+    let [wa, wb, wc] = &mut watchers[..] else { panic!("three watchers") };
+    assert_eq!(meta(wc, "wamp.subscription.lookup", vec![json!("chat.meta")]).await, json!(id));
+    let prefix = json!({"match": "prefix"});
+    assert_eq!(meta(wa, "wamp.subscription.lookup", vec![json!("chat."), prefix]).await, json!(pattern));
+    assert_eq!(meta(wa, "wamp.subscription.lookup", vec![json!("chat.none")]).await, Value::Null);
+    assert_eq!(meta(wa, "wamp.subscription.count_subscribers", vec![json!(id)]).await, json!(2));
+    let mut both = vec![on_a.id, on_b.id];
+    both.sort_unstable();
+    assert_eq!(meta(wb, "wamp.subscription.list_subscribers", vec![json!(id)]).await, json!(both));
+    let got = meta(wc, "wamp.subscription.get", vec![json!(pattern)]).await;
+    assert_eq!((&got["uri"], &got["match"], &got["id"]), (&json!("chat."), &json!("prefix"), &json!(pattern)));
+    let mut matching = vec![id, pattern];
+    matching.sort_unstable();
+    assert_eq!(meta(wa, "wamp.subscription.match", vec![json!("chat.meta")]).await, json!(matching));
+    assert_eq!(meta(wa, "wamp.subscription.match", vec![json!("news.x")]).await, Value::Null);
+    let list = meta(wb, "wamp.subscription.list", vec![]).await;
+    assert!(list["exact"].as_array().unwrap().contains(&json!(id)), "{list}");
+    assert!(list["prefix"].as_array().unwrap().contains(&json!(pattern)), "{list}");
+
+    // Leaving: an unsubscribe, then the last subscriber's socket closing (its subscription is deleted).
+    on_a.unsubscribe(id).await.unwrap();
+    for w in watchers.iter_mut() {
+        assert_eq!(meta_events(w, 1).await, vec![("on_unsubscribe".to_owned(), vec![json!(on_a.id), json!(id)])]);
+    }
+    assert_eq!(meta(&mut watchers[2], "wamp.subscription.count_subscribers", vec![json!(id)]).await, json!(1));
+    let b_id = on_b.id;
+    on_b.socket.close().await.unwrap();
+    drop(on_b);
+    for w in watchers.iter_mut() {
+        let expected = vec![
+            ("on_delete".to_owned(), vec![json!(b_id), json!(id)]),
+            ("on_unsubscribe".to_owned(), vec![json!(b_id), json!(id)]),
+        ];
+        assert_eq!(meta_events(w, 2).await, expected);
+    }
+    assert_eq!(meta(&mut watchers[0], "wamp.subscription.lookup", vec![json!("chat.meta")]).await, Value::Null);
+    match watchers[1].call("wamp.subscription.count_subscribers", vec![json!(id)], Default::default()).await {
+        Err(switchboard::client::ClientError::Wamp { error, .. }) => {
+            assert_eq!(error, "wamp.error.no_such_subscription")
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(on_c);
+}

@@ -14,8 +14,9 @@
 //! | `{p}nrs:{node}` | set | the distinct role lists (JSON) of the node's sessions |
 //! | `{p}nr:{node}:{roles}` | set | the node's session ids with exactly that role list (counted by role) |
 //! | `{p}ne:{node}` | string | the epoch whose sessions `n:`/`nr:` hold; they count only while it equals the lease |
-//! | `{p}ts:{topic}` | set | session ids subscribed (exactly) to a topic |
-//! | `{p}st:{session}` | set | topics a session is subscribed to (to clean `ts:` sets) |
+//! | `{p}ts:{record}` | set | session ids of a subscription ([`TopicKey::record`]: the URI of an exact one) |
+//! | `{p}st:{session}` | set | a session's subscriptions as `{id} {record}` (to clean `ts:` sets) |
+//! | `{p}subs` | hash | subscription id → `{created ms} {record}` while it has a subscriber (`lua/subscription.lua`) |
 //! | channel `{p}t:{topic}` | pub/sub | publications on a topic (prefix/wildcard subscriptions use PSUBSCRIBE globs) |
 //! | channel `{p}inbox:{node}` | pub/sub | control messages for one node, and its liveness probes |
 //! | channel `{p}user:{authid}` | pub/sub | publications targeted at a user (`eligible_authid`), only to nodes holding her |

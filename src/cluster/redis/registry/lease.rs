@@ -74,6 +74,6 @@ impl RedisRegistry {
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(self.p(&format!("node:{}", self.node))).ignore();
         pipe.cmd("SREM").arg(self.p("nodes")).arg(&self.node).ignore();
-        self.run_pipe(&pipe).await
+        self.run_pipe(&pipe).await.map(drop)
     }
 }

@@ -100,11 +100,61 @@ impl RedisRegistry {
     pub async fn get_all(&self) -> Result<Vec<ClientInfo>, RegistryError> {
         self.lookup(&["zset", "ids"]).await
     }
+
+    /// Runs one plain command on the lookup pool.
+    async fn command<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, RegistryError> {
+        let mut conn = self.lookups.get().await.map_err(|e| RegistryError(e.to_string()))?;
+        let result = match tokio::time::timeout(ROUND_TRIP_TIMEOUT, cmd.query_async::<T>(&mut *conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(RegistryError(e.to_string())),
+            Err(_) => Err(RegistryError("timed out".into())),
+        };
+        match &result {
+            Ok(_) => self.failures.succeeded(),
+            Err(e) => self.failures.failed(format_args!("lookup: {e}")),
+        }
+        result
+    }
+
+    /// Every subscription in the table (one `HGETALL`: O(subscriptions), for the meta API only).
+    pub async fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, RegistryError> {
+        let all: Vec<(String, String)> = self.command(redis::cmd("HGETALL").arg(self.p("subs")).clone()).await?;
+        Ok(all.iter().filter_map(|(id, entry)| subscription_entry(id.parse().ok()?, entry)).collect())
+    }
+
+    /// One subscription.
+    pub async fn subscription(&self, id: Id) -> Result<Option<SubscriptionInfo>, RegistryError> {
+        let entry: Option<String> = self.command(redis::cmd("HGET").arg(self.p("subs")).arg(id).clone()).await?;
+        Ok(entry.and_then(|entry| subscription_entry(id, &entry)))
+    }
+
+    /// The live subscribers of a subscription.
+    pub async fn subscribers(&self, id: Id) -> Result<Vec<Id>, RegistryError> {
+        let ids: Vec<String> = self.query(&self.subscribers_script, &[&id.to_string()]).await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+}
+
+/// A `subs` table entry (`<created ms> <record>`) of subscription `id`.
+fn subscription_entry(id: Id, entry: &str) -> Option<SubscriptionInfo> {
+    let (created, record) = entry.split_once(' ')?;
+    Some(SubscriptionInfo { id, key: crate::model::TopicKey::from_record(record), created_ms: created.parse().ok()? })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscription_entries_parse() {
+        let got = subscription_entry(9, "1700000000000 prefix chat.").unwrap();
+        assert_eq!(
+            (got.id, &*got.key.uri, got.key.policy.as_str(), got.created_ms),
+            (9, "chat.", "prefix", 1_700_000_000_000)
+        );
+        assert_eq!(subscription_entry(9, "1 a b c").unwrap().key.uri.as_ref(), "a b c", "an exact URI is the rest");
+        assert!(subscription_entry(9, "garbage").is_none());
+    }
 
     #[test]
     fn records_parse_into_client_info() {

@@ -44,6 +44,7 @@ use crate::log_summary::Summary;
 use crate::metrics::{self, Metrics};
 use crate::model::AuthMethod;
 use crate::model::ClientInfo;
+use crate::model::SubscriptionInfo;
 use crate::wamp::Id;
 use futures_util::future::BoxFuture;
 
@@ -70,17 +71,41 @@ const PURGE: &str = include_str!("../lua/purge.lua");
 /// session of the user lives on a node with a current lease. Each answers 1 when it changed the state.
 const PRESENCE: &str = include_str!("../lua/presence.lua");
 
+/// Subscription script: `sub` or `unsub` one session's subscription, keeping the cluster's subscription table
+/// (`subs`) with it; answers 1 when the call made the subscription's first subscriber or removed its last. Sent
+/// with `EVAL` inside the writer's pipelines (Redis caches it by hash; a restart cannot make it `NOSCRIPT`).
+pub(super) const SUBSCRIPTION: &str = include_str!("../lua/subscription.lua");
+
+/// Subscribers script: the session ids of a subscription (by id) whose nodes are alive.
+const SUBSCRIBERS: &str = include_str!("../lua/subscribers.lua");
+
 /// A registry failure (lookups only; writes never fail visibly, they mark the registry dirty).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("registry unavailable: {0}")]
 pub struct RegistryError(pub String);
 
+/// A session's subscription as the registry records it: its cluster-wide id and [`TopicKey::record`].
+///
+/// [`TopicKey::record`]: crate::model::TopicKey::record
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Subscription {
+    /// The subscription id (the same on every node).
+    pub id: Id,
+    /// URI and policy, as the registry names them.
+    pub record: String,
+}
+
+/// Answers, per subscription of a write, whether it made that subscription's first subscriber cluster-wide
+/// ([`Write::Subscribed`]) or removed its last ([`Write::Unsubscribed`], [`Write::Unregister`]). Dropped
+/// unanswered when the write failed (the caller then announces no creation or deletion).
+pub type Changes = oneshot::Sender<Vec<bool>>;
+
 /// One change of a node's sessions, applied in order. A sender fires once the write was applied or failed.
 pub enum Write {
     /// A session was established.
     Register(ClientInfo, Option<oneshot::Sender<()>>),
-    /// A session ended, with its exact topics.
-    Unregister(ClientInfo, Vec<String>),
+    /// A session ended, with its subscriptions.
+    Unregister(ClientInfo, Vec<Subscription>, Option<Changes>),
     /// A session's identity changed (its web session logged in or out).
     Reidentify {
         /// Before.
@@ -88,10 +113,10 @@ pub enum Write {
         /// After.
         new: ClientInfo,
     },
-    /// A session subscribed to an exact topic.
-    Subscribed(Id, String, Option<oneshot::Sender<()>>),
-    /// A session left an exact topic.
-    Unsubscribed(Id, String),
+    /// A session subscribed.
+    Subscribed(Id, Subscription, Option<Changes>),
+    /// A session left a subscription.
+    Unsubscribed(Id, Subscription, Option<Changes>),
     /// A session's testaments (JSON), replacing those it had; empty when flushed.
     Testaments(Id, Vec<String>),
     /// Rewrite every session of this node from the local truth (after an outage).
@@ -101,7 +126,16 @@ pub enum Write {
 impl Write {
     fn take_ack(&mut self) -> Option<oneshot::Sender<()>> {
         match self {
-            Write::Register(_, ack) | Write::Subscribed(_, _, ack) => ack.take(),
+            Write::Register(_, ack) => ack.take(),
+            _ => None,
+        }
+    }
+
+    /// The sender answering this write's subscription changes, and how many answers it expects.
+    fn take_changes(&mut self) -> Option<(Changes, usize)> {
+        match self {
+            Write::Subscribed(_, _, changes) | Write::Unsubscribed(_, _, changes) => Some((changes.take()?, 1)),
+            Write::Unregister(_, subscriptions, changes) => Some((changes.take()?, subscriptions.len())),
             _ => None,
         }
     }
@@ -129,6 +163,7 @@ pub struct RedisRegistry {
     page_script: redis::Script,
     purge_script: redis::Script,
     presence_script: redis::Script,
+    subscribers_script: redis::Script,
     /// Sessions the janitor (or the first rebuild) removed for good, for the node to announce.
     departed: mpsc::UnboundedSender<Vec<Departed>>,
     /// The first rebuild of this incarnation removes the previous incarnation's sessions: those departed.
@@ -188,6 +223,7 @@ impl RedisRegistry {
             page_script: redis::Script::new(PAGE),
             purge_script: redis::Script::new(PURGE),
             presence_script: redis::Script::new(PRESENCE),
+            subscribers_script: redis::Script::new(SUBSCRIBERS),
             departed,
             first_rebuild: AtomicBool::new(true),
         });
@@ -273,5 +309,17 @@ impl Registry for RedisRegistry {
 
     fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
         Box::pin(RedisRegistry::deregister(self))
+    }
+
+    fn subscriptions(&self) -> BoxFuture<'_, Result<Vec<SubscriptionInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::subscriptions(self))
+    }
+
+    fn subscription(&self, id: Id) -> BoxFuture<'_, Result<Option<SubscriptionInfo>, RegistryError>> {
+        Box::pin(RedisRegistry::subscription(self, id))
+    }
+
+    fn subscribers(&self, id: Id) -> BoxFuture<'_, Result<Vec<Id>, RegistryError>> {
+        Box::pin(RedisRegistry::subscribers(self, id))
     }
 }

@@ -24,6 +24,8 @@ use crate::session::Caller;
 use crate::wamp::errors::WampError;
 use crate::wamp::{errors, Id};
 
+mod subscription;
+
 /// One procedure call.
 #[derive(Clone)]
 pub struct Call {
@@ -123,6 +125,7 @@ impl Procedures {
     pub fn with_builtins(meta: &MetaSettings) -> Procedures {
         let policy = Arc::new(MetaPolicy::new(meta));
         let mut p = Procedures::default();
+        subscription::add_builtins(&mut p.router, &policy);
         p.router.add(RoutePattern::parse("wamp.session.count").expect("literal pattern"), Arc::new(session_count));
         let list = policy.clone();
         p.router.add(
@@ -187,7 +190,7 @@ impl MetaPolicy {
         crate::topic::access::sees_identities(self.roles.as_deref(), roles)
     }
 
-    fn check(&self, caller: &Caller) -> Result<(), CallError> {
+    pub(crate) fn check(&self, caller: &Caller) -> Result<(), CallError> {
         if self.admits(&caller.authroles) {
             Ok(())
         } else {
