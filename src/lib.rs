@@ -86,6 +86,7 @@ pub mod testing;
 pub mod topic;
 mod transport;
 pub mod wamp;
+pub mod webhooks;
 
 pub use clients::meta::Presence;
 pub use clients::{ClientInfo, ClientManipulator, Disconnect};

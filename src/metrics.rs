@@ -229,6 +229,14 @@ metrics! {
     counter registry_errors_total = "registry_errors",
     /// Full re-registrations of this node's sessions (after Redis lost them or was unreachable).
     counter registry_rebuilds_total = "registry_rebuilds",
+    /// Webhook events the receiver accepted (2xx).
+    counter webhooks_delivered_total = "webhooks_delivered",
+    /// Webhook attempts that failed (no answer in time, connection refused, or a non-2xx status).
+    counter webhook_attempt_errors_total = "webhook_attempt_errors",
+    /// Webhook events given up: every attempt failed, or the receiver refused one for good (4xx but 408/429).
+    counter webhooks_failed_total = "webhooks_failed",
+    /// Webhook events dropped because `webhooks.max_queue` were already waiting.
+    counter webhooks_dropped_total = "webhooks_dropped",
 }
 
 impl Metrics {

@@ -204,6 +204,7 @@ impl Builder {
                 enabled: self.settings.presence.enabled,
                 grace: self.settings.presence.grace,
                 callback: self.on_presence.take(),
+                webhooks: crate::webhooks::Webhooks::start(&self.settings.webhooks, &node_id, metrics.clone()),
             },
             ids,
         );

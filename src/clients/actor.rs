@@ -139,6 +139,7 @@ impl Handler<Register> for ClientIndex {
             .insert(info.session, Box::new(LocalEntry { info: info.clone(), control, topics: HashMap::new() }));
         self.local.recount(replaced.as_ref().map(|e| e.info.authroles.as_slice()), Some(&info.authroles));
         // After the registry write is queued, so a subscriber reacting to the event finds the session.
+        self.presence.session_webhook(Some(&info), None);
         let joined = self.presence.enabled.then(|| meta::on_join(&info));
         let registered = self.acked(|ack| Write::Register(info, ack));
         if let Some(joined) = joined {
@@ -297,8 +298,9 @@ impl Handler<Unregister> for ClientIndex {
             }
             self.local.recount(Some(&entry.info.authroles), None);
             self.backplane.unwant_user(&entry.info.authid);
-            let left =
-                self.presence.enabled.then(|| meta::on_leave(session, &entry.info.authid, entry.info.authrole()));
+            let (authid, authrole) = (&entry.info.authid, entry.info.authrole());
+            self.presence.session_webhook(None, Some((session, authid, authrole)));
+            let left = self.presence.enabled.then(|| meta::on_leave(session, authid, authrole));
             let subscriptions: Vec<Subscription> =
                 entry.topics.into_iter().map(|(record, id)| Subscription { id, record }).collect();
             let announced = subscriptions
@@ -332,6 +334,7 @@ impl Handler<SessionsDeparted> for ClientIndex {
                     Err(e) => log::warn!("session {}: unreadable testament dropped: {e}", d.session),
                 }
             }
+            self.presence.session_webhook(None, Some((d.session, &d.authid, &d.authrole)));
             if self.presence.enabled {
                 for (id, last) in d.subscriptions {
                     self.broker.do_send(Announce(Arc::new(meta::on_subscription(meta::ON_UNSUBSCRIBE, d.session, id))));

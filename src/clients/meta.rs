@@ -22,6 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::WebhookEvent;
 use crate::model::{ClientInfo, Payload, Publication, SubscriptionInfo};
 use crate::wamp::filter::Filters;
 use crate::wamp::Id;
@@ -79,9 +80,23 @@ pub struct PresenceConfig {
     pub grace: Duration,
     /// The callback, if the application gave one.
     pub callback: Option<PresenceCallback>,
+    /// Where presence and session events are POSTed (`[webhooks]`), if anywhere.
+    pub webhooks: Option<crate::webhooks::Webhooks>,
 }
 
 impl PresenceConfig {
+    /// Tells the webhooks that a session started (`joined`) or ended (`left`: session, authid, authrole).
+    pub(super) fn session_webhook(&self, joined: Option<&ClientInfo>, left: Option<(Id, &str, &str)>) {
+        let Some(webhooks) = &self.webhooks else { return };
+        if let Some(info) = joined {
+            webhooks.send(WebhookEvent::SessionJoin, info.details());
+        }
+        if let Some((session, authid, authrole)) = left {
+            let data = serde_json::json!({"session": session, "authid": authid, "authrole": authrole});
+            webhooks.send(WebhookEvent::SessionLeave, data);
+        }
+    }
+
     /// Publishes `change` (through `announce`) and tells the callback.
     pub(super) fn announce(&self, change: Presence, announce: impl FnOnce(Publication)) {
         let publication = match &change {
@@ -89,6 +104,13 @@ impl PresenceConfig {
             Presence::Offline(authid) => presence(ON_OFFLINE, authid),
         };
         announce(publication);
+        if let Some(webhooks) = &self.webhooks {
+            let (event, authid) = match &change {
+                Presence::Online(authid) => (WebhookEvent::UserOnline, authid),
+                Presence::Offline(authid) => (WebhookEvent::UserOffline, authid),
+            };
+            webhooks.send(event, serde_json::json!({ "authid": authid }));
+        }
         if let Some(callback) = &self.callback {
             callback(&change);
         }

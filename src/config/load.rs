@@ -50,6 +50,9 @@ impl Settings {
         if let Some(token) = get("SWITCHBOARD_API_TOKEN") {
             self.api.token = token;
         }
+        if let Some(secret) = get("SWITCHBOARD_WEBHOOK_SECRET") {
+            self.webhooks.secret = secret;
+        }
         if let Some(id) = get("SWITCHBOARD_NODE_ID") {
             self.server.node_id = id;
         }
@@ -195,6 +198,27 @@ impl Settings {
                 let msg = format!("'{origin}' is not an origin like https://app.example.com (or *)");
                 return Err(invalid("server.allowed_origins (SWITCHBOARD_ALLOWED_ORIGINS)", msg));
             }
+        }
+        let hooks = &self.webhooks;
+        if !hooks.url.is_empty() {
+            if !(hooks.url.starts_with("http://") || hooks.url.starts_with("https://"))
+                || hooks.url.parse::<actix_web::http::Uri>().is_err()
+            {
+                return Err(invalid("webhooks.url", format!("'{}' is not an http:// or https:// URL", hooks.url)));
+            }
+            if hooks.secret.len() < 16 {
+                let msg = "must be at least 16 characters when webhooks.url is set (receivers verify the signature)";
+                return Err(invalid("webhooks.secret (SWITCHBOARD_WEBHOOK_SECRET)", msg));
+            }
+        }
+        if hooks.timeout.is_zero() {
+            return Err(invalid("webhooks.timeout", "must be greater than zero"));
+        }
+        if hooks.max_attempts == 0 {
+            return Err(invalid("webhooks.max_attempts", "must be at least 1"));
+        }
+        if hooks.max_queue == 0 {
+            return Err(invalid("webhooks.max_queue", "must be greater than zero"));
         }
         for (i, rule) in self.access.iter().enumerate() {
             crate::route::RoutePattern::parse_access(&rule.pattern)

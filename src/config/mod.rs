@@ -84,6 +84,8 @@ pub struct Settings {
     pub meta: MetaSettings,
     /// `[presence]`: user online/offline announcements.
     pub presence: PresenceSettings,
+    /// `[webhooks]`: presence and session events POSTed to the web app.
+    pub webhooks: WebhookSettings,
     /// `[access_policy]`: what happens to topics no `[[access]]` rule matches.
     pub access_policy: AccessPolicySettings,
     /// `[[access]]` rules, first match wins.

@@ -239,6 +239,74 @@ impl Default for PresenceSettings {
     }
 }
 
+/// `[webhooks]`: user presence and session join/leave POSTed to the web app as signed JSON, each by the one node
+/// that announces it (see `src/webhooks.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Where to POST (`http://` or `https://`); empty (the default) turns webhooks off.
+    pub url: String,
+    /// Key of the `X-Switchboard-Signature: sha256=<hex HMAC-SHA256 of the body>` header; at least 16
+    /// characters, required with `url`. Env: `SWITCHBOARD_WEBHOOK_SECRET`.
+    pub secret: String,
+    /// Which events to send (default: all four).
+    pub events: Vec<WebhookEvent>,
+    /// Longest one attempt may take, connection included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts per event (the first included) before it is given up and counted; retries wait 0.5 s, then twice
+    /// as long each time, at most 30 s.
+    pub max_attempts: u32,
+    /// Events a node keeps waiting or retrying at once; beyond, new events are dropped and counted.
+    pub max_queue: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            url: String::new(),
+            secret: String::new(),
+            events: WebhookEvent::ALL.to_vec(),
+            timeout: Duration::from_secs(5),
+            max_attempts: 8,
+            max_queue: 10_000,
+        }
+    }
+}
+
+/// An event a webhook can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum WebhookEvent {
+    /// A user's first socket anywhere opened (`switchboard.user.on_online`).
+    #[serde(rename = "user.online")]
+    UserOnline,
+    /// A user has had no socket anywhere for `presence.grace` (`switchboard.user.on_offline`).
+    #[serde(rename = "user.offline")]
+    UserOffline,
+    /// A session was established (`wamp.session.on_join`).
+    #[serde(rename = "session.join")]
+    SessionJoin,
+    /// A session ended, or its node died (`wamp.session.on_leave`).
+    #[serde(rename = "session.leave")]
+    SessionLeave,
+}
+
+impl WebhookEvent {
+    /// Every event.
+    pub const ALL: [WebhookEvent; 4] =
+        [WebhookEvent::UserOnline, WebhookEvent::UserOffline, WebhookEvent::SessionJoin, WebhookEvent::SessionLeave];
+
+    /// Its name in `events` and in the body's `event`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEvent::UserOnline => "user.online",
+            WebhookEvent::UserOffline => "user.offline",
+            WebhookEvent::SessionJoin => "session.join",
+            WebhookEvent::SessionLeave => "session.leave",
+        }
+    }
+}
+
 /// What a topic no `[[access]]` rule matches allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -25,6 +25,28 @@ fn shipped_example_file_parses() {
 }
 
 #[test]
+fn webhook_settings_are_checked_by_name() {
+    let url = "[webhooks]\nurl = \"http://127.0.0.1:9/hooks\"\n";
+    for (toml, key) in [
+        ("[webhooks]\nurl = \"ftp://x/\"\nsecret = \"0123456789abcdef\"\n", "webhooks.url"),
+        (url, "webhooks.secret (SWITCHBOARD_WEBHOOK_SECRET)"),
+        (&format!("{url}secret = \"short\"\n"), "webhooks.secret (SWITCHBOARD_WEBHOOK_SECRET)"),
+        ("[webhooks]\ntimeout = \"0s\"\n", "webhooks.timeout"),
+        ("[webhooks]\nmax_attempts = 0\n", "webhooks.max_attempts"),
+        ("[webhooks]\nmax_queue = 0\n", "webhooks.max_queue"),
+    ] {
+        let err = Settings::from_toml(toml, "x.toml").unwrap().validate().unwrap_err();
+        assert!(err.to_string().contains(&format!("`{key}`")), "{toml}: {err}");
+    }
+    let err = Settings::from_toml("[webhooks]\nevents = [\"user.away\"]\n", "x.toml").unwrap_err().to_string();
+    assert!(err.contains("events") && err.contains("user.away"), "{err}");
+    let mut s = Settings::from_toml(&format!("{url}secret = \"0123456789abcdef\"\n"), "x.toml").unwrap();
+    s.validate().unwrap();
+    s.apply_env(|name| (name == "SWITCHBOARD_WEBHOOK_SECRET").then(|| "from-the-environment!".to_owned())).unwrap();
+    assert_eq!(s.webhooks.secret, "from-the-environment!");
+}
+
+#[test]
 fn safe_to_expose_limits_are_validated_by_name() {
     for (toml, key) in [
         ("[server]\nmax_connections = 0\n", "server.max_connections"),

@@ -22,3 +22,4 @@ mod sessions;
 mod transport;
 mod v1;
 mod v2;
+mod webhooks;

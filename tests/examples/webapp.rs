@@ -7,14 +7,17 @@
 //! | `SWITCHBOARD_REDIS_URL`, else `REDIS_URL` | `redis://127.0.0.1:6379` |
 //! | `SWITCHBOARD_SESSION_KEY_PREFIX` | empty (actix-session's default: no prefix) |
 //! | `WEBAPP_BIND` | `127.0.0.1:3000` |
+//! | `SWITCHBOARD_WEBHOOK_SECRET` | empty: `POST /webhooks/switchboard` then refuses everything |
 //!
-//! `cargo run --release --example webapp` prints what it uses, then serves `POST /login` (as alice) and
-//! `POST /logout`.
+//! `cargo run --release --example webapp` prints what it uses, then serves `POST /login` (as alice),
+//! `POST /logout`, and `POST /webhooks/switchboard`, the receiver of switchboard's `[webhooks]`.
 
 use actix_session::{config::BrowserSession, storage::RedisSessionStore, Session, SessionMiddleware};
 use actix_web::{cookie::Key, web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let redis_url = env("SWITCHBOARD_REDIS_URL").or(env("REDIS_URL")).unwrap_or("redis://127.0.0.1:6379".into());
     let prefix = env("SWITCHBOARD_SESSION_KEY_PREFIX").unwrap_or_default();
     let bind = env("WEBAPP_BIND").unwrap_or("127.0.0.1:3000".into());
+    let webhook_secret = web::Data::new(WebhookSecret(env("SWITCHBOARD_WEBHOOK_SECRET").unwrap_or_default()));
     println!("webapp: redis {redis_url}, session key prefix '{prefix}', listening on http://{bind}");
     let store = RedisSessionStore::builder(redis_url.as_str())
         .cache_keygen(move |k| format!("{prefix}{k}")) // = switchboard's SWITCHBOARD_SESSION_KEY_PREFIX
@@ -32,6 +36,8 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("session store at {redis_url}"))?;
     HttpServer::new(move || {
         App::new()
+            .app_data(webhook_secret.clone())
+            .route("/webhooks/switchboard", web::post().to(switchboard_webhook))
             // Cookie `id`, Private (encrypted): switchboard's defaults. Use cookie_secure(false) on plain http.
             .wrap(
                 SessionMiddleware::builder(store.clone(), key.clone())
@@ -62,6 +68,42 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `[webhooks] secret` of the switchboard nodes.
+struct WebhookSecret(String);
+
+/// switchboard's webhooks: user.online / user.offline / session.join / session.leave, each POSTed once.
+async fn switchboard_webhook(
+    req: actix_web::HttpRequest,
+    body: web::Bytes,
+    secret: web::Data<WebhookSecret>,
+) -> HttpResponse {
+    let signature = req.headers().get("X-Switchboard-Signature").and_then(|v| v.to_str().ok());
+    if !signature_valid(secret.0.as_bytes(), &body, signature) {
+        return HttpResponse::Unauthorized().finish(); // a 4xx is final: switchboard does not retry it
+    }
+    let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return HttpResponse::BadRequest().finish();
+    };
+    // A retried event keeps its `id`: remember the ids you handled to skip repeats.
+    println!("webhook {} {}: {}", event["id"], event["event"], event["data"]);
+    HttpResponse::NoContent().finish() // any 2xx; a 5xx (or no answer) is retried with backoff
+}
+
+/// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`, compared in constant time.
+fn signature_valid(secret: &[u8], body: &[u8], signature: Option<&str>) -> bool {
+    let Some(hex) = signature.and_then(|s| s.strip_prefix("sha256=")) else { return false };
+    let Some(expected) = (0..hex.len())
+        .step_by(2)
+        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+    else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
+    mac.update(body);
+    !secret.is_empty() && mac.verify_slice(&expected).is_ok()
+}
+
 /// The cookie key from base64 text; whitespace (`openssl rand -base64 64` wraps its output) is ignored.
 fn session_key(text: Option<&str>) -> anyhow::Result<Key> {
     let text = text
@@ -88,6 +130,18 @@ mod tests {
         let printed = "Cp11D3sZR7ndhi5wkWQHIRPfaKN3bB79hUENtfvqDHVoijB8PFb6RgwpUCp8+Feq\n4oH5l92Y6YvR0qHh+p/0WQ==\n";
         assert!(session_key(Some(printed)).is_ok());
         assert!(session_key(Some(&printed.replace('\n', "\r\n"))).is_ok());
+    }
+
+    #[test]
+    fn webhook_signatures_verify_and_forgeries_do_not() {
+        let (secret, body) = (b"webhook-secret-0123".as_slice(), br#"{"event":"user.online"}"#.as_slice());
+        let signature = switchboard::webhooks::signature(secret, body);
+        assert!(signature_valid(secret, body, Some(&signature)));
+        assert!(!signature_valid(secret, br#"{"event":"user.offline"}"#, Some(&signature)), "another body");
+        assert!(!signature_valid(b"another-secret-xyz", body, Some(&signature)), "another secret");
+        assert!(!signature_valid(secret, body, Some("sha256=zz")), "not hex");
+        assert!(!signature_valid(secret, body, None), "unsigned");
+        assert!(!signature_valid(b"", body, Some(&switchboard::webhooks::signature(b"", body))), "no secret set");
     }
 
     #[test]
