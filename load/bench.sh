@@ -2,7 +2,7 @@
 # The standard measurements behind load/BENCHMARKS.md. Loopback only; every run is bounded.
 # The server is pinned to CPU 0 and the load generator to CPU 1 (taskset), as the figures require.
 #
-#   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|direct-3|redis-ceiling|floor-20|floor-300|all]
+#   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|presence-5k|direct-3|redis-ceiling|floor-20|floor-300|all]
 #
 # Needs: cargo build --release --workspace, redis-server, redis-benchmark, taskset. Ports 7600-7699.
 # PROFILE=profiling runs the binaries of `cargo build --profile profiling --workspace` (full debug info, for perf).
@@ -90,6 +90,18 @@ connect_redis() {
   stop "$pid"
 }
 
+# presence-5k: a connect storm of 5,000 logged-in users (one socket each) on node n2 while a watcher on node n1
+# waits for each one's switchboard.user.on_online: presence latency across nodes during the storm (p50/p99).
+presence_5k() {
+  redis 7640
+  local key; key="$(head -c 64 /dev/urandom | base64 -w0)"
+  local env=(SWITCHBOARD_REDIS_URL=redis://127.0.0.1:7640 SWITCHBOARD_SESSION_KEY="$key" SWITCHBOARD_DEMO=true)
+  node 7641 "${env[@]}" SWITCHBOARD_NODE_ID=n1 >/dev/null
+  local pid; pid=$(node 7642 "${env[@]}" SWITCHBOARD_NODE_ID=n2)
+  run presence-5k connect --url ws://127.0.0.1:7642/ws --watch-url ws://127.0.0.1:7641/ws --presence --login \
+    --connections 5000 --rate 0 --concurrency 256 --server-pid "$pid"
+}
+
 direct_3() {
   redis 7620
   local key; key="$(head -c 64 /dev/urandom | base64 -w0)"
@@ -119,6 +131,7 @@ case "${1:-all}" in
   rss-5k) rss 5000 7603 ;;
   rss-15k) rss 15000 7604 ;;
   connect-redis) connect_redis ;;
+  presence-5k) presence_5k ;;
   direct-3) direct_3 ;;
   redis-ceiling) redis_ceiling ;;
   all) fanout_1k; fanout_10k; rss 5000 7603; rss 15000 7604; connect_redis; direct_3; redis_ceiling ;;

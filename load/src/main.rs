@@ -145,6 +145,14 @@ struct ConnectArgs {
     /// Keep the connections open this long after the last one opened (to measure memory).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     hold: Duration,
+    /// Measure presence latency: every connection logs in as a user of its own, a logged-in watcher on the
+    /// first --url subscribes to switchboard.user.on_online, and the report adds how long each user's on_online
+    /// took to reach it after her WELCOME. Needs --login; give the storm other nodes' URLs to measure across nodes.
+    #[arg(long, requires = "login")]
+    presence: bool,
+    /// With --presence: the node the watcher connects to (default: the first --url).
+    #[arg(long, requires = "presence")]
+    watch_url: Option<String>,
 }
 
 /// `churn` flags.
@@ -189,6 +197,8 @@ struct Cli {
     concurrency: usize,
     login: bool,
     hold: Duration,
+    presence: bool,
+    watch_url: Option<String>,
     server_pid: Option<u32>,
     json: bool,
     allow_remote: bool,
@@ -209,6 +219,8 @@ impl Cli {
             churn_rate: 0,
             concurrency: common.concurrency,
             login: false,
+            presence: false,
+            watch_url: None,
             hold: Duration::ZERO,
             server_pid: common.server_pid,
             json: common.json,
@@ -230,9 +242,13 @@ impl From<ScenarioCmd> for Cli {
             ScenarioCmd::Direct(a) => {
                 Cli { payload: a.payload, ..Cli::new(Scenario::Direct, a.common, a.connections, a.rate) }
             }
-            ScenarioCmd::Connect(a) => {
-                Cli { login: a.login, hold: a.hold, ..Cli::new(Scenario::Connect, a.common, a.connections, a.rate) }
-            }
+            ScenarioCmd::Connect(a) => Cli {
+                login: a.login,
+                hold: a.hold,
+                presence: a.presence,
+                watch_url: a.watch_url,
+                ..Cli::new(Scenario::Connect, a.common, a.connections, a.rate)
+            },
             ScenarioCmd::Churn(a) => Cli {
                 payload: a.payload,
                 protocol: a.protocol,

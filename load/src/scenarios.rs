@@ -513,15 +513,104 @@ pub async fn direct(cli: &Cli) -> anyhow::Result<Report> {
     Ok(traffic.finish(window, "direct", cli, elapsed, expected, Vec::new()).await)
 }
 
+/// A logged-in watcher of `switchboard.user.on_online`, recording when each user's event arrived.
+struct PresenceWatch {
+    seen: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PresenceWatch {
+    /// How long to wait for the last users' events once every connection is open.
+    const SETTLE: Duration = Duration::from_secs(15);
+
+    async fn start(url: &str) -> anyhow::Result<PresenceWatch> {
+        let cookie = login(url, "load-presence-watcher")?;
+        let mut session = open_v2(url, Some(&cookie)).await?;
+        session.subscribe("switchboard.user.on_online").await.map_err(|e| at(url, e)).context("watching presence")?;
+        let seen: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+        let (stop, mut stopped) = watch::channel(false);
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            while !*stopped.borrow() {
+                tokio::select! {
+                    event = session.next_event(Duration::from_secs(1)) => match event {
+                        Ok((_, _, _, args)) => {
+                            if let Some(authid) = args.first().and_then(Value::as_str) {
+                                record.lock().unwrap().entry(authid.to_owned()).or_insert_with(Instant::now);
+                            }
+                        }
+                        Err(ClientError::Timeout(_)) => {}
+                        Err(e) => {
+                            eprintln!("presence watcher: {e}");
+                            return;
+                        }
+                    },
+                    _ = stopped.changed() => {}
+                }
+            }
+        });
+        Ok(PresenceWatch { seen, stop, task })
+    }
+
+    /// Waits (at most [`Self::SETTLE`]) for every user of `welcomed` (authid, connect start, WELCOME), then
+    /// reports how long after her WELCOME her `on_online` arrived (0 when it came first), and after her connect
+    /// started (TCP, upgrade, HELLO: what a user opening the page waits for her friends to see her).
+    async fn finish(self, welcomed: &[(&str, Instant, Instant)]) -> Vec<(&'static str, Value)> {
+        let deadline = Instant::now() + Self::SETTLE;
+        while Instant::now() < deadline {
+            let all_seen = {
+                let seen = self.seen.lock().unwrap();
+                welcomed.iter().all(|(user, _, _)| seen.contains_key(*user))
+            };
+            if all_seen {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        let seen = self.seen.lock().unwrap();
+        let (mut after_welcome, mut after_start, mut missing, mut first) = (histogram(), histogram(), 0u64, 0u64);
+        for (user, begun, welcome) in welcomed {
+            match seen.get(*user) {
+                Some(at) => {
+                    first += u64::from(at < welcome);
+                    let _ = after_welcome.record(at.saturating_duration_since(*welcome).as_micros().max(1) as u64);
+                    let _ = after_start.record(at.saturating_duration_since(*begun).as_micros().max(1) as u64);
+                }
+                None => missing += 1,
+            }
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        vec![
+            ("presence_events", json!(after_welcome.len())),
+            ("presence_missing", json!(missing)),
+            ("presence_before_welcome", json!(first)),
+            ("presence_p50_ms", json!(ms(after_welcome.value_at_quantile(0.5)))),
+            ("presence_p99_ms", json!(ms(after_welcome.value_at_quantile(0.99)))),
+            ("presence_max_ms", json!(ms(after_welcome.max()))),
+            ("presence_from_connect_p50_ms", json!(ms(after_start.value_at_quantile(0.5)))),
+            ("presence_from_connect_p99_ms", json!(ms(after_start.value_at_quantile(0.99)))),
+        ]
+    }
+}
+
 /// Opens `--connections` sockets (with session cookies when `--login`) as fast as `--concurrency` and `--rate`
 /// allow, keeps them until all are open, then closes them.
 pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
     let counters = Arc::new(Counters::default());
-    let cookies: Arc<Vec<String>> = if cli.login {
-        let users = cli.connections.min(1000);
-        Arc::new(login_all(cli, users, "load-conn-").await?.into_iter().map(|(_, c)| c).collect())
+    let logins = if cli.login {
+        // With --presence every connection is a user of her own: each one's first socket is announced.
+        let users = if cli.presence { cli.connections } else { cli.connections.min(1000) };
+        login_all(cli, users, "load-conn-").await?
     } else {
-        Arc::new(Vec::new())
+        Vec::new()
+    };
+    let cookies: Arc<Vec<String>> = Arc::new(logins.iter().map(|(_, c)| c.clone()).collect());
+    let watch = match cli.presence {
+        true => Some(PresenceWatch::start(cli.watch_url.as_deref().unwrap_or(&cli.urls[0])).await?),
+        false => None,
     };
     let urls = Arc::new(cli.urls.clone());
     let rss_before = cli.server_pid.and_then(proc_rss_kib);
@@ -552,7 +641,7 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
             match opened {
                 Ok(session) => {
                     task_counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    Ok((begun.elapsed().as_micros() as u64, session))
+                    Ok((begun.elapsed().as_micros() as u64, session, i, begun, Instant::now()))
                 }
                 Err(e) => {
                     task_counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -566,12 +655,14 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
     let started_per_s = Counters::get(&counters.sent) as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let mut latency = histogram();
     let mut open = Vec::new();
+    let mut welcomed = Vec::new();
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(Ok((us, session))) => {
+            Ok(Ok((us, session, i, begun, at))) => {
                 let _ = latency.record(us.max(1));
                 open.push(session);
+                welcomed.push((i, begun, at));
             }
             Ok(Err(e)) => {
                 first_error.get_or_insert(e);
@@ -591,6 +682,11 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Report> {
     notes.extend(rate_cap_note("--rate", cli.rate, started_per_s));
     let mut extra = vec![("connects_per_s", json!(opened as f64 / elapsed.as_secs_f64().max(1e-9)))];
     extra.extend(cpu.finish(0));
+    if let Some(watch) = watch {
+        let welcomed: Vec<(&str, Instant, Instant)> =
+            welcomed.iter().map(|(i, begun, at)| (logins[*i].0.as_str(), *begun, *at)).collect();
+        extra.extend(watch.finish(&welcomed).await);
+    }
     if !cli.hold.is_zero() {
         eprintln!("connect: {opened} connections open; holding them for {}", humantime::format_duration(cli.hold));
         tokio::time::sleep(cli.hold).await;
