@@ -802,3 +802,33 @@ async fn a_lookup_flood_never_expires_a_lease_or_forces_a_rebuild() {
     assert_eq!(sessions.iter().filter(|s| s["node"] == "b").count(), on_b.len() + 1, "b's sessions visible on a");
     drop(crowd);
 }
+
+#[actix_web::test]
+async fn a_reconnect_to_another_node_inside_the_grace_does_not_flap_presence() {
+    let redis = RedisServer::start().await;
+    let extra = "[presence]\ngrace = \"1s\"\n";
+    let a = Node::start_env(&redis, "a", extra, &[]).await;
+    let b = Node::start_env(&redis, "b", extra, &[]).await;
+    let c = Node::start_env(&redis, "c", extra, &[]).await;
+    let cookie = b.login("watcher").await;
+    let mut watcher = V2Session::connect_with_headers(&b.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    watcher.subscribe("switchboard.user.on_online").await.unwrap();
+    watcher.subscribe("switchboard.user.on_offline").await.unwrap();
+    let cookie = a.login("alice").await;
+    let first = V2Session::connect_with_headers(&a.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    let (mut online, _, _, mut args) = watcher.next_event(WAIT).await.unwrap();
+    if args == vec![json!("watcher")] {
+        (online, _, _, args) = watcher.next_event(WAIT).await.unwrap();
+    }
+    assert_eq!(args, vec![json!("alice")]);
+    // Her network changes: the socket on a drops, the page reconnects through the load balancer to c.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = V2Session::connect_with_headers(&c.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    watcher.expect_no_event(Duration::from_secs(3)).await.unwrap();
+    // She really leaves: offline once, after the grace.
+    drop(again);
+    let (offline, _, _, args) = watcher.next_event(Duration::from_secs(1) + WAIT).await.unwrap();
+    assert_ne!(offline, online);
+    assert_eq!(args, vec![json!("alice")]);
+}

@@ -80,7 +80,7 @@ async fn session_meta_events_reach_watchers_on_every_node_once() {
 }
 
 #[actix_web::test]
-async fn session_meta_topics_are_refused_to_roles_outside_meta_roles() {
+async fn meta_topics_and_procedures_are_refused_to_roles_outside_meta_roles() {
     let app = spawn_app().await;
     let mut anonymous = switchboard::client::V2Session::connect(&app.ws_url(), "r").await.unwrap();
     let refused = |r: Result<u64, switchboard::client::ClientError>| match r {
@@ -93,6 +93,29 @@ async fn session_meta_topics_are_refused_to_roles_outside_meta_roles() {
     assert_eq!(refused(anonymous.subscribe_with("wamp.", prefix).await), "wamp.error.not_authorized");
     let wildcard = dict(json!({"match": "wildcard"}));
     assert_eq!(refused(anonymous.subscribe_with("wamp.session.", wildcard).await), "wamp.error.not_authorized");
+    for topic in ["wamp.subscription.on_create", "wamp.subscription.on_subscribe", "wamp.subscription.on_delete"] {
+        assert_eq!(refused(anonymous.subscribe(topic).await), "wamp.error.not_authorized", "{topic}");
+    }
+    let subscription = dict(json!({"match": "prefix"}));
+    assert_eq!(
+        refused(anonymous.subscribe_with("wamp.subscription.", subscription).await),
+        "wamp.error.not_authorized"
+    );
+    for (procedure, args) in [
+        ("wamp.subscription.list", vec![]),
+        ("wamp.subscription.lookup", vec![json!("chat.lobby")]),
+        ("wamp.subscription.match", vec![json!("chat.lobby")]),
+        ("wamp.subscription.get", vec![json!(1)]),
+        ("wamp.subscription.list_subscribers", vec![json!(1)]),
+        ("wamp.subscription.count_subscribers", vec![json!(1)]),
+    ] {
+        match anonymous.call(procedure, args, Default::default()).await {
+            Err(switchboard::client::ClientError::Wamp { error, .. }) => {
+                assert_eq!(error, "wamp.error.not_authorized", "{procedure}")
+            }
+            other => panic!("{procedure}: {other:?}"),
+        }
+    }
     // Other wamp.* topics and the rest stay as they were.
     anonymous.subscribe("chat.lobby").await.unwrap();
     let mut alice = connect_as(&app, "alice").await;

@@ -164,6 +164,31 @@ async def main():
         raise AssertionError("an anonymous session subscribed to wamp.session.on_join")
     except ApplicationError as e:
         check(e.error == "wamp.error.not_authorized", f"meta subscribe error {e.error}")
+
+    # Subscription meta events and procedures: the first subscriber creates the subscription, the last deletes it.
+    changes = Inbox()
+    await watcher.subscribe(changes, "wamp.subscription.on_", options=SubscribeOptions(match="prefix", details=True))
+    e, e_details = await connect()
+    subscription = await e.subscribe(Inbox(), "com.interop.meta")
+    args, _, details = await changes.next()
+    check(details.topic == "wamp.subscription.on_create", f"first meta event {details.topic}")
+    check(args[0] == e_details.session and args[1]["id"] == subscription.id, f"on_create {args}")
+    check(args[1]["uri"] == "com.interop.meta" and args[1]["match"] == "exact", f"on_create {args}")
+    args, _, details = await changes.next()
+    check(details.topic == "wamp.subscription.on_subscribe", f"second meta event {details.topic}")
+    check(list(args) == [e_details.session, subscription.id], f"on_subscribe {args}")
+    found = await watcher.call("wamp.subscription.lookup", "com.interop.meta")
+    check(found == subscription.id, f"lookup {found} != {subscription.id}")
+    check(await watcher.call("wamp.subscription.count_subscribers", found) == 1, "count_subscribers")
+    await subscription.unsubscribe()
+    topics = set()
+    for _ in range(2):
+        args, _, details = await changes.next()
+        topics.add(details.topic)
+        check(list(args) == [e_details.session, subscription.id], f"{details.topic} {args}")
+    check(topics == {"wamp.subscription.on_unsubscribe", "wamp.subscription.on_delete"}, f"leaving: {topics}")
+    check(await watcher.call("wamp.subscription.lookup", "com.interop.meta") is None, "deleted: lookup is null")
+    e.leave()
     watcher.leave()
 
     for s in (a, b, c):
