@@ -171,7 +171,7 @@ impl Builder {
         let local_sessions = Arc::new(local.clone());
         // The one place that chooses: Redis when configured, else this process's cluster (a node alone unless
         // the application joined several with `Builder::cluster`).
-        let Membership { backplane, registry, receiver } = match &cluster_redis {
+        let Membership { backplane, registry, retention, receiver } = match &cluster_redis {
             None => self.memory_cluster.take().unwrap_or_default().join(&node_id, local_sessions),
             Some(endpoint) => {
                 cluster::join_redis(endpoint, &node_id, &self.settings.cluster, local_sessions, metrics.clone())
@@ -217,6 +217,7 @@ impl Builder {
                 clients,
                 backplane,
                 registry,
+                retention,
                 settings: Arc::new(self.settings),
                 node_id,
                 procedures: self.procedures,
@@ -266,6 +267,7 @@ struct Inner {
     sessions: Arc<SessionBridge>,
     backplane: Arc<dyn Backplane>,
     registry: Arc<dyn Registry>,
+    retention: Arc<dyn cluster::Retention>,
     caps: Arc<Caps>,
     /// Set once a drain begins: readiness answers 503 from then on.
     draining: AtomicBool,
@@ -373,6 +375,11 @@ impl Switchboard {
     }
 
     /// The bytes of publications queued on this node, and the gate for clients' publishes.
+    /// Retained events, cluster-wide.
+    pub(crate) fn retention(&self) -> &Arc<dyn cluster::Retention> {
+        &self.inner.retention
+    }
+
     pub(crate) fn backlog(&self) -> &Arc<Backlog> {
         &self.inner.backlog
     }

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::envelope::{Body, Envelope};
 use super::{
     Backplane, BackplaneError, BackplaneState, ClusterEvents, LocalSessions, Membership, Receiver, Records, Registry,
-    RegistryError, Subscription, Write,
+    RegistryError, Retention, Subscription, Write,
 };
 use crate::model::ClientInfo;
 use crate::model::{now_millis, Publication, SubscriptionInfo, TopicKey};
@@ -26,6 +26,43 @@ pub struct MemoryCluster {
     online: Arc<Mutex<std::collections::HashSet<String>>>,
     /// The cluster's subscriptions by id, each with its subscribers and their nodes.
     subscriptions: Arc<Mutex<HashMap<Id, Shared>>>,
+    /// Retained events by topic: when each expires, its wire envelope, and its place in the order of retention.
+    retained: Arc<Mutex<Retained>>,
+}
+
+/// The retained events of a [`MemoryCluster`], bounded by `retention.max_topics` (the oldest goes first).
+#[derive(Default)]
+struct Retained {
+    by_topic: HashMap<String, (std::time::Instant, Vec<u8>, u64)>,
+    /// Topics in the order they were last retained (sequence → topic), to find the oldest.
+    order: std::collections::BTreeMap<u64, String>,
+    next: u64,
+}
+
+impl Retained {
+    fn put(&mut self, topic: &str, expires: std::time::Instant, envelope: Vec<u8>, max: usize) {
+        let sequence = self.next;
+        self.next += 1;
+        if let Some((_, _, previous)) = self.by_topic.insert(topic.to_owned(), (expires, envelope, sequence)) {
+            self.order.remove(&previous);
+        }
+        self.order.insert(sequence, topic.to_owned());
+        while self.by_topic.len() > max {
+            let Some((_, oldest)) = self.order.pop_first() else { break };
+            self.by_topic.remove(&oldest);
+        }
+    }
+
+    fn get(&mut self, topic: &str) -> Option<Vec<u8>> {
+        let (expires, envelope, sequence) = self.by_topic.get(topic)?;
+        if *expires > std::time::Instant::now() {
+            return Some(envelope.clone());
+        }
+        let sequence = *sequence;
+        self.by_topic.remove(topic);
+        self.order.remove(&sequence);
+        None
+    }
 }
 
 /// One subscription of a [`MemoryCluster`].
@@ -96,6 +133,7 @@ impl MemoryCluster {
         Membership {
             backplane: Arc::new(MemoryBackplane { cluster: self.clone(), node: node.to_owned() }),
             registry: Arc::new(MemoryRegistry { cluster: self.clone(), node: node.to_owned() }),
+            retention: Arc::new(MemoryRegistry { cluster: self.clone(), node: node.to_owned() }),
             receiver,
         }
     }
@@ -311,6 +349,25 @@ impl Registry for MemoryRegistry {
     }
 }
 
+impl Retention for MemoryRegistry {
+    fn retain<'a>(
+        &'a self,
+        publication: &'a Publication,
+        settings: &'a crate::config::RetentionSettings,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        let envelope = Envelope::encode_publication(&self.node, publication);
+        let expires = std::time::Instant::now() + settings.ttl;
+        let mut retained = self.cluster.retained.lock().unwrap_or_else(|e| e.into_inner());
+        retained.put(&publication.topic, expires, envelope, settings.max_topics);
+        ready(())
+    }
+
+    fn retained<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<Publication>, RegistryError>> {
+        let envelope = self.cluster.retained.lock().unwrap_or_else(|e| e.into_inner()).get(topic);
+        ready(envelope.and_then(|bytes| Envelope::decode(&bytes).ok()?.into_publication()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +415,20 @@ mod tests {
         fn sessions_departed(&self, departed: Vec<crate::cluster::Departed>) {
             self.0.lock().unwrap().push(format!("departed {}", departed.len()));
         }
+    }
+
+    #[test]
+    fn retained_events_are_bounded_in_topics_oldest_first_and_expire() {
+        let mut kept = Retained::default();
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        kept.put("a", later, b"1".to_vec(), 2);
+        kept.put("b", later, b"2".to_vec(), 2);
+        kept.put("a", later, b"3".to_vec(), 2);
+        kept.put("c", later, b"4".to_vec(), 2);
+        assert_eq!((kept.get("a"), kept.get("b"), kept.get("c")), (Some(b"3".to_vec()), None, Some(b"4".to_vec())));
+        kept.put("d", std::time::Instant::now(), b"5".to_vec(), 2);
+        assert_eq!(kept.get("d"), None, "expired");
+        assert_eq!((kept.by_topic.len(), kept.order.len()), (1, 1), "an expired event is forgotten when read");
     }
 
     #[actix_web::test]

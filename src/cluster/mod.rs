@@ -134,6 +134,20 @@ pub trait Registry: Send + Sync {
 /// A session's subscriptions: [`Subscription::record`] → id.
 pub type Records = HashMap<String, Id>;
 
+/// The last retained event of each topic, cluster-wide (WAMP advanced profile, "Event Retention"): kept as the
+/// wire envelope, so what a later subscriber receives is what the publisher sent, filters included.
+pub trait Retention: Send + Sync {
+    /// Keeps `publication` as its topic's retained event for `settings.ttl`, replacing the one before.
+    fn retain<'a>(
+        &'a self,
+        publication: &'a Publication,
+        settings: &'a crate::config::RetentionSettings,
+    ) -> BoxFuture<'a, Result<(), RegistryError>>;
+
+    /// The retained event of `topic`, if one is kept.
+    fn retained<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<Publication>, RegistryError>>;
+}
+
 /// A node's own sessions as registries read them: implemented by the client index, which owns them.
 pub trait LocalSessions: Send + Sync {
     /// Every session with its subscriptions (for rebuilding a registry).
@@ -156,6 +170,8 @@ pub struct Membership {
     pub backplane: Arc<dyn Backplane>,
     /// Who is connected where.
     pub registry: Arc<dyn Registry>,
+    /// Retained events.
+    pub retention: Arc<dyn Retention>,
     /// Start with the node's events.
     pub receiver: Receiver,
 }
@@ -208,7 +224,7 @@ pub async fn join_redis(
             }
         });
     });
-    Ok(Membership { backplane: Arc::new(backplane), registry, receiver })
+    Ok(Membership { backplane: Arc::new(backplane), retention: registry.clone(), registry, receiver })
 }
 
 /// What other nodes send this node: implemented by the node (its broker and client index) and handed to the

@@ -199,6 +199,12 @@ impl Settings {
                 return Err(invalid("server.allowed_origins (SWITCHBOARD_ALLOWED_ORIGINS)", msg));
             }
         }
+        if self.retention.ttl.is_zero() {
+            return Err(invalid("retention.ttl", "must be greater than zero"));
+        }
+        if self.retention.max_topics == 0 {
+            return Err(invalid("retention.max_topics", "must be greater than zero"));
+        }
         let hooks = &self.webhooks;
         if !hooks.url.is_empty() {
             if !(hooks.url.starts_with("http://") || hooks.url.starts_with("https://"))

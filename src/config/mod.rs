@@ -86,6 +86,8 @@ pub struct Settings {
     pub presence: PresenceSettings,
     /// `[webhooks]`: presence and session events POSTed to the web app.
     pub webhooks: WebhookSettings,
+    /// `[retention]`: retained events (PUBLISH `retain`, SUBSCRIBE `get_retained`).
+    pub retention: RetentionSettings,
     /// `[access_policy]`: what happens to topics no `[[access]]` rule matches.
     pub access_policy: AccessPolicySettings,
     /// `[[access]]` rules, first match wins.

@@ -239,6 +239,28 @@ impl Default for PresenceSettings {
     }
 }
 
+/// `[retention]`: who may keep a topic's last event for later subscribers (PUBLISH `retain: true`, SUBSCRIBE
+/// `get_retained: true`), and for how long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Roles that may publish with `retain: true`; unset = every role but `anonymous` (a retained event stays
+    /// in Redis for `ttl`, so strangers must not be able to fill it).
+    pub roles: Option<Vec<String>>,
+    /// How long a retained event is kept after its publication.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Most topics with a retained event a node keeps in embedded mode (the oldest goes first); cluster mode
+    /// keeps them in Redis, bounded by `ttl`.
+    pub max_topics: usize,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings { roles: None, ttl: Duration::from_secs(24 * 3600), max_topics: 10_000 }
+    }
+}
+
 /// `[webhooks]`: user presence and session join/leave POSTed to the web app as signed JSON, each by the one node
 /// that announces it (see `src/webhooks.rs`).
 #[derive(Debug, Clone, Deserialize)]

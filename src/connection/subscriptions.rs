@@ -9,8 +9,9 @@ use crate::wamp::meta;
 /// A subscription of this connection, by topic.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Subscription {
-    /// Sent to the broker; these v2 SUBSCRIBE requests wait for [`Joined`].
-    Pending(Vec<Id>),
+    /// Sent to the broker; these v2 SUBSCRIBE requests wait for [`Joined`], and whether one asked for the topic's
+    /// retained event.
+    Pending(Vec<Id>, bool),
     /// Joined with this subscription id.
     Active(Id),
 }
@@ -58,21 +59,23 @@ impl Subscriptions {
         Ok(())
     }
 
-    /// A join of `key` was sent to the broker; `request` (v2) waits for it.
-    pub(super) fn pending(&mut self, key: TopicKey, request: Option<Id>) {
-        self.maps_mut().by_key.insert(key, Subscription::Pending(request.into_iter().collect()));
+    /// A join of `key` was sent to the broker; `request` (v2) waits for it, `get_retained` if it asked for the
+    /// topic's retained event.
+    pub(super) fn pending(&mut self, key: TopicKey, request: Option<Id>, get_retained: bool) {
+        self.maps_mut().by_key.insert(key, Subscription::Pending(request.into_iter().collect(), get_retained));
     }
 
-    /// The topic confirmed the join of `key` as `subscription`: the requests that waited for it, if it was
-    /// pending (`None` if it was left meanwhile or was already active).
-    pub(super) fn joined(&mut self, key: &TopicKey, subscription: Id) -> Option<Vec<Id>> {
+    /// The topic confirmed the join of `key` as `subscription`: the requests that waited for it and whether one
+    /// asked for the retained event, if it was pending (`None` if it was left meanwhile or was already active).
+    pub(super) fn joined(&mut self, key: &TopicKey, subscription: Id) -> Option<(Vec<Id>, bool)> {
         let maps = self.maps.as_mut()?;
         let entry = maps.by_key.get_mut(key)?;
-        let Subscription::Pending(waiting) = std::mem::replace(entry, Subscription::Active(subscription)) else {
+        let Subscription::Pending(waiting, get_retained) = std::mem::replace(entry, Subscription::Active(subscription))
+        else {
             return None;
         };
         maps.by_id.insert(subscription, key.clone());
-        Some(waiting)
+        Some((waiting, get_retained))
     }
 
     /// Leaves the active subscription `id` (v2 UNSUBSCRIBE): its topic, if this connection holds it.
@@ -117,23 +120,30 @@ impl Connection {
         }
     }
 
-    /// Joins `key`, answering `request` (v2) once joined; the error to answer with when it is refused.
+    /// Joins `key`, answering `request` (v2) once joined, then with the topic's retained event if
+    /// `get_retained`; the error to answer with when it is refused.
     pub(super) fn subscribe(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
         key: TopicKey,
         request: Option<Id>,
+        get_retained: bool,
     ) -> Result<(), WampError> {
         match self.subscriptions.get_mut(&key) {
             Some(Subscription::Active(id)) => {
+                let subscription = *id;
                 if let Some(request) = request {
-                    let subscription = *id;
                     self.send_v2(ctx, v2::Message::Subscribed { request, subscription });
+                }
+                if get_retained {
+                    self.outbox.hold();
+                    self.deliver_retained(ctx, key.uri, subscription);
                 }
                 return Ok(());
             }
-            Some(Subscription::Pending(waiting)) => {
+            Some(Subscription::Pending(waiting, wants_retained)) => {
                 waiting.extend(request);
+                *wants_retained |= get_retained;
                 return Ok(());
             }
             None => {}
@@ -150,7 +160,7 @@ impl Connection {
             let msg = format!("'{}' would receive session meta events, which this role may not see", excerpt(&key.uri));
             return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
         }
-        self.subscriptions.pending(key.clone(), request);
+        self.subscriptions.pending(key.clone(), request, get_retained);
         // No EVENT of this topic may reach the wire before its SUBSCRIBED: released in `Joined`.
         self.outbox.hold();
         let subscriber = self.subscriber(ctx);
@@ -159,11 +169,44 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Sends the retained event of `topic` (if there is one this session may receive) as an EVENT of
+    /// `subscription` with `details.retained = true`, then ends one hold of the outbox: no live EVENT of the
+    /// topic overtakes it. The lookup is bounded by [`REGISTRY_ACK_WAIT`]; a failed one sends nothing.
+    pub(super) fn deliver_retained(&mut self, ctx: &mut ws::WebsocketContext<Self>, topic: Arc<str>, subscription: Id) {
+        let retention = self.node.retention().clone();
+        let lookup = async move { tokio::time::timeout(REGISTRY_ACK_WAIT, retention.retained(&topic)).await };
+        ctx.wait(lookup.into_actor(self).map(move |found, this, ctx| {
+            match found {
+                Ok(Ok(Some(p)))
+                    if this.state == Phase::Established
+                        && p.admits(this.session, &this.identity.authid, &this.identity.authroles) =>
+                {
+                    let mut details = serde_json::Map::new();
+                    details.insert("retained".into(), Value::Bool(true));
+                    if let (true, Some(publisher)) = (p.disclose_me, &p.publisher) {
+                        details.insert("publisher".into(), Value::from(publisher.session));
+                        details.insert("publisher_authid".into(), Value::from(publisher.authid.as_str()));
+                        details.insert("publisher_authrole".into(), Value::from(publisher.authrole.as_str()));
+                    }
+                    let details = Value::Object(details).to_string();
+                    ctx.text(v2::encode_event(subscription, p.id, &details, p.v2_tail()));
+                }
+                Ok(Err(e)) => log::debug!("session {}: retained event not read: {e}", this.session),
+                Err(_) => log::debug!("session {}: retained event not read within {REGISTRY_ACK_WAIT:?}", this.session),
+                _ => {}
+            }
+            this.outbox.release();
+        }));
+    }
+}
+
 impl Handler<Joined> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: Joined, ctx: &mut Self::Context) {
-        let Some(waiting) = self.subscriptions.joined(&msg.key, msg.subscription) else { return };
+        let Some((waiting, get_retained)) = self.subscriptions.joined(&msg.key, msg.subscription) else { return };
+        let topic = msg.key.uri.clone();
         let recorded = match self.registered {
             true => Some(self.node.clients().subscribed(self.session, msg.key.clone(), msg.subscription)),
             false => None,
@@ -175,8 +218,12 @@ impl Handler<Joined> for Connection {
                     this.send_v2(ctx, v2::Message::Subscribed { request, subscription });
                 }
             }
-            // The SUBSCRIBEDs are in the context's buffer, which the writer empties before the queue.
-            this.outbox.release();
+            // The SUBSCRIBEDs are in the context's buffer, which the writer empties before the queue; the retained
+            // event, if asked for, follows them there before the hold ends.
+            match get_retained && this.state == Phase::Established {
+                true => this.deliver_retained(ctx, topic, subscription),
+                false => this.outbox.release(),
+            }
         };
         match recorded {
             None => answer(self, ctx),
@@ -201,10 +248,11 @@ mod tests {
     fn a_join_answers_every_request_that_waited_for_it_once() {
         let mut subs = Subscriptions::default();
         let key = TopicKey::exact("chat.lobby");
-        subs.pending(key.clone(), Some(1));
-        let Some(Subscription::Pending(waiting)) = subs.get_mut(&key) else { panic!("not pending") };
+        subs.pending(key.clone(), Some(1), false);
+        let Some(Subscription::Pending(waiting, get_retained)) = subs.get_mut(&key) else { panic!("not pending") };
         waiting.push(2);
-        assert_eq!(subs.joined(&key, 77), Some(vec![1, 2]));
+        *get_retained = true;
+        assert_eq!(subs.joined(&key, 77), Some((vec![1, 2], true)));
         assert_eq!(subs.get_mut(&key), Some(&mut Subscription::Active(77)));
         assert_eq!(subs.joined(&key, 77), None, "already active");
         assert_eq!(subs.joined(&TopicKey::exact("other"), 78), None, "never joined");
@@ -215,27 +263,27 @@ mod tests {
         let mut subs = Subscriptions::default();
         let (a, b, c) = (TopicKey::exact("a"), TopicKey::exact("b"), TopicKey::exact("c"));
         for (key, id) in [(&a, 1), (&b, 2)] {
-            subs.pending(key.clone(), None);
+            subs.pending(key.clone(), None, false);
             subs.joined(key, id);
         }
-        subs.pending(c.clone(), None);
+        subs.pending(c.clone(), None, false);
         assert_eq!(subs.remove_id(1), Some(a.clone()));
         assert_eq!((subs.remove_id(1), subs.remove(&a)), (None, None));
         assert_eq!(subs.remove(&b), Some(Subscription::Active(2)));
         assert_eq!(subs.remove_id(2), None, "its id went with it");
-        assert_eq!(subs.remove(&c), Some(Subscription::Pending(vec![])));
+        assert_eq!(subs.remove(&c), Some(Subscription::Pending(vec![], false)));
         assert!(subs.keys().is_empty());
     }
 
     #[test]
     fn limits_count_every_subscription_and_patterns_apart() {
         let mut subs = Subscriptions::default();
-        subs.pending(pattern("p1"), None);
-        subs.pending(TopicKey::exact("e1"), None);
+        subs.pending(pattern("p1"), None, false);
+        subs.pending(TopicKey::exact("e1"), None, false);
         assert_eq!(subs.check_limits(&TopicKey::exact("e2"), 3, 1), Ok(()), "an exact one is under both");
         let refused = subs.check_limits(&pattern("p2"), 3, 1).unwrap_err();
         assert_eq!(refused.message, "a session may hold at most 1 prefix or wildcard subscriptions");
-        subs.pending(TopicKey::exact("e2"), None);
+        subs.pending(TopicKey::exact("e2"), None, false);
         let refused = subs.check_limits(&TopicKey::exact("e3"), 3, 1).unwrap_err();
         assert_eq!(
             (refused.uri.as_ref(), refused.message.as_str()),

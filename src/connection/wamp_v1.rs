@@ -36,7 +36,7 @@ impl Connection {
                     let msg = format!("SUBSCRIBE to invalid URI '{}'", excerpt(&topic));
                     return Err(WampError::new(errors::INVALID_URI, msg).into());
                 }
-                self.subscribe(ctx, TopicKey::exact(&topic), None)?;
+                self.subscribe(ctx, TopicKey::exact(&topic), None, false)?;
             }
             M::Unsubscribe { topic } => self.v1_unsubscribe(&topic),
             M::Publish { topic, event, targets } => self.v1_publish(topic, event, targets)?,
@@ -63,7 +63,7 @@ impl Connection {
         let Some(subscription) = self.subscriptions.remove(&key) else { return };
         match subscription {
             Subscription::Active(id) => self.node.clients().unsubscribed(self.session, key.clone(), id),
-            Subscription::Pending(_) => self.outbox.release(),
+            Subscription::Pending(..) => self.outbox.release(),
         }
         self.node.broker().do_send(Unsubscribe { key, session: self.session, request: None });
     }

@@ -114,7 +114,7 @@ impl Connection {
             return Err(WampError::new(errors::INVALID_URI, msg));
         }
         let key = TopicKey { uri: Arc::from(topic.as_str()), policy: options.policy };
-        self.subscribe(ctx, key, Some(request))
+        self.subscribe(ctx, key, Some(request), options.get_retained)
     }
 
     /// UNSUBSCRIBE: the broker answers UNSUBSCRIBED once the topic has let go.
@@ -148,29 +148,78 @@ impl Connection {
                 format!("'{}' is in a namespace reserved for the router (wamp., switchboard.user.)", excerpt(&topic));
             return Err(WampError::new(errors::INVALID_URI, msg));
         }
+        let retention = &self.node.settings().retention;
+        if options.retain
+            && !crate::topic::access::sees_identities(retention.roles.as_deref(), &self.identity.authroles)
+        {
+            let msg = "this role may not retain events (retention.roles)";
+            return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
+        }
         let publish = PublishRequest { payload, filters: options.filters };
-        match (self.prepare_publication(topic, publish, options.exclude_me, options.disclose_me)?, acknowledge) {
-            (Some(publication), false) => self.node.broker().do_send(Publish(Arc::new(publication))),
-            (Some(publication), true) => self.publish_acknowledged(ctx, request, publication),
-            (None, true) => self.send_v2(ctx, M::Published { request, publication: crate::wamp::id::random() }),
-            (None, false) => {}
+        let Some(publication) = self.prepare_publication(topic, publish, options.exclude_me, options.disclose_me)?
+        else {
+            if acknowledge {
+                self.send_v2(ctx, M::Published { request, publication: crate::wamp::id::random() });
+            }
+            return Ok(());
+        };
+        let publication = Arc::new(publication);
+        let retained = options.retain.then(|| self.retain(publication.clone()));
+        match acknowledge {
+            false => {
+                if let Some(retained) = retained {
+                    ctx.spawn(retained.into_actor(self).map(|_, _, _| ()));
+                }
+                self.node.broker().do_send(Publish(publication));
+            }
+            true => self.publish_acknowledged(ctx, request, publication, retained),
         }
         Ok(())
     }
 
+    /// Keeps `publication` as its topic's retained event; the future says whether it was kept (failures are
+    /// logged).
+    fn retain(&self, publication: Arc<Publication>) -> impl std::future::Future<Output = Result<(), String>> {
+        let (retention, settings) = (self.node.retention().clone(), self.node.settings().clone());
+        async move {
+            let kept = retention.retain(&publication, &settings.retention).await.map_err(|e| e.to_string());
+            if let Err(e) = &kept {
+                log::warn!("retained event of '{}' not kept: {e}", crate::logfmt::Escaped(&publication.topic));
+            }
+            kept
+        }
+    }
+
     /// Publishes and answers PUBLISHED only once the publication is delivered locally and handed to the other
-    /// nodes (ERROR if it could not be).
-    fn publish_acknowledged(&mut self, ctx: &mut ws::WebsocketContext<Self>, request: Id, publication: Publication) {
+    /// nodes, and kept as the retained event if asked (ERROR if either failed).
+    fn publish_acknowledged(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        request: Id,
+        publication: Arc<Publication>,
+        retained: Option<impl std::future::Future<Output = Result<(), String>> + 'static>,
+    ) {
         let id = publication.id;
-        let sent = self.node.broker().send(Publish(Arc::new(publication)));
-        ctx.spawn(sent.into_actor(self).map(move |result, this, ctx| {
+        let sent = self.node.broker().send(Publish(publication));
+        let both = async move {
+            let kept = match retained {
+                Some(retained) => retained.await,
+                None => Ok(()),
+            };
+            (sent.await, kept)
+        };
+        ctx.spawn(both.into_actor(self).map(move |(result, kept), this, ctx| {
             if this.state != Phase::Established {
                 return;
             }
-            let refused = match result {
-                Ok(Ok(())) => return this.send_v2(ctx, M::Published { request, publication: id }),
-                Ok(Err(e)) => WampError::new(errors::BACKPLANE_UNAVAILABLE, e.to_string()),
-                Err(e) => WampError::new(errors::RUNTIME_ERROR, e.to_string()),
+            let refused = match (result, kept) {
+                (Ok(Ok(())), Ok(())) => return this.send_v2(ctx, M::Published { request, publication: id }),
+                (Ok(Err(e)), _) => WampError::new(errors::BACKPLANE_UNAVAILABLE, e.to_string()),
+                (Err(e), _) => WampError::new(errors::RUNTIME_ERROR, e.to_string()),
+                (Ok(Ok(())), Err(e)) => {
+                    let msg = format!("published, but not kept as the retained event: {e}");
+                    WampError::new(errors::REGISTRY_UNAVAILABLE, msg)
+                }
             };
             this.fail(ctx, &Reply::V2 { code: code::PUBLISH, request }, refused.into());
         }));
@@ -215,6 +264,7 @@ fn welcome_details(identity: &Identity) -> Map<String, Value> {
                 "pattern_based_subscription": true,
                 "session_meta_api": true,
                 "subscription_meta_api": true,
+                "event_retention": true,
             }},
             "dealer": { "features": { "session_meta_api": true, "testament_meta_api": true }},
         },

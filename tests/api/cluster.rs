@@ -832,3 +832,21 @@ async fn a_reconnect_to_another_node_inside_the_grace_does_not_flap_presence() {
     assert_ne!(offline, online);
     assert_eq!(args, vec![json!("alice")]);
 }
+
+#[actix_web::test]
+async fn a_retained_event_published_on_one_node_reaches_get_retained_subscribers_on_others_after_it_died() {
+    let redis = RedisServer::start().await;
+    let mut a = Node::start(&redis, "a").await;
+    let b = Node::start(&redis, "b").await;
+    let cookie = a.login("alice").await;
+    let mut alice = V2Session::connect_with_headers(&a.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    let retain = dict(json!({"retain": true, "disclose_me": true}));
+    alice.publish_acked("news.cluster", retain, vec![json!("kept in redis")]).await.unwrap();
+    a.kill9();
+    let mut bob = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let subscription = bob.subscribe_with("news.cluster", dict(json!({"get_retained": true}))).await.unwrap();
+    let (id, _, details, args) = bob.next_event(WAIT).await.unwrap();
+    assert_eq!((id, args), (subscription, vec![json!("kept in redis")]));
+    assert_eq!(details.get("retained"), Some(&json!(true)));
+    assert_eq!(details.get("publisher_authid"), Some(&json!("alice")), "disclosed as published");
+}

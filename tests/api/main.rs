@@ -17,6 +17,7 @@ mod push;
 mod redis_deploy;
 mod redis_faults;
 mod redis_server;
+mod retention;
 mod scenarios;
 mod sessions;
 mod transport;

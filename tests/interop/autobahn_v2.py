@@ -189,6 +189,18 @@ async def main():
     check(topics == {"wamp.subscription.on_unsubscribe", "wamp.subscription.on_delete"}, f"leaving: {topics}")
     check(await watcher.call("wamp.subscription.lookup", "com.interop.meta") is None, "deleted: lookup is null")
     e.leave()
+
+    # Event retention: a logged-in publisher retains, a later (anonymous) subscriber asks for it and gets it first.
+    await watcher.publish("com.interop.retained", "kept", options=PublishOptions(acknowledge=True, retain=True))
+    kept = Inbox()
+    await a.subscribe(kept, "com.interop.retained", options=SubscribeOptions(get_retained=True, details=True))
+    args, _, details = await kept.next()
+    check(args == ("kept",) and details.retained is True, f"retained event {args} {details}")
+    try:
+        await a.publish("com.interop.retained", "x", options=PublishOptions(acknowledge=True, retain=True))
+        raise AssertionError("an anonymous session retained an event")
+    except ApplicationError as e:
+        check(e.error == "wamp.error.not_authorized", f"anonymous retain error {e.error}")
     watcher.leave()
 
     for s in (a, b, c):

@@ -16,6 +16,7 @@
 //! | `{p}ne:{node}` | string | the epoch whose sessions `n:`/`nr:` hold; they count only while it equals the lease |
 //! | `{p}ts:{record}` | set | session ids of a subscription ([`TopicKey::record`]: the URI of an exact one) |
 //! | `{p}st:{session}` | set | a session's subscriptions as `{id} {record}` (to clean `ts:` sets) |
+//! | `{p}rt:{topic}` | string, TTL = `retention.ttl` | the topic's retained event (wire envelope) |
 //! | `{p}subs` | hash | subscription id → `{created ms} {record}` while it has a subscriber (`lua/subscription.lua`) |
 //! | channel `{p}t:{topic}` | pub/sub | publications on a topic (prefix/wildcard subscriptions use PSUBSCRIBE globs) |
 //! | channel `{p}inbox:{node}` | pub/sub | control messages for one node, and its liveness probes |

@@ -64,6 +64,8 @@ pub struct PublishOptions {
     pub disclose_me: bool,
     /// Receiver filters.
     pub filters: Filters,
+    /// Keep it as the topic's retained event (WAMP "Event Retention").
+    pub retain: bool,
 }
 
 impl PublishOptions {
@@ -73,6 +75,7 @@ impl PublishOptions {
             acknowledge: opt_bool(options, "acknowledge", false)?,
             exclude_me: opt_bool(options, "exclude_me", true)?,
             disclose_me: opt_bool(options, "disclose_me", false)?,
+            retain: opt_bool(options, "retain", false)?,
             filters: Filters {
                 exclude: opt_ids(options, "exclude")?.unwrap_or_default(),
                 eligible: opt_ids(options, "eligible")?,
@@ -90,6 +93,8 @@ impl PublishOptions {
 pub struct SubscribeOptions {
     /// How the subscription URI matches topics.
     pub policy: MatchPolicy,
+    /// Deliver the topic's retained event first (WAMP "Event Retention"; exact subscriptions only).
+    pub get_retained: bool,
 }
 
 impl SubscribeOptions {
@@ -104,6 +109,10 @@ impl SubscribeOptions {
                 return Err(OptionError { option: "match", expected: "one of \"exact\", \"prefix\", \"wildcard\"" })
             }
         };
-        Ok(SubscribeOptions { policy })
+        let get_retained = opt_bool(options, "get_retained", false)?;
+        if get_retained && policy != MatchPolicy::Exact {
+            return Err(OptionError { option: "get_retained", expected: "used with exact subscriptions only" });
+        }
+        Ok(SubscribeOptions { policy, get_retained })
     }
 }

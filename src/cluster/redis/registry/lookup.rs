@@ -102,7 +102,7 @@ impl RedisRegistry {
     }
 
     /// Runs one plain command on the lookup pool.
-    async fn command<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, RegistryError> {
+    pub(super) async fn command<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, RegistryError> {
         let mut conn = self.lookups.get().await.map_err(|e| RegistryError(e.to_string()))?;
         let result = match tokio::time::timeout(ROUND_TRIP_TIMEOUT, cmd.query_async::<T>(&mut *conn)).await {
             Ok(Ok(value)) => Ok(value),

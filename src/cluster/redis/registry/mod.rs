@@ -39,11 +39,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::conn::RedisEndpoint;
 use super::keys::Keys;
-use crate::cluster::{Departed, LocalSessions, Registry};
+use crate::cluster::envelope::Envelope;
+use crate::cluster::{Departed, LocalSessions, Registry, Retention};
 use crate::log_summary::Summary;
 use crate::metrics::{self, Metrics};
 use crate::model::AuthMethod;
 use crate::model::ClientInfo;
+use crate::model::Publication;
 use crate::model::SubscriptionInfo;
 use crate::wamp::Id;
 use futures_util::future::BoxFuture;
@@ -249,6 +251,28 @@ impl RedisRegistry {
         format!("{}{name}", self.keys.prefix())
     }
 }
+impl Retention for RedisRegistry {
+    // `rt:{topic}`: the wire envelope, with the retention TTL; a newer retain replaces it.
+    fn retain<'a>(
+        &'a self,
+        publication: &'a Publication,
+        settings: &'a crate::config::RetentionSettings,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        let envelope = Envelope::encode_publication(&self.node, publication);
+        let ttl = u64::try_from(settings.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let key = self.p(&format!("rt:{}", publication.topic));
+        Box::pin(async move { self.command(redis::cmd("SET").arg(key).arg(envelope).arg("PX").arg(ttl).clone()).await })
+    }
+
+    fn retained<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<Publication>, RegistryError>> {
+        Box::pin(async move {
+            let envelope: Option<Vec<u8>> =
+                self.command(redis::cmd("GET").arg(self.p(&format!("rt:{topic}"))).clone()).await?;
+            Ok(envelope.and_then(|bytes| Envelope::decode(&bytes).ok()?.into_publication()))
+        })
+    }
+}
+
 impl Registry for RedisRegistry {
     fn write(&self, write: Write) {
         self.send_write(write);
