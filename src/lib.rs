@@ -53,7 +53,7 @@
 //! | `transport` | the ready server's sockets: HTTP via actix-web, accepted WebSockets without the HTTP/1 dispatcher; `socket`: an accepted socket's task; `writer`: what it writes, and the workers' flushes |
 //! | [`metrics`] | OpenMetrics counters, gauges, histograms and closes by reason (prometheus-client) |
 //! | [`logfmt`] | client input as log lines show it: escaped and bounded |
-| [`webhooks`] | presence and session events POSTed to the web app, signed, retried, bounded (`[webhooks]`) |
+//! | [`webhooks`] | presence and session events POSTed to the web app, signed, retried, bounded (`[webhooks]`) |
 //! | `client` | a small async WAMP client for tests and the load tool (feature `client`): the raw socket (`mod.rs`), v2 and v1 sessions |
 //!
 //! No file under `src/` passes ~400 lines of code; `outbox.rs`, `session/bridge.rs` and `wamp/v1.rs` pass it only
