@@ -192,6 +192,7 @@ impl Builder {
             backplane.clone(),
             backlog.clone(),
             ids.clone(),
+            Arc::new(crate::topic::broker::HistoryRules::from_settings(&self.settings.history)),
         )
         .start();
         let clients = ClientManipulator::new(

@@ -142,6 +142,17 @@ impl ClientManipulator {
         self.timed(self.registry.subscription(id)).await
     }
 
+    /// The kept events of `topic` that `caller` may receive, oldest first (`[[history]]`; none when no rule covers
+    /// it), read from the cluster's store.
+    pub async fn read_history(
+        &self,
+        topic: &str,
+        caller: crate::session::Caller,
+    ) -> Result<Vec<crate::model::StoredEvent>, crate::topic::broker::HistoryError> {
+        let read = self.broker.send(crate::topic::broker::ReadHistory { topic: topic.to_owned(), caller });
+        read.await.map_err(|e| crate::topic::broker::HistoryError::Unavailable(e.to_string()))?
+    }
+
     /// The sessions subscribed to the subscription `id`, on every node.
     pub async fn subscribers(&self, id: Id) -> Result<Vec<Id>, RegistryError> {
         self.timed(self.registry.subscribers(id)).await

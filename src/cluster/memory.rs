@@ -15,7 +15,7 @@ use super::{
     RegistryError, Retention, Subscription, Write,
 };
 use crate::model::ClientInfo;
-use crate::model::{now_millis, Publication, SubscriptionInfo, TopicKey};
+use crate::model::{now_millis, Keep, Publication, StoredEvent, SubscriptionInfo, TopicKey};
 use crate::wamp::Id;
 
 /// The nodes of one process that form a cluster; cheap to clone. A node built without one has its own.
@@ -28,6 +28,46 @@ pub struct MemoryCluster {
     subscriptions: Arc<Mutex<HashMap<Id, Shared>>>,
     /// Retained events by topic: when each expires, its wire envelope, and its place in the order of retention.
     retained: Arc<Mutex<Retained>>,
+    /// Kept events by topic (event history).
+    history: Arc<Mutex<Kept>>,
+}
+
+/// Most topics whose history a [`MemoryCluster`] keeps; beyond, the topic appended to least recently goes.
+const MAX_HISTORY_TOPICS: usize = 10_000;
+
+/// The kept events of a [`MemoryCluster`]: per topic, `(timestamp ms, wire envelope)` oldest first, and when the
+/// topic was last appended to.
+#[derive(Default)]
+struct Kept {
+    topics: HashMap<String, (u64, KeptEvents)>,
+}
+
+/// One topic's kept events: `(timestamp ms, wire envelope)`, oldest first.
+type KeptEvents = std::collections::VecDeque<(u64, Vec<u8>)>;
+
+impl Kept {
+    fn append(&mut self, topic: &str, envelope: Vec<u8>, keep: &crate::model::Keep) {
+        let now = now_millis();
+        if !self.topics.contains_key(topic) && self.topics.len() >= MAX_HISTORY_TOPICS {
+            let stalest = self.topics.iter().min_by_key(|(_, (last, _))| *last).map(|(t, _)| t.clone());
+            if let Some(stalest) = stalest {
+                self.topics.remove(&stalest);
+            }
+        }
+        let (last, events) = self.topics.entry(topic.to_owned()).or_default();
+        *last = now;
+        events.push_back((now, envelope));
+        let oldest = now.saturating_sub(u64::try_from(keep.ttl.as_millis()).unwrap_or(u64::MAX));
+        while events.len() > keep.size || events.front().is_some_and(|(at, _)| *at < oldest) {
+            events.pop_front();
+        }
+    }
+
+    fn read(&self, topic: &str, ttl: std::time::Duration) -> Vec<(u64, Vec<u8>)> {
+        let oldest = now_millis().saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let Some((_, events)) = self.topics.get(topic) else { return Vec::new() };
+        events.iter().filter(|(at, _)| *at >= oldest).cloned().collect()
+    }
 }
 
 /// The retained events of a [`MemoryCluster`], bounded by `retention.max_topics` (the oldest goes first).
@@ -208,6 +248,32 @@ impl Backplane for MemoryBackplane {
             }
         }
         Box::pin(async { Ok(()) })
+    }
+
+    fn publish_kept<'a>(
+        &'a self,
+        publication: &'a Publication,
+        keep: &'a Keep,
+    ) -> BoxFuture<'a, Result<(), BackplaneError>> {
+        let envelope = Envelope::encode_publication(&self.node, publication);
+        self.cluster.history.lock().unwrap_or_else(|e| e.into_inner()).append(&publication.topic, envelope, keep);
+        self.publish(publication)
+    }
+
+    fn history<'a>(
+        &'a self,
+        topic: &'a str,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>, BackplaneError>> {
+        let kept = self.cluster.history.lock().unwrap_or_else(|e| e.into_inner()).read(topic, ttl);
+        let events = kept
+            .into_iter()
+            .filter_map(|(timestamp_ms, bytes)| {
+                let publication = Envelope::decode(&bytes).ok()?.into_publication()?;
+                Some(StoredEvent { publication, timestamp_ms })
+            })
+            .collect();
+        Box::pin(async { Ok(events) })
     }
 
     fn send_control<'a>(&'a self, node: &'a str, body: Body) -> BoxFuture<'a, Result<(), BackplaneError>> {

@@ -16,12 +16,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use crate::model::ClientInfo;
-use crate::model::{Publication, SubscriptionInfo, TopicKey};
+use crate::model::{Keep, Publication, StoredEvent, SubscriptionInfo, TopicKey};
 use crate::wamp::Id;
 
 pub mod envelope;
@@ -55,6 +56,18 @@ pub trait Backplane: Send + Sync {
 
     /// Hands a local publication to the other nodes.
     fn publish<'a>(&'a self, publication: &'a Publication) -> BoxFuture<'a, Result<(), BackplaneError>>;
+
+    /// Keeps a local publication in its topic's history (`keep`) and hands it to the other nodes, in one atomic
+    /// step: whoever reads the history after its subscription is in place misses nothing between the two. Done
+    /// even when no other node exists (a node alone keeps its own history).
+    fn publish_kept<'a>(
+        &'a self,
+        publication: &'a Publication,
+        keep: &'a Keep,
+    ) -> BoxFuture<'a, Result<(), BackplaneError>>;
+
+    /// The kept events of `topic` no older than `ttl`, oldest first.
+    fn history<'a>(&'a self, topic: &'a str, ttl: Duration) -> BoxFuture<'a, Result<Vec<StoredEvent>, BackplaneError>>;
 
     /// Sends a control message to one node.
     fn send_control<'a>(&'a self, node: &'a str, body: Body) -> BoxFuture<'a, Result<(), BackplaneError>>;

@@ -199,6 +199,16 @@ impl Settings {
                 return Err(invalid("server.allowed_origins (SWITCHBOARD_ALLOWED_ORIGINS)", msg));
             }
         }
+        for (i, rule) in self.history.iter().enumerate() {
+            crate::route::RoutePattern::parse_access(&rule.pattern)
+                .map_err(|e| invalid(&format!("history[{i}].pattern"), e.to_string()))?;
+            if !(1..=MAX_HISTORY_SIZE).contains(&rule.size) {
+                return Err(invalid(&format!("history[{i}].size"), format!("must be 1 to {MAX_HISTORY_SIZE}")));
+            }
+            if rule.ttl.is_zero() {
+                return Err(invalid(&format!("history[{i}].ttl"), "must be greater than zero"));
+            }
+        }
         if self.retention.ttl.is_zero() {
             return Err(invalid("retention.ttl", "must be greater than zero"));
         }

@@ -88,6 +88,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// `[retention]`: retained events (PUBLISH `retain`, SUBSCRIBE `get_retained`).
     pub retention: RetentionSettings,
+    /// `[[history]]` rules: which topics keep their events, how many and how long.
+    pub history: Vec<HistorySettings>,
     /// `[access_policy]`: what happens to topics no `[[access]]` rule matches.
     pub access_policy: AccessPolicySettings,
     /// `[[access]]` rules, first match wins.

@@ -239,6 +239,32 @@ impl Default for PresenceSettings {
     }
 }
 
+/// One `[[history]]` rule: publications on topics matching `pattern` are kept (WAMP "Event History"), the newest
+/// `size` of each topic and none older than `ttl`, for `wamp.subscription.get_events`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySettings {
+    /// Route pattern such as `chat/{room}` (as `[[access]]` rules write them); the first rule matching wins.
+    pub pattern: String,
+    /// Events kept per topic (1–10,000).
+    #[serde(default = "default_history_size")]
+    pub size: usize,
+    /// Age after which an event is dropped.
+    #[serde(default = "default_history_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+fn default_history_size() -> usize {
+    1000
+}
+
+fn default_history_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// Most events `[[history]] size` may keep per topic.
+pub const MAX_HISTORY_SIZE: usize = 10_000;
+
 /// `[retention]`: who may keep a topic's last event for later subscribers (PUBLISH `retain: true`, SUBSCRIBE
 /// `get_retained: true`), and for how long.
 #[derive(Debug, Clone, Deserialize)]

@@ -265,6 +265,7 @@ fn welcome_details(identity: &Identity) -> Map<String, Value> {
                 "session_meta_api": true,
                 "subscription_meta_api": true,
                 "event_retention": true,
+                "event_history": true,
             }},
             "dealer": { "features": { "session_meta_api": true, "testament_meta_api": true }},
         },

@@ -9,9 +9,11 @@ use serde::Serialize;
 
 use crate::wamp::Id;
 
+mod history;
 mod publication;
 mod subscription;
 
+pub use history::{Keep, StoredEvent};
 pub use publication::{Payload, Publication, Publisher, TopicKey};
 pub use subscription::{now_millis, SubscriptionIds, SubscriptionInfo};
 

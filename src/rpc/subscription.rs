@@ -20,19 +20,21 @@ use serde_json::{json, Value};
 
 use super::{Call, CallError, CallResult, MetaPolicy, Procedure};
 use crate::cluster::RegistryError;
-use crate::model::{SubscriptionInfo, TopicKey};
+use crate::model::{StoredEvent, SubscriptionInfo, TopicKey};
 use crate::route::{RoutePattern, Router};
+use crate::topic::broker::HistoryError;
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::{errors, Id};
 
 /// The procedures, by URI.
-const PROCEDURES: [(&str, Meta); 6] = [
+const PROCEDURES: [(&str, Meta); 7] = [
     ("wamp.subscription.list", Meta::List),
     ("wamp.subscription.lookup", Meta::Lookup),
     ("wamp.subscription.match", Meta::Match),
     ("wamp.subscription.get", Meta::Get),
     ("wamp.subscription.list_subscribers", Meta::ListSubscribers),
     ("wamp.subscription.count_subscribers", Meta::CountSubscribers),
+    ("wamp.subscription.get_events", Meta::GetEvents),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +45,7 @@ enum Meta {
     Get,
     ListSubscribers,
     CountSubscribers,
+    GetEvents,
 }
 
 /// Adds the subscription meta procedures, guarded by `policy`.
@@ -87,6 +90,132 @@ fn policy_arg(call: &Call) -> Result<MatchPolicy, CallError> {
     }
 }
 
+/// The options of `wamp.subscription.get_events` (WAMP "Event History"): `limit`, `reverse`, and bounds by
+/// publication (`from_publication`, `after_publication`, `before_publication`, `until_publication`) or by time
+/// (`from_time`, `after_time`, `before_time`, `until_time`, RFC 3339). A publication bound that is not in the
+/// history selects nothing on its side (`after_publication` of an event no longer kept answers every event).
+#[derive(Debug, Default)]
+struct EventQuery {
+    limit: Option<usize>,
+    reverse: bool,
+    from_publication: Option<Id>,
+    after_publication: Option<Id>,
+    before_publication: Option<Id>,
+    until_publication: Option<Id>,
+    from_time: Option<u64>,
+    after_time: Option<u64>,
+    before_time: Option<u64>,
+    until_time: Option<u64>,
+}
+
+impl EventQuery {
+    fn parse(options: Option<&Value>) -> Result<EventQuery, CallError> {
+        let options = match options {
+            None | Some(Value::Null) => return Ok(EventQuery::default()),
+            Some(Value::Object(options)) => options,
+            Some(_) => return Err(CallError::invalid_argument("the options argument is a dictionary")),
+        };
+        let id = |name: &str| match options.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => {
+                v.as_u64().map(Some).ok_or_else(|| CallError::invalid_argument(format!("{name} is a publication id")))
+            }
+        };
+        let time = |name: &str| match options.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => humantime::parse_rfc3339_weak(s)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| Some(d.as_millis() as u64))
+                .ok_or_else(|| CallError::invalid_argument(format!("{name} is an RFC 3339 time"))),
+            Some(_) => Err(CallError::invalid_argument(format!("{name} is an RFC 3339 time"))),
+        };
+        let limit = match options.get("limit") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                Some(v.as_u64().ok_or_else(|| CallError::invalid_argument("limit is a non-negative integer"))? as usize)
+            }
+        };
+        let reverse = match options.get("reverse") {
+            None | Some(Value::Null) => false,
+            Some(v) => v.as_bool().ok_or_else(|| CallError::invalid_argument("reverse is a boolean"))?,
+        };
+        Ok(EventQuery {
+            limit,
+            reverse,
+            from_publication: id("from_publication")?,
+            after_publication: id("after_publication")?,
+            before_publication: id("before_publication")?,
+            until_publication: id("until_publication")?,
+            from_time: time("from_time")?,
+            after_time: time("after_time")?,
+            before_time: time("before_time")?,
+            until_time: time("until_time")?,
+        })
+    }
+
+    /// The selected events (oldest first, or newest first with `reverse`; `limit` counts from that end) as the
+    /// spec's event objects.
+    fn answer(&self, subscription: Id, events: Vec<StoredEvent>) -> Value {
+        let position = |id: Option<Id>| id.and_then(|id| events.iter().position(|e| e.publication.id == id));
+        let mut start = 0;
+        let mut end = events.len();
+        if let Some(i) = position(self.from_publication) {
+            start = start.max(i);
+        }
+        if let Some(i) = position(self.after_publication) {
+            start = start.max(i + 1);
+        }
+        if let Some(i) = position(self.before_publication) {
+            end = end.min(i);
+        }
+        if let Some(i) = position(self.until_publication) {
+            end = end.min(i + 1);
+        }
+        let in_time = |e: &&StoredEvent| {
+            let t = e.timestamp_ms;
+            self.from_time.is_none_or(|b| t >= b)
+                && self.after_time.is_none_or(|b| t > b)
+                && self.before_time.is_none_or(|b| t < b)
+                && self.until_time.is_none_or(|b| t <= b)
+        };
+        let selected: Vec<&StoredEvent> =
+            events.get(start..end.max(start)).unwrap_or_default().iter().filter(in_time).collect();
+        let limit = self.limit.unwrap_or(usize::MAX);
+        let chosen: Vec<&StoredEvent> = match self.reverse {
+            true => selected.into_iter().rev().take(limit).collect(),
+            false => {
+                let skip = selected.len().saturating_sub(limit);
+                selected.into_iter().skip(skip).collect()
+            }
+        };
+        Value::Array(chosen.into_iter().map(|e| event_object(subscription, e)).collect())
+    }
+}
+
+/// One event as `get_events` answers it: `{timestamp, subscription, publication, details, args, kwargs}`.
+fn event_object(subscription: Id, e: &StoredEvent) -> Value {
+    let p = &e.publication;
+    let mut details = serde_json::Map::new();
+    if let (true, Some(publisher)) = (p.disclose_me, &p.publisher) {
+        details.insert("publisher".into(), Value::from(publisher.session));
+        details.insert("publisher_authid".into(), Value::from(publisher.authid.as_str()));
+        details.insert("publisher_authrole".into(), Value::from(publisher.authrole.as_str()));
+    }
+    let timestamp = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.timestamp_ms);
+    // The payload as published: v2's `[args, kwargs]` tail, read back (a remote publication keeps only that).
+    let tail: Vec<Value> =
+        serde_json::from_str(&format!("[{}]", p.v2_tail().trim_start_matches(','))).unwrap_or_default();
+    json!({
+        "timestamp": humantime::format_rfc3339_millis(timestamp).to_string(),
+        "subscription": subscription,
+        "publication": p.id,
+        "details": details,
+        "args": tail.first().cloned().unwrap_or_else(|| json!([])),
+        "kwargs": tail.get(1).cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
 /// The subscription `id`, or `wamp.error.no_such_subscription`.
 async fn existing(call: &Call, id: Id) -> Result<SubscriptionInfo, CallError> {
     call.clients
@@ -129,6 +258,20 @@ async fn answer(policy: Arc<MetaPolicy>, which: Meta, call: Call) -> Result<Call
             Ok(CallResult::value(if ids.is_empty() { Value::Null } else { ids.into() }))
         }
         Meta::Get => Ok(CallResult::value(existing(&call, id_arg(&call)?).await?.details())),
+        Meta::GetEvents => {
+            let id = id_arg(&call)?;
+            let subscription = existing(&call, id).await?;
+            if subscription.key.policy != MatchPolicy::Exact {
+                return Err(CallError::invalid_argument("events are kept per topic: ask with an exact subscription"));
+            }
+            let query = EventQuery::parse(call.args.get(1))?;
+            let events =
+                call.clients.read_history(&subscription.key.uri, call.caller.clone()).await.map_err(|e| match e {
+                    HistoryError::NotAuthorized(_) => CallError::new(errors::NOT_AUTHORIZED, e.to_string()),
+                    HistoryError::Unavailable(_) => CallError::new(errors::REGISTRY_UNAVAILABLE, e.to_string()),
+                })?;
+            Ok(CallResult::value(query.answer(id, events)))
+        }
         Meta::ListSubscribers | Meta::CountSubscribers => {
             let id = id_arg(&call)?;
             existing(&call, id).await?;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::access::AccessRules;
+use super::access::Action;
 use super::actor::{Fanout, Join, Joined, Leave, ListSubscribers, Reidentify, TopicActor};
 use super::backlog::Backlog;
 use super::handler::{TopicHandler, TopicInstance};
@@ -20,7 +21,8 @@ use super::index::SubscriptionIndex;
 use super::{Publication, Subscriber, TopicKey};
 use crate::cluster::{Backplane, BackplaneError};
 use crate::metrics::{self, Metrics};
-use crate::model::SubscriptionIds;
+use crate::model::{Keep, StoredEvent, SubscriptionIds};
+use crate::route::RoutePattern;
 use crate::route::Router;
 use crate::wamp::uri::MatchPolicy;
 use crate::wamp::Id;
@@ -87,6 +89,8 @@ pub struct Broker {
     backlog: Arc<Backlog>,
     /// Names each topic actor's subscription as every node does.
     ids: SubscriptionIds,
+    /// Which topics keep their events.
+    history: Arc<HistoryRules>,
 }
 
 impl Broker {
@@ -99,9 +103,10 @@ impl Broker {
         backplane: Arc<dyn Backplane>,
         backlog: Arc<Backlog>,
         ids: SubscriptionIds,
+        history: Arc<HistoryRules>,
     ) -> Self {
         let index = SubscriptionIndex::new();
-        Broker { topics: HashMap::new(), index, handlers, access, metrics, backplane, backlog, ids }
+        Broker { topics: HashMap::new(), index, handlers, access, metrics, backplane, backlog, ids, history }
     }
 
     /// Removes `session` from `key`; the topic's last member closes it (O(URI length): no scan).
@@ -168,18 +173,100 @@ impl Handler<Unsubscribe> for Broker {
 }
 
 impl Handler<Publish> for Broker {
-    type Result = Response<Result<(), BackplaneError>>;
+    type Result = ActorResponse<Self, Result<(), BackplaneError>>;
 
     fn handle(&mut self, Publish(publication): Publish, _: &mut Self::Context) -> Self::Result {
         metrics::inc(&self.metrics.publishes_total);
+        if let Some(keep) = self.history.keep_for(&publication) {
+            // Kept first (atomically with the hand-over to other nodes), delivered here after: a subscriber that
+            // reads the history once subscribed finds every event either there or live.
+            let (backplane, kept) = (self.backplane.clone(), publication.clone());
+            let stored = async move { backplane.publish_kept(&kept, &keep).await };
+            return ActorResponse::r#async(stored.into_actor(self).map(move |result, this, _| {
+                this.fan_out(&publication);
+                result
+            }));
+        }
         // Local delivery never waits for, or depends on, Redis.
         self.fan_out(&publication);
         if !self.backplane.reaches_other_nodes() {
             // A single node answers at once: no task per publication.
-            return Response::reply(Ok(()));
+            return ActorResponse::reply(Ok(()));
         }
         let backplane = self.backplane.clone();
-        Response::fut(async move { backplane.publish(&publication).await })
+        ActorResponse::r#async(actix::fut::wrap_future(async move { backplane.publish(&publication).await }))
+    }
+}
+
+/// The `[[history]]` rules: which topics keep their events, and how much of them.
+#[derive(Default)]
+pub struct HistoryRules {
+    rules: Vec<(RoutePattern, Keep)>,
+}
+
+impl HistoryRules {
+    /// The rules of `[[history]]` (already validated).
+    pub fn from_settings(settings: &[crate::config::HistorySettings]) -> HistoryRules {
+        let rules = settings
+            .iter()
+            .filter_map(|r| Some((RoutePattern::parse_access(&r.pattern).ok()?, Keep { size: r.size, ttl: r.ttl })))
+            .collect();
+        HistoryRules { rules }
+    }
+
+    /// What to keep of `topic`'s events, if a rule covers it.
+    pub fn keep_for_topic(&self, topic: &str) -> Option<Keep> {
+        self.rules.iter().find(|(pattern, _)| pattern.matches(topic).is_some()).map(|(_, keep)| *keep)
+    }
+
+    /// What to keep of `publication`: nothing if no rule covers its topic, nor if it is filtered by session id
+    /// (the spec's security section: such publications are not stored).
+    fn keep_for(&self, publication: &Publication) -> Option<Keep> {
+        if self.rules.is_empty() || publication.filters.eligible.is_some() || !publication.filters.exclude.is_empty() {
+            return None;
+        }
+        self.keep_for_topic(&publication.topic)
+    }
+}
+
+/// Why a history could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The caller may not subscribe to the topic.
+    #[error("this role may not read the events of '{0}'")]
+    NotAuthorized(String),
+    /// The store could not answer.
+    #[error("the event history could not be read: {0}")]
+    Unavailable(String),
+}
+
+/// The kept events of an exact topic that `caller` may receive (it may subscribe to the topic, and each event's
+/// filters admit it), oldest first; none when no `[[history]]` rule covers the topic.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<StoredEvent>, HistoryError>")]
+pub struct ReadHistory {
+    /// The topic.
+    pub topic: String,
+    /// Who asks.
+    pub caller: crate::session::Caller,
+}
+
+impl Handler<ReadHistory> for Broker {
+    type Result = ResponseFuture<Result<Vec<StoredEvent>, HistoryError>>;
+
+    fn handle(&mut self, ReadHistory { topic, caller }: ReadHistory, _: &mut Self::Context) -> Self::Result {
+        let allowed = self.access.allows(Action::Subscribe, &topic, &caller.authid, &caller.authroles);
+        let (keep, backplane) = (self.history.keep_for_topic(&topic), self.backplane.clone());
+        Box::pin(async move {
+            if !allowed {
+                return Err(HistoryError::NotAuthorized(topic));
+            }
+            let Some(keep) = keep else { return Ok(Vec::new()) };
+            let events =
+                backplane.history(&topic, keep.ttl).await.map_err(|e| HistoryError::Unavailable(e.to_string()))?;
+            let admitted = |e: &StoredEvent| e.publication.admits(caller.session, &caller.authid, &caller.authroles);
+            Ok(events.into_iter().filter(admitted).collect())
+        })
     }
 }
 

@@ -850,3 +850,29 @@ async fn a_retained_event_published_on_one_node_reaches_get_retained_subscribers
     assert_eq!(details.get("retained"), Some(&json!(true)));
     assert_eq!(details.get("publisher_authid"), Some(&json!("alice")), "disclosed as published");
 }
+
+#[actix_web::test]
+async fn kept_events_outlive_the_node_that_published_them_and_are_read_from_any_other() {
+    let redis = RedisServer::start().await;
+    let extra = "[[history]]\npattern = \"chat.{room}\"\nsize = 10\n";
+    let mut a = Node::start_env(&redis, "a", extra, &[]).await;
+    let c = Node::start_env(&redis, "c", extra, &[]).await;
+    let cookie = c.login("reader").await;
+    let mut reader = V2Session::connect_with_headers(&c.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    let subscription = reader.subscribe("chat.room").await.unwrap();
+    let mut publisher = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(publisher.publish_acked("chat.room", dict(json!({})), vec![json!(i)]).await.unwrap());
+    }
+    for _ in 0..3 {
+        reader.next_event(WAIT).await.unwrap();
+    }
+    a.kill9();
+    let (args, _) =
+        reader.call("wamp.subscription.get_events", vec![json!(subscription)], Default::default()).await.unwrap();
+    let events = args[0].as_array().unwrap();
+    let got: Vec<Value> = events.iter().map(|e| e["publication"].clone()).collect();
+    assert_eq!(got, ids.iter().map(|id| json!(id)).collect::<Vec<_>>(), "every event, in order, from Redis");
+    assert_eq!(events[2]["args"], json!([2]));
+}

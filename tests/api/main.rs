@@ -7,6 +7,7 @@ mod drain;
 mod fuzz_corpus;
 mod health_cmd;
 mod helpers;
+mod history;
 mod hostile;
 mod inproc;
 mod lb;

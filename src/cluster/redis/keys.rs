@@ -16,6 +16,7 @@
 //! | `{p}ne:{node}` | string | the epoch whose sessions `n:`/`nr:` hold; they count only while it equals the lease |
 //! | `{p}ts:{record}` | set | session ids of a subscription ([`TopicKey::record`]: the URI of an exact one) |
 //! | `{p}st:{session}` | set | a session's subscriptions as `{id} {record}` (to clean `ts:` sets) |
+//! | `{p}h:{topic}` | stream, TTL = the rule's `ttl` | a topic's kept events (`[[history]]`): field `e` = wire envelope |
 //! | `{p}rt:{topic}` | string, TTL = `retention.ttl` | the topic's retained event (wire envelope) |
 //! | `{p}subs` | hash | subscription id → `{created ms} {record}` while it has a subscriber (`lua/subscription.lua`) |
 //! | channel `{p}t:{topic}` | pub/sub | publications on a topic (prefix/wildcard subscriptions use PSUBSCRIBE globs) |
@@ -57,6 +58,11 @@ impl Keys {
     /// Channel of publications on `topic`.
     pub fn topic_channel(&self, topic: &str) -> String {
         format!("{}t:{topic}", self.prefix)
+    }
+
+    /// The stream of a topic's kept events (event history).
+    pub fn history(&self, topic: &str) -> String {
+        format!("{}h:{topic}", self.prefix)
     }
 
     /// Channel of publications targeted at `authid`: a node subscribes to it while it holds a session of hers.

@@ -44,7 +44,7 @@ use crate::cluster::{Backplane, BackplaneError, BackplaneState, ClusterEvents, R
 use crate::log_summary::Summary;
 use crate::logfmt::Escaped;
 use crate::metrics::{self, Metrics};
-use crate::model::{Publication, TopicKey};
+use crate::model::{Keep, Publication, StoredEvent, TopicKey};
 use crate::wamp::Id;
 
 /// First reconnect delay; doubles up to `cluster.max_backoff`.
@@ -105,6 +105,59 @@ impl Backplane for RedisBackplane {
 
     fn publish<'a>(&'a self, publication: &'a Publication) -> BoxFuture<'a, Result<(), BackplaneError>> {
         Box::pin(self.publish_now(publication))
+    }
+
+    fn publish_kept<'a>(
+        &'a self,
+        publication: &'a Publication,
+        keep: &'a Keep,
+    ) -> BoxFuture<'a, Result<(), BackplaneError>> {
+        Box::pin(async move {
+            if !self.up.load(Ordering::Acquire) {
+                return Err(BackplaneError::Down);
+            }
+            let bytes = Envelope::encode_publication(&self.node, publication);
+            let key = self.keys.history(&publication.topic);
+            let ttl = u64::try_from(keep.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            // One MULTI: kept and published at the same instant, so a reader cannot fall between the two.
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.cmd("XADD").arg(&key).arg("MAXLEN").arg(keep.size).arg("*").arg("e").arg(&bytes).ignore();
+            pipe.cmd("XTRIM").arg(&key).arg("MINID").arg(crate::model::now_millis().saturating_sub(ttl)).ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+            let channels: Vec<String> = match user_route(publication) {
+                Some(users) => users.iter().map(|u| self.keys.user_channel(u)).collect(),
+                None => vec![self.keys.topic_channel(&publication.topic)],
+            };
+            for channel in &channels {
+                pipe.cmd("PUBLISH").arg(channel).arg(&bytes).ignore();
+            }
+            let mut conn = self.publisher.clone();
+            let result = answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await);
+            match &result {
+                Ok(()) => metrics::inc(&self.metrics.backplane_published_total),
+                Err(e) => {
+                    metrics::inc(&self.metrics.backplane_publish_errors_total);
+                    self.publish_failures.failed(e);
+                }
+            }
+            result
+        })
+    }
+
+    fn history<'a>(&'a self, topic: &'a str, ttl: Duration) -> BoxFuture<'a, Result<Vec<StoredEvent>, BackplaneError>> {
+        Box::pin(async move {
+            let since = crate::model::now_millis().saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let mut conn = self.publisher.clone();
+            let read = redis::cmd("XRANGE").arg(self.keys.history(topic)).arg(since).arg("+").clone();
+            let entries: Vec<(String, Vec<Vec<u8>>)> =
+                match tokio::time::timeout(PUBLISH_TIMEOUT, read.query_async(&mut conn)).await {
+                    Ok(Ok(entries)) => entries,
+                    Ok(Err(e)) => return Err(BackplaneError::Publish(e.to_string())),
+                    Err(_) => return Err(BackplaneError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}"))),
+                };
+            Ok(entries.into_iter().filter_map(|(id, fields)| stored_event(&id, &fields)).collect())
+        })
     }
 
     fn send_control<'a>(&'a self, node: &'a str, body: Body) -> BoxFuture<'a, Result<(), BackplaneError>> {
@@ -259,6 +312,14 @@ fn answered<T>(outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapse
         Ok(Err(e)) => Err(BackplaneError::Publish(e.to_string())),
         Err(_) => Err(BackplaneError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}"))),
     }
+}
+
+/// A history stream entry (`<ms>-<seq>`, fields `e <envelope>`) as a kept event.
+fn stored_event(id: &str, fields: &[Vec<u8>]) -> Option<StoredEvent> {
+    let timestamp_ms = id.split('-').next()?.parse().ok()?;
+    let envelope = fields.chunks(2).find(|pair| pair.first().is_some_and(|f| f == b"e"))?.get(1)?;
+    let publication = Envelope::decode(envelope).ok()?.into_publication()?;
+    Some(StoredEvent { publication, timestamp_ms })
 }
 
 /// The users whose channels carry `publication` instead of its topic's channel, if it is targeted at a few.
