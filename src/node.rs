@@ -185,6 +185,7 @@ impl Builder {
         let ids = SubscriptionIds::new(
             &self.settings.session.key_bytes()?.unwrap_or_else(|| self.settings.cluster.prefix.clone().into_bytes()),
         );
+        let history_rules = Arc::new(crate::topic::broker::HistoryRules::from_settings(&self.settings.history));
         let broker = Broker::new(
             topics.clone(),
             access.clone(),
@@ -192,7 +193,7 @@ impl Builder {
             backplane.clone(),
             backlog.clone(),
             ids.clone(),
-            Arc::new(crate::topic::broker::HistoryRules::from_settings(&self.settings.history)),
+            history_rules.clone(),
         )
         .start();
         let clients = ClientManipulator::new(
@@ -219,6 +220,7 @@ impl Builder {
                 backplane,
                 registry,
                 retention,
+                history_rules,
                 settings: Arc::new(self.settings),
                 node_id,
                 procedures: self.procedures,
@@ -269,6 +271,7 @@ struct Inner {
     backplane: Arc<dyn Backplane>,
     registry: Arc<dyn Registry>,
     retention: Arc<dyn cluster::Retention>,
+    history_rules: Arc<crate::topic::broker::HistoryRules>,
     caps: Arc<Caps>,
     /// Set once a drain begins: readiness answers 503 from then on.
     draining: AtomicBool,
@@ -376,6 +379,11 @@ impl Switchboard {
     }
 
     /// The bytes of publications queued on this node, and the gate for clients' publishes.
+    /// The `[[history]]` rules.
+    pub(crate) fn history_rules(&self) -> &crate::topic::broker::HistoryRules {
+        &self.inner.history_rules
+    }
+
     /// Retained events, cluster-wide.
     pub(crate) fn retention(&self) -> &Arc<dyn cluster::Retention> {
         &self.inner.retention

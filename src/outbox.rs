@@ -93,6 +93,15 @@ struct Queue {
     writer: Option<Waker>,
     /// The part of the last written frames the socket did not take, written before anything else.
     rest: Option<Bytes>,
+    /// EVENTs not to queue (publications a resumed subscription already replayed), until a deadline.
+    skip: Option<Box<Skip>>,
+}
+
+/// Publication ids whose EVENTs a queue drops until `until` (see [`OutboxState::skip_publications`]).
+#[derive(Debug)]
+struct Skip {
+    ids: std::collections::HashSet<crate::wamp::Id>,
+    until: std::time::Instant,
 }
 
 /// A queue that held more frames than this gives its buffer back once emptied (an idle connection keeps none
@@ -158,6 +167,29 @@ impl OutboxState {
     /// The writer's side: what a flush could not write, if anything (see [`keep_rest`](OutboxState::keep_rest)).
     pub fn take_rest(&self) -> Option<Bytes> {
         self.lock().rest.take()
+    }
+
+    /// A resumed subscription replayed these publications from the history: their EVENTs queued meanwhile are
+    /// dropped now, and those still on their way from other nodes for the next `window`, so none arrives twice.
+    /// Publication ids are unique, so nothing else is touched. Costs an enqueue a clock read only while a window
+    /// is open.
+    pub fn skip_publications(&self, ids: std::collections::HashSet<crate::wamp::Id>, window: std::time::Duration) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut queue = self.lock();
+        let before = queue.bytes;
+        queue.frames.retain(|f| crate::wamp::v2::event_publication(f).is_none_or(|id| !ids.contains(&id)));
+        queue.bytes = queue.frames.iter().map(|f| f.len()).sum();
+        self.queued_bytes.dec_by(as_gauge(before - queue.bytes));
+        let until = std::time::Instant::now() + window;
+        match &mut queue.skip {
+            Some(skip) => {
+                skip.ids.extend(ids);
+                skip.until = skip.until.max(until);
+            }
+            None => queue.skip = Some(Box::new(Skip { ids, until })),
+        }
     }
 
     /// Whether a socket task writes this queue (then the connection must not [`take`](OutboxState::take)).
@@ -228,7 +260,10 @@ impl OutboxState {
             if queue.frames.is_empty() {
                 return VecDeque::new();
             }
-            std::mem::take(&mut *queue)
+            let skip = queue.skip.take();
+            let taken = std::mem::take(&mut *queue);
+            queue.skip = skip;
+            taken
         };
         self.queued_bytes.dec_by(as_gauge(taken.bytes));
         taken.frames
@@ -312,6 +347,14 @@ impl Outbox {
             // Wake the connection so it closes as soon as it is polled again.
             self.recipient.do_send(Wake);
             return Enqueued::Dropped;
+        }
+        if let Some(skip) = &queue.skip {
+            if std::time::Instant::now() > skip.until {
+                queue.skip = None;
+            } else if crate::wamp::v2::event_publication(&frame).is_some_and(|id| skip.ids.contains(&id)) {
+                // Replayed already: delivered, as far as the sender is concerned.
+                return Enqueued::More;
+            }
         }
         let was_empty = queue.frames.is_empty();
         queue.bytes += frame.len();
@@ -411,6 +454,26 @@ mod tests {
         assert_eq!(gauge.get(), 10);
         drop((to_b, b));
         assert_eq!(gauge.get(), 0, "a connection gone with frames queued takes them off the total");
+    }
+
+    #[actix_web::test]
+    async fn replayed_publications_are_dropped_from_the_queue_and_skipped_for_a_while() {
+        let gauge = Gauge::default();
+        let state = OutboxState::new(8, 1024, gauge.clone());
+        let outbox = Outbox::new(Sink.start().recipient(), state.clone());
+        let event = |publication: u64| ByteString::from(crate::wamp::v2::encode_event(1, publication, "{}", ",[0]"));
+        assert!(outbox.send(event(10)));
+        assert!(outbox.send(event(11)));
+        assert!(outbox.send("[33,5,1]".into()), "not an EVENT");
+        state.skip_publications([10, 12].into(), std::time::Duration::from_millis(100));
+        assert!(outbox.send(event(12)), "skipped, as if delivered");
+        assert!(outbox.send(event(13)));
+        let left: Vec<String> = state.take().iter().map(|f| f.to_string()).collect();
+        assert_eq!(left, [event(11).to_string(), "[33,5,1]".into(), event(13).to_string()]);
+        assert_eq!(gauge.get(), 0, "the gauge follows what was dropped");
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert!(outbox.send(event(12)));
+        assert_eq!(state.take().len(), 1, "after the window, nothing is skipped");
     }
 
     #[actix_web::test]

@@ -6,12 +6,26 @@
 use super::*;
 use crate::wamp::meta;
 
+/// What a new subscriber asked to receive before the live events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum CatchUp {
+    /// Live events only.
+    #[default]
+    Nothing,
+    /// The topic's retained event (`get_retained`).
+    Retained,
+    /// The kept events after this publication (`resume_after`).
+    ResumeAfter(Id),
+}
+
+/// How long after a replay EVENTs of replayed publications still on their way from other nodes are dropped.
+const REPLAY_SKIP_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A subscription of this connection, by topic.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Subscription {
-    /// Sent to the broker; these v2 SUBSCRIBE requests wait for [`Joined`], and whether one asked for the topic's
-    /// retained event.
-    Pending(Vec<Id>, bool),
+    /// Sent to the broker; these v2 SUBSCRIBE requests wait for [`Joined`], and what they asked for first.
+    Pending(Vec<Id>, CatchUp),
     /// Joined with this subscription id.
     Active(Id),
 }
@@ -59,23 +73,22 @@ impl Subscriptions {
         Ok(())
     }
 
-    /// A join of `key` was sent to the broker; `request` (v2) waits for it, `get_retained` if it asked for the
-    /// topic's retained event.
-    pub(super) fn pending(&mut self, key: TopicKey, request: Option<Id>, get_retained: bool) {
-        self.maps_mut().by_key.insert(key, Subscription::Pending(request.into_iter().collect(), get_retained));
+    /// A join of `key` was sent to the broker; `request` (v2) waits for it, having asked for `catch_up`.
+    pub(super) fn pending(&mut self, key: TopicKey, request: Option<Id>, catch_up: CatchUp) {
+        self.maps_mut().by_key.insert(key, Subscription::Pending(request.into_iter().collect(), catch_up));
     }
 
-    /// The topic confirmed the join of `key` as `subscription`: the requests that waited for it and whether one
-    /// asked for the retained event, if it was pending (`None` if it was left meanwhile or was already active).
-    pub(super) fn joined(&mut self, key: &TopicKey, subscription: Id) -> Option<(Vec<Id>, bool)> {
+    /// The topic confirmed the join of `key` as `subscription`: the requests that waited for it and what they
+    /// asked for first, if it was pending (`None` if it was left meanwhile or was already active).
+    pub(super) fn joined(&mut self, key: &TopicKey, subscription: Id) -> Option<(Vec<Id>, CatchUp)> {
         let maps = self.maps.as_mut()?;
         let entry = maps.by_key.get_mut(key)?;
-        let Subscription::Pending(waiting, get_retained) = std::mem::replace(entry, Subscription::Active(subscription))
+        let Subscription::Pending(waiting, catch_up) = std::mem::replace(entry, Subscription::Active(subscription))
         else {
             return None;
         };
         maps.by_id.insert(subscription, key.clone());
-        Some((waiting, get_retained))
+        Some((waiting, catch_up))
     }
 
     /// Leaves the active subscription `id` (v2 UNSUBSCRIBE): its topic, if this connection holds it.
@@ -120,30 +133,44 @@ impl Connection {
         }
     }
 
-    /// Joins `key`, answering `request` (v2) once joined, then with the topic's retained event if
-    /// `get_retained`; the error to answer with when it is refused.
+    /// Joins `key`, answering `request` (v2) once joined, then with what `catch_up` asks for; the error to
+    /// answer with when it is refused.
     pub(super) fn subscribe(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
         key: TopicKey,
         request: Option<Id>,
-        get_retained: bool,
+        catch_up: CatchUp,
     ) -> Result<(), WampError> {
+        if let CatchUp::ResumeAfter(_) = catch_up {
+            if self.node.history_rules().keep_for_topic(&key.uri).is_none() {
+                let msg = format!("no [[history]] rule keeps the events of '{}' to resume from", excerpt(&key.uri));
+                return Err(WampError::new(errors::INVALID_ARGUMENT, msg));
+            }
+        }
         match self.subscriptions.get_mut(&key) {
             Some(Subscription::Active(id)) => {
                 let subscription = *id;
+                if let CatchUp::ResumeAfter(after) = catch_up {
+                    // SUBSCRIBED (or ERROR) once the history is read.
+                    self.outbox.hold();
+                    self.replay(ctx, key, subscription, after, request.into_iter().collect(), false);
+                    return Ok(());
+                }
                 if let Some(request) = request {
                     self.send_v2(ctx, v2::Message::Subscribed { request, subscription });
                 }
-                if get_retained {
+                if catch_up != CatchUp::Nothing {
                     self.outbox.hold();
-                    self.deliver_retained(ctx, key.uri, subscription);
+                    self.catch_up(ctx, key.uri, subscription, catch_up);
                 }
                 return Ok(());
             }
-            Some(Subscription::Pending(waiting, wants_retained)) => {
+            Some(Subscription::Pending(waiting, asked)) => {
                 waiting.extend(request);
-                *wants_retained |= get_retained;
+                if *asked == CatchUp::Nothing {
+                    *asked = catch_up;
+                }
                 return Ok(());
             }
             None => {}
@@ -160,7 +187,7 @@ impl Connection {
             let msg = format!("'{}' would receive session meta events, which this role may not see", excerpt(&key.uri));
             return Err(WampError::new(errors::NOT_AUTHORIZED, msg));
         }
-        self.subscriptions.pending(key.clone(), request, get_retained);
+        self.subscriptions.pending(key.clone(), request, catch_up);
         // No EVENT of this topic may reach the wire before its SUBSCRIBED: released in `Joined`.
         self.outbox.hold();
         let subscriber = self.subscriber(ctx);
@@ -170,6 +197,74 @@ impl Connection {
 }
 
 impl Connection {
+    /// Sends what `catch_up` asks for ahead of the live events of `subscription`, then ends one hold of the
+    /// outbox.
+    fn catch_up(&mut self, ctx: &mut ws::WebsocketContext<Self>, topic: Arc<str>, subscription: Id, catch_up: CatchUp) {
+        match catch_up {
+            CatchUp::Retained => self.deliver_retained(ctx, topic, subscription),
+            // A resume answers its requests itself (see `replay`); nothing else asks first.
+            CatchUp::Nothing | CatchUp::ResumeAfter(_) => self.outbox.release(),
+        }
+    }
+
+    /// Replays the kept events of `topic` published after `after` (those this session may receive) as EVENTs of
+    /// `subscription` with `details.replayed = true`, then ends one hold of the outbox. The live EVENTs the hold
+    /// kept back follow, without those the replay already sent (and without those still on their way from
+    /// other nodes, for [`REPLAY_SKIP_WINDOW`]): no gap, no duplicate at the seam. If `after` is no longer kept
+    /// — too old, or the history was lost — every kept event is replayed and the first carries
+    /// `details.history_gap = true`; so does the first when the replay had to be cut to
+    /// `websocket.outbound_bytes` (the newest are kept).
+    ///
+    /// The SUBSCRIBE `requests` are answered here: SUBSCRIBED before the replay, or — when the history cannot be
+    /// read (Redis unreachable) — `ERROR switchboard.error.registry_unavailable`, and a `fresh` subscription is
+    /// left again: a client is never left subscribed without knowing what it missed.
+    fn replay(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        key: TopicKey,
+        subscription: Id,
+        after: Id,
+        requests: Vec<Id>,
+        fresh: bool,
+    ) {
+        let clients = self.node.clients().clone();
+        let (caller, topic) = (self.caller(), key.uri.clone());
+        let read = async move { tokio::time::timeout(REGISTRY_ACK_WAIT, clients.read_history(&topic, caller)).await };
+        ctx.wait(read.into_actor(self).map(move |read, this, ctx| {
+            if this.state != Phase::Established {
+                return this.outbox.release();
+            }
+            let events = match read {
+                Ok(Ok(events)) => events,
+                failed => {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("the history was not read within {REGISTRY_ACK_WAIT:?}"),
+                    };
+                    for request in requests {
+                        let error = WampError::new(errors::REGISTRY_UNAVAILABLE, why.clone());
+                        this.fail(ctx, &Reply::V2 { code: v2::code::SUBSCRIBE, request }, error.into());
+                    }
+                    if fresh && this.subscriptions.remove(&key).is_some() {
+                        this.node.clients().unsubscribed(this.session, key.clone(), subscription);
+                        this.node.broker().do_send(Unsubscribe { key, session: this.session, request: None });
+                    }
+                    return this.outbox.release();
+                }
+            };
+            for request in requests {
+                this.send_v2(ctx, v2::Message::Subscribed { request, subscription });
+            }
+            let budget = this.node.settings().websocket.outbound_bytes;
+            let (frames, replayed) = replay_frames(subscription, after, &events, budget);
+            this.outbox.skip_publications(replayed, REPLAY_SKIP_WINDOW);
+            for frame in frames {
+                ctx.text(frame);
+            }
+            this.outbox.release();
+        }));
+    }
+
     /// Sends the retained event of `topic` (if there is one this session may receive) as an EVENT of
     /// `subscription` with `details.retained = true`, then ends one hold of the outbox: no live EVENT of the
     /// topic overtakes it. The lookup is bounded by [`REGISTRY_ACK_WAIT`]; a failed one sends nothing.
@@ -205,14 +300,18 @@ impl Handler<Joined> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: Joined, ctx: &mut Self::Context) {
-        let Some((waiting, get_retained)) = self.subscriptions.joined(&msg.key, msg.subscription) else { return };
-        let topic = msg.key.uri.clone();
+        let Some((waiting, catch_up)) = self.subscriptions.joined(&msg.key, msg.subscription) else { return };
+        let (key, topic) = (msg.key.clone(), msg.key.uri.clone());
         let recorded = match self.registered {
             true => Some(self.node.clients().subscribed(self.session, msg.key.clone(), msg.subscription)),
             false => None,
         };
         let subscription = msg.subscription;
         let answer = move |this: &mut Self, ctx: &mut ws::WebsocketContext<Self>| {
+            if let (CatchUp::ResumeAfter(after), Phase::Established) = (catch_up, this.state) {
+                // SUBSCRIBED (or ERROR) once the history is read.
+                return this.replay(ctx, key, subscription, after, waiting, true);
+            }
             if this.state == Phase::Established && this.protocol == Protocol::V2 {
                 for request in waiting {
                     this.send_v2(ctx, v2::Message::Subscribed { request, subscription });
@@ -220,8 +319,8 @@ impl Handler<Joined> for Connection {
             }
             // The SUBSCRIBEDs are in the context's buffer, which the writer empties before the queue; the retained
             // event, if asked for, follows them there before the hold ends.
-            match get_retained && this.state == Phase::Established {
-                true => this.deliver_retained(ctx, topic, subscription),
+            match catch_up != CatchUp::Nothing && this.state == Phase::Established {
+                true => this.catch_up(ctx, topic, subscription, catch_up),
                 false => this.outbox.release(),
             }
         };
@@ -233,6 +332,51 @@ impl Handler<Joined> for Connection {
             }
         }
     }
+}
+
+/// The replay of `events` after publication `after`: EVENT frames of `subscription` (at most `budget` bytes, the
+/// newest kept) and the ids they carry.
+fn replay_frames(
+    subscription: Id,
+    after: Id,
+    events: &[crate::model::StoredEvent],
+    budget: usize,
+) -> (Vec<String>, std::collections::HashSet<Id>) {
+    let (mut gap, missed) = match events.iter().position(|e| e.publication.id == after) {
+        Some(i) => (false, &events[i + 1..]),
+        None => (true, events),
+    };
+    let frame = |e: &crate::model::StoredEvent, gap: bool| {
+        let p = &e.publication;
+        let mut details = serde_json::Map::new();
+        details.insert("replayed".into(), Value::Bool(true));
+        if gap {
+            details.insert("history_gap".into(), Value::Bool(true));
+        }
+        if let (true, Some(publisher)) = (p.disclose_me, &p.publisher) {
+            details.insert("publisher".into(), Value::from(publisher.session));
+            details.insert("publisher_authid".into(), Value::from(publisher.authid.as_str()));
+            details.insert("publisher_authrole".into(), Value::from(publisher.authrole.as_str()));
+        }
+        v2::encode_event(subscription, p.id, &Value::Object(details).to_string(), p.v2_tail())
+    };
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for e in missed.iter().rev() {
+        let f = frame(e, false);
+        if bytes + f.len() > budget {
+            gap = true;
+            break;
+        }
+        bytes += f.len();
+        kept.push((e, f));
+    }
+    kept.reverse();
+    if let (true, Some((first, f))) = (gap, kept.first_mut()) {
+        *f = frame(first, true);
+    }
+    let ids = kept.iter().map(|(e, _)| e.publication.id).collect();
+    (kept.into_iter().map(|(_, f)| f).collect(), ids)
 }
 
 #[cfg(test)]
@@ -248,11 +392,11 @@ mod tests {
     fn a_join_answers_every_request_that_waited_for_it_once() {
         let mut subs = Subscriptions::default();
         let key = TopicKey::exact("chat.lobby");
-        subs.pending(key.clone(), Some(1), false);
-        let Some(Subscription::Pending(waiting, get_retained)) = subs.get_mut(&key) else { panic!("not pending") };
+        subs.pending(key.clone(), Some(1), CatchUp::Nothing);
+        let Some(Subscription::Pending(waiting, catch_up)) = subs.get_mut(&key) else { panic!("not pending") };
         waiting.push(2);
-        *get_retained = true;
-        assert_eq!(subs.joined(&key, 77), Some((vec![1, 2], true)));
+        *catch_up = CatchUp::Retained;
+        assert_eq!(subs.joined(&key, 77), Some((vec![1, 2], CatchUp::Retained)));
         assert_eq!(subs.get_mut(&key), Some(&mut Subscription::Active(77)));
         assert_eq!(subs.joined(&key, 77), None, "already active");
         assert_eq!(subs.joined(&TopicKey::exact("other"), 78), None, "never joined");
@@ -263,27 +407,27 @@ mod tests {
         let mut subs = Subscriptions::default();
         let (a, b, c) = (TopicKey::exact("a"), TopicKey::exact("b"), TopicKey::exact("c"));
         for (key, id) in [(&a, 1), (&b, 2)] {
-            subs.pending(key.clone(), None, false);
+            subs.pending(key.clone(), None, CatchUp::Nothing);
             subs.joined(key, id);
         }
-        subs.pending(c.clone(), None, false);
+        subs.pending(c.clone(), None, CatchUp::Nothing);
         assert_eq!(subs.remove_id(1), Some(a.clone()));
         assert_eq!((subs.remove_id(1), subs.remove(&a)), (None, None));
         assert_eq!(subs.remove(&b), Some(Subscription::Active(2)));
         assert_eq!(subs.remove_id(2), None, "its id went with it");
-        assert_eq!(subs.remove(&c), Some(Subscription::Pending(vec![], false)));
+        assert_eq!(subs.remove(&c), Some(Subscription::Pending(vec![], CatchUp::Nothing)));
         assert!(subs.keys().is_empty());
     }
 
     #[test]
     fn limits_count_every_subscription_and_patterns_apart() {
         let mut subs = Subscriptions::default();
-        subs.pending(pattern("p1"), None, false);
-        subs.pending(TopicKey::exact("e1"), None, false);
+        subs.pending(pattern("p1"), None, CatchUp::Nothing);
+        subs.pending(TopicKey::exact("e1"), None, CatchUp::Nothing);
         assert_eq!(subs.check_limits(&TopicKey::exact("e2"), 3, 1), Ok(()), "an exact one is under both");
         let refused = subs.check_limits(&pattern("p2"), 3, 1).unwrap_err();
         assert_eq!(refused.message, "a session may hold at most 1 prefix or wildcard subscriptions");
-        subs.pending(TopicKey::exact("e2"), None, false);
+        subs.pending(TopicKey::exact("e2"), None, CatchUp::Nothing);
         let refused = subs.check_limits(&TopicKey::exact("e3"), 3, 1).unwrap_err();
         assert_eq!(
             (refused.uri.as_ref(), refused.message.as_str()),

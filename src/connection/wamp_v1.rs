@@ -36,7 +36,7 @@ impl Connection {
                     let msg = format!("SUBSCRIBE to invalid URI '{}'", excerpt(&topic));
                     return Err(WampError::new(errors::INVALID_URI, msg).into());
                 }
-                self.subscribe(ctx, TopicKey::exact(&topic), None, false)?;
+                self.subscribe(ctx, TopicKey::exact(&topic), None, subscriptions::CatchUp::Nothing)?;
             }
             M::Unsubscribe { topic } => self.v1_unsubscribe(&topic),
             M::Publish { topic, event, targets } => self.v1_publish(topic, event, targets)?,

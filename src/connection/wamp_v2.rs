@@ -114,7 +114,12 @@ impl Connection {
             return Err(WampError::new(errors::INVALID_URI, msg));
         }
         let key = TopicKey { uri: Arc::from(topic.as_str()), policy: options.policy };
-        self.subscribe(ctx, key, Some(request), options.get_retained)
+        let catch_up = match (options.get_retained, options.resume_after) {
+            (_, Some(after)) => subscriptions::CatchUp::ResumeAfter(after),
+            (true, None) => subscriptions::CatchUp::Retained,
+            (false, None) => subscriptions::CatchUp::Nothing,
+        };
+        self.subscribe(ctx, key, Some(request), catch_up)
     }
 
     /// UNSUBSCRIBE: the broker answers UNSUBSCRIBED once the topic has let go.

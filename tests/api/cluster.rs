@@ -876,3 +876,117 @@ async fn kept_events_outlive_the_node_that_published_them_and_are_read_from_any_
     assert_eq!(got, ids.iter().map(|id| json!(id)).collect::<Vec<_>>(), "every event, in order, from Redis");
     assert_eq!(events[2]["args"], json!([2]));
 }
+
+#[actix_web::test]
+async fn a_subscriber_resuming_through_another_node_gets_every_missed_event_once_in_order_while_publishing_goes_on() {
+    let redis = RedisServer::start().await;
+    let extra = "[[history]]\npattern = \"chat.{room}\"\nsize = 1000\n";
+    let a = Node::start_env(&redis, "a", extra, &[]).await;
+    let b = Node::start_env(&redis, "b", extra, &[]).await;
+    let c = Node::start_env(&redis, "c", extra, &[]).await;
+    let mut on_b = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let mut on_c = V2Session::connect(&c.ws(), "r").await.unwrap();
+    let mut first = V2Session::connect(&a.ws(), "r").await.unwrap();
+    first.subscribe("chat.resume").await.unwrap();
+    let mut last_seen = 0;
+    for i in 0..5 {
+        on_b.publish_acked("chat.resume", dict(json!({})), vec![json!(i)]).await.unwrap();
+        last_seen = first.next_event(WAIT).await.unwrap().1;
+    }
+    drop(first);
+    // 50 events while the subscriber is away: 25 through b, 25 through c.
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let publisher = if i < 25 { &mut on_b } else { &mut on_c };
+        expected.push(publisher.publish_acked("chat.resume", dict(json!({})), vec![json!(i)]).await.unwrap());
+    }
+    // Publishing goes on through b while the subscriber comes back through c.
+    let url = b.ws();
+    let live = actix_web::rt::spawn(async move {
+        let mut publisher = V2Session::connect(&url, "r").await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..40 {
+            ids.push(publisher.publish_acked("chat.resume", dict(json!({})), vec![json!(1000 + i)]).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        ids
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut again = V2Session::connect(&c.ws(), "r").await.unwrap();
+    again.subscribe_with("chat.resume", dict(json!({"resume_after": last_seen}))).await.unwrap();
+    expected.extend(live.await.unwrap());
+    let mut got = Vec::new();
+    let mut replayed = 0;
+    while got.len() < expected.len() {
+        let (_, publication, details, _) = again.next_event(WAIT).await.unwrap();
+        assert_eq!(details.get("history_gap"), None, "the history reaches back to {last_seen}");
+        replayed += usize::from(details.get("replayed").is_some());
+        got.push(publication);
+    }
+    again.expect_no_event(QUIET).await.unwrap();
+    assert_eq!(got, expected, "every event once, in order ({replayed} replayed, the rest live)");
+    assert!(replayed >= 50, "the 50 missed events came from the history");
+}
+
+/// Publishes `n` events on `topic` through `publisher`, retrying while the backplane recovers; their ids.
+async fn publish_kept(publisher: &mut V2Session, topic: &str, n: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ids.len() < n {
+        match publisher.publish_acked(topic, dict(json!({})), vec![json!(ids.len())]).await {
+            Ok(id) => ids.push(id),
+            Err(ClientError::Wamp { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    ids
+}
+
+#[actix_web::test]
+async fn after_a_redis_restart_without_persistence_a_resuming_client_is_told_of_the_gap() {
+    let mut redis = RedisServer::start().await;
+    let a = Node::start_env(&redis, "a", "[[history]]\npattern = \"chat.{room}\"\n", &[]).await;
+    let mut publisher = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let before = publish_kept(&mut publisher, "chat.lost", 3).await;
+    redis.stop();
+    // While the history cannot be read, a resume is refused rather than left silently incomplete.
+    let mut early = V2Session::connect(&a.ws(), "r").await.unwrap();
+    match early.subscribe_with("chat.lost", dict(json!({"resume_after": before[0]}))).await {
+        Err(ClientError::Wamp { error, .. }) => assert_eq!(error, "switchboard.error.registry_unavailable"),
+        other => panic!("{other:?}"),
+    }
+    redis.restart().await;
+    let after = publish_kept(&mut publisher, "chat.lost", 2).await;
+    let mut client = V2Session::connect(&a.ws(), "r").await.unwrap();
+    client.subscribe_with("chat.lost", dict(json!({"resume_after": before[0]}))).await.unwrap();
+    let (_, first, details, _) = client.next_event(WAIT).await.unwrap();
+    assert_eq!((first, details.get("history_gap")), (after[0], Some(&json!(true))), "told, not given old events");
+    assert_eq!(client.next_event(WAIT).await.unwrap().1, after[1]);
+    client.expect_no_event(QUIET).await.unwrap();
+}
+
+#[actix_web::test]
+async fn with_appendonly_the_history_survives_a_redis_restart() {
+    let mut redis = RedisServer::start_persistent().await;
+    let a = Node::start_env(&redis, "a", "[[history]]\npattern = \"chat.{room}\"\n", &[]).await;
+    let mut publisher = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let ids = publish_kept(&mut publisher, "chat.kept", 3).await;
+    redis.stop();
+    redis.restart().await;
+    let mut client = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let subscribed = async {
+        loop {
+            match client.subscribe_with("chat.kept", dict(json!({"resume_after": ids[0]}))).await {
+                Ok(_) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), subscribed).await.expect("subscribed after the restart");
+    for expected in &ids[1..] {
+        let (_, publication, details, _) = client.next_event(WAIT).await.unwrap();
+        assert_eq!((publication, details.get("history_gap")), (*expected, None));
+    }
+}

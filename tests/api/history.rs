@@ -82,3 +82,50 @@ async fn filtered_events_are_shown_only_to_their_audience_and_session_filtered_o
         other => panic!("{other:?}"),
     }
 }
+
+#[actix_web::test]
+async fn resume_after_replays_what_was_missed_then_live_and_flags_a_gap() {
+    let app = node().await;
+    let mut bob = connect_as(&app, "bob").await;
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        ids.push(bob.publish_acked("chat.resume", dict(json!({})), vec![json!(i)]).await.unwrap());
+    }
+    let mut alice = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    let subscription = alice.subscribe_with("chat.resume", dict(json!({"resume_after": ids[0]}))).await.unwrap();
+    bob.publish_acked("chat.resume", dict(json!({})), vec![json!(4)]).await.unwrap();
+    for expected in [2, 3] {
+        let (id, _, details, args) = alice.next_event(WAIT).await.unwrap();
+        assert_eq!((id, args), (subscription, vec![json!(expected)]));
+        assert_eq!((details.get("replayed"), details.get("history_gap")), (Some(&json!(true)), None));
+    }
+    let (_, _, details, args) = alice.next_event(WAIT).await.unwrap();
+    assert_eq!((args, details.get("replayed")), (vec![json!(4)], None), "then live");
+    alice.expect_no_event(QUIET).await.unwrap();
+
+    // A publication no longer kept (size 3: 1 is gone): everything kept comes, the first flagged.
+    let mut carol = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    carol.subscribe_with("chat.resume", dict(json!({"resume_after": ids[0]}))).await.unwrap();
+    let (_, _, details, args) = carol.next_event(WAIT).await.unwrap();
+    assert_eq!((args, details.get("history_gap")), (vec![json!(2)], Some(&json!(true))));
+    assert_eq!(carol.next_event(WAIT).await.unwrap().3, vec![json!(3)]);
+    assert_eq!(carol.next_event(WAIT).await.unwrap().3, vec![json!(4)]);
+    carol.expect_no_event(QUIET).await.unwrap();
+}
+
+#[actix_web::test]
+async fn resume_after_is_refused_where_nothing_is_kept_or_with_patterns_or_get_retained() {
+    let app = node().await;
+    let mut s = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    for (topic, options) in [
+        ("news.lobby", json!({"resume_after": 1})),
+        ("chat.", json!({"resume_after": 1, "match": "prefix"})),
+        ("chat.lobby", json!({"resume_after": 1, "get_retained": true})),
+        ("chat.lobby", json!({"resume_after": "x"})),
+    ] {
+        match s.subscribe_with(topic, dict(options.clone())).await {
+            Err(ClientError::Wamp { error, .. }) => assert_eq!(error, "wamp.error.invalid_argument", "{options}"),
+            other => panic!("{options}: {other:?}"),
+        }
+    }
+}

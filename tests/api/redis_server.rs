@@ -19,6 +19,8 @@ pub struct RedisServer {
     password: Option<String>,
     /// Certificates of a TLS-only server.
     tls: Option<TlsFiles>,
+    /// With `appendonly yes` (fsync always) into this directory, removed on drop: data survives a restart.
+    aof_dir: Option<PathBuf>,
 }
 
 /// A private CA and a server certificate for 127.0.0.1, in a temporary directory removed on drop.
@@ -113,8 +115,17 @@ impl RedisServer {
         RedisServer::launch(None, Some(TlsFiles::make())).await
     }
 
+    /// A server that persists every write (`appendonly yes`, `appendfsync always`) in a temporary directory.
+    pub async fn start_persistent() -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("switchboard-test-aof-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = RedisServer { port: free_port(), child: None, password: None, tls: None, aof_dir: Some(dir) };
+        server.restart().await;
+        server
+    }
+
     async fn launch(password: Option<String>, tls: Option<TlsFiles>) -> RedisServer {
-        let mut server = RedisServer { port: free_port(), child: None, password, tls };
+        let mut server = RedisServer { port: free_port(), child: None, password, tls, aof_dir: None };
         server.restart().await;
         server
     }
@@ -148,8 +159,18 @@ impl RedisServer {
     /// Starts (again) on the same port.
     pub async fn restart(&mut self) {
         let port = self.port.to_string();
-        let mut args: Vec<String> =
-            ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"].map(String::from).to_vec();
+        let mut args: Vec<String> = ["--bind", "127.0.0.1", "--save", ""].map(String::from).to_vec();
+        match &self.aof_dir {
+            None => args.extend(["--appendonly".into(), "no".into()]),
+            Some(dir) => args.extend([
+                "--appendonly".into(),
+                "yes".into(),
+                "--appendfsync".into(),
+                "always".into(),
+                "--dir".into(),
+                dir.display().to_string(),
+            ]),
+        }
         match &self.tls {
             None => args.extend(["--port".into(), port]),
             Some(tls) => args.extend([
@@ -207,5 +228,8 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = &self.aof_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

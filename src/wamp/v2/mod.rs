@@ -223,6 +223,14 @@ pub fn encode_payload_tail(args: &Option<Vec<Value>>, kwargs: &Option<Dict>) -> 
     }
 }
 
+/// The publication id of an EVENT frame built by [`encode_event`], read without decoding the frame.
+pub fn event_publication(frame: &str) -> Option<Id> {
+    let rest = frame.strip_prefix("[36,")?;
+    let (_, rest) = rest.split_once(',')?;
+    let end = rest.find(',')?;
+    rest[..end].parse().ok()
+}
+
 /// Builds an EVENT frame from its ids, its details (already serialised) and a payload tail from
 /// [`encode_payload_tail`]. Used so a topic serialises each publication once for all of its subscribers.
 pub fn encode_event(subscription: Id, publication: Id, details_json: &str, payload_tail: &str) -> String {

@@ -95,6 +95,9 @@ pub struct SubscribeOptions {
     pub policy: MatchPolicy,
     /// Deliver the topic's retained event first (WAMP "Event Retention"; exact subscriptions only).
     pub get_retained: bool,
+    /// Replay the topic's kept events published after this one first (a switchboard extension; exact
+    /// subscriptions of topics with a `[[history]]` rule).
+    pub resume_after: Option<Id>,
 }
 
 impl SubscribeOptions {
@@ -113,6 +116,18 @@ impl SubscribeOptions {
         if get_retained && policy != MatchPolicy::Exact {
             return Err(OptionError { option: "get_retained", expected: "used with exact subscriptions only" });
         }
-        Ok(SubscribeOptions { policy, get_retained })
+        let resume_after = match options.get("resume_after") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|i| id::is_valid(*i))
+                    .ok_or(OptionError { option: "resume_after", expected: "a publication id" })?,
+            ),
+        };
+        if resume_after.is_some() && (policy != MatchPolicy::Exact || get_retained) {
+            let expected = "used with exact subscriptions only, and not with get_retained";
+            return Err(OptionError { option: "resume_after", expected });
+        }
+        Ok(SubscribeOptions { policy, get_retained, resume_after })
     }
 }

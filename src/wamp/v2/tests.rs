@@ -129,3 +129,11 @@ fn subscribe_options_meaning() {
     let bad: Dict = serde_json::from_str(r#"{"match":"regex"}"#).unwrap();
     assert!(SubscribeOptions::parse(&bad).is_err());
 }
+
+#[test]
+fn an_event_frames_publication_id_is_read_in_place() {
+    let frame = encode_event(11, 22, "{}", ",[1]");
+    assert_eq!(event_publication(&frame), Some(22));
+    assert_eq!(event_publication("[36,11]"), None);
+    assert_eq!(event_publication("[33,1,2]"), None, "not an EVENT");
+}
