@@ -2,7 +2,7 @@
 # The standard measurements behind load/BENCHMARKS.md. Loopback only; every run is bounded.
 # The server is pinned to CPU 0 and the load generator to CPU 1 (taskset), as the figures require.
 #
-#   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|presence-5k|direct-3|redis-ceiling|floor-20|floor-300|all]
+#   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|presence-5k|resume-100|direct-3|redis-ceiling|floor-20|floor-300|all]
 #
 # Needs: cargo build --release --workspace, redis-server, redis-benchmark, taskset. Ports 7600-7699.
 # PROFILE=profiling runs the binaries of `cargo build --profile profiling --workspace` (full debug info, for perf).
@@ -19,11 +19,19 @@ trap cleanup EXIT
 
 wait_ready() { for _ in $(seq 1 100); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1"; exit 1; }
 
-# node PORT [extra env...]: an embedded-mode node pinned to CPU 0; prints its pid.
+# node PORT [extra env...] [-- server args...]: a node pinned to CPU 0; prints its pid.
 node() {
   local port="$1"; shift
-  env SWITCHBOARD_BIND="127.0.0.1:$port" RUST_LOG=warn "$@" taskset -c 0 "$SB" >"$OUT/node-$port.log" 2>&1 &
-  local pid=$!; PIDS+=("$pid"); wait_ready "http://127.0.0.1:$port/health/ready"; echo "$pid"
+  local envs=() args=()
+  while [ $# -gt 0 ]; do
+    if [ "$1" = "--" ]; then shift; args=("$@"); break; fi
+    envs+=("$1"); shift
+  done
+  env SWITCHBOARD_BIND="127.0.0.1:$port" RUST_LOG=warn "${envs[@]}" taskset -c 0 "$SB" "${args[@]}" >"$OUT/node-$port.log" 2>&1 &
+  local pid=$!; PIDS+=("$pid"); wait_ready "http://127.0.0.1:$port/health/ready"
+  # Ready could be another process on the port (one left over): this node must be the one alive.
+  kill -0 "$pid" 2>/dev/null || { echo "node on port $port exited: $(tail -n 1 "$OUT/node-$port.log")" >&2; exit 1; }
+  echo "$pid"
 }
 
 # stop PID: SIGTERM, then wait (up to 30 s) until the node has drained and exited, so the next run can bind its port.
@@ -100,6 +108,21 @@ presence_5k() {
   local pid; pid=$(node 7642 "${env[@]}" SWITCHBOARD_NODE_ID=n2)
   run presence-5k connect --url ws://127.0.0.1:7642/ws --watch-url ws://127.0.0.1:7641/ws --presence --login \
     --connections 5000 --rate 0 --concurrency 256 --server-pid "$pid"
+  stop "$pid"
+}
+
+# resume-100: 1,000 events kept in Redis Streams ([[history]] on load.resume), then 100 clients resuming at once
+# (spread over two nodes): time from each SUBSCRIBE with resume_after to its 1,000th replayed event.
+resume_100() {
+  redis 7650
+  local key; key="$(head -c 64 /dev/urandom | base64 -w0)"
+  printf '[[history]]\npattern = "load.resume"\nsize = 2000\n' >"$OUT/history.toml"
+  local env=(SWITCHBOARD_REDIS_URL=redis://127.0.0.1:7650 SWITCHBOARD_SESSION_KEY="$key")
+  local pid; pid=$(node 7651 "${env[@]}" SWITCHBOARD_NODE_ID=n1 -- --config "$OUT/history.toml")
+  node 7652 "${env[@]}" SWITCHBOARD_NODE_ID=n2 -- --config "$OUT/history.toml" >/dev/null
+  run resume-100 resume --url ws://127.0.0.1:7651/ws --url ws://127.0.0.1:7652/ws --connections 100 --events 1000 \
+    --payload 100 --server-pid "$pid"
+  stop "$pid"
 }
 
 direct_3() {
@@ -132,6 +155,7 @@ case "${1:-all}" in
   rss-15k) rss 15000 7604 ;;
   connect-redis) connect_redis ;;
   presence-5k) presence_5k ;;
+  resume-100) resume_100 ;;
   direct-3) direct_3 ;;
   redis-ceiling) redis_ceiling ;;
   all) fanout_1k; fanout_10k; rss 5000 7603; rss 15000 7604; connect_redis; direct_3; redis_ceiling ;;

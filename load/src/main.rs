@@ -31,6 +31,7 @@ enum Scenario {
     Direct,
     Connect,
     Churn,
+    Resume,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -61,6 +62,26 @@ enum ScenarioCmd {
     /// Connections opening and closing (--churn-rate per second) while fan-out traffic flows to steady
     /// subscribers; loss is counted for the steady ones.
     Churn(ChurnArgs),
+    /// Recovery after a reconnect: --events publications on `load.resume` (the node needs a [[history]] rule
+    /// for it), then --connections clients subscribe with resume_after the one before them; the latency is the
+    /// time from each SUBSCRIBE to its last replayed event.
+    Resume(ResumeArgs),
+}
+
+/// `resume` flags.
+#[derive(Args, Debug)]
+struct ResumeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Clients resuming at once.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Events each client missed.
+    #[arg(long, default_value_t = 1000)]
+    events: u64,
+    /// Padding bytes added to each message.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
 }
 
 /// Flags every scenario takes.
@@ -249,6 +270,9 @@ impl From<ScenarioCmd> for Cli {
                 watch_url: a.watch_url,
                 ..Cli::new(Scenario::Connect, a.common, a.connections, a.rate)
             },
+            ScenarioCmd::Resume(a) => {
+                Cli { payload: a.payload, ..Cli::new(Scenario::Resume, a.common, a.connections, a.events) }
+            }
             ScenarioCmd::Churn(a) => Cli {
                 payload: a.payload,
                 protocol: a.protocol,
@@ -333,6 +357,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             Scenario::Direct => scenarios::direct(cli).await,
             Scenario::Connect => scenarios::connect(cli).await,
             Scenario::Churn => scenarios::churn(cli).await,
+            Scenario::Resume => scenarios::resume(cli).await,
         }
     })?;
     if cli.json {

@@ -513,6 +513,79 @@ pub async fn direct(cli: &Cli) -> anyhow::Result<Report> {
     Ok(traffic.finish(window, "direct", cli, elapsed, expected, Vec::new()).await)
 }
 
+/// `resume`: `--rate` events (the count, here) published on `load.resume`, then `--connections` clients
+/// subscribing with `resume_after` the publication before them, at once; each must receive every event, in
+/// order, replayed. The latency is from its SUBSCRIBE to its last event.
+pub async fn resume(cli: &Cli) -> anyhow::Result<Report> {
+    const TOPIC: &str = "load.resume";
+    let events = cli.rate as usize;
+    let url = &cli.urls[0];
+    let mut publisher = open_v2(url, None).await?;
+    let pad = "x".repeat(cli.payload);
+    let ack = || serde_json::Map::new();
+    let before = publisher.publish_acked(TOPIC, ack(), vec![message(&pad)]).await.map_err(|e| at(url, e))?;
+    let mut published = Vec::with_capacity(events);
+    for _ in 0..events {
+        published.push(publisher.publish_acked(TOPIC, ack(), vec![message(&pad)]).await.map_err(|e| at(url, e))?);
+    }
+    let published = Arc::new(published);
+    let counters = Arc::new(Counters::default());
+    let cpu = CpuWindow::start(cli.server_pid);
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for i in 0..cli.connections {
+        let (url, published, counters) = (cli.urls[i % cli.urls.len()].clone(), published.clone(), counters.clone());
+        tasks.spawn(async move {
+            let mut client = open_v2(&url, None).await?;
+            let asked = Instant::now();
+            let options = json!({"resume_after": before});
+            let Value::Object(options) = options else { unreachable!() };
+            client.subscribe_with(TOPIC, options).await.map_err(|e| at(&url, e))?;
+            for expected in published.iter() {
+                let (_, id, details, _) = client.next_event(Duration::from_secs(30)).await.map_err(|e| at(&url, e))?;
+                anyhow::ensure!(id == *expected, "{url}: got publication {id}, expected {expected}");
+                anyhow::ensure!(details.get("history_gap").is_none(), "{url}: history gap");
+                counters.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, anyhow::Error>(asked.elapsed().as_micros() as u64)
+        });
+    }
+    let mut latency = histogram();
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(us)) => {
+                let _ = latency.record(us.max(1));
+            }
+            Ok(Err(e)) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                first_error.get_or_insert(e.into());
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let delivered = Counters::get(&counters.delivered);
+    let mut extra = cpu.finish(delivered);
+    extra.push(("clients_recovered", json!(latency.len())));
+    Ok(Report {
+        scenario: "resume",
+        params: json!({ "urls": cli.urls, "connections": cli.connections, "events": events, "payload": cli.payload }),
+        elapsed,
+        sent: (events * cli.connections) as u64,
+        expected: (events * cli.connections) as u64,
+        delivered,
+        errors: Counters::get(&counters.errors),
+        latency_of: "recovery",
+        latency,
+        extra,
+        notes: first_error.map(|e| format!("first error: {e:#}")).into_iter().collect(),
+    })
+}
+
 /// A logged-in watcher of `switchboard.user.on_online`, recording when each user's event arrived.
 struct PresenceWatch {
     seen: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
