@@ -285,7 +285,12 @@ struct NodeEvents {
 }
 
 impl ClusterEvents for NodeEvents {
+    fn receipt(&self, publication: crate::wamp::Id, node: &str, sockets: u64) {
+        self.clients.receipt(publication, node, sockets);
+    }
+
     fn publication(&self, publication: crate::topic::Publication) {
+        self.clients.received(&publication);
         self.broker.do_send(RemotePublish(Arc::new(publication)));
     }
 

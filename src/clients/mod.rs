@@ -29,6 +29,9 @@ use actor::{ClientIndex, Register, Reidentify, SessionsDeparted, Subscribed, Unr
 mod actor;
 mod index;
 pub mod meta;
+mod receipts;
+
+pub use receipts::Tally;
 
 use crate::cluster::envelope::Body;
 use crate::cluster::{Backplane, BackplaneError, LocalSessions, Registry, RegistryError};
@@ -52,6 +55,8 @@ pub struct ClientManipulator {
     metrics: Arc<Metrics>,
     /// Names subscriptions as every node does.
     ids: SubscriptionIds,
+    /// Delivery results waited for.
+    receipts: Arc<receipts::Receipts>,
 }
 
 /// The cluster's two seams, as the client index uses them.
@@ -81,7 +86,9 @@ impl ClientManipulator {
             users: HashMap::new(),
         }
         .start();
-        ClientManipulator { local, index, registry, broker, backplane, node: Arc::from(node), metrics, ids }
+        let node: Arc<str> = Arc::from(node);
+        let receipts = receipts::Receipts::new(node.clone(), backplane.clone());
+        ClientManipulator { local, index, registry, broker, backplane, node, metrics, ids, receipts }
     }
 
     /// Runs a lookup, observing how long it took in `switchboard_registry_lookup_seconds`.
@@ -251,6 +258,41 @@ impl ClientManipulator {
     /// Publishes `payload` on `topic` to the sessions of `username` only, on every node.
     pub fn send_to_user(&self, username: &str, topic: &str, payload: Payload) -> Id {
         self.publish(topic, payload, Filters { eligible_authid: Some(vec![username.to_owned()]), ..Filters::default() })
+    }
+
+    /// Sends `payload` on `topic` to the sessions of `username`, on every node, and reports how many of her
+    /// sockets took it within `wait` (on how many nodes): receipts come back from every node that delivered it.
+    /// The error says the message could not be handed to the other nodes (it was still delivered here).
+    pub async fn send_to_user_confirmed(
+        &self,
+        username: &str,
+        topic: &str,
+        payload: Payload,
+        wait: Duration,
+    ) -> Result<(Id, Tally), BackplaneError> {
+        let filters = Filters { eligible_authid: Some(vec![username.to_owned()]), ..Filters::default() };
+        let mut publication = Publication::new(topic.to_owned(), payload, filters);
+        let id = publication.id;
+        self.receipts.expect(&mut publication);
+        let handed = match self.broker.send(Publish(Arc::new(publication))).await {
+            Ok(result) => result,
+            Err(e) => Err(BackplaneError::Publish(format!("broker unavailable: {e}"))),
+        };
+        if handed.is_ok() && !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let tally = self.receipts.finish(id);
+        handed.map(|()| (id, tally))
+    }
+
+    /// Counts a receipt from another node (see [`send_to_user_confirmed`](Self::send_to_user_confirmed)).
+    pub(crate) fn receipt(&self, publication: Id, node: &str, sockets: u64) {
+        self.receipts.record(publication, node, sockets);
+    }
+
+    /// Prepares a publication from another node: one that wants a receipt reports this node's deliveries back.
+    pub(crate) fn received(&self, publication: &Publication) {
+        self.receipts.report_to_origin(publication);
     }
 
     /// Publishes with arbitrary filters (fire and forget; failures to reach other nodes are counted and

@@ -45,6 +45,15 @@ pub enum Body {
         args: Option<Box<RawValue>>,
         /// Keyword arguments, raw JSON.
         kwargs: Option<Box<RawValue>>,
+        /// The origin wants a receipt (how many sockets took it).
+        receipt: bool,
+    },
+    /// How many sockets of the sending node took a publication that wanted a receipt.
+    Receipt {
+        /// The publication.
+        publication: Id,
+        /// Sockets that took it.
+        sockets: u64,
     },
     /// Close the local sessions of `authid` (DELETE /api/users/{authid}/sessions).
     DisconnectUser {
@@ -140,6 +149,10 @@ struct WireOut<'a> {
     nonce: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sessions: Option<&'a [Id]>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    receipt: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sockets: Option<u64>,
 }
 
 /// The wire form, read with the payload left raw.
@@ -167,6 +180,9 @@ struct WireIn<'a> {
     message: Option<String>,
     nonce: Option<u64>,
     sessions: Option<Vec<Id>>,
+    #[serde(default)]
+    receipt: bool,
+    sockets: Option<u64>,
 }
 
 fn to_bytes(wire: &WireOut<'_>) -> Vec<u8> {
@@ -199,6 +215,7 @@ impl Envelope {
             filters: (!p.filters.is_empty()).then_some(&p.filters),
             args: p.payload.args.as_ref().map(JsonRef::List),
             kwargs: p.payload.kwargs.as_ref().map(JsonRef::Dict),
+            receipt: p.receipt,
             ..WireOut::default()
         })
     }
@@ -207,8 +224,9 @@ impl Envelope {
     pub fn encode(&self) -> Vec<u8> {
         let mut wire = WireOut { v: self.v, origin: &self.origin, ..WireOut::default() };
         match &self.body {
-            Body::Publication { id, topic, publisher, exclude_me, disclose_me, filters, args, kwargs } => {
+            Body::Publication { id, topic, publisher, exclude_me, disclose_me, filters, args, kwargs, receipt } => {
                 wire.kind = "publication";
+                wire.receipt = *receipt;
                 wire.id = Some(*id);
                 wire.topic = Some(topic);
                 wire.publisher = publisher.as_ref();
@@ -236,6 +254,11 @@ impl Envelope {
                 wire.kind = "probe";
                 wire.nonce = Some(*nonce);
             }
+            Body::Receipt { publication, sockets } => {
+                wire.kind = "receipt";
+                wire.id = Some(*publication);
+                wire.sockets = Some(*sockets);
+            }
         }
         to_bytes(&wire)
     }
@@ -261,6 +284,11 @@ impl Envelope {
                 filters: w.filters,
                 args: raw_payload(w.args, '[', "publication args must be a list")?,
                 kwargs: raw_payload(w.kwargs, '{', "publication kwargs must be a dictionary")?,
+                receipt: w.receipt,
+            },
+            "receipt" => Body::Receipt {
+                publication: w.id.ok_or_else(|| malformed("receipt without id"))?,
+                sockets: w.sockets.ok_or_else(|| malformed("receipt without sockets"))?,
             },
             "disconnect_user" => Body::DisconnectUser {
                 authid: w.authid.ok_or_else(|| malformed("disconnect_user without authid"))?,
@@ -283,11 +311,15 @@ impl Envelope {
     /// Turns a publication envelope into a [`Publication`] whose payload stays raw JSON.
     pub fn into_publication(self) -> Option<Publication> {
         match self.body {
-            Body::Publication { id, topic, publisher, exclude_me, disclose_me, filters, args, kwargs } => {
+            Body::Publication { id, topic, publisher, exclude_me, disclose_me, filters, args, kwargs, receipt } => {
                 let mut p = Publication::from_raw(id, topic, args, kwargs, filters);
                 p.publisher = publisher;
                 p.exclude_me = exclude_me;
                 p.disclose_me = disclose_me;
+                if receipt {
+                    p.receipt = true;
+                    p.origin = Some(self.origin);
+                }
                 Some(p)
             }
             _ => None,

@@ -285,6 +285,7 @@ impl Backplane for MemoryBackplane {
                 Body::DisconnectSessions { sessions, code, reason, message } => {
                     events.disconnect_sessions(&sessions, code, reason, message)
                 }
+                Body::Receipt { publication, sockets } => events.receipt(publication, &self.node, sockets),
                 _ => {}
             }
         }
@@ -476,6 +477,10 @@ mod tests {
 
         fn disconnect_sessions(&self, sessions: &[Id], code: u16, _: String, _: String) {
             self.0.lock().unwrap().push(format!("kill {sessions:?} {code}"));
+        }
+
+        fn receipt(&self, publication: Id, node: &str, sockets: u64) {
+            self.0.lock().unwrap().push(format!("receipt {publication} {node} {sockets}"));
         }
 
         fn sessions_departed(&self, departed: Vec<crate::cluster::Departed>) {

@@ -252,6 +252,9 @@ pub trait ClusterEvents: Send + Sync + 'static {
     /// Close these sessions where they are on this node (with close `code`, WAMP `reason` and `message`).
     fn disconnect_sessions(&self, sessions: &[Id], code: u16, reason: String, message: String);
 
+    /// A node reports how many of its sockets took a publication of this node that wanted a receipt.
+    fn receipt(&self, publication: Id, node: &str, sockets: u64);
+
     /// Sessions of a dead node (or of this node's previous incarnation) that this node removed from the
     /// registry: nobody else will report them, and nobody reported them before (the removal is atomic, so
     /// each departed session reaches exactly one node's events).

@@ -50,6 +50,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/publish", web::post().to(publish))
             .route("/users/{authid}/sessions", web::get().to(user_sessions))
             .route("/users/{authid}/sessions", web::delete().to(disconnect_user))
+            .route("/users/{authid}/messages", web::post().to(message_user))
             .route("/sessions", web::get().to(sessions))
             .route("/sessions/{id}", web::get().to(session)),
     );
@@ -162,6 +163,47 @@ async fn publish(node: web::Data<Switchboard>, body: web::Json<PublishBody>) -> 
     let payload = Payload { args: body.args, kwargs: body.kwargs };
     match node.clients().publish_confirmed(&body.topic, payload, filters).await {
         Ok(id) => Ok(HttpResponse::Ok().json(json!({ "publication": id }))),
+        Err(e) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+/// Longest `wait_ms` of `POST /api/users/{authid}/messages`.
+const MAX_WAIT_MS: u64 = 10_000;
+
+/// `POST /api/users/{authid}/messages` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserMessage {
+    topic: String,
+    args: Option<Vec<Value>>,
+    kwargs: Option<Map<String, Value>>,
+    /// How long to collect receipts (0, the default: answer at once).
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// Sends to one user's sessions wherever they are; answers how many of her sockets took it within `wait_ms`.
+async fn message_user(
+    node: web::Data<Switchboard>,
+    authid: web::Path<String>,
+    body: web::Json<UserMessage>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if !uri::is_valid_v2(&body.topic) || uri::is_reserved(&body.topic) {
+        return Err(ApiError::BadRequest(format!("'{}' is not a valid topic URI", excerpt(&body.topic))));
+    }
+    if body.wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::BadRequest(format!("wait_ms must be at most {MAX_WAIT_MS}")));
+    }
+    let payload = Payload { args: body.args, kwargs: body.kwargs };
+    let wait = std::time::Duration::from_millis(body.wait_ms);
+    match node.clients().send_to_user_confirmed(&authid, &body.topic, payload, wait).await {
+        Ok((id, tally)) => Ok(HttpResponse::Ok().json(json!({
+            "publication": id,
+            "delivered": { "sockets": tally.sockets, "nodes": tally.nodes.len() },
+            // Kept for a user without a socket: not yet (the offline inbox is not built).
+            "stored": false,
+        }))),
         Err(e) => Err(ApiError::Unavailable(e.to_string())),
     }
 }

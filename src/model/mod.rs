@@ -14,7 +14,7 @@ mod publication;
 mod subscription;
 
 pub use history::{Keep, StoredEvent};
-pub use publication::{Payload, Publication, Publisher, TopicKey};
+pub use publication::{Payload, Publication, Publisher, ReceiptSink, TopicKey};
 pub use subscription::{now_millis, SubscriptionIds, SubscriptionInfo};
 
 /// One stored publication, as the registry keeps it (JSON) for a surviving node.

@@ -103,6 +103,23 @@ pub struct Publication {
     /// What the node's backlog attached to account for it (returned when the last reference drops); opaque
     /// here, so the model does not depend on the topic layer.
     charge: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// The publishing node wants to know how many sockets took it (a delivery result); carried on the wire.
+    pub receipt: bool,
+    /// The node that published it, for a receipt (set for remote publications that want one).
+    pub origin: Option<String>,
+    /// Where this node's topics report the sockets that took it, when a receipt is wanted.
+    receipt_sink: OnceLock<ReceiptSink>,
+}
+
+/// Counts, for a delivery result, the sockets of this node that took a publication (called by each topic
+/// actor that delivered it, with its count).
+#[derive(Clone)]
+pub struct ReceiptSink(pub std::sync::Arc<dyn Fn(Id, u64) + Send + Sync>);
+
+impl std::fmt::Debug for ReceiptSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReceiptSink(..)")
+    }
 }
 
 impl Publication {
@@ -126,6 +143,9 @@ impl Publication {
             v1_event: OnceLock::new(),
             admit: OnceLock::new(),
             charge: OnceLock::new(),
+            receipt: false,
+            origin: None,
+            receipt_sink: OnceLock::new(),
         }
     }
 
@@ -152,6 +172,16 @@ impl Publication {
                 kwargs: raw.kwargs.as_ref().and_then(|k| serde_json::from_str(k.get()).ok()),
             },
         }
+    }
+
+    /// Where this node's topics report deliveries for a receipt (see [`ReceiptSink`]); set once.
+    pub fn set_receipt_sink(&self, sink: ReceiptSink) {
+        let _ = self.receipt_sink.set(sink);
+    }
+
+    /// The receipt sink, if one was set.
+    pub fn receipt_sink(&self) -> Option<&ReceiptSink> {
+        self.receipt_sink.get()
     }
 
     /// Sets the publishing session.

@@ -285,6 +285,9 @@ impl Handler<Fanout> for TopicActor {
         // Each worker writes its sockets' new frames in one go (see `outbox::Home`).
         flushes.send();
         metrics::inc_by(&self.metrics.deliveries_total, delivered);
+        if let (Some(sink), true) = (publication.receipt_sink(), delivered > 0) {
+            (sink.0)(publication.id, delivered);
+        }
         if dropped > 0 {
             metrics::inc_by(&self.metrics.drops_slow_consumer_total, dropped);
         }

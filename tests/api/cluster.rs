@@ -990,3 +990,17 @@ async fn with_appendonly_the_history_survives_a_redis_restart() {
         assert_eq!((publication, details.get("history_gap")), (*expected, None));
     }
 }
+
+#[actix_web::test]
+async fn a_delivery_result_counts_her_sockets_on_every_node_through_redis() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = (Node::start(&redis, "a").await, Node::start(&redis, "b").await, Node::start(&redis, "c").await);
+    let connect = |node: &Node, cookie: String| {
+        let url = node.ws();
+        async move { V2Session::connect_with_headers(&url, "r", &[("Cookie", &cookie)]).await.unwrap() }
+    };
+    let alice_b = connect(&b, b.login("alice").await).await;
+    let alice_c = connect(&c, c.login("alice").await).await;
+    let bob_c = connect(&c, c.login("bob").await).await;
+    scenarios::a_delivery_result_counts_her_sockets_on_every_node(&a.peer(), alice_b, alice_c, bob_c).await;
+}

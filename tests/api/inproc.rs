@@ -340,3 +340,11 @@ async fn subscription_meta_api_agrees_across_nodes() {
         vec![connect_as(&a, "watcher-a").await, connect_as(&b, "watcher-b").await, connect_as(&c, "w-c").await];
     scenarios::subscription_meta_agrees_across_nodes(&peer(&a), &peer(&b), &peer(&c), watchers).await;
 }
+
+#[actix_web::test]
+async fn a_delivery_result_counts_her_sockets_on_every_node() {
+    let (a, b, c) = three_nodes().await;
+    let (alice_b, alice_c, bob_c) =
+        (connect_as(&b, "alice").await, connect_as(&c, "alice").await, connect_as(&c, "bob").await);
+    scenarios::a_delivery_result_counts_her_sockets_on_every_node(&peer(&a), alice_b, alice_c, bob_c).await;
+}

@@ -260,3 +260,32 @@ pub async fn subscription_meta_agrees_across_nodes(a: &Peer, b: &Peer, c: &Peer,
     }
     drop(on_c);
 }
+
+/// A message to alice through `a`'s push API reports her sockets that took it on `b` and `c` (not one that did
+/// not subscribe, not bob's), and 0 for a user with no socket anywhere.
+pub async fn a_delivery_result_counts_her_sockets_on_every_node(
+    a: &Peer,
+    mut alice_b: V2Session,
+    mut alice_c: V2Session,
+    mut bob_c: V2Session,
+) {
+    alice_b.subscribe("inbox").await.unwrap();
+    alice_c.subscribe("inbox").await.unwrap();
+    bob_c.subscribe("inbox").await.unwrap();
+    let body = json!({"topic": "inbox", "args": ["hello"], "wait_ms": 1000});
+    let (status, answer) = a.api("POST", "/api/users/alice/messages", Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["delivered"], json!({"sockets": 2, "nodes": 2}), "{answer}");
+    assert_eq!(answer["stored"], json!(false));
+    for s in [&mut alice_b, &mut alice_c] {
+        let (_, publication, _, args) = s.next_event(WAIT).await.unwrap();
+        assert_eq!((json!(publication), args), (answer["publication"].clone(), vec![json!("hello")]));
+    }
+    bob_c.expect_no_event(QUIET).await.unwrap();
+    let body = json!({"topic": "inbox", "args": ["anyone?"], "wait_ms": 300});
+    let (status, answer) = a.api("POST", "/api/users/nobody/messages", Some(body)).await;
+    assert_eq!((status, &answer["delivered"]), (200, &json!({"sockets": 0, "nodes": 0})), "{answer}");
+    let (status, _) =
+        a.api("POST", "/api/users/alice/messages", Some(json!({"topic": "inbox", "wait_ms": 60000}))).await;
+    assert_eq!(status, 400, "wait_ms is bounded");
+}

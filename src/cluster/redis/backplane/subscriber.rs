@@ -244,6 +244,9 @@ impl PubSubTask {
             Body::DisconnectSessions { sessions, code, reason, message } => {
                 self.events.disconnect_sessions(&sessions, code, reason, message);
             }
+            Body::Receipt { publication, sockets } => {
+                self.events.receipt(publication, &envelope.origin, sockets);
+            }
         }
         None
     }
