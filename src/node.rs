@@ -171,7 +171,7 @@ impl Builder {
         let local_sessions = Arc::new(local.clone());
         // The one place that chooses: Redis when configured, else this process's cluster (a node alone unless
         // the application joined several with `Builder::cluster`).
-        let Membership { backplane, registry, retention, receiver } = match &cluster_redis {
+        let Membership { backplane, registry, retention, inbox, receiver } = match &cluster_redis {
             None => self.memory_cluster.take().unwrap_or_default().join(&node_id, local_sessions),
             Some(endpoint) => {
                 cluster::join_redis(endpoint, &node_id, &self.settings.cluster, local_sessions, metrics.clone())
@@ -198,7 +198,11 @@ impl Builder {
         .start();
         let clients = ClientManipulator::new(
             local,
-            Seams { registry: registry.clone(), backplane: backplane.clone() },
+            Seams {
+                registry: registry.clone(),
+                backplane: backplane.clone(),
+                inbox: self.settings.inbox.enabled().then(|| (inbox, self.settings.inbox.clone())),
+            },
             broker.clone(),
             &node_id,
             metrics.clone(),

@@ -57,6 +57,8 @@ pub struct ClientManipulator {
     ids: SubscriptionIds,
     /// Delivery results waited for.
     receipts: Arc<receipts::Receipts>,
+    /// Users' offline inboxes, when `[inbox]` keeps messages.
+    inbox: Option<(Arc<dyn crate::cluster::Inbox>, crate::config::InboxSettings)>,
 }
 
 /// The cluster's two seams, as the client index uses them.
@@ -65,12 +67,14 @@ pub(crate) struct Seams {
     pub(crate) registry: Arc<dyn Registry>,
     /// Control messages to other nodes, and the user channels this node receives.
     pub(crate) backplane: Arc<dyn Backplane>,
+    /// Users' offline inboxes, with `[inbox]` when it keeps messages.
+    pub(crate) inbox: Option<(Arc<dyn crate::cluster::Inbox>, crate::config::InboxSettings)>,
 }
 
 impl ClientManipulator {
     pub(crate) fn new(
         local: LocalIndex,
-        Seams { registry, backplane }: Seams,
+        Seams { registry, backplane, inbox }: Seams,
         broker: Addr<Broker>,
         node: &str,
         metrics: Arc<Metrics>,
@@ -88,7 +92,7 @@ impl ClientManipulator {
         .start();
         let node: Arc<str> = Arc::from(node);
         let receipts = receipts::Receipts::new(node.clone(), backplane.clone());
-        ClientManipulator { local, index, registry, broker, backplane, node, metrics, ids, receipts }
+        ClientManipulator { local, index, registry, broker, backplane, node, metrics, ids, receipts, inbox }
     }
 
     /// Runs a lookup, observing how long it took in `switchboard_registry_lookup_seconds`.
@@ -255,9 +259,44 @@ impl ClientManipulator {
         self.publish(topic, payload, Filters { exclude, eligible, ..Filters::default() })
     }
 
-    /// Publishes `payload` on `topic` to the sessions of `username` only, on every node.
+    /// Publishes `payload` on `topic` to the sessions of `username` only, on every node. With `[inbox]`, it is
+    /// also kept for her until a socket of hers takes it (then handed over once kept).
     pub fn send_to_user(&self, username: &str, topic: &str, payload: Payload) -> Id {
-        self.publish(topic, payload, Filters { eligible_authid: Some(vec![username.to_owned()]), ..Filters::default() })
+        let filters = Filters { eligible_authid: Some(vec![username.to_owned()]), ..Filters::default() };
+        let Some((store, settings)) = self.inbox.clone() else { return self.publish(topic, payload, filters) };
+        let mut publication = Publication::new(topic.to_owned(), payload, filters);
+        let id = publication.id;
+        publication.inboxed = true;
+        self.attach_sink(&publication, true);
+        let (broker, username) = (self.broker.clone(), username.to_owned());
+        actix::spawn(async move {
+            if let Err(e) = store.put(&username, &publication, &settings).await {
+                log::warn!("message {id} for {} not kept in the inbox: {e}", crate::logfmt::Escaped(&username));
+            }
+            broker.do_send(Publish(Arc::new(publication)));
+        });
+        id
+    }
+
+    /// Lets this node's topics report who took `publication` (receipts, inbox removal), if anyone needs to know.
+    fn attach_sink(&self, publication: &Publication, local: bool) {
+        let inbox = self.inbox.as_ref().map(|(store, _)| store);
+        if let Some(sink) = receipts::sink(&self.receipts, inbox, publication, local) {
+            publication.set_receipt_sink(sink);
+        }
+    }
+
+    /// Whether `[inbox]` keeps messages for users.
+    pub(crate) fn inbox_enabled(&self) -> bool {
+        self.inbox.is_some()
+    }
+
+    /// Takes the messages kept for `authid` on `topic`, oldest first (each is given to one caller only).
+    pub(crate) async fn take_inbox(&self, authid: &str, topic: &str) -> Result<Vec<Publication>, RegistryError> {
+        match &self.inbox {
+            Some((store, settings)) => store.take(authid, topic, settings).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Sends `payload` on `topic` to the sessions of `username`, on every node, and reports how many of her
@@ -274,6 +313,15 @@ impl ClientManipulator {
         let mut publication = Publication::new(topic.to_owned(), payload, filters);
         let id = publication.id;
         self.receipts.expect(&mut publication);
+        let mut stored = false;
+        if let Some((store, settings)) = &self.inbox {
+            publication.inboxed = true;
+            match store.put(username, &publication, settings).await {
+                Ok(()) => stored = true,
+                Err(e) => log::warn!("message {id} for {} not kept: {e}", crate::logfmt::Escaped(username)),
+            }
+        }
+        self.attach_sink(&publication, true);
         let handed = match self.broker.send(Publish(Arc::new(publication))).await {
             Ok(result) => result,
             Err(e) => Err(BackplaneError::Publish(format!("broker unavailable: {e}"))),
@@ -281,7 +329,8 @@ impl ClientManipulator {
         if handed.is_ok() && !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        let tally = self.receipts.finish(id);
+        let mut tally = self.receipts.finish(id);
+        tally.stored = stored;
         handed.map(|()| (id, tally))
     }
 
@@ -290,9 +339,10 @@ impl ClientManipulator {
         self.receipts.record(publication, node, sockets);
     }
 
-    /// Prepares a publication from another node: one that wants a receipt reports this node's deliveries back.
+    /// Prepares a publication from another node: one that wants a receipt reports this node's deliveries back,
+    /// one kept in an inbox is removed there once a socket here takes it.
     pub(crate) fn received(&self, publication: &Publication) {
-        self.receipts.report_to_origin(publication);
+        self.attach_sink(publication, false);
     }
 
     /// Publishes with arbitrary filters (fire and forget; failures to reach other nodes are counted and

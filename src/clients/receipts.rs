@@ -21,6 +21,8 @@ pub struct Tally {
     pub sockets: u64,
     /// Nodes with at least one of them.
     pub nodes: HashSet<String>,
+    /// Kept in her offline inbox (`[inbox]`) until a socket of hers takes it.
+    pub stored: bool,
 }
 
 /// The tallies of this node's publications waiting for receipts.
@@ -40,14 +42,14 @@ impl Receipts {
     }
 
     /// Starts counting for a publication of this node, and marks it as wanting receipts.
-    pub(crate) fn expect(self: &Arc<Self>, publication: &mut Publication) {
+    pub(crate) fn expect(&self, publication: &mut Publication) {
         self.pending().insert(publication.id, Tally::default());
         publication.receipt = true;
-        let receipts = self.clone();
-        publication.set_receipt_sink(ReceiptSink(Arc::new(move |id, sockets| {
-            let node = receipts.node.clone();
-            receipts.record(id, &node, sockets)
-        })));
+    }
+
+    /// Counts this node's own deliveries.
+    pub(crate) fn record_here(&self, publication: Id, sockets: u64) {
+        self.record(publication, &self.node, sockets)
     }
 
     /// Counts `sockets` of `node` for a pending publication (one that is no longer waited for is ignored).
@@ -66,17 +68,49 @@ impl Receipts {
         self.pending().remove(&publication).unwrap_or_default()
     }
 
-    /// Gives a publication from another node that wants a receipt the sink that reports this node's deliveries
-    /// back to its origin.
-    pub(crate) fn report_to_origin(&self, publication: &Publication) {
-        let Some(origin) = publication.origin.clone().filter(|_| publication.receipt) else { return };
-        let backplane = self.backplane.clone();
-        publication.set_receipt_sink(ReceiptSink(Arc::new(move |id, sockets| {
-            let (backplane, origin) = (backplane.clone(), origin.clone());
-            actix::spawn(async move {
-                // A lost receipt only lowers the count the sender reports.
-                let _ = backplane.send_control(&origin, Body::Receipt { publication: id, sockets }).await;
-            });
-        })));
+    /// Reports this node's deliveries of another node's publication back to its origin.
+    pub(crate) fn report(&self, origin: &str, publication: Id, sockets: u64) {
+        let (backplane, origin) = (self.backplane.clone(), origin.to_owned());
+        actix::spawn(async move {
+            // A lost receipt only lowers the count the sender reports.
+            let _ = backplane.send_control(&origin, Body::Receipt { publication, sockets }).await;
+        });
     }
+}
+
+/// Where a node's topics report the sockets that took `publication`: receipts (to this node's tally when `local`,
+/// else to its origin) and its removal from the user's offline inbox. `None` when nobody needs to know.
+pub(crate) fn sink(
+    receipts: &Arc<Receipts>,
+    inbox: Option<&Arc<dyn crate::cluster::Inbox>>,
+    publication: &Publication,
+    local: bool,
+) -> Option<ReceiptSink> {
+    let receipt = match (publication.receipt, local) {
+        (false, _) => None,
+        (true, true) => Some(None),
+        (true, false) => Some(Some(publication.origin.clone()?)),
+    };
+    let inbox = match (inbox, publication.inboxed, publication.filters.eligible_authid.as_deref()) {
+        (Some(store), true, Some([authid])) => Some((store.clone(), authid.clone())),
+        _ => None,
+    };
+    if receipt.is_none() && inbox.is_none() {
+        return None;
+    }
+    let receipts = receipts.clone();
+    Some(ReceiptSink(Arc::new(move |id, sockets| {
+        match &receipt {
+            Some(None) => receipts.record_here(id, sockets),
+            Some(Some(origin)) => receipts.report(origin, id, sockets),
+            None => {}
+        }
+        if let Some((store, authid)) = &inbox {
+            let (store, authid) = (store.clone(), authid.clone());
+            actix::spawn(async move {
+                // Taken by a socket of hers: not hers to take again (a failure leaves it for her next subscribe).
+                let _ = store.taken(&authid, id).await;
+            });
+        }
+    })))
 }

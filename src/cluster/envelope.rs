@@ -47,6 +47,8 @@ pub enum Body {
         kwargs: Option<Box<RawValue>>,
         /// The origin wants a receipt (how many sockets took it).
         receipt: bool,
+        /// Kept in its user's offline inbox.
+        inboxed: bool,
     },
     /// How many sockets of the sending node took a publication that wanted a receipt.
     Receipt {
@@ -151,6 +153,8 @@ struct WireOut<'a> {
     sessions: Option<&'a [Id]>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     receipt: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    inboxed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     sockets: Option<u64>,
 }
@@ -182,6 +186,8 @@ struct WireIn<'a> {
     sessions: Option<Vec<Id>>,
     #[serde(default)]
     receipt: bool,
+    #[serde(default)]
+    inboxed: bool,
     sockets: Option<u64>,
 }
 
@@ -216,6 +222,7 @@ impl Envelope {
             args: p.payload.args.as_ref().map(JsonRef::List),
             kwargs: p.payload.kwargs.as_ref().map(JsonRef::Dict),
             receipt: p.receipt,
+            inboxed: p.inboxed,
             ..WireOut::default()
         })
     }
@@ -224,9 +231,21 @@ impl Envelope {
     pub fn encode(&self) -> Vec<u8> {
         let mut wire = WireOut { v: self.v, origin: &self.origin, ..WireOut::default() };
         match &self.body {
-            Body::Publication { id, topic, publisher, exclude_me, disclose_me, filters, args, kwargs, receipt } => {
+            Body::Publication {
+                id,
+                topic,
+                publisher,
+                exclude_me,
+                disclose_me,
+                filters,
+                args,
+                kwargs,
+                receipt,
+                inboxed,
+            } => {
                 wire.kind = "publication";
                 wire.receipt = *receipt;
+                wire.inboxed = *inboxed;
                 wire.id = Some(*id);
                 wire.topic = Some(topic);
                 wire.publisher = publisher.as_ref();
@@ -285,6 +304,7 @@ impl Envelope {
                 args: raw_payload(w.args, '[', "publication args must be a list")?,
                 kwargs: raw_payload(w.kwargs, '{', "publication kwargs must be a dictionary")?,
                 receipt: w.receipt,
+                inboxed: w.inboxed,
             },
             "receipt" => Body::Receipt {
                 publication: w.id.ok_or_else(|| malformed("receipt without id"))?,
@@ -311,8 +331,20 @@ impl Envelope {
     /// Turns a publication envelope into a [`Publication`] whose payload stays raw JSON.
     pub fn into_publication(self) -> Option<Publication> {
         match self.body {
-            Body::Publication { id, topic, publisher, exclude_me, disclose_me, filters, args, kwargs, receipt } => {
+            Body::Publication {
+                id,
+                topic,
+                publisher,
+                exclude_me,
+                disclose_me,
+                filters,
+                args,
+                kwargs,
+                receipt,
+                inboxed,
+            } => {
                 let mut p = Publication::from_raw(id, topic, args, kwargs, filters);
+                p.inboxed = inboxed;
                 p.publisher = publisher;
                 p.exclude_me = exclude_me;
                 p.disclose_me = disclose_me;

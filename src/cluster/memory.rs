@@ -30,6 +30,16 @@ pub struct MemoryCluster {
     retained: Arc<Mutex<Retained>>,
     /// Kept events by topic (event history).
     history: Arc<Mutex<Kept>>,
+    /// Users' offline inboxes: per user, `(kept at ms, publication id, topic, wire envelope)`, oldest first.
+    inboxes: Arc<Mutex<HashMap<String, std::collections::VecDeque<Kept1>>>>,
+}
+
+/// One message of a user's offline inbox.
+struct Kept1 {
+    at: u64,
+    id: Id,
+    topic: String,
+    envelope: Vec<u8>,
 }
 
 /// Most topics whose history a [`MemoryCluster`] keeps; beyond, the topic appended to least recently goes.
@@ -174,6 +184,7 @@ impl MemoryCluster {
             backplane: Arc::new(MemoryBackplane { cluster: self.clone(), node: node.to_owned() }),
             registry: Arc::new(MemoryRegistry { cluster: self.clone(), node: node.to_owned() }),
             retention: Arc::new(MemoryRegistry { cluster: self.clone(), node: node.to_owned() }),
+            inbox: Arc::new(MemoryRegistry { cluster: self.clone(), node: node.to_owned() }),
             receiver,
         }
     }
@@ -413,6 +424,64 @@ impl Registry for MemoryRegistry {
             self.cluster.table().get(&id).map(|s| s.sessions.keys().copied().collect()).unwrap_or_default();
         ids.sort_unstable();
         ready(ids)
+    }
+}
+
+impl crate::cluster::Inbox for MemoryRegistry {
+    fn put<'a>(
+        &'a self,
+        authid: &'a str,
+        publication: &'a Publication,
+        settings: &'a crate::config::InboxSettings,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        let now = now_millis();
+        let oldest = now.saturating_sub(u64::try_from(settings.ttl.as_millis()).unwrap_or(u64::MAX));
+        let envelope = Envelope::encode_publication(&self.node, publication);
+        let mut inboxes = self.cluster.inboxes.lock().unwrap_or_else(|e| e.into_inner());
+        let inbox = inboxes.entry(authid.to_owned()).or_default();
+        inbox.retain(|m| m.at >= oldest);
+        inbox.push_back(Kept1 { at: now, id: publication.id, topic: publication.topic.clone(), envelope });
+        while inbox.len() > settings.size {
+            inbox.pop_front();
+        }
+        ready(())
+    }
+
+    fn taken<'a>(&'a self, authid: &'a str, publication: Id) -> BoxFuture<'a, Result<(), RegistryError>> {
+        let mut inboxes = self.cluster.inboxes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(inbox) = inboxes.get_mut(authid) {
+            inbox.retain(|m| m.id != publication);
+            if inbox.is_empty() {
+                inboxes.remove(authid);
+            }
+        }
+        ready(())
+    }
+
+    fn take<'a>(
+        &'a self,
+        authid: &'a str,
+        topic: &'a str,
+        settings: &'a crate::config::InboxSettings,
+    ) -> BoxFuture<'a, Result<Vec<Publication>, RegistryError>> {
+        let oldest = now_millis().saturating_sub(u64::try_from(settings.ttl.as_millis()).unwrap_or(u64::MAX));
+        let mut inboxes = self.cluster.inboxes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(inbox) = inboxes.get_mut(authid) else { return ready(Vec::new()) };
+        let mut taken = Vec::new();
+        inbox.retain(|m| {
+            if m.at < oldest {
+                return false;
+            }
+            if m.topic != topic {
+                return true;
+            }
+            taken.extend(Envelope::decode(&m.envelope).ok().and_then(Envelope::into_publication));
+            false
+        });
+        if inbox.is_empty() {
+            inboxes.remove(authid);
+        }
+        ready(taken)
     }
 }
 

@@ -161,6 +161,28 @@ pub trait Retention: Send + Sync {
     fn retained<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<Publication>, RegistryError>>;
 }
 
+/// Messages sent to users, kept until a socket of theirs takes them (`[inbox]`).
+pub trait Inbox: Send + Sync {
+    /// Keeps `publication`, sent to `authid`, for her: at most `settings.size` messages, for `settings.ttl`.
+    fn put<'a>(
+        &'a self,
+        authid: &'a str,
+        publication: &'a Publication,
+        settings: &'a crate::config::InboxSettings,
+    ) -> BoxFuture<'a, Result<(), RegistryError>>;
+
+    /// A socket of hers took the publication: it is kept no longer.
+    fn taken<'a>(&'a self, authid: &'a str, publication: Id) -> BoxFuture<'a, Result<(), RegistryError>>;
+
+    /// Removes and returns, oldest first, the messages kept for her on `topic` (each goes to one caller only).
+    fn take<'a>(
+        &'a self,
+        authid: &'a str,
+        topic: &'a str,
+        settings: &'a crate::config::InboxSettings,
+    ) -> BoxFuture<'a, Result<Vec<Publication>, RegistryError>>;
+}
+
 /// A node's own sessions as registries read them: implemented by the client index, which owns them.
 pub trait LocalSessions: Send + Sync {
     /// Every session with its subscriptions (for rebuilding a registry).
@@ -185,6 +207,8 @@ pub struct Membership {
     pub registry: Arc<dyn Registry>,
     /// Retained events.
     pub retention: Arc<dyn Retention>,
+    /// Users' offline inboxes.
+    pub inbox: Arc<dyn Inbox>,
     /// Start with the node's events.
     pub receiver: Receiver,
 }
@@ -237,7 +261,13 @@ pub async fn join_redis(
             }
         });
     });
-    Ok(Membership { backplane: Arc::new(backplane), retention: registry.clone(), registry, receiver })
+    Ok(Membership {
+        backplane: Arc::new(backplane),
+        retention: registry.clone(),
+        inbox: registry.clone(),
+        registry,
+        receiver,
+    })
 }
 
 /// What other nodes send this node: implemented by the node (its broker and client index) and handed to the

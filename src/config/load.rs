@@ -209,6 +209,9 @@ impl Settings {
                 return Err(invalid(&format!("history[{i}].ttl"), "must be greater than zero"));
             }
         }
+        if !(1..=MAX_HISTORY_SIZE).contains(&self.inbox.size) {
+            return Err(invalid("inbox.size", format!("must be 1 to {MAX_HISTORY_SIZE}")));
+        }
         if self.retention.ttl.is_zero() {
             return Err(invalid("retention.ttl", "must be greater than zero"));
         }

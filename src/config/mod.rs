@@ -90,6 +90,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// `[[history]]` rules: which topics keep their events, how many and how long.
     pub history: Vec<HistorySettings>,
+    /// `[inbox]`: messages to users kept until they take them.
+    pub inbox: InboxSettings,
     /// `[access_policy]`: what happens to topics no `[[access]]` rule matches.
     pub access_policy: AccessPolicySettings,
     /// `[[access]]` rules, first match wins.

@@ -265,6 +265,31 @@ fn default_history_ttl() -> Duration {
 /// Most events `[[history]] size` may keep per topic.
 pub const MAX_HISTORY_SIZE: usize = 10_000;
 
+/// `[inbox]`: messages sent to a user (`send_to_user`, the push API's user messages) kept until she takes them:
+/// the next time she subscribes to their topic, on any node, she receives those no socket of hers took.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboxSettings {
+    /// How long a message waits; `0s` (the default) turns the inbox off.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Most messages kept per user (the oldest go first), 1–10,000.
+    pub size: usize,
+}
+
+impl Default for InboxSettings {
+    fn default() -> Self {
+        InboxSettings { ttl: Duration::ZERO, size: 100 }
+    }
+}
+
+impl InboxSettings {
+    /// Whether messages are kept at all.
+    pub fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+}
+
 /// `[retention]`: who may keep a topic's last event for later subscribers (PUBLISH `retain: true`, SUBSCRIBE
 /// `get_retained: true`), and for how long.
 #[derive(Debug, Clone, Deserialize)]

@@ -16,6 +16,8 @@ pub(super) enum CatchUp {
     Retained,
     /// The kept events after this publication (`resume_after`).
     ResumeAfter(Id),
+    /// The messages kept in the user's offline inbox for this topic (`[inbox]`, logged-in users).
+    Inbox,
 }
 
 /// How long after a replay EVENTs of replayed publications still on their way from other nodes are dropped.
@@ -142,6 +144,17 @@ impl Connection {
         request: Option<Id>,
         catch_up: CatchUp,
     ) -> Result<(), WampError> {
+        // A logged-in user's plain subscribe collects what waits for her on the topic.
+        let catch_up = match catch_up {
+            CatchUp::Nothing
+                if key.policy == MatchPolicy::Exact
+                    && !self.identity.is_anonymous()
+                    && self.node.clients().inbox_enabled() =>
+            {
+                CatchUp::Inbox
+            }
+            other => other,
+        };
         if let CatchUp::ResumeAfter(_) = catch_up {
             if self.node.history_rules().keep_for_topic(&key.uri).is_none() {
                 let msg = format!("no [[history]] rule keeps the events of '{}' to resume from", excerpt(&key.uri));
@@ -202,6 +215,7 @@ impl Connection {
     fn catch_up(&mut self, ctx: &mut ws::WebsocketContext<Self>, topic: Arc<str>, subscription: Id, catch_up: CatchUp) {
         match catch_up {
             CatchUp::Retained => self.deliver_retained(ctx, topic, subscription),
+            CatchUp::Inbox => self.deliver_inbox(ctx, topic, subscription),
             // A resume answers its requests itself (see `replay`); nothing else asks first.
             CatchUp::Nothing | CatchUp::ResumeAfter(_) => self.outbox.release(),
         }
@@ -260,6 +274,42 @@ impl Connection {
             this.outbox.skip_publications(replayed, REPLAY_SKIP_WINDOW);
             for frame in frames {
                 ctx.text(frame);
+            }
+            this.outbox.release();
+        }));
+    }
+
+    /// Sends the messages kept for this user on `topic` (oldest first, each to this socket only) as EVENTs of
+    /// `subscription` (v2, with `details.inbox = true`) or of the topic (v1), then ends one hold of the outbox;
+    /// their live copies still on their way are dropped (see [`REPLAY_SKIP_WINDOW`]). A failed read sends
+    /// nothing: the messages stay for her next subscribe.
+    fn deliver_inbox(&mut self, ctx: &mut ws::WebsocketContext<Self>, topic: Arc<str>, subscription: Id) {
+        let (clients, authid) = (self.node.clients().clone(), self.identity.authid.clone());
+        let take = async move { tokio::time::timeout(REGISTRY_ACK_WAIT, clients.take_inbox(&authid, &topic)).await };
+        ctx.wait(take.into_actor(self).map(move |taken, this, ctx| {
+            match taken {
+                Ok(Ok(messages)) if this.state == Phase::Established => {
+                    let mut ids = std::collections::HashSet::new();
+                    for p in messages {
+                        if !p.admits(this.session, &this.identity.authid, &this.identity.authroles) {
+                            continue;
+                        }
+                        ids.insert(p.id);
+                        match this.protocol {
+                            Protocol::V2 => {
+                                let mut details = serde_json::Map::new();
+                                details.insert("inbox".into(), Value::Bool(true));
+                                let details = Value::Object(details).to_string();
+                                ctx.text(v2::encode_event(subscription, p.id, &details, p.v2_tail()));
+                            }
+                            Protocol::V1 => ctx.text(v1::encode_event(&p.topic, p.v1_event())),
+                        }
+                    }
+                    this.outbox.skip_publications(ids, REPLAY_SKIP_WINDOW);
+                }
+                Ok(Err(e)) => log::debug!("session {}: inbox not read: {e}", this.session),
+                Err(_) => log::debug!("session {}: inbox not read within {REGISTRY_ACK_WAIT:?}", this.session),
+                _ => {}
             }
             this.outbox.release();
         }));

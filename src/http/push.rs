@@ -201,8 +201,7 @@ async fn message_user(
         Ok((id, tally)) => Ok(HttpResponse::Ok().json(json!({
             "publication": id,
             "delivered": { "sockets": tally.sockets, "nodes": tally.nodes.len() },
-            // Kept for a user without a socket: not yet (the offline inbox is not built).
-            "stored": false,
+            "stored": tally.stored,
         }))),
         Err(e) => Err(ApiError::Unavailable(e.to_string())),
     }

@@ -107,6 +107,8 @@ pub struct Publication {
     pub receipt: bool,
     /// The node that published it, for a receipt (set for remote publications that want one).
     pub origin: Option<String>,
+    /// Kept in its user's offline inbox (`[inbox]`): a node whose socket of hers takes it removes it there.
+    pub inboxed: bool,
     /// Where this node's topics report the sockets that took it, when a receipt is wanted.
     receipt_sink: OnceLock<ReceiptSink>,
 }
@@ -145,6 +147,7 @@ impl Publication {
             charge: OnceLock::new(),
             receipt: false,
             origin: None,
+            inboxed: false,
             receipt_sink: OnceLock::new(),
         }
     }

@@ -1004,3 +1004,21 @@ async fn a_delivery_result_counts_her_sockets_on_every_node_through_redis() {
     let bob_c = connect(&c, c.login("bob").await).await;
     scenarios::a_delivery_result_counts_her_sockets_on_every_node(&a.peer(), alice_b, alice_c, bob_c).await;
 }
+
+#[actix_web::test]
+async fn the_inbox_keeps_messages_for_an_absent_user_until_she_subscribes_through_redis() {
+    let redis = RedisServer::start().await;
+    let extra = "[inbox]\nttl = \"1m\"\n";
+    let a = Node::start_env(&redis, "a", extra, &[]).await;
+    let b = Node::start_env(&redis, "b", extra, &[]).await;
+    let c = Node::start_env(&redis, "c", extra, &[]).await;
+    let connect = |node: &Node| {
+        let (url, login) = (node.ws(), node.http("/login"));
+        async move {
+            let cookie = demo_login(&login, "alice").await;
+            V2Session::connect_with_headers(&url, "r", &[("Cookie", &cookie)]).await.unwrap()
+        }
+    };
+    scenarios::the_inbox_keeps_messages_for_an_absent_user_until_she_subscribes(&a.peer(), connect(&c), connect(&b))
+        .await;
+}

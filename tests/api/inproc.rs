@@ -348,3 +348,14 @@ async fn a_delivery_result_counts_her_sockets_on_every_node() {
         (connect_as(&b, "alice").await, connect_as(&c, "alice").await, connect_as(&c, "bob").await);
     scenarios::a_delivery_result_counts_her_sockets_on_every_node(&peer(&a), alice_b, alice_c, bob_c).await;
 }
+
+#[actix_web::test]
+async fn the_inbox_keeps_messages_for_an_absent_user_until_she_subscribes() {
+    let (a, b, c) = three_nodes_with(|s| s.inbox.ttl = std::time::Duration::from_secs(60)).await;
+    scenarios::the_inbox_keeps_messages_for_an_absent_user_until_she_subscribes(
+        &peer(&a),
+        connect_as(&c, "alice"),
+        connect_as(&b, "alice"),
+    )
+    .await;
+}

@@ -289,3 +289,33 @@ pub async fn a_delivery_result_counts_her_sockets_on_every_node(
         a.api("POST", "/api/users/alice/messages", Some(json!({"topic": "inbox", "wait_ms": 60000}))).await;
     assert_eq!(status, 400, "wait_ms is bounded");
 }
+
+/// `[inbox]`: a message to alice while she has no socket anywhere waits for her; her next subscribe to its topic,
+/// on another node, delivers it once; a message one of her sockets took live is not delivered again.
+pub async fn the_inbox_keeps_messages_for_an_absent_user_until_she_subscribes(
+    a: &Peer,
+    alice_on_c: impl std::future::Future<Output = V2Session>,
+    alice_on_b: impl std::future::Future<Output = V2Session>,
+) {
+    for text in ["first", "second"] {
+        let body = json!({"topic": "inbox", "args": [text]});
+        let (status, answer) = a.api("POST", "/api/users/alice/messages", Some(body)).await;
+        assert_eq!((status, &answer["stored"], &answer["delivered"]["sockets"]), (200, &json!(true), &json!(0)));
+    }
+    let mut on_c = alice_on_c.await;
+    on_c.subscribe("inbox").await.unwrap();
+    for expected in ["first", "second"] {
+        let (_, _, details, args) = on_c.next_event(WAIT).await.unwrap();
+        assert_eq!((args, details.get("inbox")), (vec![json!(expected)], Some(&json!(true))));
+    }
+    on_c.expect_no_event(QUIET).await.unwrap();
+    // Live: taken by the socket on c, so not kept for her next subscribe.
+    let body = json!({"topic": "inbox", "args": ["live"], "wait_ms": 500});
+    let (_, answer) = a.api("POST", "/api/users/alice/messages", Some(body)).await;
+    assert_eq!(answer["delivered"]["sockets"], json!(1), "{answer}");
+    assert_eq!(on_c.next_event(WAIT).await.unwrap().3, vec![json!("live")]);
+    let mut on_b = alice_on_b.await;
+    on_b.subscribe("inbox").await.unwrap();
+    on_b.expect_no_event(QUIET).await.unwrap();
+    on_c.expect_no_event(QUIET).await.unwrap();
+}

@@ -17,6 +17,8 @@
 //! | `{p}ts:{record}` | set | session ids of a subscription ([`TopicKey::record`]: the URI of an exact one) |
 //! | `{p}st:{session}` | set | a session's subscriptions as `{id} {record}` (to clean `ts:` sets) |
 //! | `{p}h:{topic}` | stream, TTL = the rule's `ttl` | a topic's kept events (`[[history]]`): field `e` = wire envelope |
+//! | `{p}ib:{authid}` | sorted set, TTL = `inbox.ttl` | a user's offline inbox: publication ids by when they were kept |
+//! | `{p}ibm:{authid}` | hash, TTL = `inbox.ttl` | the same messages: publication id → wire envelope (`lua/inbox.lua`) |
 //! | `{p}rt:{topic}` | string, TTL = `retention.ttl` | the topic's retained event (wire envelope) |
 //! | `{p}subs` | hash | subscription id → `{created ms} {record}` while it has a subscriber (`lua/subscription.lua`) |
 //! | channel `{p}t:{topic}` | pub/sub | publications on a topic (prefix/wildcard subscriptions use PSUBSCRIBE globs) |

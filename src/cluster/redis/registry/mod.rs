@@ -78,6 +78,9 @@ const PRESENCE: &str = include_str!("../lua/presence.lua");
 /// with `EVAL` inside the writer's pipelines (Redis caches it by hash; a restart cannot make it `NOSCRIPT`).
 pub(super) const SUBSCRIPTION: &str = include_str!("../lua/subscription.lua");
 
+/// Inbox script: `put`, `taken` and `take` of one user's offline inbox.
+const INBOX: &str = include_str!("../lua/inbox.lua");
+
 /// Subscribers script: the session ids of a subscription (by id) whose nodes are alive.
 const SUBSCRIBERS: &str = include_str!("../lua/subscribers.lua");
 
@@ -166,6 +169,7 @@ pub struct RedisRegistry {
     purge_script: redis::Script,
     presence_script: redis::Script,
     subscribers_script: redis::Script,
+    inbox_script: redis::Script,
     /// Sessions the janitor (or the first rebuild) removed for good, for the node to announce.
     departed: mpsc::UnboundedSender<Vec<Departed>>,
     /// The first rebuild of this incarnation removes the previous incarnation's sessions: those departed.
@@ -226,6 +230,7 @@ impl RedisRegistry {
             purge_script: redis::Script::new(PURGE),
             presence_script: redis::Script::new(PRESENCE),
             subscribers_script: redis::Script::new(SUBSCRIBERS),
+            inbox_script: redis::Script::new(INBOX),
             departed,
             first_rebuild: AtomicBool::new(true),
         });
@@ -269,6 +274,44 @@ impl Retention for RedisRegistry {
             let envelope: Option<Vec<u8>> =
                 self.command(redis::cmd("GET").arg(self.p(&format!("rt:{topic}"))).clone()).await?;
             Ok(envelope.and_then(|bytes| Envelope::decode(&bytes).ok()?.into_publication()))
+        })
+    }
+}
+
+impl crate::cluster::Inbox for RedisRegistry {
+    fn put<'a>(
+        &'a self,
+        authid: &'a str,
+        publication: &'a Publication,
+        settings: &'a crate::config::InboxSettings,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let envelope = String::from_utf8(Envelope::encode_publication(&self.node, publication))
+                .map_err(|e| RegistryError(e.to_string()))?;
+            let (now, ttl) = (crate::model::now_millis().to_string(), settings.ttl.as_millis().to_string());
+            let (id, size) = (publication.id.to_string(), settings.size.to_string());
+            let args = ["put", authid, &now, &ttl, &id, &size, &envelope];
+            self.query::<Vec<String>>(&self.inbox_script, &args).await.map(drop)
+        })
+    }
+
+    fn taken<'a>(&'a self, authid: &'a str, publication: Id) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let (now, id) = (crate::model::now_millis().to_string(), publication.to_string());
+            self.query::<Vec<String>>(&self.inbox_script, &["taken", authid, &now, "0", &id]).await.map(drop)
+        })
+    }
+
+    fn take<'a>(
+        &'a self,
+        authid: &'a str,
+        topic: &'a str,
+        settings: &'a crate::config::InboxSettings,
+    ) -> BoxFuture<'a, Result<Vec<Publication>, RegistryError>> {
+        Box::pin(async move {
+            let (now, ttl) = (crate::model::now_millis().to_string(), settings.ttl.as_millis().to_string());
+            let envelopes: Vec<Vec<u8>> = self.query(&self.inbox_script, &["take", authid, &now, &ttl, topic]).await?;
+            Ok(envelopes.iter().filter_map(|e| Envelope::decode(e).ok()?.into_publication()).collect())
         })
     }
 }
