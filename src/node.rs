@@ -185,6 +185,18 @@ impl Builder {
         let ids = SubscriptionIds::new(
             &self.settings.session.key_bytes()?.unwrap_or_else(|| self.settings.cluster.prefix.clone().into_bytes()),
         );
+        if self.settings.demo_enabled()
+            && crate::topic::broker::HistoryRules::from_settings(&self.settings.history)
+                .keep_for_topic("demo.room.lobby")
+                .is_none()
+        {
+            // The demo's rooms show their recent history on load and after a reconnect.
+            self.settings.history.push(crate::config::HistorySettings {
+                pattern: "demo.room.{room}".into(),
+                size: 50,
+                ttl: Duration::from_secs(3600),
+            });
+        }
         let history_rules = Arc::new(crate::topic::broker::HistoryRules::from_settings(&self.settings.history));
         let broker = Broker::new(
             topics.clone(),

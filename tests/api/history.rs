@@ -129,3 +129,20 @@ async fn resume_after_is_refused_where_nothing_is_kept_or_with_patterns_or_get_r
         }
     }
 }
+
+#[actix_web::test]
+async fn the_demo_rooms_keep_their_recent_history_for_the_page_to_show() {
+    let mut settings = test_settings();
+    settings.server.demo = Some(true);
+    let app = spawn_with(Switchboard::builder(settings)).await;
+    let mut alice = connect_as(&app, "alice").await;
+    for text in ["one", "two"] {
+        alice.publish_acked("demo.room.lobby", dict(json!({})), vec![json!(text)]).await.unwrap();
+    }
+    // What the page does on its first load: resume after an id never published.
+    let mut bob = connect_as(&app, "bob").await;
+    bob.subscribe_with("demo.room.lobby", dict(json!({"resume_after": 1}))).await.unwrap();
+    let (_, _, details, args) = bob.next_event(WAIT).await.unwrap();
+    assert_eq!((args, details.get("history_gap")), (vec![json!("one")], Some(&json!(true))));
+    assert_eq!(bob.next_event(WAIT).await.unwrap().3, vec![json!("two")]);
+}

@@ -167,6 +167,16 @@ async function send(u, kind, text, to) {
   }
   await send(bob, 'room', 'back again');
   for (const u of [alice, bob]) await logHas(u, 'bob: back again');
+  // Each page showed each room message once, across the restart (a reconnect resumes after its last one).
+  for (const u of [alice, bob]) {
+    const shown = ((await logText(u)).match(/alice: hello room/g) || []).length;
+    if (shown !== 1) fail(`${u.name}'s log shows "alice: hello room" ${shown} times`);
+  }
+  // A page opened now shows the room's recent history (kept in Redis across the node's restart).
+  const carol = await login('carol', base);
+  await logHas(carol, 'alice: hello room');
+  await logHas(carol, 'bob: back again');
+  await carol.context.close();
   await send(alice, 'direct', 'still private', 'bob');
   await logHas(bob, '(private) alice: still private');
   await logHas(alice, '(private to bob) still private');

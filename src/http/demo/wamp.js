@@ -47,7 +47,7 @@ class WampSession {
     if (code === 3) { const w = this._welcome; this._welcome = null; if (w) w.reject(new Error(msg[2])); return; }
     if (code === 6) { this.goodbye = msg[2]; return; } // the router closes the socket right after it
     if (code === 36) {
-      for (const h of this.handlers.get(msg[1]) || []) h(msg[4] || [], msg[5] || {}, msg[3] || {});
+      for (const h of this.handlers.get(msg[1]) || []) h(msg[4] || [], msg[5] || {}, msg[3] || {}, msg[2]);
       return;
     }
     const request = code === 8 ? msg[2] : msg[1];
