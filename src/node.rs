@@ -185,6 +185,13 @@ impl Builder {
         let ids = SubscriptionIds::new(
             &self.settings.session.key_bytes()?.unwrap_or_else(|| self.settings.cluster.prefix.clone().into_bytes()),
         );
+        if self.settings.demo_enabled() {
+            // The demo's private messages wait for an absent user (`demo.direct.send`, the offline inbox).
+            if !self.settings.inbox.enabled() {
+                self.settings.inbox.ttl = Duration::from_secs(24 * 3600);
+            }
+            self.procedures.add(crate::http::demo::SEND_PROCEDURE, Arc::new(crate::http::demo::send_private))?;
+        }
         if self.settings.demo_enabled()
             && crate::topic::broker::HistoryRules::from_settings(&self.settings.history)
                 .keep_for_topic("demo.room.lobby")

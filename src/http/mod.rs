@@ -7,7 +7,7 @@ use actix_web::web;
 
 use crate::node::Switchboard;
 
-mod demo;
+pub(crate) mod demo;
 mod health;
 mod push;
 pub mod upgrade;

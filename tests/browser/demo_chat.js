@@ -113,7 +113,7 @@ const onlineIs = (u, names) => u.page.waitForFunction(
   .catch(() => u.page.textContent('#online').then((o) => fail(`${u.name}'s online list is "${o}", not ${names}`)));
 
 async function send(u, kind, text, to) {
-  if (to) await u.page.selectOption('#direct-to', to);
+  if (to) await u.page.fill('#direct-to', to);
   await u.page.fill(`#${kind}-text`, text);
   await u.page.click(`#${kind}-send`);
 }
@@ -188,6 +188,12 @@ async function send(u, kind, text, to) {
   await bob.page.waitForSelector('#login-button', { timeout: WAIT });
   await onlineIs(alice, ['alice']);
   await logHas(alice, 'bob went offline', 15000);
+
+  // A private message to bob while he has no page open waits for him: he sees it when he logs in again.
+  await send(alice, 'direct', 'while you were away', 'bob');
+  await logHas(alice, '(private to bob) while you were away — kept until they log in');
+  const bobAgain = await login('bob', base);
+  await logHas(bobAgain, '(private) alice: while you were away');
 
   await cleanup();
   console.log('browser (chromium) demo test: all checks passed');

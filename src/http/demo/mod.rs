@@ -5,7 +5,9 @@
 //! The chat page reconnects by itself (jittered backoff, 0.5 s doubling to 10 s) and shows its connection
 //! state. Its online list comes from `wamp.session.list`/`get` on connect, then from the router's session meta
 //! events (`wamp.session.on_join`/`on_leave`); user presence (`switchboard.user.on_online`/`on_offline`) shows
-//! in its log when someone comes online or goes offline. No polling.
+//! in its log when someone comes online or goes offline. No polling. The room subscribes with `resume_after`
+//! (recent history on load, what was missed after a reconnect); private messages go through
+//! `demo.direct.send`, so one to a user who is away waits in her offline inbox.
 //!
 //! It is an ordinary actix-session web app sharing the node's session store and cookie key — exactly the
 //! setup a real web app uses with switchboard — so logging in here makes the socket `authid` the username.
@@ -32,6 +34,37 @@ const FAVICON_SVG: &str = concat!(
 
 /// Longest accepted demo username.
 const MAX_USERNAME_LEN: usize = 32;
+
+/// The demo's private messages: `demo.direct.send(to, text)` sends `text` to user `to` (kwargs `from`: the
+/// caller) with `send_to_user`, so one to a user who is away waits in her offline inbox for her next login.
+/// Answers `{"stored": bool}`. Logged-in callers only; the text is bounded like any message.
+pub(crate) const SEND_PROCEDURE: &str = "demo.direct.send";
+
+/// The demo's private-message topic.
+const DIRECT_TOPIC: &str = "demo.direct";
+
+/// Longest private message text, in bytes.
+const MAX_TEXT: usize = 2000;
+
+/// `demo.direct.send` (see [`SEND_PROCEDURE`]).
+pub(crate) async fn send_private(call: crate::rpc::Call) -> Result<crate::rpc::CallResult, crate::rpc::CallError> {
+    use crate::rpc::{CallError, CallResult};
+    if call.caller.authroles.iter().all(|r| r == crate::session::ANONYMOUS_ROLE) {
+        return Err(CallError::new(crate::wamp::errors::NOT_AUTHORIZED, "log in to send private messages"));
+    }
+    let text = |i: usize, what: &str| {
+        call.arg(i)?.as_str().filter(|s| !s.is_empty() && s.len() <= MAX_TEXT).map(str::to_owned).ok_or_else(|| {
+            CallError::invalid_argument(format!("{what} is a non-empty string of at most {MAX_TEXT} bytes"))
+        })
+    };
+    let (to, message) = (text(0, "the recipient")?, text(1, "the text")?);
+    let mut kwargs = serde_json::Map::new();
+    kwargs.insert("from".into(), serde_json::Value::from(call.caller.authid.as_str()));
+    let payload = crate::model::Payload { args: Some(vec![message.into()]), kwargs: Some(kwargs) };
+    let sent = call.clients.send_to_user_confirmed(&to, DIRECT_TOPIC, payload, std::time::Duration::ZERO).await;
+    let (_, tally) = sent.map_err(|e| CallError::new(crate::wamp::errors::BACKPLANE_UNAVAILABLE, e.to_string()))?;
+    Ok(CallResult::value(serde_json::json!({ "stored": tally.stored })))
+}
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: &Switchboard) {
     let bridge = node.sessions();
