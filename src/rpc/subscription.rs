@@ -90,6 +90,9 @@ fn policy_arg(call: &Call) -> Result<MatchPolicy, CallError> {
     }
 }
 
+/// Most events one `get_events` answer carries (its `limit` is capped to it).
+const MAX_EVENTS: usize = 1000;
+
 /// The options of `wamp.subscription.get_events` (WAMP "Event History"): `limit`, `reverse`, and bounds by
 /// publication (`from_publication`, `after_publication`, `before_publication`, `until_publication`) or by time
 /// (`from_time`, `after_time`, `before_time`, `until_time`, RFC 3339). A publication bound that is not in the
@@ -181,7 +184,9 @@ impl EventQuery {
         };
         let selected: Vec<&StoredEvent> =
             events.get(start..end.max(start)).unwrap_or_default().iter().filter(in_time).collect();
-        let limit = self.limit.unwrap_or(usize::MAX);
+        // One answer is one RESULT frame: bounded, newest first kept; older ones are asked for with
+        // `before_publication` = the oldest one returned.
+        let limit = self.limit.unwrap_or(MAX_EVENTS).min(MAX_EVENTS);
         let chosen: Vec<&StoredEvent> = match self.reverse {
             true => selected.into_iter().rev().take(limit).collect(),
             false => {
