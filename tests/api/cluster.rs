@@ -1022,3 +1022,37 @@ async fn the_inbox_keeps_messages_for_an_absent_user_until_she_subscribes_throug
     scenarios::the_inbox_keeps_messages_for_an_absent_user_until_she_subscribes(&a.peer(), connect(&c), connect(&b))
         .await;
 }
+
+#[actix_web::test]
+async fn get_events_on_a_third_node_shows_each_caller_only_its_events_and_never_session_filtered_ones() {
+    let redis = RedisServer::start().await;
+    let extra = "[[history]]\npattern = \"chat.{room}\"\n";
+    let a = Node::start_env(&redis, "a", extra, &[]).await;
+    let b = Node::start_env(&redis, "b", extra, &[]).await;
+    let c = Node::start_env(&redis, "c", extra, &[]).await;
+    let connect = |node: &Node, cookie: String| {
+        let url = node.ws();
+        async move { V2Session::connect_with_headers(&url, "r", &[("Cookie", &cookie)]).await.unwrap() }
+    };
+    let mut alice = connect(&b, b.login("alice").await).await;
+    let mut carol = connect(&c, c.login("carol").await).await;
+    let subscription = alice.subscribe("chat.filtered").await.unwrap();
+    assert_eq!(carol.subscribe("chat.filtered").await.unwrap(), subscription);
+    let mut publisher = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let publish = |options: Value, text: &'static str| (options, text);
+    for (options, text) in [
+        publish(json!({}), "for all"),
+        publish(json!({"eligible_authid": ["alice"]}), "for alice"),
+        publish(json!({"eligible": [carol.id]}), "by session"),
+    ] {
+        publisher.publish_acked("chat.filtered", dict(options), vec![json!(text)]).await.unwrap();
+    }
+    let texts =
+        |args: Vec<Value>| -> Vec<Value> { args[0].as_array().unwrap().iter().map(|e| e["args"][0].clone()).collect() };
+    let (args, _) =
+        alice.call("wamp.subscription.get_events", vec![json!(subscription)], Default::default()).await.unwrap();
+    assert_eq!(texts(args), [json!("for all"), json!("for alice")]);
+    let (args, _) =
+        carol.call("wamp.subscription.get_events", vec![json!(subscription)], Default::default()).await.unwrap();
+    assert_eq!(texts(args), [json!("for all")], "not alice's, and the session-filtered one was never kept");
+}
