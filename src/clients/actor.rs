@@ -315,6 +315,33 @@ impl Handler<Unregister> for ClientIndex {
     }
 }
 
+/// A message to a user: kept in her offline inbox, then published (in that order, so a subscriber taking her
+/// inbox after it was kept meets it there or live).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct KeepAndPublish {
+    pub(super) authid: String,
+    pub(super) publication: Publication,
+    pub(super) store: Arc<dyn crate::cluster::Inbox>,
+    pub(super) settings: crate::config::InboxSettings,
+}
+
+impl Handler<KeepAndPublish> for ClientIndex {
+    type Result = ();
+
+    fn handle(&mut self, msg: KeepAndPublish, ctx: &mut Self::Context) {
+        let broker = self.broker.clone();
+        ctx.spawn(actix::fut::wrap_future(async move {
+            let KeepAndPublish { authid, publication, store, settings } = msg;
+            if let Err(e) = store.put(&authid, &publication, &settings).await {
+                let id = publication.id;
+                log::warn!("message {id} for {} not kept in the inbox: {e}", crate::logfmt::Escaped(&authid));
+            }
+            broker.do_send(Publish(Arc::new(publication)));
+        }));
+    }
+}
+
 /// Sessions whose node died, removed from the registry by this node: announced gone, and their users checked
 /// for presence after the grace.
 #[derive(Message)]

@@ -268,13 +268,8 @@ impl ClientManipulator {
         let id = publication.id;
         publication.inboxed = true;
         self.attach_sink(&publication, true);
-        let (broker, username) = (self.broker.clone(), username.to_owned());
-        actix::spawn(async move {
-            if let Err(e) = store.put(&username, &publication, &settings).await {
-                log::warn!("message {id} for {} not kept in the inbox: {e}", crate::logfmt::Escaped(&username));
-            }
-            broker.do_send(Publish(Arc::new(publication)));
-        });
+        // Through the index actor, so this may be called from any thread (a plain spawn needs an actix one).
+        self.index.do_send(actor::KeepAndPublish { authid: username.to_owned(), publication, store, settings });
         id
     }
 

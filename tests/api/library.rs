@@ -186,3 +186,17 @@ async fn graceful_shutdown_sends_goodbye_system_shutdown_and_1001() {
     }
     assert_eq!(s.socket.expect_close(WAIT).await.unwrap().0, 1001);
 }
+
+#[actix_web::test]
+async fn send_to_user_works_from_any_thread_with_the_inbox_on() {
+    let mut settings = test_settings();
+    settings.inbox.ttl = std::time::Duration::from_secs(60);
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let mut alice = connect_as(&app, "alice").await;
+    alice.subscribe("notes").await.unwrap();
+    let clients = app.node.clients().clone();
+    std::thread::spawn(move || clients.send_to_user("alice", "notes", switchboard::Payload::single(json!("hi"))))
+        .join()
+        .expect("no actix runtime needed on the calling thread");
+    assert_eq!(alice.next_event(WAIT).await.unwrap().3, vec![json!("hi")]);
+}
