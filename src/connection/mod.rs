@@ -64,6 +64,7 @@ use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::v2::{code, PublishOptions, SubscribeOptions};
 use crate::wamp::{errors, v1, v2, DecodeError, Id, Protocol};
 
+mod catch_up;
 mod close;
 mod error;
 mod frames;
