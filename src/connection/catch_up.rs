@@ -148,11 +148,7 @@ impl Connection {
                 {
                     let mut details = serde_json::Map::new();
                     details.insert("retained".into(), Value::Bool(true));
-                    if let (true, Some(publisher)) = (p.disclose_me, &p.publisher) {
-                        details.insert("publisher".into(), Value::from(publisher.session));
-                        details.insert("publisher_authid".into(), Value::from(publisher.authid.as_str()));
-                        details.insert("publisher_authrole".into(), Value::from(publisher.authrole.as_str()));
-                    }
+                    p.disclose_into(&mut details);
                     let details = Value::Object(details).to_string();
                     ctx.text(v2::encode_event(subscription, p.id, &details, p.v2_tail()));
                 }
@@ -184,11 +180,7 @@ fn replay_frames(
         if gap {
             details.insert("history_gap".into(), Value::Bool(true));
         }
-        if let (true, Some(publisher)) = (p.disclose_me, &p.publisher) {
-            details.insert("publisher".into(), Value::from(publisher.session));
-            details.insert("publisher_authid".into(), Value::from(publisher.authid.as_str()));
-            details.insert("publisher_authrole".into(), Value::from(publisher.authrole.as_str()));
-        }
+        p.disclose_into(&mut details);
         v2::encode_event(subscription, p.id, &Value::Object(details).to_string(), p.v2_tail())
     };
     let mut kept = Vec::new();

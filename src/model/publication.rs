@@ -177,6 +177,16 @@ impl Publication {
         }
     }
 
+    /// Adds the publisher to EVENT `details` (`publisher`, `publisher_authid`, `publisher_authrole`) when it
+    /// asked to be disclosed (`disclose_me`).
+    pub fn disclose_into(&self, details: &mut serde_json::Map<String, serde_json::Value>) {
+        if let (true, Some(p)) = (self.disclose_me, &self.publisher) {
+            details.insert("publisher".into(), p.session.into());
+            details.insert("publisher_authid".into(), p.authid.as_str().into());
+            details.insert("publisher_authrole".into(), p.authrole.as_str().into());
+        }
+    }
+
     /// Where this node's topics report deliveries for a receipt (see [`ReceiptSink`]); set once.
     pub fn set_receipt_sink(&self, sink: ReceiptSink) {
         let _ = self.receipt_sink.set(sink);

@@ -202,11 +202,7 @@ impl EventQuery {
 fn event_object(subscription: Id, e: &StoredEvent) -> Value {
     let p = &e.publication;
     let mut details = serde_json::Map::new();
-    if let (true, Some(publisher)) = (p.disclose_me, &p.publisher) {
-        details.insert("publisher".into(), Value::from(publisher.session));
-        details.insert("publisher_authid".into(), Value::from(publisher.authid.as_str()));
-        details.insert("publisher_authrole".into(), Value::from(publisher.authrole.as_str()));
-    }
+    p.disclose_into(&mut details);
     let timestamp = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.timestamp_ms);
     // The payload as published: v2's `[args, kwargs]` tail, read back (a remote publication keeps only that).
     let tail: Vec<Value> =

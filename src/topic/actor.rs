@@ -131,11 +131,7 @@ impl TopicActor {
         if self.pattern_details {
             details.insert("topic".into(), Value::String(publication.topic.clone()));
         }
-        if let (true, Some(p)) = (publication.disclose_me, &publication.publisher) {
-            details.insert("publisher".into(), Value::from(p.session));
-            details.insert("publisher_authid".into(), Value::String(p.authid.clone()));
-            details.insert("publisher_authrole".into(), Value::String(p.authrole.clone()));
-        }
+        publication.disclose_into(&mut details);
         Value::Object(details).to_string()
     }
 
