@@ -189,6 +189,7 @@ impl Builder {
             // The demo's private messages wait for an absent user (`demo.direct.send`, the offline inbox).
             if !self.settings.inbox.enabled() {
                 self.settings.inbox.ttl = Duration::from_secs(24 * 3600);
+                log::info!("demo on: messages to users wait 1 day in their offline inbox (set [inbox] ttl to change)");
             }
             self.procedures.add(crate::http::demo::SEND_PROCEDURE, Arc::new(crate::http::demo::send_private))?;
         }
@@ -198,6 +199,7 @@ impl Builder {
                 .is_none()
         {
             // The demo's rooms show their recent history on load and after a reconnect.
+            log::info!("demo on: keeping the last 50 events of demo.room.* for 1 h (a [[history]] rule overrides)");
             self.settings.history.push(crate::config::HistorySettings {
                 pattern: "demo.room.{room}".into(),
                 size: 50,
