@@ -5,7 +5,7 @@
 //! the order connections report them; the cheap, cloneable [`ClientManipulator`] handle sends it those writes
 //! and answers lookups, reading the index under a read lock rather than through the mailbox. It
 //! fronts the cluster's [`Registry`]: in embedded mode that reads the local index (through [`LocalSessions`],
-//! see `cluster/memory.rs`); in cluster mode Redis answers, cluster-wide, in one round trip (see
+//! see `cluster/memory/`); in cluster mode Redis answers, cluster-wide, in one round trip (see
 //! `cluster/redis/registry/`). Lookups follow GosWebSocketBundle's
 //! ClientManipulator (`get_client`, `find_by_username`, `find_all_by_username`, `find_by_roles`, `get_all`).
 //! If Redis cannot answer a lookup, it answers for this node only and logs a warning: a lookup never fails.

@@ -115,12 +115,7 @@ impl Connection {
                         }
                         ids.insert(p.id);
                         match this.protocol {
-                            Protocol::V2 => {
-                                let mut details = serde_json::Map::new();
-                                details.insert("inbox".into(), Value::Bool(true));
-                                let details = Value::Object(details).to_string();
-                                ctx.text(v2::encode_event(subscription, p.id, &details, p.v2_tail()));
-                            }
+                            Protocol::V2 => ctx.text(event_frame(subscription, &p, &["inbox"])),
                             Protocol::V1 => ctx.text(v1::encode_event(&p.topic, p.v1_event())),
                         }
                     }
@@ -146,11 +141,7 @@ impl Connection {
                     if this.state == Phase::Established
                         && p.admits(this.session, &this.identity.authid, &this.identity.authroles) =>
                 {
-                    let mut details = serde_json::Map::new();
-                    details.insert("retained".into(), Value::Bool(true));
-                    p.disclose_into(&mut details);
-                    let details = Value::Object(details).to_string();
-                    ctx.text(v2::encode_event(subscription, p.id, &details, p.v2_tail()));
+                    ctx.text(event_frame(subscription, &p, &["retained"]));
                 }
                 Ok(Err(e)) => log::debug!("session {}: retained event not read: {e}", this.session),
                 Err(_) => log::debug!("session {}: retained event not read within {REGISTRY_ACK_WAIT:?}", this.session),
@@ -159,6 +150,17 @@ impl Connection {
             this.outbox.release();
         }));
     }
+}
+
+/// A v2 EVENT of `subscription` carrying `p`, its details the given `flags` (each `true`) and the publisher if
+/// disclosed: what every catch-up sends.
+fn event_frame(subscription: Id, p: &Publication, flags: &[&str]) -> String {
+    let mut details = serde_json::Map::new();
+    for flag in flags {
+        details.insert((*flag).into(), Value::Bool(true));
+    }
+    p.disclose_into(&mut details);
+    v2::encode_event(subscription, p.id, &Value::Object(details).to_string(), p.v2_tail())
 }
 
 /// The replay of `events` after publication `after`: EVENT frames of `subscription` (at most `budget` bytes, the
@@ -174,14 +176,8 @@ fn replay_frames(
         None => (true, events),
     };
     let frame = |e: &crate::model::StoredEvent, gap: bool| {
-        let p = &e.publication;
-        let mut details = serde_json::Map::new();
-        details.insert("replayed".into(), Value::Bool(true));
-        if gap {
-            details.insert("history_gap".into(), Value::Bool(true));
-        }
-        p.disclose_into(&mut details);
-        v2::encode_event(subscription, p.id, &Value::Object(details).to_string(), p.v2_tail())
+        let flags: &[&str] = if gap { &["replayed", "history_gap"] } else { &["replayed"] };
+        event_frame(subscription, &e.publication, flags)
     };
     let mut kept = Vec::new();
     let mut bytes = 0;

@@ -167,7 +167,7 @@ impl Publication {
     }
 
     /// The payload, parsing the raw form of a publication from another node when needed.
-    fn parsed_payload(&self) -> Payload {
+    pub fn parsed_payload(&self) -> Payload {
         match &self.raw {
             None => self.payload.clone(),
             Some(raw) => Payload {

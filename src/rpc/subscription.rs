@@ -204,16 +204,14 @@ fn event_object(subscription: Id, e: &StoredEvent) -> Value {
     let mut details = serde_json::Map::new();
     p.disclose_into(&mut details);
     let timestamp = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.timestamp_ms);
-    // The payload as published: v2's `[args, kwargs]` tail, read back (a remote publication keeps only that).
-    let tail: Vec<Value> =
-        serde_json::from_str(&format!("[{}]", p.v2_tail().trim_start_matches(','))).unwrap_or_default();
+    let payload = p.parsed_payload();
     json!({
         "timestamp": humantime::format_rfc3339_millis(timestamp).to_string(),
         "subscription": subscription,
         "publication": p.id,
         "details": details,
-        "args": tail.first().cloned().unwrap_or_else(|| json!([])),
-        "kwargs": tail.get(1).cloned().unwrap_or_else(|| json!({})),
+        "args": payload.args.unwrap_or_default(),
+        "kwargs": payload.kwargs.unwrap_or_default(),
     })
 }
 

@@ -20,7 +20,7 @@ use crate::wamp::Id;
 
 mod stores;
 
-use stores::{subscribe, unsubscribe, Kept, Kept1, Retained, Shared, Table};
+use stores::{subscribe, unsubscribe, InboxMessage, Kept, Retained, Shared, Table};
 
 /// The nodes of one process that form a cluster; cheap to clone. A node built without one has its own.
 #[derive(Clone, Default)]
@@ -35,7 +35,7 @@ pub struct MemoryCluster {
     /// Kept events by topic (event history).
     history: Arc<Mutex<Kept>>,
     /// Users' offline inboxes: per user, `(kept at ms, publication id, topic, wire envelope)`, oldest first.
-    inboxes: Arc<Mutex<HashMap<String, std::collections::VecDeque<Kept1>>>>,
+    inboxes: Arc<Mutex<HashMap<String, std::collections::VecDeque<InboxMessage>>>>,
 }
 
 /// A node of a [`MemoryCluster`]: its sessions from the moment it joins, its events once it receives.

@@ -13,7 +13,7 @@ use crate::model::{now_millis, Publication, SubscriptionInfo, TopicKey};
 use crate::wamp::Id;
 
 /// One message of a user's offline inbox.
-pub(super) struct Kept1 {
+pub(super) struct InboxMessage {
     at: u64,
     id: Id,
     topic: String,
@@ -136,7 +136,7 @@ impl Inbox for MemoryRegistry {
         let mut inboxes = self.cluster.inboxes.lock().unwrap_or_else(|e| e.into_inner());
         let inbox = inboxes.entry(authid.to_owned()).or_default();
         inbox.retain(|m| m.at >= oldest);
-        inbox.push_back(Kept1 { at: now, id: publication.id, topic: publication.topic.clone(), envelope });
+        inbox.push_back(InboxMessage { at: now, id: publication.id, topic: publication.topic.clone(), envelope });
         while inbox.len() > settings.size {
             inbox.pop_front();
         }

@@ -75,8 +75,9 @@ const PRESENCE: &str = include_str!("../lua/presence.lua");
 
 /// Subscription script: `sub` or `unsub` one session's subscription, keeping the cluster's subscription table
 /// (`subs`) with it; answers 1 when the call made the subscription's first subscriber or removed its last. Sent
-/// with `EVAL` inside the writer's pipelines (Redis caches it by hash; a restart cannot make it `NOSCRIPT`).
-pub(super) const SUBSCRIPTION: &str = include_str!("../lua/subscription.lua");
+/// by hash (`EVALSHA`) inside the writer's pipelines; every rebuild loads it first, and a Redis that lost it
+/// (`NOSCRIPT` after a restart) fails the write, which marks the registry for that rebuild.
+const SUBSCRIPTION: &str = include_str!("../lua/subscription.lua");
 
 /// Inbox script: `put`, `taken` and `take` of one user's offline inbox.
 const INBOX: &str = include_str!("../lua/inbox.lua");
@@ -170,6 +171,7 @@ pub struct RedisRegistry {
     presence_script: redis::Script,
     subscribers_script: redis::Script,
     inbox_script: redis::Script,
+    subscription_script: redis::Script,
     /// Sessions the janitor (or the first rebuild) removed for good, for the node to announce.
     departed: mpsc::UnboundedSender<Vec<Departed>>,
     /// The first rebuild of this incarnation removes the previous incarnation's sessions: those departed.
@@ -231,6 +233,7 @@ impl RedisRegistry {
             presence_script: redis::Script::new(PRESENCE),
             subscribers_script: redis::Script::new(SUBSCRIBERS),
             inbox_script: redis::Script::new(INBOX),
+            subscription_script: redis::Script::new(SUBSCRIPTION),
             departed,
             first_rebuild: AtomicBool::new(true),
         });

@@ -46,8 +46,8 @@ impl RedisRegistry {
 
     /// `sub` or `unsub` of one subscription (the subscription script); its answer is read back if `answer`.
     fn push_subscription(&self, pipe: &mut redis::Pipeline, mode: &str, session: Id, s: &Subscription, answer: bool) {
-        pipe.cmd("EVAL")
-            .arg(SUBSCRIPTION)
+        pipe.cmd("EVALSHA")
+            .arg(self.subscription_script.get_hash())
             .arg(0)
             .arg(self.keys.prefix())
             .arg(mode)
@@ -133,6 +133,8 @@ impl RedisRegistry {
             self.report_departed(purged);
         }
         let mut pipe = redis::pipe();
+        // First: the subscription script the writes below (and every write after) call by hash.
+        pipe.cmd("SCRIPT").arg("LOAD").arg(SUBSCRIPTION).ignore();
         pipe.cmd("SADD").arg(self.p("nodes")).arg(&self.node).ignore();
         for (client, subscriptions) in local.snapshot() {
             self.push_register(&mut pipe, &client);
