@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::route::{Params, PatternError, RoutePattern, Router};
 use crate::rpc::{Procedure, Procedures};
 use crate::session::bridge::{InvalidSession, InvalidSessionCallback, SessionBridge};
-use crate::session::store::{MemorySessionStore, Store};
+use crate::session::store::{MemorySessionStore, RedisSource, Store};
 use crate::topic::access::{AccessRule, AccessRules};
 use crate::topic::backlog::Backlog;
 use crate::topic::broker::{Broker, RemotePublish};
@@ -146,14 +146,10 @@ impl Builder {
             None => Store::Memory(MemorySessionStore::default()),
             Some(endpoint) => {
                 let session = &self.settings.session;
-                Store::redis(
-                    endpoint.connection_info(),
-                    endpoint.connect_timeout(),
-                    &session.key_prefix,
-                    session.store_timeout,
-                )
-                .await
-                .map_err(|e| StartError::SessionStore(format!("{}: {e:#}", endpoint.shown())))?
+                let source: RedisSource = Arc::new(endpoint.source());
+                Store::redis(source, endpoint.connect_timeout(), &session.key_prefix, session.store_timeout)
+                    .await
+                    .map_err(|e| StartError::SessionStore(format!("{}: {e:#}", endpoint.shown())))?
             }
         };
         let sessions = Arc::new(SessionBridge::new(

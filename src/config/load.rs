@@ -133,8 +133,12 @@ impl Settings {
             ("redis.url (SWITCHBOARD_REDIS_URL)", &self.redis.url),
             ("session.redis_url (SWITCHBOARD_SESSION_REDIS_URL)", &self.session.redis_url),
         ] {
-            if !(url.is_empty() || url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(invalid(key, "must start with redis:// or rediss://"));
+            let schemes = ["redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://"];
+            if !(url.is_empty() || schemes.iter().any(|scheme| url.starts_with(scheme))) {
+                return Err(invalid(
+                    key,
+                    "must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://",
+                ));
             }
         }
         if !self.session_redis_url().is_empty() && self.session.key.is_empty() {
@@ -148,9 +152,11 @@ impl Settings {
             return Err(invalid("redis.connect_timeout", "must be greater than zero"));
         }
         if !self.redis.tls_ca.is_empty()
-            && ![&self.redis.url, &self.session.redis_url].iter().any(|u| u.starts_with("rediss://"))
+            && ![&self.redis.url, &self.session.redis_url]
+                .iter()
+                .any(|u| u.starts_with("rediss://") || u.starts_with("rediss+sentinel://"))
         {
-            let msg = "is set, but no Redis URL uses TLS (rediss://)";
+            let msg = "is set, but no Redis URL uses TLS (rediss:// or rediss+sentinel://)";
             return Err(invalid("redis.tls_ca (SWITCHBOARD_REDIS_TLS_CA)", msg));
         }
         self.session.key_bytes()?;

@@ -8,7 +8,9 @@
 //! The Redis store runs over a pool (actix-session's `redis-pool`) rather than its own `ConnectionManager`:
 //! a pooled connection is PINGed at checkout and a dead one replaced by a fresh dial at once, so sockets
 //! resolve again as soon as Redis is back; the `ConnectionManager` re-dials on a backoff growing to a minute,
-//! which locked logged-in users out for up to two minutes after every Redis restart.
+//! which locked logged-in users out for up to two minutes after every Redis restart. When the store's Redis is
+//! a Sentinel-managed master, the store is made again over a new pool as soon as the master moves
+//! ([`RedisSource`] says where Redis is now).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -122,31 +124,73 @@ pub enum Store {
     /// Embedded mode.
     Memory(MemorySessionStore),
     /// actix-session's Redis store, with the web app's key prefix.
-    Redis(RedisSessionStore),
+    Redis(RedisStore),
 }
 
-impl Store {
-    /// The web app's Redis session store at `redis` (opened and checked by the caller); keys are `key_prefix` +
-    /// session key. Connections are dialled on first use, each within `connect_timeout`; a checkout waits at
-    /// most `wait` for a free one.
-    pub async fn redis(
-        redis: redis::ConnectionInfo,
+/// Where the session store's Redis is now: the master's generation and connection settings. With a fixed URL
+/// the generation never changes; with Sentinel it goes up at each failover.
+pub type RedisSource = Arc<dyn Fn() -> (u64, redis::RedisResult<redis::ConnectionInfo>) + Send + Sync>;
+
+/// actix-session's `RedisSessionStore` over a pool, made again (a new pool to the new master) when the
+/// source's generation moves. Clones share it.
+#[derive(Clone)]
+pub struct RedisStore {
+    source: RedisSource,
+    connect_timeout: Duration,
+    prefix: Arc<str>,
+    wait: Duration,
+    current: Arc<Mutex<(u64, RedisSessionStore)>>,
+}
+
+impl RedisStore {
+    async fn make(
+        info: redis::ConnectionInfo,
         connect_timeout: Duration,
-        key_prefix: &str,
+        prefix: &Arc<str>,
         wait: Duration,
-    ) -> anyhow::Result<Store> {
+    ) -> anyhow::Result<RedisSessionStore> {
         let timeout = Some(connect_timeout);
-        let pool = Pool::builder(Manager::new(redis)?)
+        let pool = Pool::builder(Manager::new(info)?)
             .max_size(REDIS_POOL_SIZE)
             .runtime(Runtime::Tokio1)
             .create_timeout(timeout)
             .recycle_timeout(timeout)
             .wait_timeout(Some(wait))
             .build()?;
-        let prefix = key_prefix.to_owned();
-        let store =
-            RedisSessionStore::builder_pooled(pool).cache_keygen(move |key| format!("{prefix}{key}")).build().await?;
-        Ok(Store::Redis(store))
+        let prefix = prefix.clone();
+        RedisSessionStore::builder_pooled(pool).cache_keygen(move |key| format!("{prefix}{key}")).build().await
+    }
+
+    /// The store for the current master.
+    async fn store(&self) -> anyhow::Result<RedisSessionStore> {
+        let (generation, info) = (self.source)();
+        {
+            let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            if current.0 == generation {
+                return Ok(current.1.clone());
+            }
+        }
+        let store = RedisStore::make(info?, self.connect_timeout, &self.prefix, self.wait).await?;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = (generation, store.clone());
+        Ok(store)
+    }
+}
+
+impl Store {
+    /// The web app's Redis session store at `source` (opened and checked by the caller); keys are the session
+    /// key after `key_prefix`. Connections are dialled on first use, each within `connect_timeout`; a checkout waits at
+    /// most `wait` for a free one.
+    pub async fn redis(
+        source: RedisSource,
+        connect_timeout: Duration,
+        key_prefix: &str,
+        wait: Duration,
+    ) -> anyhow::Result<Store> {
+        let (generation, info) = source();
+        let prefix: Arc<str> = key_prefix.into();
+        let first = RedisStore::make(info?, connect_timeout, &prefix, wait).await?;
+        let current = Arc::new(Mutex::new((generation, first)));
+        Ok(Store::Redis(RedisStore { source, connect_timeout, prefix, wait, current }))
     }
 
     /// `"memory"` or `"redis"`, for health output.
@@ -162,14 +206,14 @@ impl SessionStore for Store {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
         match self {
             Store::Memory(s) => s.load(session_key).await,
-            Store::Redis(s) => s.load(session_key).await,
+            Store::Redis(s) => s.store().await.map_err(LoadError::Other)?.load(session_key).await,
         }
     }
 
     async fn save(&self, session_state: SessionState, ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
         match self {
             Store::Memory(s) => s.save(session_state, ttl).await,
-            Store::Redis(s) => s.save(session_state, ttl).await,
+            Store::Redis(s) => s.store().await.map_err(SaveError::Other)?.save(session_state, ttl).await,
         }
     }
 
@@ -181,21 +225,23 @@ impl SessionStore for Store {
     ) -> Result<SessionKey, UpdateError> {
         match self {
             Store::Memory(s) => s.update(session_key, session_state, ttl).await,
-            Store::Redis(s) => s.update(session_key, session_state, ttl).await,
+            Store::Redis(s) => {
+                s.store().await.map_err(UpdateError::Other)?.update(session_key, session_state, ttl).await
+            }
         }
     }
 
     async fn update_ttl(&self, session_key: &SessionKey, ttl: &CookieDuration) -> Result<(), anyhow::Error> {
         match self {
             Store::Memory(s) => s.update_ttl(session_key, ttl).await,
-            Store::Redis(s) => s.update_ttl(session_key, ttl).await,
+            Store::Redis(s) => s.store().await?.update_ttl(session_key, ttl).await,
         }
     }
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
         match self {
             Store::Memory(s) => s.delete(session_key).await,
-            Store::Redis(s) => s.delete(session_key).await,
+            Store::Redis(s) => s.store().await?.delete(session_key).await,
         }
     }
 }

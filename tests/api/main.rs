@@ -20,6 +20,7 @@ mod redis_faults;
 mod redis_server;
 mod retention;
 mod scenarios;
+mod sentinel;
 mod sessions;
 mod transport;
 mod v1;

@@ -21,6 +21,8 @@ pub struct RedisServer {
     tls: Option<TlsFiles>,
     /// With `appendonly yes` (fsync always) into this directory, removed on drop: data survives a restart.
     aof_dir: Option<PathBuf>,
+    /// `--replicaof 127.0.0.1 <port>`.
+    replica_of: Option<u16>,
 }
 
 /// A private CA and a server certificate for 127.0.0.1, in a temporary directory removed on drop.
@@ -95,7 +97,7 @@ impl Drop for TlsFiles {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
@@ -119,13 +121,34 @@ impl RedisServer {
     pub async fn start_persistent() -> RedisServer {
         let dir = std::env::temp_dir().join(format!("switchboard-test-aof-{}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = RedisServer { port: free_port(), child: None, password: None, tls: None, aof_dir: Some(dir) };
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            password: None,
+            tls: None,
+            aof_dir: Some(dir),
+            replica_of: None,
+        };
         server.restart().await;
         server
     }
 
     async fn launch(password: Option<String>, tls: Option<TlsFiles>) -> RedisServer {
-        let mut server = RedisServer { port: free_port(), child: None, password, tls, aof_dir: None };
+        let mut server = RedisServer { port: free_port(), child: None, password, tls, aof_dir: None, replica_of: None };
+        server.restart().await;
+        server
+    }
+
+    /// A replica of the plain server on `master_port` (for Sentinel topologies).
+    pub async fn start_replica_of(master_port: u16) -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            password: None,
+            tls: None,
+            aof_dir: None,
+            replica_of: Some(master_port),
+        };
         server.restart().await;
         server
     }
@@ -153,7 +176,7 @@ impl RedisServer {
     pub fn client(&self) -> redis::Client {
         let ca = self.tls_ca().map(|p| TlsCa::load(Path::new(&p)).expect("the test CA parses"));
         let endpoint = RedisEndpoint::open(CLUSTER_URL_SETTING, &self.authed_url(), ca.as_ref(), START_TIMEOUT);
-        endpoint.expect("the test URL parses").client().clone()
+        endpoint.expect("the test URL parses").client().expect("a fixed URL has a client")
     }
 
     /// Starts (again) on the same port.
@@ -190,6 +213,9 @@ impl RedisServer {
         }
         if let Some(p) = &self.password {
             args.extend(["--requirepass".into(), p.clone()]);
+        }
+        if let Some(master) = self.replica_of {
+            args.extend(["--replicaof".into(), "127.0.0.1".into(), master.to_string()]);
         }
         let child = Command::new("redis-server")
             .args(&args)

@@ -4,7 +4,7 @@
 //! | variable | default |
 //! |---|---|
 //! | `SWITCHBOARD_SESSION_KEY` | required: base64 of ≥ 64 bytes, e.g. `$(openssl rand -base64 64)` (line breaks are ignored) |
-//! | `SWITCHBOARD_REDIS_URL`, else `REDIS_URL` | `redis://127.0.0.1:6379` |
+//! | `SWITCHBOARD_REDIS_URL`, else `REDIS_URL` | `redis://127.0.0.1:6379`; a `redis+sentinel://h1:26379,h2:26379/<master>` URL follows the Sentinel-managed master |
 //! | `SWITCHBOARD_SESSION_KEY_PREFIX` | empty (actix-session's default: no prefix) |
 //! | `WEBAPP_BIND` | `127.0.0.1:3000` |
 //! | `SWITCHBOARD_WEBHOOK_SECRET` | empty: `POST /webhooks/switchboard` then refuses everything |
@@ -12,7 +12,11 @@
 //! `cargo run --release --example webapp` prints what it uses, then serves `POST /login` (as alice),
 //! `POST /logout`, and `POST /webhooks/switchboard`, the receiver of switchboard's `[webhooks]`.
 
-use actix_session::{config::BrowserSession, storage::RedisSessionStore, Session, SessionMiddleware};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_session::storage::{RedisSessionStore, SessionStore};
+use actix_session::{config::BrowserSession, Session, SessionMiddleware};
 use actix_web::{cookie::Key, web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use base64::Engine;
@@ -29,11 +33,33 @@ async fn main() -> anyhow::Result<()> {
     let bind = env("WEBAPP_BIND").unwrap_or("127.0.0.1:3000".into());
     let webhook_secret = web::Data::new(WebhookSecret(env("SWITCHBOARD_WEBHOOK_SECRET").unwrap_or_default()));
     println!("webapp: redis {redis_url}, session key prefix '{prefix}', listening on http://{bind}");
+    if redis_url.contains("+sentinel://") {
+        // actix-session's store takes one address; switchboard's `Store` wraps the same RedisSessionStore and
+        // makes it again over the new master after every Sentinel failover (what the nodes do themselves).
+        use switchboard::cluster::redis::conn::{RedisEndpoint, SESSION_URL_SETTING};
+        let timeout = Duration::from_secs(5);
+        let endpoint = RedisEndpoint::open(SESSION_URL_SETTING, &redis_url, None, timeout)?;
+        endpoint.check().await?;
+        let store = switchboard::session::store::Store::redis(Arc::new(endpoint.source()), timeout, &prefix, timeout)
+            .await
+            .with_context(|| format!("session store at {}", endpoint.shown()))?;
+        return serve(store, key, &bind, webhook_secret).await;
+    }
     let store = RedisSessionStore::builder(redis_url.as_str())
         .cache_keygen(move |k| format!("{prefix}{k}")) // = switchboard's SWITCHBOARD_SESSION_KEY_PREFIX
         .build()
         .await
         .with_context(|| format!("session store at {redis_url}"))?;
+    serve(store, key, &bind, webhook_secret).await
+}
+
+/// The app: logins in `store`, under the cookie key `key`.
+async fn serve<S: SessionStore + Clone + Send + 'static>(
+    store: S,
+    key: Key,
+    bind: &str,
+    webhook_secret: web::Data<WebhookSecret>,
+) -> anyhow::Result<()> {
     HttpServer::new(move || {
         App::new()
             .app_data(webhook_secret.clone())
@@ -61,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
                 }),
             )
     })
-    .bind(&bind)
+    .bind(bind)
     .with_context(|| format!("WEBAPP_BIND {bind}"))?
     .run()
     .await?;

@@ -7,13 +7,21 @@
 //! start-up gate: connect and PING within `redis.connect_timeout`, so an unreachable server, a refused AUTH or a
 //! NOAUTH/WRONGPASS answer stops the node at once with Redis's own words. This module opens connections; it
 //! does not decide what runs over them.
+//!
+//! A `redis+sentinel://` URL names no server but a master Sentinel knows ([`super::sentinel`]): the check
+//! resolves it and starts following it, [`RedisEndpoint::client`] is always the current master's, and
+//! [`RedisEndpoint::generation`] goes up when it moves, so connection holders know theirs are stale. The pools
+//! built here ([`Dial`]) drop such connections on their own.
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ConnectionInfo, IntoConnectionInfo};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+use tokio::sync::watch;
+
+use super::sentinel::{self, Sentinel, SentinelUrl};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
@@ -92,13 +100,23 @@ impl TlsCa {
     }
 }
 
-/// One configured Redis server: its client, the setting it came from and its masked URL.
+/// One configured Redis server (or Sentinel-managed master): how to reach it, the setting it came from and
+/// its masked URL. Clones share the Sentinel state.
 #[derive(Clone)]
 pub struct RedisEndpoint {
-    client: Client,
+    target: Target,
     setting: &'static str,
     shown: String,
     connect_timeout: Duration,
+}
+
+/// How an endpoint finds its server.
+#[derive(Clone)]
+enum Target {
+    /// `redis://`, `rediss://`: one fixed address (and a generation that never moves, for [`RedisEndpoint::changes`]).
+    Direct(Client, Arc<watch::Sender<u64>>),
+    /// `redis+sentinel://`, `rediss+sentinel://`: whichever master the Sentinels name.
+    Sentinel(Arc<Sentinel>),
 }
 
 impl std::fmt::Debug for RedisEndpoint {
@@ -117,8 +135,8 @@ fn install_crypto_provider() {
 }
 
 impl RedisEndpoint {
-    /// Parses `url` (named `setting` in messages). A `rediss://` URL uses `tls_ca` as its only trusted root
-    /// when given, else the system's roots. Nothing is connected yet.
+    /// Parses `url` (named `setting` in messages). A `rediss://` (or `rediss+sentinel://`) URL uses `tls_ca` as
+    /// its only trusted root when given, else the system's roots. Nothing is connected yet.
     pub fn open(
         setting: &'static str,
         url: &str,
@@ -126,7 +144,17 @@ impl RedisEndpoint {
         connect_timeout: Duration,
     ) -> Result<RedisEndpoint, RedisConnError> {
         let shown = mask_password(url);
-        let error = |e: redis::RedisError| RedisConnError::Url { setting, url: shown.clone(), message: e.to_string() };
+        let invalid = |message: String| RedisConnError::Url { setting, url: shown.clone(), message };
+        let error = |e: redis::RedisError| invalid(e.to_string());
+        if sentinel::is_sentinel_url(url) {
+            let parsed = SentinelUrl::parse(url).map_err(invalid)?;
+            if parsed.tls {
+                install_crypto_provider();
+            }
+            let root_cert = tls_ca.map(|ca| ca.pem.clone());
+            let sentinel = Sentinel::new(parsed, root_cert, connect_timeout, setting).map_err(error)?;
+            return Ok(RedisEndpoint { target: Target::Sentinel(Arc::new(sentinel)), setting, shown, connect_timeout });
+        }
         let info = url.into_connection_info().map_err(error)?;
         let tls = matches!(info.addr, redis::ConnectionAddr::TcpTls { .. });
         if tls {
@@ -139,17 +167,46 @@ impl RedisEndpoint {
             }
             None => Client::open(info).map_err(error)?,
         };
-        Ok(RedisEndpoint { client, setting, shown, connect_timeout })
+        let never_moves = Arc::new(watch::channel(0).0);
+        Ok(RedisEndpoint { target: Target::Direct(client, never_moves), setting, shown, connect_timeout })
     }
 
-    /// The client (URL and TLS settings).
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// The client of the server to use now: the fixed one, or the master Sentinel names (an error before the
+    /// start-up check has resolved it).
+    pub fn client(&self) -> redis::RedisResult<Client> {
+        match &self.target {
+            Target::Direct(client, _) => Ok(client.clone()),
+            Target::Sentinel(sentinel) => sentinel.client(),
+        }
     }
 
-    /// The connection parameters, for pools that build their own clients.
-    pub fn connection_info(&self) -> ConnectionInfo {
-        self.client.get_connection_info().clone()
+    /// How many times the master moved (always 0 without Sentinel). A connection dialled under an older
+    /// generation goes to a server that is no longer the master.
+    pub fn generation(&self) -> u64 {
+        match &self.target {
+            Target::Direct(..) => 0,
+            Target::Sentinel(sentinel) => sentinel.generation(),
+        }
+    }
+
+    /// Wakes when the master moves (never without Sentinel).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        match &self.target {
+            Target::Direct(_, never_moves) => never_moves.subscribe(),
+            Target::Sentinel(sentinel) => sentinel.changes(),
+        }
+    }
+
+    /// Where this endpoint's server is now, as the session store asks it before each use: the master generation
+    /// and the connection settings (see `session::store::RedisSource`).
+    pub fn source(&self) -> impl Fn() -> (u64, redis::RedisResult<redis::ConnectionInfo>) + Send + Sync + 'static {
+        let endpoint = self.clone();
+        move || (endpoint.generation(), endpoint.client().map(|client| client.get_connection_info().clone()))
+    }
+
+    /// Whether this endpoint follows a Sentinel-managed master.
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self.target, Target::Sentinel(_))
     }
 
     /// The URL with its password masked, for messages.
@@ -164,24 +221,33 @@ impl RedisEndpoint {
 
     /// A multiplexed connection whose connect and every answer are bounded by `redis.connect_timeout`.
     pub async fn connect(&self) -> Result<MultiplexedConnection, RedisConnError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(self.connect_timeout)
-            .set_response_timeout(self.connect_timeout);
-        match tokio::time::timeout(
-            self.connect_timeout,
-            self.client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        {
+        let client = self.client().map_err(|e| self.refused(&e))?;
+        match tokio::time::timeout(self.connect_timeout, dial(&client, self.connect_timeout)).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(self.connect_refused(&e).await),
+            Ok(Err(e)) => Err(self.connect_refused(&client, &e).await),
             Err(_) => Err(self.timeout()),
         }
     }
 
     /// The start-up check: connect (TCP, TLS, AUTH from the URL) and PING, all within `redis.connect_timeout`.
     /// A server that wants a password the URL lacks answers the PING with NOAUTH, which fails the check too.
+    /// With Sentinel, the master is resolved first (and then followed for as long as the endpoint lives).
     pub async fn check(&self) -> Result<(), RedisConnError> {
+        if let Target::Sentinel(sentinel) = &self.target {
+            let first = sentinel.client().is_err();
+            let resolved = tokio::time::timeout(self.connect_timeout * 2, sentinel.resolve(&mut Vec::new())).await;
+            let message = match resolved {
+                Ok(Ok(())) => None,
+                Ok(Err(message)) => Some(message),
+                Err(_) => Some(format!("no answer within {:?} (redis.connect_timeout)", self.connect_timeout * 2)),
+            };
+            if let Some(message) = message {
+                return Err(RedisConnError::Refused { setting: self.setting, url: self.shown.clone(), message });
+            }
+            if first {
+                sentinel.follow();
+            }
+        }
         let attempt = async {
             let mut conn = self.connect().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| self.refused(&e))
@@ -200,12 +266,12 @@ impl RedisEndpoint {
     /// A failed connect as this endpoint's error. redis-rs reports a refused AUTH in its own words
     /// ("Password authentication failed"); the operator needs Redis's (`WRONGPASS …`, `ERR AUTH … no password
     /// is set`), so the AUTH is sent again by hand on a connection without credentials to hear it.
-    async fn connect_refused(&self, e: &redis::RedisError) -> RedisConnError {
+    async fn connect_refused(&self, client: &Client, e: &redis::RedisError) -> RedisConnError {
         let mut refused = self.refused(e);
         if e.kind() != redis::ErrorKind::AuthenticationFailed {
             return refused;
         }
-        let mut info = self.connection_info();
+        let mut info = client.get_connection_info().clone();
         let (username, password) = (info.redis.username.take(), info.redis.password.take());
         let Ok(client) = Client::open(info) else { return refused };
         let config = AsyncConnectionConfig::new()
@@ -224,6 +290,64 @@ impl RedisEndpoint {
 
     fn timeout(&self) -> RedisConnError {
         RedisConnError::Timeout { setting: self.setting, url: self.shown.clone(), timeout: self.connect_timeout }
+    }
+}
+
+/// A multiplexed connection to `client` whose connect and every answer are bounded by `timeout`.
+pub async fn dial(client: &Client, timeout: Duration) -> redis::RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
+    client.get_multiplexed_async_connection_with_config(&config).await
+}
+
+/// A pool's connection maker (bb8's manager) over an endpoint: each connection is dialled to the server the
+/// endpoint names *now*, and a checkout test fails a connection dialled before the master moved, so a pool
+/// follows a Sentinel failover by itself. Connections answer within `redis.connect_timeout`.
+pub struct Dial(pub RedisEndpoint);
+
+/// A pooled connection and the master generation it was dialled under.
+pub struct Pooled {
+    conn: MultiplexedConnection,
+    generation: u64,
+}
+
+impl bb8_redis::bb8::ManageConnection for Dial {
+    type Connection = Pooled;
+    type Error = redis::RedisError;
+
+    async fn connect(&self) -> Result<Pooled, redis::RedisError> {
+        let generation = self.0.generation();
+        let conn = dial(&self.0.client()?, self.0.connect_timeout).await?;
+        Ok(Pooled { conn, generation })
+    }
+
+    async fn is_valid(&self, conn: &mut Pooled) -> Result<(), redis::RedisError> {
+        if conn.generation != self.0.generation() {
+            return Err((redis::ErrorKind::IoError, "the Redis master moved").into());
+        }
+        redis::cmd("PING").query_async::<String>(&mut conn.conn).await.map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Pooled) -> bool {
+        conn.generation != self.0.generation()
+    }
+}
+
+impl redis::aio::ConnectionLike for Pooled {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        self.conn.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.conn.req_packed_commands(cmd, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
     }
 }
 

@@ -132,7 +132,7 @@ impl Backplane for RedisBackplane {
             for channel in &channels {
                 pipe.cmd("PUBLISH").arg(channel).arg(&bytes).ignore();
             }
-            let mut conn = self.publisher.clone();
+            let mut conn = self.publisher.conn();
             let result = answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await);
             match &result {
                 Ok(()) => metrics::inc(&self.metrics.backplane_published_total),
@@ -148,7 +148,7 @@ impl Backplane for RedisBackplane {
     fn history<'a>(&'a self, topic: &'a str, ttl: Duration) -> BoxFuture<'a, Result<Vec<StoredEvent>, BackplaneError>> {
         Box::pin(async move {
             let since = crate::model::now_millis().saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-            let mut conn = self.publisher.clone();
+            let mut conn = self.publisher.conn();
             let read = redis::cmd("XRANGE").arg(self.keys.history(topic)).arg(since).arg("+").clone();
             let entries: Vec<(String, Vec<Vec<u8>>)> =
                 match tokio::time::timeout(PUBLISH_TIMEOUT, read.query_async(&mut conn)).await {
@@ -188,7 +188,7 @@ pub struct RedisBackplane {
     /// Local sessions per user (the user channels this node is subscribed to). Commands are sent under this
     /// lock, so the task sees wants and unwants in the order the counts changed.
     users: Mutex<HashMap<String, usize>>,
-    publisher: ConnectionManager,
+    publisher: Publisher,
     up: Arc<AtomicBool>,
     /// The error that last ended (or prevented) the subscription, for readiness output.
     last_error: Arc<Mutex<Option<String>>>,
@@ -207,24 +207,16 @@ impl RedisBackplane {
         settings: crate::config::ClusterSettings,
         metrics: Arc<Metrics>,
     ) -> redis::RedisResult<(RedisBackplane, Receiver)> {
-        // redis-rs re-dials a lost connection with waits from 1 s growing to 60 s, so after an outage the
-        // publisher could stay dead for a minute while the subscription is back. Dial on demand instead: a
-        // publish after a failure reconnects at once (and while the subscription reports Redis down, publishes
-        // are refused without touching it, so nothing hammers a dead server).
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(endpoint.connect_timeout());
-        let client = endpoint.client().clone();
-        let publisher = client.get_connection_manager_with_config(config).await?;
+        let publisher = Publisher::connect(endpoint).await?;
         let (commands, receiver) = mpsc::unbounded_channel();
         let up = Arc::new(AtomicBool::new(false));
         let last_error = Arc::new(Mutex::new(None));
         let (node_id, task_keys, task_metrics) = (node.clone(), keys.clone(), metrics.clone());
         let task_last_error = last_error.clone();
-        let (task_up, task_publisher) = (up.clone(), publisher.clone());
+        let (task_up, task_publisher, task_endpoint) = (up.clone(), publisher.clone(), endpoint.clone());
         let receiving = Receiver::new(move |events| {
             let task = PubSubTask {
-                client,
+                endpoint: task_endpoint,
                 last_error: task_last_error,
                 connect_failures: Summary::new(module_path!(), "backplane connection attempts"),
                 node: node_id,
@@ -295,13 +287,56 @@ impl RedisBackplane {
         for channel in channels {
             pipe.cmd("PUBLISH").arg(channel).arg(&bytes).ignore();
         }
-        let mut conn = self.publisher.clone();
+        let mut conn = self.publisher.conn();
         answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await)
     }
 
     async fn send(&self, channel: &str, bytes: Vec<u8>) -> Result<(), BackplaneError> {
-        let mut conn = self.publisher.clone();
+        let mut conn = self.publisher.conn();
         answered(tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(channel, bytes)).await)
+    }
+}
+
+/// The publishing connection, dialled again when the master moves (Sentinel).
+#[derive(Clone)]
+pub(super) struct Publisher {
+    endpoint: RedisEndpoint,
+    current: Arc<Mutex<(u64, ConnectionManager)>>,
+}
+
+impl Publisher {
+    async fn connect(endpoint: &RedisEndpoint) -> redis::RedisResult<Publisher> {
+        let generation = endpoint.generation();
+        let manager = Publisher::dial(endpoint).await?;
+        Ok(Publisher { endpoint: endpoint.clone(), current: Arc::new(Mutex::new((generation, manager))) })
+    }
+
+    /// redis-rs re-dials a lost connection with waits from 1 s growing to 60 s, so after an outage the
+    /// publisher could stay dead for a minute while the subscription is back. Dial on demand instead: a
+    /// publish after a failure reconnects at once (and while the subscription reports Redis down, publishes
+    /// are refused without touching it, so nothing hammers a dead server).
+    async fn dial(endpoint: &RedisEndpoint) -> redis::RedisResult<ConnectionManager> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(endpoint.connect_timeout());
+        endpoint.client()?.get_connection_manager_with_config(config).await
+    }
+
+    /// The connection to use now (a cheap handle).
+    pub(super) fn conn(&self) -> ConnectionManager {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
+    }
+
+    /// Dials the current master if the master moved since the publisher was dialled. The pub/sub task calls
+    /// this before it reports the backplane up.
+    pub(super) async fn follow(&self) -> redis::RedisResult<()> {
+        let generation = self.endpoint.generation();
+        if self.current.lock().unwrap_or_else(|e| e.into_inner()).0 == generation {
+            return Ok(());
+        }
+        let manager = Publisher::dial(&self.endpoint).await?;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = (generation, manager);
+        Ok(())
     }
 }
 

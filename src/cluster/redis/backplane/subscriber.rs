@@ -28,7 +28,8 @@ impl RecentIds {
 
 /// The pub/sub task.
 pub(super) struct PubSubTask {
-    pub(super) client: redis::Client,
+    /// Where Redis is (the master Sentinel names, when it does).
+    pub(super) endpoint: RedisEndpoint,
     pub(super) last_error: Arc<Mutex<Option<String>>>,
     /// Failed (re)connects, summarised in the log.
     pub(super) connect_failures: Summary,
@@ -39,7 +40,7 @@ pub(super) struct PubSubTask {
     pub(super) events: Arc<dyn ClusterEvents>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) up: Arc<AtomicBool>,
-    pub(super) publisher: ConnectionManager,
+    pub(super) publisher: Publisher,
     pub(super) channels: HashSet<String>,
     pub(super) patterns: HashSet<String>,
     pub(super) recent: RecentIds,
@@ -121,7 +122,12 @@ impl PubSubTask {
             ready.into_iter().for_each(|tx| {
                 let _ = tx.send(());
             });
-            tokio::time::sleep(backoff).await;
+            // A master that moved is dialled at once, whatever the backoff.
+            let mut moved = self.endpoint.changes();
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = moved.changed() => backoff = FIRST_BACKOFF,
+            }
             backoff = (backoff * 2).min(self.settings.max_backoff);
             metrics::inc(&self.metrics.backplane_reconnects_total);
         }
@@ -129,7 +135,12 @@ impl PubSubTask {
 
     /// One pub/sub connection's life: connect, subscribe everything wanted, then serve until it fails.
     pub(super) async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
-        let pubsub = match tokio::time::timeout(PUBLISH_TIMEOUT * 2, self.client.get_async_pubsub()).await {
+        let mut moved = self.endpoint.changes();
+        let client = match self.endpoint.client() {
+            Ok(client) => client,
+            Err(e) => return Ended::Lost(redis_conn::describe(&e), false),
+        };
+        let pubsub = match tokio::time::timeout(PUBLISH_TIMEOUT * 2, client.get_async_pubsub()).await {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => return Ended::Lost(redis_conn::describe(&e), false),
             Err(_) => return Ended::Lost("connect timed out".into(), false),
@@ -146,6 +157,9 @@ impl PubSubTask {
             if let Err(e) = sink.psubscribe(&patterns).await {
                 return Ended::Lost(redis_conn::describe(&e), false);
             }
+        }
+        if let Err(e) = self.publisher.follow().await {
+            return Ended::Lost(format!("publisher: {}", redis_conn::describe(&e)), false);
         }
         if let Err(e) = self.wake_publisher().await {
             return Ended::Lost(format!("publisher: {e}"), false);
@@ -178,6 +192,7 @@ impl PubSubTask {
                         return Ended::Lost(e.to_string(), true);
                     }
                 }
+                _ = moved.changed() => return Ended::Lost("the Redis master moved".into(), true),
                 _ = probe.tick() => {
                     if let Some((_, sent)) = outstanding {
                         if sent.elapsed() >= self.settings.probe_interval {
@@ -186,7 +201,7 @@ impl PubSubTask {
                     }
                     let nonce: u64 = rand::random();
                     let envelope = Envelope { v: crate::cluster::envelope::VERSION, origin: self.node.clone(), body: Body::Probe { nonce } };
-                    let mut conn = self.publisher.clone();
+                    let mut conn = self.publisher.conn();
                     let sent = tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(&inbox, envelope.encode())).await;
                     match sent {
                         Ok(Ok(_)) => outstanding = Some((nonce, Instant::now())),
@@ -204,7 +219,7 @@ impl PubSubTask {
     pub(super) async fn wake_publisher(&self) -> Result<(), String> {
         let mut last = String::new();
         for _ in 0..PUBLISHER_WAKE_ATTEMPTS {
-            let mut conn = self.publisher.clone();
+            let mut conn = self.publisher.conn();
             match tokio::time::timeout(PUBLISH_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(e)) => last = redis_conn::describe(&e),

@@ -5,6 +5,13 @@ use super::*;
 impl RedisRegistry {
     /// Renews the lease; asks for a rebuild when Redis lost it or writes failed; purges dead nodes.
     pub(super) async fn heartbeat(&self) {
+        // After a Sentinel failover the new master holds what had been replicated to it, which may lack the
+        // last writes: write everything again.
+        let generation = self.endpoint.generation();
+        if self.generation.swap(generation, Ordering::AcqRel) != generation {
+            log::info!("registry: the Redis master moved; registering this node's sessions again");
+            self.dirty.store(true, Ordering::Release);
+        }
         let mut conn = match self.control.get().await {
             Ok(c) => c,
             Err(e) => {

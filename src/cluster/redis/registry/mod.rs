@@ -29,15 +29,14 @@ mod lease;
 mod lookup;
 mod writes;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bb8_redis::bb8::Pool;
-use bb8_redis::RedisConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
-use super::conn::RedisEndpoint;
+use super::conn::{Dial, RedisEndpoint};
 use super::keys::Keys;
 use crate::cluster::envelope::Envelope;
 use crate::cluster::{Departed, LocalSessions, Registry, Retention};
@@ -150,15 +149,18 @@ impl Write {
 /// The Redis registry of one node.
 pub struct RedisRegistry {
     /// Lookups only: however many queue here, they never delay the control pool's work.
-    lookups: Pool<RedisConnectionManager>,
+    lookups: Pool<Dial>,
     /// The writer and the heartbeat (lease renewal, rebuild, janitor, deregistration).
-    control: Pool<RedisConnectionManager>,
+    control: Pool<Dial>,
     keys: Keys,
     node: String,
     epoch: String,
     lease: Duration,
     writes: mpsc::UnboundedSender<Write>,
     dirty: Arc<AtomicBool>,
+    /// The endpoint, and the master generation the registry was last written under.
+    endpoint: RedisEndpoint,
+    generation: AtomicU64,
     stopped: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     /// Failed round trips (writes, rebuilds, heartbeats, lookups), summarised in the log.
@@ -184,8 +186,8 @@ const LOOKUP_CONNECTIONS: u32 = 8;
 /// Connections of the control pool: one for the writer, one for the heartbeat.
 const CONTROL_CONNECTIONS: u32 = 2;
 
-async fn pool(endpoint: &RedisEndpoint, size: u32) -> Result<Pool<RedisConnectionManager>, RegistryError> {
-    let manager = RedisConnectionManager::new(endpoint.connection_info()).map_err(|e| RegistryError(e.to_string()))?;
+async fn pool(endpoint: &RedisEndpoint, size: u32) -> Result<Pool<Dial>, RegistryError> {
+    let manager = Dial(endpoint.clone());
     // bb8 keeps a broken multiplexed connection unless the checkout test (a PING) finds it dead; registry
     // traffic is batched and low-rate, so the extra round trip buys recovery after Redis restarts.
     Pool::builder()
@@ -223,6 +225,8 @@ impl RedisRegistry {
             lease,
             writes,
             dirty: Arc::new(AtomicBool::new(true)),
+            endpoint: endpoint.clone(),
+            generation: AtomicU64::new(endpoint.generation()),
             stopped: Arc::new(AtomicBool::new(false)),
             metrics,
             failures: Summary::new(module_path!(), "registry round trips"),
