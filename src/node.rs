@@ -45,8 +45,13 @@ pub enum StartError {
     #[error("cannot set up the session store: {0}")]
     SessionStore(String),
     /// Cluster mode could not start.
-    #[error("cannot start cluster mode with redis.url (SWITCHBOARD_REDIS_URL): {0}")]
-    Cluster(String),
+    #[error("cannot start cluster mode with {setting}: {message}")]
+    Cluster {
+        /// `redis.url (SWITCHBOARD_REDIS_URL)` or `redis.cluster (SWITCHBOARD_REDIS_CLUSTER)`.
+        setting: &'static str,
+        /// What failed, with Redis's own words.
+        message: String,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -172,7 +177,7 @@ impl Builder {
             Some(endpoint) => {
                 cluster::join_redis(endpoint, &node_id, &self.settings.cluster, local_sessions, metrics.clone())
                     .await
-                    .map_err(StartError::Cluster)?
+                    .map_err(|message| StartError::Cluster { setting: endpoint.setting(), message })?
             }
         };
         let backlog = Backlog::new(self.settings.server.publish_backlog_bytes, metrics.publish_backlog_bytes.clone());
@@ -269,7 +274,10 @@ async fn open_redis(settings: &Settings) -> Result<(Option<RedisEndpoint>, Optio
         "" => Ok(None),
         url => RedisEndpoint::open(setting, url, tls_ca.as_ref(), redis.connect_timeout).map(Some),
     };
-    let cluster = open(redis_conn::CLUSTER_URL_SETTING, &redis.url)?;
+    let cluster = match redis.cluster.as_str() {
+        "" => open(redis_conn::CLUSTER_URL_SETTING, &redis.url)?,
+        seeds => Some(RedisEndpoint::open_cluster(seeds, tls_ca.as_ref(), redis.connect_timeout)?),
+    };
     let separate = open(redis_conn::SESSION_URL_SETTING, &settings.session.redis_url)?;
     for endpoint in cluster.iter().chain(separate.iter()) {
         endpoint.check().await?;

@@ -223,7 +223,10 @@ pub async fn join_redis(
     sessions: Arc<dyn LocalSessions>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<Membership, String> {
-    let keys = self::redis::keys::Keys::new(&settings.prefix);
+    let keys = match endpoint.is_cluster() {
+        true => self::redis::keys::Keys::sharded(&settings.prefix),
+        false => self::redis::keys::Keys::new(&settings.prefix),
+    };
     let failed = |e: String| format!("{}: {e}", endpoint.shown());
     let started = async {
         let (backplane, receiver) = self::redis::backplane::RedisBackplane::start(
@@ -251,7 +254,11 @@ pub async fn join_redis(
     let (backplane, registry, receiver, mut departed) = tokio::time::timeout(timeout, started)
         .await
         .map_err(|_| failed(format!("no answer within {timeout:?} (redis.connect_timeout)")))??;
-    log::info!("cluster mode: node {node}, epoch {}, prefix {}", registry.epoch(), settings.prefix);
+    let on = match endpoint.is_cluster() {
+        true => "a Redis Cluster (sharded pub/sub, registry keys in one slot)",
+        false => "Redis",
+    };
+    log::info!("cluster mode on {on}: node {node}, epoch {}, prefix {}", registry.epoch(), settings.prefix);
     // The node's events receive what the backplane brings and what the registry's janitor removed.
     let receiver = Receiver::new(move |events: Arc<dyn ClusterEvents>| {
         receiver.start(events.clone());

@@ -31,6 +31,9 @@ impl Settings {
         if let Some(url) = get("SWITCHBOARD_REDIS_URL") {
             self.redis.url = url;
         }
+        if let Some(seeds) = get("SWITCHBOARD_REDIS_CLUSTER") {
+            self.redis.cluster = seeds;
+        }
         if let Some(url) = get("SWITCHBOARD_SESSION_REDIS_URL") {
             self.session.redis_url = url;
         }
@@ -77,7 +80,7 @@ impl Settings {
 
     /// Whether the demo is served: as configured, else only in embedded mode (DESIGN.md §7).
     pub fn demo_enabled(&self) -> bool {
-        self.server.demo.unwrap_or(self.redis.url.is_empty())
+        self.server.demo.unwrap_or(self.redis.url.is_empty() && self.redis.cluster.is_empty())
     }
 
     /// Checks values that parse but make no sense, naming the key.
@@ -141,6 +144,26 @@ impl Settings {
                 ));
             }
         }
+        if !self.redis.cluster.is_empty() {
+            const KEY: &str = "redis.cluster (SWITCHBOARD_REDIS_CLUSTER)";
+            if !self.redis.url.is_empty() {
+                return Err(invalid(KEY, "excludes redis.url (SWITCHBOARD_REDIS_URL): set only one of them"));
+            }
+            if self.session.redis_url.is_empty() {
+                let msg = "needs session.redis_url (SWITCHBOARD_SESSION_REDIS_URL): actix-session's store is not \
+                           cluster-aware, so the web app's sessions live in a standalone (or Sentinel) Redis";
+                return Err(invalid(KEY, msg));
+            }
+            for seed in self.redis.cluster.split(',').map(str::trim) {
+                if !(seed.starts_with("redis://") || seed.starts_with("rediss://")) {
+                    return Err(invalid(KEY, format!("seed '{seed}' must start with redis:// or rediss://")));
+                }
+            }
+            if self.cluster.prefix.contains(['{', '}']) {
+                let msg = "must not contain '{' or '}' with redis.cluster (switchboard adds its own hash tag)";
+                return Err(invalid("cluster.prefix", msg));
+            }
+        }
         if !self.session_redis_url().is_empty() && self.session.key.is_empty() {
             let msg = "is required when redis.url or session.redis_url is set: sockets must read the web app's cookies";
             return Err(invalid("session.key (SWITCHBOARD_SESSION_KEY)", msg));
@@ -152,9 +175,9 @@ impl Settings {
             return Err(invalid("redis.connect_timeout", "must be greater than zero"));
         }
         if !self.redis.tls_ca.is_empty()
-            && ![&self.redis.url, &self.session.redis_url]
+            && ![&self.redis.url, &self.session.redis_url, &self.redis.cluster]
                 .iter()
-                .any(|u| u.starts_with("rediss://") || u.starts_with("rediss+sentinel://"))
+                .any(|u| u.contains("rediss://") || u.starts_with("rediss+sentinel://"))
         {
             let msg = "is set, but no Redis URL uses TLS (rediss:// or rediss+sentinel://)";
             return Err(invalid("redis.tls_ca (SWITCHBOARD_REDIS_TLS_CA)", msg));

@@ -130,6 +130,10 @@ pub struct RedisSettings {
     /// app's session store; `rediss://` for TLS. Empty means embedded mode (in-memory sessions).
     /// Env: `SWITCHBOARD_REDIS_URL`.
     pub url: String,
+    /// Seed nodes of a Redis Cluster (≥ 7) for the backplane and registry, comma-separated
+    /// (`redis://h1:7000,redis://h2:7001`); topic, user and node channels use sharded pub/sub. Excludes `url`;
+    /// the session store then needs `session.redis_url`. Env: `SWITCHBOARD_REDIS_CLUSTER`.
+    pub cluster: String,
     /// Longest start-up may wait for each Redis server to connect and answer a PING (AUTH included); the node
     /// exits with code 2 beyond it.
     #[serde(with = "humantime_serde")]
@@ -141,7 +145,12 @@ pub struct RedisSettings {
 
 impl Default for RedisSettings {
     fn default() -> Self {
-        RedisSettings { url: String::new(), connect_timeout: Duration::from_secs(5), tls_ca: String::new() }
+        RedisSettings {
+            url: String::new(),
+            cluster: String::new(),
+            connect_timeout: Duration::from_secs(5),
+            tls_ca: String::new(),
+        }
     }
 }
 

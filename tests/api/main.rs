@@ -15,6 +15,7 @@ mod library;
 mod meta;
 mod metrics;
 mod push;
+mod redis_cluster;
 mod redis_deploy;
 mod redis_faults;
 mod redis_server;

@@ -27,6 +27,8 @@ use rustls::pki_types::CertificateDer;
 
 /// The cluster URL's setting, as messages name it.
 pub const CLUSTER_URL_SETTING: &str = "redis.url (SWITCHBOARD_REDIS_URL)";
+/// The Redis Cluster seeds' setting, as messages name it.
+pub const CLUSTER_SEEDS_SETTING: &str = "redis.cluster (SWITCHBOARD_REDIS_CLUSTER)";
 /// The session store URL's setting, as messages name it.
 pub const SESSION_URL_SETTING: &str = "session.redis_url (SWITCHBOARD_SESSION_REDIS_URL)";
 /// The private CA's setting, as messages name it.
@@ -117,6 +119,14 @@ enum Target {
     Direct(Client, Arc<watch::Sender<u64>>),
     /// `redis+sentinel://`, `rediss+sentinel://`: whichever master the Sentinels name.
     Sentinel(Arc<Sentinel>),
+    /// `redis.cluster`: a Redis Cluster, each command routed by its key's (or channel's) slot.
+    Cluster(Arc<ClusterSeeds>),
+}
+
+/// A Redis Cluster's seed nodes and TLS settings.
+struct ClusterSeeds {
+    nodes: Vec<redis::ConnectionInfo>,
+    root_cert: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RedisEndpoint {
@@ -171,12 +181,80 @@ impl RedisEndpoint {
         Ok(RedisEndpoint { target: Target::Direct(client, never_moves), setting, shown, connect_timeout })
     }
 
+    /// A Redis Cluster given by its comma-separated seed URLs (`redis.cluster`). Nothing is connected yet.
+    pub fn open_cluster(
+        seeds: &str,
+        tls_ca: Option<&TlsCa>,
+        connect_timeout: Duration,
+    ) -> Result<RedisEndpoint, RedisConnError> {
+        let setting = CLUSTER_SEEDS_SETTING;
+        let shown = seeds.split(',').map(|seed| mask_password(seed.trim())).collect::<Vec<_>>().join(",");
+        let mut nodes = Vec::new();
+        for seed in seeds.split(',').map(str::trim) {
+            let info = seed.into_connection_info().map_err(|e| RedisConnError::Url {
+                setting,
+                url: mask_password(seed),
+                message: e.to_string(),
+            })?;
+            if matches!(info.addr, redis::ConnectionAddr::TcpTls { .. }) {
+                install_crypto_provider();
+            }
+            nodes.push(info);
+        }
+        let cluster = ClusterSeeds { nodes, root_cert: tls_ca.map(|ca| ca.pem.clone()) };
+        let endpoint = RedisEndpoint { target: Target::Cluster(Arc::new(cluster)), setting, shown, connect_timeout };
+        endpoint.cluster_client(None).map_err(|e| RedisConnError::Url {
+            setting,
+            url: endpoint.shown.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(endpoint)
+    }
+
+    /// Whether this endpoint is a Redis Cluster (sharded pub/sub, hash-tagged keys).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    /// A cluster client (RESP3 with `push` receiving pub/sub messages when given); an error for a single server.
+    pub fn cluster_client(
+        &self,
+        push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
+    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
+        let Target::Cluster(cluster) = &self.target else {
+            return Err((redis::ErrorKind::InvalidClientConfig, "not a Redis Cluster").into());
+        };
+        let mut builder = redis::cluster::ClusterClientBuilder::new(cluster.nodes.clone())
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.connect_timeout)
+            // Fail fast (a caller reports the failure) rather than retry for seconds; MOVED/ASK still redirect.
+            .retries(2);
+        if let Some(ca) = &cluster.root_cert {
+            builder = builder.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) });
+        }
+        if let Some(push) = push {
+            builder = builder.use_protocol(redis::ProtocolVersion::RESP3).push_sender(push);
+        }
+        builder.build()
+    }
+
     /// The client of the server to use now: the fixed one, or the master Sentinel names (an error before the
-    /// start-up check has resolved it).
+    /// start-up check has resolved it, and for a Redis Cluster, which [`dial_any`](Self::dial_any) reaches).
     pub fn client(&self) -> redis::RedisResult<Client> {
         match &self.target {
             Target::Direct(client, _) => Ok(client.clone()),
             Target::Sentinel(sentinel) => sentinel.client(),
+            Target::Cluster(_) => {
+                Err((redis::ErrorKind::InvalidClientConfig, "a Redis Cluster has no one server").into())
+            }
+        }
+    }
+
+    /// A connection for commands: multiplexed to the one server, or a cluster connection.
+    pub async fn dial_any(&self) -> redis::RedisResult<AnyConnection> {
+        match &self.target {
+            Target::Cluster(_) => Ok(AnyConnection::Cluster(self.cluster_client(None)?.get_async_connection().await?)),
+            _ => Ok(AnyConnection::Single(dial(&self.client()?, self.connect_timeout).await?)),
         }
     }
 
@@ -184,7 +262,7 @@ impl RedisEndpoint {
     /// generation goes to a server that is no longer the master.
     pub fn generation(&self) -> u64 {
         match &self.target {
-            Target::Direct(..) => 0,
+            Target::Direct(..) | Target::Cluster(_) => 0,
             Target::Sentinel(sentinel) => sentinel.generation(),
         }
     }
@@ -193,6 +271,8 @@ impl RedisEndpoint {
     pub fn changes(&self) -> watch::Receiver<u64> {
         match &self.target {
             Target::Direct(_, never_moves) => never_moves.subscribe(),
+            // A cluster's own failovers are followed by the cluster client (MOVED, slot refresh).
+            Target::Cluster(_) => watch::channel(0).1,
             Target::Sentinel(sentinel) => sentinel.changes(),
         }
     }
@@ -207,6 +287,11 @@ impl RedisEndpoint {
     /// Whether this endpoint follows a Sentinel-managed master.
     pub fn is_sentinel(&self) -> bool {
         matches!(self.target, Target::Sentinel(_))
+    }
+
+    /// The setting this endpoint came from, as messages name it.
+    pub fn setting(&self) -> &'static str {
+        self.setting
     }
 
     /// The URL with its password masked, for messages.
@@ -248,9 +333,32 @@ impl RedisEndpoint {
                 sentinel.follow();
             }
         }
+        if self.is_cluster() {
+            return self.check_cluster().await;
+        }
         let attempt = async {
             let mut conn = self.connect().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| self.refused(&e))
+        };
+        match tokio::time::timeout(self.connect_timeout, attempt).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    /// A Redis Cluster must answer PING on every master and know SPUBLISH (Redis ≥ 7: sharded pub/sub).
+    async fn check_cluster(&self) -> Result<(), RedisConnError> {
+        let attempt = async {
+            let mut conn = self.dial_any().await.map_err(|e| self.refused(&e))?;
+            redis::cmd("PING").query_async::<redis::Value>(&mut conn).await.map_err(|e| self.refused(&e))?;
+            let probe = redis::cmd("SPUBLISH").arg("switchboard-start-up-check").arg("").clone();
+            probe.query_async::<i64>(&mut conn).await.map_err(|e| {
+                let mut refused = self.refused(&e);
+                if let RedisConnError::Refused { message, .. } = &mut refused {
+                    message.push_str(" (sharded pub/sub needs Redis 7 or later)");
+                }
+                refused
+            })
         };
         match tokio::time::timeout(self.connect_timeout, attempt).await {
             Ok(result) => result.map(|_| ()),
@@ -306,8 +414,50 @@ pub struct Dial(pub RedisEndpoint);
 
 /// A pooled connection and the master generation it was dialled under.
 pub struct Pooled {
-    conn: MultiplexedConnection,
+    conn: AnyConnection,
     generation: u64,
+}
+
+/// A connection to one server or to a Redis Cluster; commands run the same over either.
+#[derive(Clone)]
+pub enum AnyConnection {
+    /// One server (or the current Sentinel master).
+    Single(MultiplexedConnection),
+    /// One server, re-dialled by redis-rs after a failure.
+    Managed(redis::aio::ConnectionManager),
+    /// A Redis Cluster: commands routed by slot, redirections followed.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for AnyConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            AnyConnection::Single(conn) => conn.req_packed_command(cmd),
+            AnyConnection::Managed(conn) => conn.req_packed_command(cmd),
+            AnyConnection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            AnyConnection::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            AnyConnection::Managed(conn) => conn.req_packed_commands(cmd, offset, count),
+            AnyConnection::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            AnyConnection::Single(conn) => conn.get_db(),
+            AnyConnection::Managed(conn) => conn.get_db(),
+            AnyConnection::Cluster(conn) => conn.get_db(),
+        }
+    }
 }
 
 impl bb8_redis::bb8::ManageConnection for Dial {
@@ -316,7 +466,7 @@ impl bb8_redis::bb8::ManageConnection for Dial {
 
     async fn connect(&self) -> Result<Pooled, redis::RedisError> {
         let generation = self.0.generation();
-        let conn = dial(&self.0.client()?, self.0.connect_timeout).await?;
+        let conn = self.0.dial_any().await?;
         Ok(Pooled { conn, generation })
     }
 
@@ -324,7 +474,7 @@ impl bb8_redis::bb8::ManageConnection for Dial {
         if conn.generation != self.0.generation() {
             return Err((redis::ErrorKind::IoError, "the Redis master moved").into());
         }
-        redis::cmd("PING").query_async::<String>(&mut conn.conn).await.map(|_| ())
+        redis::cmd("PING").query_async::<redis::Value>(&mut conn.conn).await.map(|_| ())
     }
 
     fn has_broken(&self, conn: &mut Pooled) -> bool {

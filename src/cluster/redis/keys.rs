@@ -24,14 +24,52 @@
 //! | channel `{p}t:{topic}` | pub/sub | publications on a topic (prefix/wildcard subscriptions use PSUBSCRIBE globs) |
 //! | channel `{p}inbox:{node}` | pub/sub | control messages for one node, and its liveness probes |
 //! | channel `{p}user:{authid}` | pub/sub | publications targeted at a user (`eligible_authid`), only to nodes holding her |
+//!
+//! **On a Redis Cluster** (`redis.cluster`, [`Keys::sharded`]) every key above is written under the hash tag
+//! `{<prefix>}` (e.g. `{switchboard:}s:42`), so the registry's Lua scripts and pipelines stay within one slot;
+//! channels and history streams are spread instead: each carries the hash tag of its own name
+//! (`switchboard:t:{<hash of the topic>}<topic>`, `…user:{…}<authid>`, `…inbox:{…}<node>`, and
+//! `…h:{<hash of the topic>}<topic>` in the same slot as the topic's channel, so keeping and publishing stay one
+//! MULTI), and are used with sharded pub/sub (SSUBSCRIBE/SPUBLISH). Sharded pub/sub has no patterns: a
+//! publication also goes to one of [`PATTERN_BUCKETS`] pattern channels `…pat:{<n>}`, chosen by its topic's
+//! first URI component, and a prefix or wildcard subscription listens on the bucket of its first component, or
+//! on all of them when that component is not fixed (a prefix without a dot, a wildcard starting with one).
 
 use crate::model::TopicKey;
 use crate::wamp::uri::MatchPolicy;
 
+/// Pattern channels on a Redis Cluster (see the module's documentation).
+pub const PATTERN_BUCKETS: u32 = 64;
+
 /// Builds names under one prefix.
 #[derive(Debug, Clone)]
 pub struct Keys {
+    /// The prefix of keys (hash-tagged on a Redis Cluster).
     prefix: String,
+    /// The prefix of channels and history streams (the configured prefix).
+    channels: String,
+    sharded: bool,
+}
+
+/// What a node listens on for one topic actor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// One channel (SUBSCRIBE, or SSUBSCRIBE on a Redis Cluster).
+    Channel(String),
+    /// A glob (PSUBSCRIBE): a standalone Redis's prefix and wildcard subscriptions.
+    Glob(String),
+    /// Pattern channels shared with other subscriptions (a Redis Cluster's prefix and wildcard subscriptions).
+    Buckets(Vec<String>),
+}
+
+/// FNV-1a (64-bit): the same on every node and every version, unlike std's hasher.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A Redis Cluster hash tag naming `name`'s slot: `{<16 hex digits>}`, whatever characters `name` holds.
+fn tag(name: &str) -> String {
+    format!("{{{:016x}}}", fnv1a(name))
 }
 
 /// Escapes Redis glob metacharacters so a literal string matches only itself in PSUBSCRIBE.
@@ -47,50 +85,87 @@ fn glob_escape(s: &str) -> String {
 }
 
 impl Keys {
-    /// Names under `prefix` (e.g. `switchboard:`).
+    /// Names under `prefix` (e.g. `switchboard:`) on a standalone (or Sentinel-managed) Redis.
     pub fn new(prefix: &str) -> Keys {
-        Keys { prefix: prefix.to_owned() }
+        Keys { prefix: prefix.to_owned(), channels: prefix.to_owned(), sharded: false }
     }
 
-    /// The prefix.
+    /// Names under `prefix` on a Redis Cluster: keys in the slot of `{prefix}`, channels spread by name.
+    pub fn sharded(prefix: &str) -> Keys {
+        Keys { prefix: format!("{{{prefix}}}"), channels: prefix.to_owned(), sharded: true }
+    }
+
+    /// The prefix of keys: what the Lua scripts get (and, on a Redis Cluster, a key of their slot).
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    /// Channel of publications on `topic`.
-    pub fn topic_channel(&self, topic: &str) -> String {
-        format!("{}t:{topic}", self.prefix)
+    /// Whether channels are sharded (SSUBSCRIBE/SPUBLISH on a Redis Cluster).
+    pub fn sharded_pubsub(&self) -> bool {
+        self.sharded
     }
 
-    /// The stream of a topic's kept events (event history).
+    /// `kind` + `name`, hash-tagged by `name` on a Redis Cluster.
+    fn spread(&self, kind: &str, name: &str) -> String {
+        match self.sharded {
+            false => format!("{}{kind}:{name}", self.channels),
+            true => format!("{}{kind}:{}{name}", self.channels, tag(name)),
+        }
+    }
+
+    /// Channel of publications on `topic`.
+    pub fn topic_channel(&self, topic: &str) -> String {
+        self.spread("t", topic)
+    }
+
+    /// The stream of a topic's kept events (event history); on a Redis Cluster in its channel's slot.
     pub fn history(&self, topic: &str) -> String {
-        format!("{}h:{topic}", self.prefix)
+        self.spread("h", topic)
     }
 
     /// Channel of publications targeted at `authid`: a node subscribes to it while it holds a session of hers.
     pub fn user_channel(&self, authid: &str) -> String {
-        format!("{}user:{authid}", self.prefix)
+        self.spread("user", authid)
     }
 
     /// A node's inbox channel.
     pub fn inbox(&self, node: &str) -> String {
-        format!("{}inbox:{node}", self.prefix)
+        self.spread("inbox", node)
     }
 
-    /// What a node subscribes to for a topic actor: `(name, is_pattern)`. Exact topics are channels; prefix
-    /// and wildcard subscriptions are globs, which may match more than WAMP does (a wildcard `*` spans dots);
-    /// the receiving broker matches precisely again.
-    pub fn subscription(&self, key: &TopicKey) -> (String, bool) {
-        match key.policy {
-            MatchPolicy::Exact => (self.topic_channel(&key.uri), false),
-            MatchPolicy::Prefix => {
-                (format!("{}{}*", glob_escape(&self.topic_channel("")), glob_escape(&key.uri)), true)
+    /// The pattern channel a publication on `topic` also goes to on a Redis Cluster (`None` elsewhere:
+    /// PSUBSCRIBE globs see the topic channel).
+    pub fn pattern_channel(&self, topic: &str) -> Option<String> {
+        self.sharded.then(|| self.bucket(topic.split('.').next().unwrap_or(topic)))
+    }
+
+    fn bucket(&self, first_component: &str) -> String {
+        self.bucket_channel(fnv1a(first_component) % u64::from(PATTERN_BUCKETS))
+    }
+
+    fn bucket_channel(&self, n: u64) -> String {
+        format!("{}pat:{{{n}}}", self.channels)
+    }
+
+    /// What a node listens on for a topic actor. Exact topics are channels; prefix and wildcard subscriptions
+    /// are globs (standalone) or pattern channels (Redis Cluster), which may match more than WAMP does (a
+    /// wildcard `*` spans dots); the receiving broker matches precisely again.
+    pub fn subscription(&self, key: &TopicKey) -> Route {
+        let first = key.uri.split('.').next().unwrap_or("");
+        match (key.policy, self.sharded) {
+            (MatchPolicy::Exact, _) => Route::Channel(self.topic_channel(&key.uri)),
+            (MatchPolicy::Prefix, false) => {
+                Route::Glob(format!("{}{}*", glob_escape(&self.topic_channel("")), glob_escape(&key.uri)))
             }
-            MatchPolicy::Wildcard => {
+            (MatchPolicy::Wildcard, false) => {
                 let parts: Vec<String> =
                     key.uri.split('.').map(|p| if p.is_empty() { "*".to_owned() } else { glob_escape(p) }).collect();
-                (format!("{}{}", glob_escape(&self.topic_channel("")), parts.join(".")), true)
+                Route::Glob(format!("{}{}", glob_escape(&self.topic_channel("")), parts.join(".")))
             }
+            // The first component is fixed: a prefix that goes past it, a wildcard that starts with it.
+            (MatchPolicy::Prefix, true) if key.uri.contains('.') => Route::Buckets(vec![self.bucket(first)]),
+            (MatchPolicy::Wildcard, true) if !first.is_empty() => Route::Buckets(vec![self.bucket(first)]),
+            (_, true) => Route::Buckets((0..u64::from(PATTERN_BUCKETS)).map(|n| self.bucket_channel(n)).collect()),
         }
     }
 }
@@ -107,10 +182,42 @@ mod tests {
     #[test]
     fn channels_and_globs() {
         let k = Keys::new("sb:");
-        assert_eq!(k.subscription(&key("chat/lobby", MatchPolicy::Exact)), ("sb:t:chat/lobby".into(), false));
-        assert_eq!(k.subscription(&key("com.app", MatchPolicy::Prefix)), ("sb:t:com.app*".into(), true));
-        assert_eq!(k.subscription(&key("com..update", MatchPolicy::Wildcard)), ("sb:t:com.*.update".into(), true));
-        assert_eq!(k.subscription(&key("a[1]", MatchPolicy::Prefix)), ("sb:t:a\\[1\\]*".into(), true));
+        assert_eq!(k.subscription(&key("chat/lobby", MatchPolicy::Exact)), Route::Channel("sb:t:chat/lobby".into()));
+        assert_eq!(k.subscription(&key("com.app", MatchPolicy::Prefix)), Route::Glob("sb:t:com.app*".into()));
+        assert_eq!(k.subscription(&key("com..update", MatchPolicy::Wildcard)), Route::Glob("sb:t:com.*.update".into()));
+        assert_eq!(k.subscription(&key("a[1]", MatchPolicy::Prefix)), Route::Glob("sb:t:a\\[1\\]*".into()));
         assert_eq!(k.inbox("node-a"), "sb:inbox:node-a");
+        assert_eq!(k.pattern_channel("com.app.x"), None);
+    }
+
+    /// Redis's hash tag: the text between the first `{` and the next `}`, if not empty.
+    fn hash_tag(name: &str) -> &str {
+        let start = name.find('{').unwrap() + 1;
+        let end = start + name[start..].find('}').unwrap();
+        &name[start..end]
+    }
+
+    #[test]
+    fn on_a_redis_cluster_keys_share_one_slot_and_channels_spread() {
+        let k = Keys::sharded("sb:");
+        assert_eq!(k.prefix(), "{sb:}");
+        for topic in ["chat/lobby", "}odd{topic", ""] {
+            let (channel, stream) = (k.topic_channel(topic), k.history(topic));
+            assert!(channel.starts_with("sb:t:{") && channel.ends_with(topic), "{channel}");
+            assert_eq!(hash_tag(&channel), hash_tag(&stream), "a topic's channel and stream share a slot");
+            assert_eq!(hash_tag(&channel).len(), 16);
+        }
+        assert_ne!(hash_tag(&k.topic_channel("a")), hash_tag(&k.topic_channel("b")));
+        assert_eq!(k.topic_channel("a"), Keys::sharded("sb:").topic_channel("a"), "every node names alike");
+        assert!(hash_tag(&k.inbox("node-a")).len() == 16 && hash_tag(&k.user_channel("alice")).len() == 16);
+
+        let bucket = k.pattern_channel("com.app.update").unwrap();
+        assert_eq!(k.pattern_channel("com.other"), Some(bucket.clone()), "buckets go by the first component");
+        assert_eq!(k.subscription(&key("com.app", MatchPolicy::Prefix)), Route::Buckets(vec![bucket.clone()]));
+        assert_eq!(k.subscription(&key("com..update", MatchPolicy::Wildcard)), Route::Buckets(vec![bucket]));
+        for unfixed in [key("co", MatchPolicy::Prefix), key(".app.update", MatchPolicy::Wildcard)] {
+            let Route::Buckets(all) = k.subscription(&unfixed) else { panic!() };
+            assert_eq!(all.len(), PATTERN_BUCKETS as usize);
+        }
     }
 }

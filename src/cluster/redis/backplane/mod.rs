@@ -31,14 +31,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
-use redis::AsyncCommands;
 use tokio::sync::{mpsc, oneshot};
 
 use futures_util::future::BoxFuture;
 
-use super::conn::{self as redis_conn, RedisEndpoint};
-use super::keys::Keys;
+use super::conn::{self as redis_conn, AnyConnection, RedisEndpoint};
+use super::keys::{Keys, Route};
 use crate::cluster::envelope::{Body, Envelope};
 use crate::cluster::{Backplane, BackplaneError, BackplaneState, ClusterEvents, Receiver};
 use crate::log_summary::Summary;
@@ -56,6 +54,9 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 /// PINGs the publisher gets to prove itself after the subscription (re)connects: one may hit the connection
 /// that died with the outage, the next runs on the re-dialled one.
 const PUBLISHER_WAKE_ATTEMPTS: usize = 2;
+/// Pause before a Redis Cluster publisher is dialled again after a failure (bounds the re-dials to a few a
+/// second while a master is down).
+const CLUSTER_REDIAL_DELAY: Duration = Duration::from_millis(200);
 /// Largest `eligible_authid` list routed through user channels (one PUBLISH per user, pipelined); longer lists
 /// go to the topic channel, where one PUBLISH reaches every interested node.
 pub const MAX_USER_ROUTES: usize = 8;
@@ -67,36 +68,39 @@ enum Command {
 
 impl Backplane for RedisBackplane {
     fn want(&self, key: &TopicKey) -> Option<oneshot::Receiver<()>> {
-        let (name, pattern) = self.keys.subscription(key);
         let (tx, rx) = oneshot::channel();
-        let _ = self.commands.send(Command::Want { name, pattern, ready: Some(tx) });
+        match self.keys.subscription(key) {
+            Route::Channel(name) => {
+                let _ = self.commands.send(Command::Want { name, pattern: false, ready: Some(tx) });
+            }
+            Route::Glob(name) => {
+                let _ = self.commands.send(Command::Want { name, pattern: true, ready: Some(tx) });
+            }
+            Route::Buckets(names) => self.want_shared(names, tx),
+        }
         Some(rx)
     }
 
     fn unwant(&self, key: &TopicKey) {
-        let (name, pattern) = self.keys.subscription(key);
-        let _ = self.commands.send(Command::Unwant { name, pattern });
+        match self.keys.subscription(key) {
+            Route::Channel(name) => {
+                let _ = self.commands.send(Command::Unwant { name, pattern: false });
+            }
+            Route::Glob(name) => {
+                let _ = self.commands.send(Command::Unwant { name, pattern: true });
+            }
+            Route::Buckets(names) => self.unwant_shared(names),
+        }
     }
 
     fn want_user(&self, authid: &str) -> Option<oneshot::Receiver<()>> {
         let (tx, rx) = oneshot::channel();
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        *users.entry(authid.to_owned()).or_default() += 1;
-        // Sent for every session, not only the first: it is acknowledged only after any SUBSCRIBE for this user
-        // still in flight, because the task handles commands in order.
-        let name = self.keys.user_channel(authid);
-        let _ = self.commands.send(Command::Want { name, pattern: false, ready: Some(tx) });
+        self.want_shared(vec![self.keys.user_channel(authid)], tx);
         Some(rx)
     }
 
     fn unwant_user(&self, authid: &str) {
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(count) = users.get_mut(authid) else { return };
-        *count -= 1;
-        if *count == 0 {
-            users.remove(authid);
-            let _ = self.commands.send(Command::Unwant { name: self.keys.user_channel(authid), pattern: false });
-        }
+        self.unwant_shared(vec![self.keys.user_channel(authid)]);
     }
 
     fn reaches_other_nodes(&self) -> bool {
@@ -125,15 +129,23 @@ impl Backplane for RedisBackplane {
             pipe.cmd("XADD").arg(&key).arg("MAXLEN").arg(keep.size).arg("*").arg("e").arg(&bytes).ignore();
             pipe.cmd("XTRIM").arg(&key).arg("MINID").arg(crate::model::now_millis().saturating_sub(ttl)).ignore();
             pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
-            let channels: Vec<String> = match user_route(publication) {
+            // On a Redis Cluster one MULTI holds one slot: the stream and the topic's channel share it, user
+            // channels do not (the topic channel reaches the same sockets, through more nodes).
+            let channels: Vec<String> = match user_route(publication).filter(|_| !self.keys.sharded_pubsub()) {
                 Some(users) => users.iter().map(|u| self.keys.user_channel(u)).collect(),
                 None => vec![self.keys.topic_channel(&publication.topic)],
             };
             for channel in &channels {
-                pipe.cmd("PUBLISH").arg(channel).arg(&bytes).ignore();
+                pipe.cmd(self.publish_command()).arg(channel).arg(&bytes).ignore();
             }
             let mut conn = self.publisher.conn();
-            let result = answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await);
+            let mut result = answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await);
+            if result.is_err() {
+                self.publisher.failed();
+            }
+            if let (Ok(()), Some(patterns)) = (&result, self.keys.pattern_channel(&publication.topic)) {
+                result = self.send(&patterns, bytes).await;
+            }
             match &result {
                 Ok(()) => metrics::inc(&self.metrics.backplane_published_total),
                 Err(e) => {
@@ -185,9 +197,10 @@ pub struct RedisBackplane {
     node: String,
     keys: Keys,
     commands: mpsc::UnboundedSender<Command>,
-    /// Local sessions per user (the user channels this node is subscribed to). Commands are sent under this
-    /// lock, so the task sees wants and unwants in the order the counts changed.
-    users: Mutex<HashMap<String, usize>>,
+    /// Wants per shared channel: local sessions per user channel, subscriptions per pattern bucket (Redis
+    /// Cluster). Commands are sent under this lock, so the task sees wants and unwants in the order the counts
+    /// changed.
+    shared: Mutex<HashMap<String, usize>>,
     publisher: Publisher,
     up: Arc<AtomicBool>,
     /// The error that last ended (or prevented) the subscription, for readiness output.
@@ -237,7 +250,7 @@ impl RedisBackplane {
             node,
             keys,
             commands,
-            users: Mutex::default(),
+            shared: Mutex::default(),
             publisher,
             up,
             last_error,
@@ -256,7 +269,10 @@ impl RedisBackplane {
         let result = if self.up.load(Ordering::Acquire) {
             let channels: Vec<String> = match user_route(publication) {
                 Some(users) => users.iter().map(|u| self.keys.user_channel(u)).collect(),
-                None => vec![self.keys.topic_channel(&publication.topic)],
+                None => {
+                    let topic = &publication.topic;
+                    std::iter::once(self.keys.topic_channel(topic)).chain(self.keys.pattern_channel(topic)).collect()
+                }
             };
             self.send_all(&channels, Envelope::encode_publication(&self.node, publication)).await
         } else {
@@ -278,10 +294,15 @@ impl RedisBackplane {
         result
     }
 
-    /// PUBLISHes the same bytes on one or several channels, in one round trip.
+    /// PUBLISHes the same bytes on one or several channels: in one round trip, or on a Redis Cluster (where
+    /// channels live in different slots) as concurrent SPUBLISHes.
     async fn send_all(&self, channels: &[String], bytes: Vec<u8>) -> Result<(), BackplaneError> {
         if let [channel] = channels {
             return self.send(channel, bytes).await;
+        }
+        if self.keys.sharded_pubsub() {
+            let sends = channels.iter().map(|channel| self.send(channel, bytes.clone()));
+            return futures_util::future::join_all(sends).await.into_iter().collect();
         }
         let mut pipe = redis::pipe();
         for channel in channels {
@@ -293,7 +314,48 @@ impl RedisBackplane {
 
     async fn send(&self, channel: &str, bytes: Vec<u8>) -> Result<(), BackplaneError> {
         let mut conn = self.publisher.conn();
-        answered(tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(channel, bytes)).await)
+        let publish = redis::cmd(self.publish_command()).arg(channel).arg(bytes).clone();
+        let result = answered(tokio::time::timeout(PUBLISH_TIMEOUT, publish.query_async::<i64>(&mut conn)).await);
+        if result.is_err() {
+            self.publisher.failed();
+        }
+        result
+    }
+
+    /// `SPUBLISH` on a Redis Cluster, else `PUBLISH`.
+    fn publish_command(&self) -> &'static str {
+        if self.keys.sharded_pubsub() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
+    /// Wants channels shared by several sessions or subscriptions (user channels, pattern buckets): the first
+    /// want of each subscribes. Every want is sent, not only the first: `ready` fires only after any
+    /// subscription to these channels still in flight, because the task handles commands in order.
+    fn want_shared(&self, names: Vec<String>, ready: oneshot::Sender<()>) {
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let last = names.len().saturating_sub(1);
+        let mut ready = Some(ready);
+        for (i, name) in names.into_iter().enumerate() {
+            *shared.entry(name.clone()).or_default() += 1;
+            let ready = if i == last { ready.take() } else { None };
+            let _ = self.commands.send(Command::Want { name, pattern: false, ready });
+        }
+    }
+
+    /// The last unwant of a shared channel unsubscribes.
+    fn unwant_shared(&self, names: Vec<String>) {
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        for name in names {
+            let Some(count) = shared.get_mut(&name) else { continue };
+            *count -= 1;
+            if *count == 0 {
+                shared.remove(&name);
+                let _ = self.commands.send(Command::Unwant { name, pattern: false });
+            }
+        }
     }
 }
 
@@ -301,30 +363,55 @@ impl RedisBackplane {
 #[derive(Clone)]
 pub(super) struct Publisher {
     endpoint: RedisEndpoint,
-    current: Arc<Mutex<(u64, ConnectionManager)>>,
+    current: Arc<Mutex<(u64, AnyConnection)>>,
+    /// A Redis Cluster connection is being dialled again after a failure.
+    redialling: Arc<AtomicBool>,
 }
 
 impl Publisher {
     async fn connect(endpoint: &RedisEndpoint) -> redis::RedisResult<Publisher> {
         let generation = endpoint.generation();
         let manager = Publisher::dial(endpoint).await?;
-        Ok(Publisher { endpoint: endpoint.clone(), current: Arc::new(Mutex::new((generation, manager))) })
+        let current = Arc::new(Mutex::new((generation, manager)));
+        Ok(Publisher { endpoint: endpoint.clone(), current, redialling: Arc::default() })
     }
 
     /// redis-rs re-dials a lost connection with waits from 1 s growing to 60 s, so after an outage the
     /// publisher could stay dead for a minute while the subscription is back. Dial on demand instead: a
     /// publish after a failure reconnects at once (and while the subscription reports Redis down, publishes
     /// are refused without touching it, so nothing hammers a dead server).
-    async fn dial(endpoint: &RedisEndpoint) -> redis::RedisResult<ConnectionManager> {
+    /// On a Redis Cluster, the cluster connection follows failovers and slot moves itself.
+    async fn dial(endpoint: &RedisEndpoint) -> redis::RedisResult<AnyConnection> {
+        if endpoint.is_cluster() {
+            return endpoint.dial_any().await;
+        }
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_number_of_retries(0)
             .set_connection_timeout(endpoint.connect_timeout());
-        endpoint.client()?.get_connection_manager_with_config(config).await
+        Ok(AnyConnection::Managed(endpoint.client()?.get_connection_manager_with_config(config).await?))
     }
 
     /// The connection to use now (a cheap handle).
-    pub(super) fn conn(&self) -> ConnectionManager {
+    pub(super) fn conn(&self) -> AnyConnection {
         self.current.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
+    }
+
+    /// After a failed command on a Redis Cluster, dials a new cluster connection in the background (one at a
+    /// time): redis-rs keeps routing a dead master's slots to it until a redirection tells it otherwise, which
+    /// never comes from a master that is gone; a new connection reads the slot map afresh. Publishes meanwhile
+    /// fail fast on the old one, and are reported.
+    pub(super) fn failed(&self) {
+        if !self.endpoint.is_cluster() || self.redialling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let publisher = self.clone();
+        actix_web::rt::spawn(async move {
+            tokio::time::sleep(CLUSTER_REDIAL_DELAY).await;
+            if let Ok(conn) = publisher.endpoint.dial_any().await {
+                publisher.current.lock().unwrap_or_else(|e| e.into_inner()).1 = conn;
+            }
+            publisher.redialling.store(false, Ordering::Release);
+        });
     }
 
     /// Dials the current master if the master moved since the publisher was dialled. The pub/sub task calls

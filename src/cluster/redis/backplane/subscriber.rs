@@ -3,6 +3,8 @@
 
 use super::*;
 
+use redis::cluster_async::ClusterConnection;
+
 /// Remembers recently delivered publication ids.
 #[derive(Default)]
 pub(super) struct RecentIds {
@@ -135,6 +137,9 @@ impl PubSubTask {
 
     /// One pub/sub connection's life: connect, subscribe everything wanted, then serve until it fails.
     pub(super) async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
+        if self.keys.sharded_pubsub() {
+            return self.sharded_session(commands).await;
+        }
         let mut moved = self.endpoint.changes();
         let client = match self.endpoint.client() {
             Ok(client) => client,
@@ -194,18 +199,115 @@ impl PubSubTask {
                 }
                 _ = moved.changed() => return Ended::Lost("the Redis master moved".into(), true),
                 _ = probe.tick() => {
-                    if let Some((_, sent)) = outstanding {
-                        if sent.elapsed() >= self.settings.probe_interval {
-                            return Ended::Wedged;
+                    match self.probe(&inbox, &mut outstanding).await {
+                        Ok(()) => {}
+                        Err(ended) => return ended,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a liveness probe through the node's own inbox, unless the last one has not come back within
+    /// `probe_interval` (the subscription is wedged).
+    async fn probe(&self, inbox: &str, outstanding: &mut Option<(u64, Instant)>) -> Result<(), Ended> {
+        if let Some((_, sent)) = outstanding {
+            if sent.elapsed() >= self.settings.probe_interval {
+                return Err(Ended::Wedged);
+            }
+        }
+        let nonce: u64 = rand::random();
+        let body = Body::Probe { nonce };
+        let envelope = Envelope { v: crate::cluster::envelope::VERSION, origin: self.node.clone(), body };
+        let command = if self.keys.sharded_pubsub() { "SPUBLISH" } else { "PUBLISH" };
+        let publish = redis::cmd(command).arg(inbox).arg(envelope.encode()).clone();
+        let mut conn = self.publisher.conn();
+        match tokio::time::timeout(PUBLISH_TIMEOUT, publish.query_async::<i64>(&mut conn)).await {
+            Ok(Ok(_)) => {
+                *outstanding = Some((nonce, Instant::now()));
+                Ok(())
+            }
+            _ => {
+                self.publisher.failed();
+                Err(Ended::Lost("probe could not be published".into(), true))
+            }
+        }
+    }
+
+    /// One life of the sharded subscription on a Redis Cluster: a cluster connection (RESP3) that SSUBSCRIBEs
+    /// each wanted channel in its slot's shard and resubscribes by itself after reconnects and slot-map
+    /// refreshes; messages arrive as pushes. A shard that moves a slot away unsubscribes its channels
+    /// (`sunsubscribe` push): those still wanted are subscribed again, which reaches the slot's new owner.
+    async fn sharded_session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
+        let (push_tx, mut pushes) = mpsc::unbounded_channel();
+        let client = match self.endpoint.cluster_client(Some(push_tx)) {
+            Ok(client) => client,
+            Err(e) => return Ended::Lost(redis_conn::describe(&e), false),
+        };
+        let mut conn = match tokio::time::timeout(PUBLISH_TIMEOUT * 2, client.get_async_connection()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Ended::Lost(redis_conn::describe(&e), false),
+            Err(_) => return Ended::Lost("connect timed out".into(), false),
+        };
+        let inbox = self.keys.inbox(&self.node);
+        let mut all: Vec<String> = self.channels.iter().cloned().collect();
+        all.push(inbox.clone());
+        if let Err(e) = ssubscribe(&conn, &all).await {
+            return Ended::Lost(redis_conn::describe(&e), false);
+        }
+        if let Err(e) = self.wake_publisher().await {
+            return Ended::Lost(format!("publisher: {e}"), false);
+        }
+        self.set_up(true);
+        let mut probe = tokio::time::interval(self.settings.probe_interval);
+        probe.tick().await;
+        let mut outstanding: Option<(u64, Instant)> = None;
+        loop {
+            tokio::select! {
+                push = pushes.recv() => {
+                    let Some(push) = push else { return Ended::Lost("subscription stream ended".into(), true) };
+                    match push.kind {
+                        redis::PushKind::SUnsubscribe => {
+                            let Some(channel) = push.data.first().and_then(|v| redis::from_redis_value::<String>(v).ok()) else { continue };
+                            if channel == inbox || self.channels.contains(&channel) {
+                                log::info!("backplane: {} moved to another shard; subscribing there", Escaped(&channel));
+                                if let Err(e) = ssubscribe(&conn, &[channel]).await {
+                                    return Ended::Lost(redis_conn::describe(&e), true);
+                                }
+                            }
+                        }
+                        // A shard's connection dropped (its master died, say): its subscriptions are gone until
+                        // the cluster has a master for those slots again. Start over, as after any outage.
+                        redis::PushKind::Disconnection => {
+                            return Ended::Lost("a Redis Cluster node's connection dropped".into(), true);
+                        }
+                        _ => {
+                            let Some(message) = redis::Msg::from_push_info(push) else { continue };
+                            if let Some(nonce) = self.receive(&message) {
+                                if outstanding.is_some_and(|(n, _)| n == nonce) {
+                                    outstanding = None;
+                                }
+                            }
                         }
                     }
-                    let nonce: u64 = rand::random();
-                    let envelope = Envelope { v: crate::cluster::envelope::VERSION, origin: self.node.clone(), body: Body::Probe { nonce } };
-                    let mut conn = self.publisher.conn();
-                    let sent = tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(&inbox, envelope.encode())).await;
-                    match sent {
-                        Ok(Ok(_)) => outstanding = Some((nonce, Instant::now())),
-                        _ => return Ended::Lost("probe could not be published".into(), true),
+                }
+                command = commands.recv() => {
+                    let Some(command) = command else { return Ended::Shutdown };
+                    let mut ready = Vec::new();
+                    let mut batch = Batch::default();
+                    self.apply(command, &mut ready, &mut batch);
+                    while let Ok(c) = commands.try_recv() {
+                        self.apply(c, &mut ready, &mut batch);
+                    }
+                    let result = batch.send_sharded(&mut conn).await;
+                    ready.into_iter().for_each(|tx| { let _ = tx.send(()); });
+                    if let Err(e) = result {
+                        return Ended::Lost(e.to_string(), true);
+                    }
+                }
+                _ = probe.tick() => {
+                    if let Err(ended) = self.probe(&inbox, &mut outstanding).await {
+                        return ended;
                     }
                 }
             }
@@ -292,6 +394,26 @@ impl Batch {
         }
         Ok(())
     }
+
+    /// The same on a Redis Cluster: one SSUBSCRIBE/SUNSUBSCRIBE per channel (a command holds one slot).
+    /// Patterns never reach it (they are pattern channels there).
+    pub(super) async fn send_sharded(self, conn: &mut ClusterConnection) -> redis::RedisResult<()> {
+        ssubscribe(conn, &self.sub).await?;
+        let unsubscribes = self.unsub.iter().map(|channel| {
+            let mut conn = conn.clone();
+            async move { conn.sunsubscribe(channel).await }
+        });
+        futures_util::future::join_all(unsubscribes).await.into_iter().collect()
+    }
+}
+
+/// SSUBSCRIBEs each channel (concurrently; each goes to its slot's shard).
+async fn ssubscribe(conn: &ClusterConnection, channels: &[String]) -> redis::RedisResult<()> {
+    let subscribes = channels.iter().map(|channel| {
+        let mut conn = conn.clone();
+        async move { conn.ssubscribe(channel).await }
+    });
+    futures_util::future::join_all(subscribes).await.into_iter().collect()
 }
 
 #[cfg(test)]

@@ -37,7 +37,8 @@ impl RedisRegistry {
     ) -> Result<T, RegistryError> {
         let mut conn = self.lookups.get().await.map_err(|e| RegistryError(e.to_string()))?;
         let mut invocation = script.prepare_invoke();
-        invocation.arg(self.keys.prefix());
+        // KEYS[1] names the registry's slot (a Redis Cluster routes the script there); ARGV[1] is the prefix.
+        invocation.key(self.keys.prefix()).arg(self.keys.prefix());
         for a in args {
             invocation.arg(*a);
         }

@@ -48,7 +48,8 @@ impl RedisRegistry {
     fn push_subscription(&self, pipe: &mut redis::Pipeline, mode: &str, session: Id, s: &Subscription, answer: bool) {
         pipe.cmd("EVALSHA")
             .arg(self.subscription_script.get_hash())
-            .arg(0)
+            .arg(1)
+            .arg(self.keys.prefix())
             .arg(self.keys.prefix())
             .arg(mode)
             .arg(session)
@@ -111,7 +112,7 @@ impl RedisRegistry {
     pub(super) async fn purge(&self, mode: &str, node: &str) -> Result<Vec<Departed>, RegistryError> {
         let mut conn = self.control.get().await.map_err(|e| RegistryError(e.to_string()))?;
         let mut invocation = self.purge_script.prepare_invoke();
-        invocation.arg(self.keys.prefix()).arg(mode).arg(node);
+        invocation.key(self.keys.prefix()).arg(self.keys.prefix()).arg(mode).arg(node);
         match tokio::time::timeout(ROUND_TRIP_TIMEOUT, invocation.invoke_async::<Vec<String>>(&mut *conn)).await {
             Ok(Ok(flat)) => Ok(departed(flat)),
             Ok(Err(e)) => Err(RegistryError(e.to_string())),
