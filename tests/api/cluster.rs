@@ -1030,12 +1030,17 @@ async fn get_events_on_a_third_node_shows_each_caller_only_its_events_and_never_
     let a = Node::start_env(&redis, "a", extra, &[]).await;
     let b = Node::start_env(&redis, "b", extra, &[]).await;
     let c = Node::start_env(&redis, "c", extra, &[]).await;
+    get_events_shows_each_caller_only_its_events(&a, &b, &c).await;
+}
+
+/// Nodes with `[[history]] pattern = "chat.{room}"`: what `wamp.subscription.get_events` on a third node shows.
+pub async fn get_events_shows_each_caller_only_its_events(a: &Node, b: &Node, c: &Node) {
     let connect = |node: &Node, cookie: String| {
         let url = node.ws();
         async move { V2Session::connect_with_headers(&url, "r", &[("Cookie", &cookie)]).await.unwrap() }
     };
-    let mut alice = connect(&b, b.login("alice").await).await;
-    let mut carol = connect(&c, c.login("carol").await).await;
+    let mut alice = connect(b, b.login("alice").await).await;
+    let mut carol = connect(c, c.login("carol").await).await;
     let subscription = alice.subscribe("chat.filtered").await.unwrap();
     assert_eq!(carol.subscribe("chat.filtered").await.unwrap(), subscription);
     let mut publisher = V2Session::connect(&a.ws(), "r").await.unwrap();

@@ -267,6 +267,36 @@ async fn send_to_user_counts_her_sockets_on_every_node_on_a_redis_cluster() {
 }
 
 #[actix_web::test]
+async fn history_streams_share_their_topic_channels_slot_on_a_redis_cluster() {
+    let redis_cluster = RedisCluster::start().await;
+    let sessions = RedisServer::start().await;
+    let extra = "[[history]]\npattern = \"chat.{room}\"\n";
+    let a = start_node(&redis_cluster, &sessions, "a", extra).await;
+    let b = start_node(&redis_cluster, &sessions, "b", extra).await;
+    let c = start_node(&redis_cluster, &sessions, "c", extra).await;
+    crate::cluster::get_events_shows_each_caller_only_its_events(&a, &b, &c).await;
+}
+
+#[actix_web::test]
+async fn the_offline_inbox_works_on_a_redis_cluster() {
+    let redis_cluster = RedisCluster::start().await;
+    let sessions = RedisServer::start().await;
+    let extra = "[inbox]\nttl = \"1m\"\n";
+    let a = start_node(&redis_cluster, &sessions, "a", extra).await;
+    let b = start_node(&redis_cluster, &sessions, "b", extra).await;
+    let c = start_node(&redis_cluster, &sessions, "c", extra).await;
+    let connect = |node: &Node| {
+        let (url, login) = (node.ws(), node.http("/login"));
+        async move {
+            let cookie = crate::helpers::demo_login(&login, "alice").await;
+            V2Session::connect_with_headers(&url, "r", &[("Cookie", &cookie)]).await.unwrap()
+        }
+    };
+    scenarios::the_inbox_keeps_messages_for_an_absent_user_until_she_subscribes(&a.peer(), connect(&c), connect(&b))
+        .await;
+}
+
+#[actix_web::test]
 async fn wildcard_and_unfixed_prefix_subscriptions_work_through_pattern_channels() {
     let redis_cluster = RedisCluster::start().await;
     let sessions = RedisServer::start().await;
@@ -348,17 +378,24 @@ async fn a_master_killed_mid_traffic_fails_over_without_node_restarts() {
     let sessions = RedisServer::start().await;
     let a = start_node(&redis_cluster, &sessions, "rc-a", "").await;
     let b = start_node(&redis_cluster, &sessions, "rc-b", "").await;
-    let topic = "failover.ticks";
+    // A topic whose channel lives on the registry's master: killing it fails both over.
+    let any = redis_cluster.live_ports()[0];
+    let (master, _) = redis_cluster.master_of(slot_of(any, "{sbtest:}").await).await;
+    let mut topic = String::new();
+    for n in 0.. {
+        topic = format!("failover.ticks{n}");
+        let channel = Keys::sharded("sbtest:").topic_channel(&topic);
+        if redis_cluster.master_of(slot_of(any, &channel).await).await.0 == master {
+            break;
+        }
+    }
+    let topic = topic.as_str();
     let mut subscriber = V2Session::connect(&b.ws(), "r").await.unwrap();
     subscriber.subscribe(topic).await.unwrap();
     let mut publisher = V2Session::connect(&a.ws(), "r").await.unwrap();
     let mut seen = HashSet::new();
     publish_until_delivered(&mut publisher, &mut subscriber, topic, &mut seen, Instant::now()).await.unwrap();
 
-    // Kill the master that carries the topic's channel.
-    let any = redis_cluster.live_ports()[0];
-    let channel = Keys::sharded("sbtest:").topic_channel(topic);
-    let (master, _) = redis_cluster.master_of(slot_of(any, &channel).await).await;
     redis_cluster.kill(master);
     let killed = Instant::now();
     let Some((recovered, refused)) =
@@ -372,17 +409,24 @@ async fn a_master_killed_mid_traffic_fails_over_without_node_restarts() {
         );
     };
     redis_cluster.wait_until_ok().await;
-    let promoted = redis_cluster.master_of(slot_of(redis_cluster.live_ports()[0], &channel).await).await.0;
+    let promoted = redis_cluster.master_of(slot_of(redis_cluster.live_ports()[0], "{sbtest:}").await).await.0;
     assert_ne!(promoted, master, "a replica took the slot over");
     eprintln!(
-        "redis cluster failover: master of the topic's slot killed; delivery back after {recovered:?} \
+        "redis cluster failover: the master of the topic's and the registry's slots killed; delivery back after {recovered:?} \
          (cluster-node-timeout {NODE_TIMEOUT:?}); {refused} publishes refused (reported)"
     );
     assert!(recovered < Duration::from_secs(10), "{recovered:?}; log of a:\n{}", a.log());
-    // The registry's slot may have been on that master too: lookups answer again.
-    let (status, body) = a.api("GET", "/api/sessions", None).await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body.as_array().is_some_and(|s| s.iter().any(|s| s["node"] == "rc-b")), "{body}");
+    // The registry failed over too: a session opened now is listed on the other node.
+    let late = V2Session::connect(&b.ws(), "r").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = a.api("GET", &format!("/api/sessions/{}", late.id), None).await;
+        if status == 200 && body["node"] == "rc-b" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}; log of b:\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[actix_web::test]
