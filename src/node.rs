@@ -274,10 +274,19 @@ async fn open_redis(settings: &Settings) -> Result<(Option<RedisEndpoint>, Optio
         "" => Ok(None),
         url => RedisEndpoint::open(setting, url, tls_ca.as_ref(), redis.connect_timeout).map(Some),
     };
-    let cluster = match redis.cluster.as_str() {
-        "" => open(redis_conn::CLUSTER_URL_SETTING, &redis.url)?,
-        seeds => Some(RedisEndpoint::open_cluster(seeds, tls_ca.as_ref(), redis.connect_timeout)?),
-    };
+    if !redis.cluster.is_empty() {
+        // The backplane and registry on the Redis Cluster; the web app's sessions where they are.
+        let cluster = RedisEndpoint::open_cluster(&redis.cluster, tls_ca.as_ref(), redis.connect_timeout)?;
+        let session = match settings.session.redis_url.as_str() {
+            "" => open(redis_conn::CLUSTER_URL_SETTING, &redis.url)?,
+            url => open(redis_conn::SESSION_URL_SETTING, url)?,
+        };
+        for endpoint in std::iter::once(&cluster).chain(session.iter()) {
+            endpoint.check().await?;
+        }
+        return Ok((Some(cluster), session));
+    }
+    let cluster = open(redis_conn::CLUSTER_URL_SETTING, &redis.url)?;
     let separate = open(redis_conn::SESSION_URL_SETTING, &settings.session.redis_url)?;
     for endpoint in cluster.iter().chain(separate.iter()) {
         endpoint.check().await?;

@@ -146,12 +146,11 @@ impl Settings {
         }
         if !self.redis.cluster.is_empty() {
             const KEY: &str = "redis.cluster (SWITCHBOARD_REDIS_CLUSTER)";
-            if !self.redis.url.is_empty() {
-                return Err(invalid(KEY, "excludes redis.url (SWITCHBOARD_REDIS_URL): set only one of them"));
-            }
-            if self.session.redis_url.is_empty() {
-                let msg = "needs session.redis_url (SWITCHBOARD_SESSION_REDIS_URL): actix-session's store is not \
-                           cluster-aware, so the web app's sessions live in a standalone (or Sentinel) Redis";
+            if self.session_redis_url().is_empty() {
+                let msg =
+                    "needs session.redis_url (SWITCHBOARD_SESSION_REDIS_URL) or redis.url (SWITCHBOARD_REDIS_URL) \
+                           for the web app's sessions: actix-session's store is not cluster-aware, so they live in a \
+                           standalone (or Sentinel) Redis";
                 return Err(invalid(KEY, msg));
             }
             for seed in self.redis.cluster.split(',').map(str::trim) {

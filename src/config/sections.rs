@@ -131,8 +131,9 @@ pub struct RedisSettings {
     /// Env: `SWITCHBOARD_REDIS_URL`.
     pub url: String,
     /// Seed nodes of a Redis Cluster (≥ 7) for the backplane and registry, comma-separated
-    /// (`redis://h1:7000,redis://h2:7001`); topic, user and node channels use sharded pub/sub. Excludes `url`;
-    /// the session store then needs `session.redis_url`. Env: `SWITCHBOARD_REDIS_CLUSTER`.
+    /// (`redis://h1:7000,redis://h2:7001`); topic, user and node channels use sharded pub/sub. The session
+    /// store then stays on `session.redis_url`, else `url` (which carries nothing else). Env:
+    /// `SWITCHBOARD_REDIS_CLUSTER`.
     pub cluster: String,
     /// Longest start-up may wait for each Redis server to connect and answer a PING (AUTH included); the node
     /// exits with code 2 beyond it.

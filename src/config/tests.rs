@@ -169,6 +169,36 @@ fn redis_keys_are_validated_by_name_and_the_session_url_defaults_to_the_cluster_
 }
 
 #[test]
+fn sentinel_urls_are_accepted_and_a_redis_cluster_is_checked_by_name() {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+    let mut s = Settings::default();
+    s.session.key = key;
+    s.redis.url = "redis+sentinel://h1:26379,h2/mymaster".into();
+    s.validate().unwrap();
+    s.redis.url = "rediss+sentinel://h1/mymaster".into();
+    s.redis.tls_ca = "/etc/ca.pem".into();
+    s.validate().unwrap();
+
+    let mut s = Settings { session: s.session.clone(), ..Settings::default() };
+    s.apply_env(env(&[("SWITCHBOARD_REDIS_CLUSTER", "redis://h1:7000,redis://h2:7001")])).unwrap();
+    let e = s.validate().unwrap_err().to_string();
+    assert!(e.contains("SWITCHBOARD_REDIS_CLUSTER") && e.contains("SWITCHBOARD_SESSION_REDIS_URL"), "{e}");
+    assert!(!s.demo_enabled(), "a Redis Cluster is cluster mode");
+    s.session.redis_url = "redis://sessions:6379".into();
+    s.validate().unwrap();
+    s.session.redis_url.clear();
+    s.redis.url = "redis://sessions:6379".into();
+    s.validate().unwrap();
+    assert_eq!(s.session_redis_url(), "redis://sessions:6379", "redis.url then holds only the web sessions");
+    s.redis.cluster = "redis://h1:7000,h2:7001".into();
+    assert!(s.validate().unwrap_err().to_string().contains("seed 'h2:7001'"));
+    s.redis.cluster = "redis://h1:7000".into();
+    s.cluster.prefix = "{app}:".into();
+    assert!(s.validate().unwrap_err().to_string().contains("cluster.prefix"));
+}
+
+#[test]
 fn allowed_origins_come_from_the_environment_and_are_checked() {
     let mut s = Settings::default();
     s.apply_env(env(&[("SWITCHBOARD_ALLOWED_ORIGINS", "https://a.example, http://localhost:3000")])).unwrap();
