@@ -2,7 +2,7 @@
 # The standard measurements behind load/BENCHMARKS.md. Loopback only; every run is bounded.
 # The server is pinned to CPU 0 and the load generator to CPU 1 (taskset), as the figures require.
 #
-#   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|presence-5k|resume-100|direct-3|redis-ceiling|floor-20|floor-300|all]
+#   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|presence-5k|resume-100|direct-3|cluster-vs-one|redis-ceiling|floor-20|floor-300|all]
 #
 # Needs: cargo build --release --workspace, redis-server, redis-benchmark, taskset. Ports 7600-7699.
 # PROFILE=profiling runs the binaries of `cargo build --profile profiling --workspace` (full debug info, for perf).
@@ -136,6 +136,48 @@ direct_3() {
     --connections 1000 --rate "${DIRECT_RATE:-20000}" --duration 20s
 }
 
+# redis-cluster-3 PORT...: a Redis Cluster of those masters (no replicas), cluster bus on PORT+10, pinned to CPU 0
+# like the single Redis; waits for cluster_state:ok.
+redis_cluster() {
+  local dir="$OUT/redis-cluster"; rm -rf "$dir"; mkdir -p "$dir"
+  local addrs=()
+  for port in "$@"; do
+    taskset -c 0 redis-server --port "$port" --cluster-port $((port + 10)) --bind 127.0.0.1 --save "" --appendonly no \
+      --cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" --dir "$dir" >"$OUT/redis-$port.log" 2>&1 &
+    PIDS+=("$!"); addrs+=("127.0.0.1:$port")
+  done
+  sleep 0.3
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+  for _ in $(seq 1 100); do
+    redis-cli -p "$1" cluster info | grep -q cluster_state:ok && return 0; sleep 0.1
+  done
+  echo "the Redis Cluster did not come up" >&2; exit 1
+}
+
+# cluster-vs-one: the direct-3 load (1,000 logged-in users on three nodes sending to random others at DIRECT_RATE,
+# 10k/s by default, 2/3 of them cross-node), first through one Redis, then through a 3-master Redis Cluster
+# (sharded pub/sub), back to back on the same machine; the web sessions live in their own Redis either way.
+cluster_vs_one() {
+  local key; key="$(head -c 64 /dev/urandom | base64 -w0)"
+  redis 7660; redis 7669
+  local common=(SWITCHBOARD_SESSION_KEY="$key" SWITCHBOARD_DEMO=true SWITCHBOARD_SESSION_REDIS_URL=redis://127.0.0.1:7669)
+  local pids=() rate="${DIRECT_RATE:-10000}"
+  for backend in one cluster; do
+    local env=("${common[@]}")
+    if [ "$backend" = one ]; then
+      env+=(SWITCHBOARD_REDIS_URL=redis://127.0.0.1:7660)
+    else
+      redis_cluster 7671 7672 7673
+      env+=(SWITCHBOARD_REDIS_CLUSTER=redis://127.0.0.1:7671,redis://127.0.0.1:7672,redis://127.0.0.1:7673)
+    fi
+    pids=()
+    for n in 1 2 3; do pids+=("$(node 766$n "${env[@]}" SWITCHBOARD_NODE_ID=n$n)"); done
+    run "cluster-vs-one-$backend" direct --url ws://127.0.0.1:7661/ws --url ws://127.0.0.1:7662/ws \
+      --url ws://127.0.0.1:7663/ws --connections 1000 --rate "$rate" --duration 20s
+    for p in "${pids[@]}"; do stop "$p"; done
+  done
+}
+
 redis_ceiling() {
   redis 7630
   echo "== redis-ceiling: redis-benchmark PUBLISH, 200-byte payload" | tee "$OUT/redis-ceiling.txt"
@@ -158,6 +200,7 @@ case "${1:-all}" in
   resume-100) resume_100 ;;
   direct-3) direct_3 ;;
   redis-ceiling) redis_ceiling ;;
+  cluster-vs-one) cluster_vs_one ;;
   all) fanout_1k; fanout_10k; rss 5000 7603; rss 15000 7604; connect_redis; direct_3; redis_ceiling ;;
   *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

@@ -36,33 +36,9 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).unwrap();
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            let (port, bus) = (free_port(), free_port());
-            let child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--cluster-port", &bus.to_string()])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--repl-diskless-sync-delay",
-                    "0",
-                ])
-                .args(["--cluster-node-timeout", &NODE_TIMEOUT.as_millis().to_string()])
-                .args(["--cluster-config-file", &dir.join(format!("nodes-{port}.conf")).display().to_string()])
-                .arg("--dir")
-                .arg(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server is installed (Debian package redis-server)");
-            nodes.push(ClusterProcess { port, child: Some(child) });
+            nodes.push(spawn_cluster_node(&dir).await);
         }
         let cluster = RedisCluster { nodes, dir };
-        for node in &cluster.nodes {
-            wait_for_ping(node.port).await;
-        }
         let addresses: Vec<String> = cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
@@ -179,12 +155,36 @@ async fn query<T: redis::FromRedisValue>(port: u16, cmd: &mut redis::Cmd) -> red
     cmd.query_async(&mut conn).await
 }
 
-async fn wait_for_ping(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while query::<String>(port, &mut redis::cmd("PING")).await.is_err() {
-        assert!(Instant::now() < deadline, "redis-server on {port} did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// A cluster-enabled redis-server on free ports (client and bus), answering PING. Another test may take a port
+/// between our probe and redis-server's bind: a server that exits is started again on other ports.
+async fn spawn_cluster_node(dir: &std::path::Path) -> ClusterProcess {
+    for _ in 0..5 {
+        let (port, bus) = (free_port(), free_port());
+        let mut child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--cluster-port", &bus.to_string()])
+            .args(["--cluster-enabled", "yes", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"])
+            .args(["--cluster-node-timeout", &NODE_TIMEOUT.as_millis().to_string()])
+            .args(["--cluster-config-file", &dir.join(format!("nodes-{port}.conf")).display().to_string()])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (Debian package redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if query::<String>(port, &mut redis::cmd("PING")).await.is_ok() {
+                return ClusterProcess { port, child: Some(child) };
+            }
+            if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
+    panic!("no cluster-enabled redis-server started after 5 attempts");
 }
 
 /// The slot of a channel or key (`CLUSTER KEYSLOT`).

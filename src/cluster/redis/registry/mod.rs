@@ -186,8 +186,8 @@ const LOOKUP_CONNECTIONS: u32 = 8;
 /// Connections of the control pool: one for the writer, one for the heartbeat.
 const CONTROL_CONNECTIONS: u32 = 2;
 
-async fn pool(endpoint: &RedisEndpoint, size: u32) -> Result<Pool<Dial>, RegistryError> {
-    let manager = Dial(endpoint.clone());
+async fn pool(endpoint: &RedisEndpoint, keys: &Keys, size: u32) -> Result<Pool<Dial>, RegistryError> {
+    let manager = Dial::new(endpoint.clone(), keys.prefix());
     // bb8 keeps a broken multiplexed connection unless the checkout test (a PING) finds it dead; registry
     // traffic is batched and low-rate, so the extra round trip buys recovery after Redis restarts.
     Pool::builder()
@@ -217,8 +217,8 @@ impl RedisRegistry {
         let (writes, receiver) = mpsc::unbounded_channel();
         let (departed, departures) = mpsc::unbounded_channel();
         let registry = Arc::new(RedisRegistry {
-            lookups: pool(endpoint, LOOKUP_CONNECTIONS).await?,
-            control: pool(endpoint, CONTROL_CONNECTIONS).await?,
+            lookups: pool(endpoint, &keys, LOOKUP_CONNECTIONS).await?,
+            control: pool(endpoint, &keys, CONTROL_CONNECTIONS).await?,
             keys,
             node,
             epoch: format!("{:016x}", rand::random::<u64>()),
