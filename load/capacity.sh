@@ -2,7 +2,7 @@
 # The measurements behind load/CAPACITY.md: what one session, subscription, publication and lookup cost Redis.
 # Loopback only, bounded (about a minute), ports 7650-7699; stops what it started.
 #
-#   load/capacity.sh [commands|memory|cluster-memory|all]
+#   load/capacity.sh [commands|memory|cluster-memory|redis-fanout|all]
 #
 #   commands        Redis commands per operation, read off `MONITOR` of the cluster Redis between markers:
 #                   one logged-in connect, its disconnect, 10 subscribes + 50 publications (fan-out on two nodes),
@@ -10,10 +10,13 @@
 #                   switchboard's own traffic is counted; periodic work (lease renewal, janitor, probes) is
 #                   counted apart.
 #   memory          Redis memory per connected session and per subscription: used_memory of the cluster Redis
-#                   before, during (5,000 logged-in connections held; then 5,000 subscribers of one topic) and
-#                   after.
+#                   before and during 5,000 logged-in connections, then 5,000 anonymous ones, then 5,000
+#                   anonymous subscribers of one topic, each held for 8 s.
 #   cluster-memory  The model's check: 3 nodes × 5,000 logged-in connections on a 3-master Redis Cluster; the
 #                   registry's shard's used_memory and commands against the one-Redis figures.
+#
+#   redis-fanout    Redis alone: PUBLISH rate of one envelope with 0, 1 and 3 subscribed connections (no
+#                   output-buffer limit: the redis-cli subscribers share a core with the benchmark and fall behind).
 #
 # Needs: cargo build --release --workspace, redis-server, redis-cli, curl, python3.
 set -euo pipefail
@@ -90,13 +93,23 @@ memory() {
   local after; after=$(used_memory 7690)
   echo "logged-in sessions: 5000; used_memory before $before, held $during, after $after;" \
     "per session $(( (during - before) / 5000 )) B" | tee "$OUT/memory.txt"
+  before=$(used_memory 7690)
+  "$LOAD" connect --url ws://127.0.0.1:7691/ws --connections 5000 --rate 0 --concurrency 256 --hold 8s \
+    >"$OUT/memory-anonymous.txt" &
+  load=$!
+  sleep 7
+  during=$(used_memory 7690)
+  wait "$load"; sleep 2
+  echo "anonymous sessions: 5000; used_memory before $before, held $during; per session $(( (during - before) / 5000 )) B" \
+    | tee -a "$OUT/memory.txt"
+  before=$(used_memory 7690)
   "$LOAD" fanout --url ws://127.0.0.1:7691/ws --connections 5000 --rate 1 --duration 8s --concurrency 256 \
     >"$OUT/memory-fanout.txt" &
   load=$!
   sleep 7
   during=$(used_memory 7690)
   wait "$load"
-  echo "anonymous sessions with one subscription each: 5000; used_memory held $during;" \
+  echo "anonymous sessions with one subscription each: 5000; used_memory before $before, held $during;" \
     "per session + subscription $(( (during - before) / 5000 )) B" | tee -a "$OUT/memory.txt"
   stop "$n1"
 }
@@ -137,10 +150,38 @@ cluster_memory() {
   for p in "${pids[@]}"; do stop "$p"; done
 }
 
+# Redis alone: PUBLISH of a 350-byte envelope (a 100-byte payload's) with 0, 1 and 3 subscribed connections
+# (redis-cli SUBSCRIBE, standing in for nodes), unpipelined (50 clients) and pipelined (-P 32). Redis on CPU 0,
+# the benchmark and the subscribers on CPU 1.
+redis_fanout() {
+  # No pub/sub output-buffer limit: a redis-cli subscriber on the shared core falls behind a pipelined benchmark
+  # (Redis would disconnect it); the figure is what Redis spends accepting and queueing each delivery.
+  taskset -c 0 redis-server --port 7697 --bind 127.0.0.1 --save "" --appendonly no \
+    --client-output-buffer-limit "pubsub 0 0 0" >"$OUT/redis-7697.log" 2>&1 &
+  PIDS+=("$!"); sleep 0.3
+  local payload; payload="$(head -c 350 /dev/zero | tr '\0' x)"
+  local subscribers=() have=0
+  : >"$OUT/redis-fanout.txt"
+  for k in 0 1 3; do
+    while [ "$have" -lt "$k" ]; do
+      taskset -c 1 redis-cli -p 7697 subscribe sb:t:bench >/dev/null &
+      subscribers+=("$!"); PIDS+=("$!"); have=$((have + 1))
+    done
+    sleep 0.3
+    for pipeline in 1 32; do
+      local rate
+      rate=$(taskset -c 1 redis-benchmark -p 7697 -n 200000 -P "$pipeline" -q PUBLISH sb:t:bench "$payload" 2>/dev/null \
+        | tr '\r' '\n' | grep -v '^$' | tail -1 | sed 's/.*: //')
+      echo "subscribers $k, pipeline $pipeline: $rate" | tee -a "$OUT/redis-fanout.txt"
+    done
+  done
+}
+
 case "${1:-all}" in
   commands) commands ;;
   memory) memory ;;
   cluster-memory) cluster_memory ;;
-  all) commands; cleanup; PIDS=(); memory; cleanup; PIDS=(); cluster_memory ;;
-  *) echo "usage: $0 [commands|memory|cluster-memory|all]"; exit 2 ;;
+  redis-fanout) redis_fanout ;;
+  all) commands; cleanup; PIDS=(); memory; cleanup; PIDS=(); cluster_memory; cleanup; PIDS=(); redis_fanout ;;
+  *) echo "usage: $0 [commands|memory|cluster-memory|redis-fanout|all]"; exit 2 ;;
 esac
