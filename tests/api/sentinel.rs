@@ -234,3 +234,63 @@ async fn a_sentinel_url_nobody_answers_or_with_an_unknown_master_stops_the_node_
     assert_eq!(exit.code, Some(2), "{}", exit.stderr);
     assert!(exit.stderr.contains("redis.url") && exit.stderr.contains("invalid port"), "{}", exit.stderr);
 }
+
+#[actix_web::test]
+async fn rediss_sentinel_reaches_the_sentinels_and_the_master_over_tls() {
+    let master = RedisServer::start_tls().await;
+    let ca = master.tls_ca().unwrap();
+    let certs = ca.parent().unwrap().to_owned();
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("switchboard-sentinel-tls-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sentinel.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "port 0\ntls-port {port}\nbind 127.0.0.1\ndir {}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+             tls-auth-clients no\ntls-replication yes\nsentinel monitor {MASTER_NAME} 127.0.0.1 {} 1\n",
+            dir.display(),
+            certs.join("server.crt").display(),
+            certs.join("server.key").display(),
+            ca.display(),
+            master.port
+        ),
+    )
+    .unwrap();
+    let child = Command::new("redis-server")
+        .arg(&config)
+        .arg("--sentinel")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server runs in Sentinel mode");
+    let _sentinel = SentinelProcess { port, child, dir };
+    let url = format!("rediss+sentinel://127.0.0.1:{port}/{MASTER_NAME}");
+    // The Sentinel answers once it has read its config and reached the master.
+    let tls_ca = switchboard::cluster::redis::conn::TlsCa::load(&ca).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let endpoint = switchboard::cluster::redis::conn::RedisEndpoint::open(
+            switchboard::cluster::redis::conn::CLUSTER_URL_SETTING,
+            &url,
+            Some(&tls_ca),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        if endpoint.check().await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the TLS Sentinel did not name the master");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Node::start_env hands the TLS master's private CA to the nodes (SWITCHBOARD_REDIS_TLS_CA).
+    let a = Node::start_env(&master, "sentinel-tls-a", "", &[("SWITCHBOARD_REDIS_URL", url.clone())]).await;
+    let b = Node::start_env(&master, "sentinel-tls-b", "", &[("SWITCHBOARD_REDIS_URL", url)]).await;
+    let cookie = a.login("alice").await;
+    let mut alice = V2Session::connect_with_headers(&b.ws(), "r", &[("Cookie", &cookie)]).await.unwrap();
+    assert_eq!(alice.authid(), "alice", "a session written through a resolves on b");
+    alice.subscribe("tls.sentinel").await.unwrap();
+    let mut publisher = V2Session::connect(&a.ws(), "r").await.unwrap();
+    let id = publisher.publish_acked("tls.sentinel", dict(json!({})), vec![json!(1)]).await.unwrap();
+    assert_eq!(alice.next_event(WAIT).await.unwrap().1, id);
+}
