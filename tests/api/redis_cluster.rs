@@ -341,13 +341,32 @@ async fn a_killed_switchboard_node_leaves_lookups_within_the_lease() {
 }
 
 /// Publishes every 50 ms from `publisher` until a publication acknowledged after `since` reaches `subscriber`;
-/// returns when that happened (after `since`), and how many publishes were refused meanwhile.
+/// returns when that happened (after `since`), and how many publishes were refused meanwhile. Every
+/// acknowledged publication must arrive: one that does not is a silent loss.
 async fn publish_until_delivered(
     publisher: &mut V2Session,
     subscriber: &mut V2Session,
     topic: &str,
     seen: &mut HashSet<u64>,
     since: Instant,
+) -> Option<(Duration, usize)> {
+    let mut acked = Vec::new();
+    let outcome = publish_until_delivered_acked(publisher, subscriber, topic, seen, since, &mut acked).await;
+    while let Ok((_, id, _, _)) = subscriber.next_event(Duration::from_millis(300)).await {
+        assert!(seen.insert(id), "publication {id} delivered twice");
+    }
+    let lost: Vec<_> = acked.iter().filter(|id| !seen.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged but never delivered (silent losses): {lost:?}");
+    outcome
+}
+
+async fn publish_until_delivered_acked(
+    publisher: &mut V2Session,
+    subscriber: &mut V2Session,
+    topic: &str,
+    seen: &mut HashSet<u64>,
+    since: Instant,
+    acked: &mut Vec<u64>,
 ) -> Option<(Duration, usize)> {
     let mut refused = 0;
     let mut last = None;
@@ -356,7 +375,10 @@ async fn publish_until_delivered(
             return None;
         }
         match publisher.publish_acked(topic, dict(json!({})), vec![json!("tick")]).await {
-            Ok(id) => last = Some(id),
+            Ok(id) => {
+                last = Some(id);
+                acked.push(id);
+            }
             Err(ClientError::Wamp { error, .. }) => {
                 assert_eq!(error, "switchboard.error.backplane_unavailable");
                 refused += 1;

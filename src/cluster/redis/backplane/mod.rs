@@ -15,7 +15,10 @@
 //! `probe_interval` it sends a probe through its own inbox, and a probe that does not come back means a wedged
 //! subscription, which is torn down and rebuilt. While the subscription is down, publishes fail fast (counted,
 //! logged; the caller answers ERROR or 503) instead of vanishing. Pub/sub is at-most-once: what other nodes
-//! publish during the gap is not replayed. A node may receive one publication several times (a channel and a
+//! publish during the gap is not replayed. After an outage nodes resubscribe at slightly different moments; for
+//! [`settle`] after its own subscription is back, a node compares each PUBLISH's receiver count with the last one
+//! seen on that channel, and reports a publication that reached fewer nodes (some have not resubscribed yet)
+//! as failed instead of letting it vanish unnoticed on them ([`Reach`]). A node may receive one publication several times (a channel and a
 //! pattern both matching); recent publication ids are remembered so each is delivered once.
 //!
 //! Files: `mod.rs` the backplane handle and publishing, `subscriber.rs` the pub/sub task (subscriptions,
@@ -60,6 +63,53 @@ const CLUSTER_REDIAL_DELAY: Duration = Duration::from_millis(200);
 /// Largest `eligible_authid` list routed through user channels (one PUBLISH per user, pipelined); longer lists
 /// go to the topic channel, where one PUBLISH reaches every interested node.
 pub const MAX_USER_ROUTES: usize = 8;
+
+/// How long after the subscription comes back a publication that reaches fewer nodes than before the outage
+/// counts as failed: other nodes reconnect within their backoff (`cluster.max_backoff`) and a Sentinel poll.
+pub(super) fn settle(settings: &crate::config::ClusterSettings) -> Duration {
+    settings.max_backoff + Duration::from_millis(1500)
+}
+
+/// Channels this node publishes to, with how many subscribers (nodes) each PUBLISH reached last, and the end
+/// of the settling window after a reconnect. Bounded: forgets everything beyond [`REACH_CHANNELS`].
+#[derive(Default)]
+pub(super) struct Reach {
+    last: HashMap<String, i64>,
+    settling_until: Option<Instant>,
+}
+
+/// Channels whose receiver counts are remembered.
+const REACH_CHANNELS: usize = 10_000;
+
+impl Reach {
+    /// Starts the settling window (the subscription is back after an outage).
+    pub(super) fn settle_until(&mut self, until: Instant) {
+        self.settling_until = Some(until);
+    }
+
+    /// Records that a PUBLISH on `channel` reached `receivers`; an error while settling if that is fewer than
+    /// the last count seen (which is then kept as the expectation).
+    fn check(&mut self, channel: &str, receivers: i64) -> Result<(), BackplaneError> {
+        let settling = self.settling_until.is_some_and(|until| Instant::now() < until);
+        if !settling {
+            self.settling_until = None;
+        }
+        if self.last.len() >= REACH_CHANNELS && !self.last.contains_key(channel) {
+            self.last.clear();
+        }
+        let previous = self.last.insert(channel.to_owned(), receivers);
+        match previous {
+            Some(expected) if settling && receivers < expected => {
+                self.last.insert(channel.to_owned(), expected);
+                Err(BackplaneError::Publish(format!(
+                    "reached {receivers} of the {expected} nodes that listened before Redis came back (the others \
+                     are still resubscribing)"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
 
 enum Command {
     Want { name: String, pattern: bool, ready: Option<oneshot::Sender<()>> },
@@ -136,13 +186,14 @@ impl Backplane for RedisBackplane {
                 None => vec![self.keys.topic_channel(&publication.topic)],
             };
             for channel in &channels {
-                pipe.cmd(self.publish_command()).arg(channel).arg(&bytes).ignore();
+                pipe.cmd(self.publish_command()).arg(channel).arg(&bytes);
             }
             let mut conn = self.publisher.conn();
-            let mut result = answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await);
-            if result.is_err() {
+            let answer = answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await);
+            if answer.is_err() {
                 self.publisher.failed();
             }
+            let mut result = answer.and_then(|reached| self.check_reach(&channels, &reached));
             if let (Ok(()), Some(patterns)) = (&result, self.keys.pattern_channel(&publication.topic)) {
                 result = self.send(&patterns, bytes).await;
             }
@@ -203,6 +254,8 @@ pub struct RedisBackplane {
     shared: Mutex<HashMap<String, usize>>,
     publisher: Publisher,
     up: Arc<AtomicBool>,
+    /// Receiver counts per channel, checked while settling after an outage.
+    reach: Arc<Mutex<Reach>>,
     /// The error that last ended (or prevented) the subscription, for readiness output.
     last_error: Arc<Mutex<Option<String>>>,
     /// Publications not handed to Redis, summarised in the log.
@@ -223,10 +276,12 @@ impl RedisBackplane {
         let publisher = Publisher::connect(endpoint).await?;
         let (commands, receiver) = mpsc::unbounded_channel();
         let up = Arc::new(AtomicBool::new(false));
+        let reach = Arc::new(Mutex::new(Reach::default()));
         let last_error = Arc::new(Mutex::new(None));
         let (node_id, task_keys, task_metrics) = (node.clone(), keys.clone(), metrics.clone());
         let task_last_error = last_error.clone();
         let (task_up, task_publisher, task_endpoint) = (up.clone(), publisher.clone(), endpoint.clone());
+        let task_reach = reach.clone();
         let receiving = Receiver::new(move |events| {
             let task = PubSubTask {
                 endpoint: task_endpoint,
@@ -238,6 +293,8 @@ impl RedisBackplane {
                 events,
                 metrics: task_metrics,
                 up: task_up,
+                reach: task_reach,
+                was_up: false,
                 publisher: task_publisher,
                 channels: HashSet::new(),
                 patterns: HashSet::new(),
@@ -253,6 +310,7 @@ impl RedisBackplane {
             shared: Mutex::default(),
             publisher,
             up,
+            reach,
             last_error,
             publish_failures,
             metrics,
@@ -306,20 +364,27 @@ impl RedisBackplane {
         }
         let mut pipe = redis::pipe();
         for channel in channels {
-            pipe.cmd("PUBLISH").arg(channel).arg(&bytes).ignore();
+            pipe.cmd("PUBLISH").arg(channel).arg(&bytes);
         }
         let mut conn = self.publisher.conn();
-        answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await)
+        let answer = tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await;
+        answered(answer).and_then(|reached| self.check_reach(channels, &reached))
     }
 
     async fn send(&self, channel: &str, bytes: Vec<u8>) -> Result<(), BackplaneError> {
         let mut conn = self.publisher.conn();
         let publish = redis::cmd(self.publish_command()).arg(channel).arg(bytes).clone();
-        let result = answered(tokio::time::timeout(PUBLISH_TIMEOUT, publish.query_async::<i64>(&mut conn)).await);
-        if result.is_err() {
+        let answer = answered(tokio::time::timeout(PUBLISH_TIMEOUT, publish.query_async::<i64>(&mut conn)).await);
+        if answer.is_err() {
             self.publisher.failed();
         }
-        result
+        answer.and_then(|reached| self.check_reach(&[channel.to_owned()], &[reached]))
+    }
+
+    /// Each channel's receiver count against the last one (see [`Reach`]).
+    fn check_reach(&self, channels: &[String], reached: &[i64]) -> Result<(), BackplaneError> {
+        let mut reach = self.reach.lock().unwrap_or_else(|e| e.into_inner());
+        channels.iter().zip(reached).try_for_each(|(channel, n)| reach.check(channel, *n))
     }
 
     /// `SPUBLISH` on a Redis Cluster, else `PUBLISH`.
@@ -428,9 +493,9 @@ impl Publisher {
 }
 
 /// A PUBLISH (or pipeline of them) bounded by [`PUBLISH_TIMEOUT`], as a backplane result.
-fn answered<T>(outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Result<(), BackplaneError> {
+fn answered<T>(outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Result<T, BackplaneError> {
     match outcome {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(BackplaneError::Publish(e.to_string())),
         Err(_) => Err(BackplaneError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}"))),
     }

@@ -42,6 +42,10 @@ pub(super) struct PubSubTask {
     pub(super) events: Arc<dyn ClusterEvents>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) up: Arc<AtomicBool>,
+    /// Receiver counts of this node's publications, settled after an outage.
+    pub(super) reach: Arc<Mutex<Reach>>,
+    /// Whether the subscription was ever up (the first start is no recovery).
+    pub(super) was_up: bool,
     pub(super) publisher: Publisher,
     pub(super) channels: HashSet<String>,
     pub(super) patterns: HashSet<String>,
@@ -56,9 +60,14 @@ pub(super) enum Ended {
 }
 
 impl PubSubTask {
-    pub(super) fn set_up(&self, up: bool) {
+    pub(super) fn set_up(&mut self, up: bool) {
         if self.up.swap(up, Ordering::AcqRel) != up {
             if up {
+                if self.was_up {
+                    let until = Instant::now() + settle(&self.settings);
+                    self.reach.lock().unwrap_or_else(|e| e.into_inner()).settle_until(until);
+                }
+                self.was_up = true;
                 self.connect_failures.succeeded();
                 log::info!("backplane up (node {})", self.node);
             } else {
@@ -419,6 +428,22 @@ async fn ssubscribe(conn: &ClusterConnection, channels: &[String]) -> redis::Red
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn while_settling_a_publication_that_reaches_fewer_nodes_fails_and_keeps_the_expectation() {
+        let mut reach = Reach::default();
+        reach.check("t:a", 3).unwrap();
+        reach.check("t:a", 2).unwrap();
+        reach.check("t:a", 3).unwrap();
+        reach.settle_until(Instant::now() + Duration::from_secs(60));
+        let e = reach.check("t:a", 1).unwrap_err().to_string();
+        assert!(e.contains("reached 1 of the 3 nodes"), "{e}");
+        assert!(reach.check("t:a", 2).is_err(), "the expectation stays 3 until it is met");
+        reach.check("t:a", 3).unwrap();
+        reach.check("t:b", 0).unwrap();
+        reach.settle_until(Instant::now());
+        reach.check("t:a", 1).unwrap();
+    }
 
     #[test]
     fn recent_ids_deliver_once_and_forget_old_ones() {
