@@ -70,6 +70,7 @@ pub mod clients;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod doctor;
 pub mod drain;
 pub mod frame;
 pub mod health_check;

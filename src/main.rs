@@ -1,4 +1,5 @@
-//! The `switchboard` binary: parse the command line, load settings, run the node (or check one's health).
+//! The `switchboard` binary: parse the command line, load settings, run the node (or check one's health, or
+//! diagnose a session cookie).
 
 use std::path::PathBuf;
 
@@ -25,6 +26,21 @@ enum Command {
         /// The readiness URL to ask instead, e.g. http://10.0.0.5:8080/health/ready.
         #[arg(long, value_name = "URL")]
         url: Option<String>,
+    },
+    /// Explains, step by step, why a browser's session cookie resolves to a user or to anonymous, with the
+    /// settings the server would use (--config, SWITCHBOARD_*). Reads only; exit 0 when it resolves to a user,
+    /// 1 when not.
+    Doctor {
+        /// The browser's Cookie header as sent to the web app (developer tools → Network → a request → Cookie).
+        #[arg(long, value_name = "HEADER")]
+        cookie: String,
+        /// The page's origin as the browser sends it on the upgrade, e.g. https://app.example: checked against
+        /// server.allowed_origins.
+        #[arg(long, value_name = "ORIGIN")]
+        origin: Option<String>,
+        /// The Host header the browser sends to switchboard (default: server.bind), for the Origin check.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
     },
 }
 
@@ -60,6 +76,13 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         return Ok(());
+    }
+    if let Some(Command::Doctor { cookie, origin, host }) = cli.command {
+        let host = host.unwrap_or_else(|| settings.server.bind.clone());
+        let report = switchboard::doctor::diagnose(&settings, &cookie, origin.as_deref(), &host).await;
+        print!("{}", report.render(&settings));
+        let resolved = matches!(report.verdict, switchboard::doctor::Verdict::User(..));
+        std::process::exit(if resolved { 0 } else { 1 });
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let app = match switchboard::Application::build(settings).await {

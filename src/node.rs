@@ -157,6 +157,7 @@ impl Builder {
                     .map_err(|e| StartError::SessionStore(format!("{}: {e:#}", endpoint.shown())))?
             }
         };
+        log_session_bridge(&self.settings, session_redis.as_ref());
         let sessions = Arc::new(SessionBridge::new(
             key,
             self.settings.session.clone(),
@@ -259,6 +260,37 @@ impl Builder {
                 draining: AtomicBool::new(false),
             }),
         })
+    }
+}
+
+/// One line at start-up saying how sockets will read the web app's sessions (`switchboard doctor` explains a
+/// given cookie).
+fn log_session_bridge(settings: &Settings, store: Option<&RedisEndpoint>) {
+    let session = &settings.session;
+    let security = match session.cookie_security {
+        crate::config::CookieSecurity::Private => "private (encrypted)",
+        crate::config::CookieSecurity::Signed => "signed",
+    };
+    let key = match session.key_bytes() {
+        Ok(Some(bytes)) => {
+            let key = actix_web::cookie::Key::from(&bytes);
+            format!("key fingerprint {}", crate::doctor::key_fingerprint(&key))
+        }
+        _ => "a random key (no session.key)".to_owned(),
+    };
+    match store {
+        Some(endpoint) => log::info!(
+            "session bridge: cookie '{}', {security}, {key}; store Redis {} ({}), key prefix '{}'",
+            session.cookie_name,
+            endpoint.shown(),
+            endpoint.setting(),
+            session.key_prefix
+        ),
+        None => log::info!(
+            "session bridge: cookie '{}', {security}, {key}; store in this process's memory (embedded mode: only \
+             logins made through this node resolve)",
+            session.cookie_name
+        ),
     }
 }
 

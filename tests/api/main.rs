@@ -3,6 +3,7 @@
 mod access;
 mod bad_input;
 mod cluster;
+mod doctor;
 mod drain;
 mod fuzz_corpus;
 mod health_cmd;

@@ -32,7 +32,9 @@ async fn main() -> anyhow::Result<()> {
     let prefix = env("SWITCHBOARD_SESSION_KEY_PREFIX").unwrap_or_default();
     let bind = env("WEBAPP_BIND").unwrap_or("127.0.0.1:3000".into());
     let webhook_secret = web::Data::new(WebhookSecret(env("SWITCHBOARD_WEBHOOK_SECRET").unwrap_or_default()));
-    println!("webapp: redis {redis_url}, session key prefix '{prefix}', listening on http://{bind}");
+    // The same fingerprint switchboard logs at start and `switchboard doctor` prints: equal means same key.
+    let fingerprint = switchboard::doctor::key_fingerprint(&key);
+    println!("webapp: redis {redis_url}, session key prefix '{prefix}', key fingerprint {fingerprint}, listening on http://{bind}");
     if redis_url.contains("+sentinel://") {
         // actix-session's store takes one address; switchboard's `Store` wraps the same RedisSessionStore and
         // makes it again over the new master after every Sentinel failover (what the nodes do themselves).

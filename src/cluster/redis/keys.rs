@@ -73,7 +73,7 @@ fn tag(name: &str) -> String {
 }
 
 /// Escapes Redis glob metacharacters so a literal string matches only itself in PSUBSCRIBE.
-fn glob_escape(s: &str) -> String {
+pub fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
