@@ -43,6 +43,8 @@ pub enum CloseReason {
     IdleTimeout,
     /// HELLO named another realm than `server.realm`.
     NoSuchRealm,
+    /// The ticket was refused, or HELLO offered no method this router has.
+    AuthenticationFailed,
     /// A WAMP or WebSocket protocol violation (binary frames, bad UTF-8 and bad fragments included).
     ProtocolError,
     /// A message over `websocket.max_message_size`.
@@ -69,7 +71,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in declaration order (the index of a reason is its discriminant).
-    pub const ALL: [CloseReason; 18] = [
+    pub const ALL: [CloseReason; 19] = [
         CloseReason::ClientClose,
         CloseReason::ConnectionLost,
         CloseReason::Goodbye,
@@ -77,6 +79,7 @@ impl CloseReason {
         CloseReason::HelloTimeout,
         CloseReason::IdleTimeout,
         CloseReason::NoSuchRealm,
+        CloseReason::AuthenticationFailed,
         CloseReason::ProtocolError,
         CloseReason::MessageTooBig,
         CloseReason::RateLimited,
@@ -100,6 +103,7 @@ impl CloseReason {
             CloseReason::HelloTimeout => "hello_timeout",
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::NoSuchRealm => "no_such_realm",
+            CloseReason::AuthenticationFailed => "authentication_failed",
             CloseReason::ProtocolError => "protocol_error",
             CloseReason::MessageTooBig => "message_too_big",
             CloseReason::RateLimited => "rate_limited",

@@ -22,6 +22,7 @@ use crate::route::{Params, PatternError, RoutePattern, Router};
 use crate::rpc::{Procedure, Procedures};
 use crate::session::bridge::{InvalidSession, InvalidSessionCallback, SessionBridge};
 use crate::session::store::{MemorySessionStore, RedisSource, Store};
+use crate::session::token::TokenVerifier;
 use crate::topic::access::{AccessRule, AccessRules};
 use crate::topic::backlog::Backlog;
 use crate::topic::broker::{Broker, RemotePublish};
@@ -158,6 +159,14 @@ impl Builder {
             }
         };
         log_session_bridge(&self.settings, session_redis.as_ref());
+        let tokens =
+            TokenVerifier::from_settings(&self.settings.auth, &self.settings.session.default_role)?.map(Arc::new);
+        if let Some(tokens) = &tokens {
+            log::info!(
+                "token authentication on: JWTs ({}) as WAMP ticket or Authorization: Bearer",
+                tokens.algorithms().join(", ")
+            );
+        }
         let sessions = Arc::new(SessionBridge::new(
             key,
             self.settings.session.clone(),
@@ -257,6 +266,7 @@ impl Builder {
                 backlog,
                 metrics,
                 sessions,
+                tokens,
                 draining: AtomicBool::new(false),
             }),
         })
@@ -338,6 +348,8 @@ struct Inner {
     clients: ClientManipulator,
     metrics: Arc<Metrics>,
     sessions: Arc<SessionBridge>,
+    /// Token authentication (`[auth]`), when a key is configured.
+    tokens: Option<Arc<TokenVerifier>>,
     backplane: Arc<dyn Backplane>,
     registry: Arc<dyn Registry>,
     retention: Arc<dyn cluster::Retention>,
@@ -397,6 +409,11 @@ impl Switchboard {
             on_presence: None,
             memory_cluster: None,
         }
+    }
+
+    /// Token authentication (`[auth]`), when a key is configured.
+    pub fn tokens(&self) -> Option<&Arc<TokenVerifier>> {
+        self.inner.tokens.as_ref()
     }
 
     /// The session bridge: the web app's cookie key, store and field names.

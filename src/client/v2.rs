@@ -42,14 +42,51 @@ impl V2Session {
     }
 
     /// Runs the HELLO/WELCOME handshake on an open `wamp.2.json` socket.
-    pub async fn handshake(mut socket: Socket, realm: &str) -> Result<V2Session, ClientError> {
-        let roles: Map<String, Value> = serde_json::from_str(
+    pub async fn handshake(socket: Socket, realm: &str) -> Result<V2Session, ClientError> {
+        Self::handshake_with(socket, realm, Map::new(), None).await
+    }
+
+    /// Connects with WAMP `ticket` authentication: HELLO with `authmethods` (and `authid` when given),
+    /// AUTHENTICATE with `ticket` when challenged, then WELCOME (or the ABORT as an error).
+    pub async fn connect_with_ticket(
+        url: &str,
+        realm: &str,
+        authmethods: &[&str],
+        authid: Option<&str>,
+        ticket: &str,
+    ) -> Result<V2Session, ClientError> {
+        let socket = Socket::connect(url, &["wamp.2.json"], &[]).await?;
+        let mut auth = Map::new();
+        auth.insert("authmethods".into(), Value::from(authmethods.to_vec()));
+        if let Some(authid) = authid {
+            auth.insert("authid".into(), Value::from(authid));
+        }
+        Self::handshake_with(socket, realm, auth, Some(ticket)).await
+    }
+
+    /// The handshake with extra HELLO details, answering a `ticket` CHALLENGE with `ticket`.
+    pub async fn handshake_with(
+        mut socket: Socket,
+        realm: &str,
+        extra: Map<String, Value>,
+        ticket: Option<&str>,
+    ) -> Result<V2Session, ClientError> {
+        let mut details: Map<String, Value> = serde_json::from_str(
             r#"{"roles":{"publisher":{},"subscriber":{},"caller":{}},"agent":"switchboard-client"}"#,
         )
         .expect("literal JSON");
-        socket.send_text(v2::Message::Hello { realm: realm.into(), details: roles }.encode()).await?;
+        details.extend(extra);
+        socket.send_text(v2::Message::Hello { realm: realm.into(), details }.encode()).await?;
         let mut session = V2Session { socket, id: 0, details: Map::new(), next_request: 1, queue: VecDeque::new() };
-        match session.next_message(DEFAULT_WAIT).await? {
+        let mut reply = session.next_message(DEFAULT_WAIT).await?;
+        if let (v2::Message::Challenge { method, .. }, Some(ticket)) = (&reply, ticket) {
+            if method == "ticket" {
+                let authenticate = v2::Message::Authenticate { signature: ticket.into(), extra: Map::new() };
+                session.socket.send_text(authenticate.encode()).await?;
+                reply = session.next_message(DEFAULT_WAIT).await?;
+            }
+        }
+        match reply {
             v2::Message::Welcome { session: id, details } => {
                 session.id = id;
                 session.details = details;
@@ -61,6 +98,11 @@ impl V2Session {
             }),
             other => Err(ClientError::Unexpected(other.encode())),
         }
+    }
+
+    /// The `authmethod` from WELCOME.
+    pub fn authmethod(&self) -> &str {
+        self.details.get("authmethod").and_then(Value::as_str).unwrap_or("")
     }
 
     /// The `authid` from WELCOME.

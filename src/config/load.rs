@@ -56,6 +56,12 @@ impl Settings {
         if let Some(secret) = get("SWITCHBOARD_WEBHOOK_SECRET") {
             self.webhooks.secret = secret;
         }
+        if let Some(secret) = get("SWITCHBOARD_JWT_SECRET") {
+            self.auth.jwt_secret = secret;
+        }
+        if let Some(key) = get("SWITCHBOARD_JWT_PUBLIC_KEY") {
+            self.auth.jwt_public_key = key;
+        }
         if let Some(id) = get("SWITCHBOARD_NODE_ID") {
             self.server.node_id = id;
         }

@@ -86,6 +86,8 @@ pub struct Settings {
     pub presence: PresenceSettings,
     /// `[webhooks]`: presence and session events POSTed to the web app.
     pub webhooks: WebhookSettings,
+    /// `[auth]`: token authentication (JWTs as WAMP `ticket`, or `Authorization: Bearer` on the upgrade).
+    pub auth: AuthSettings,
     /// `[retention]`: retained events (PUBLISH `retain`, SUBSCRIBE `get_retained`).
     pub retention: RetentionSettings,
     /// `[[history]]` rules: which topics keep their events, how many and how long.

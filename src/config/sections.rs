@@ -429,3 +429,37 @@ pub struct AccessSettings {
     /// Roles allowed to publish.
     pub publish: Option<Vec<String>>,
 }
+
+/// `[auth]`: token authentication for services and apps without the web app's cookie. A JWT is accepted as
+/// the WAMP `ticket` (HELLO `authmethods: ["ticket"]` → CHALLENGE → AUTHENTICATE) or as `Authorization: Bearer`
+/// on the upgrade. Off unless a key is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// HS256 shared secret (at least 32 bytes). Env: `SWITCHBOARD_JWT_SECRET`.
+    pub jwt_secret: String,
+    /// RS256 or ES256 public key: PEM text, or the path of a PEM file. Env: `SWITCHBOARD_JWT_PUBLIC_KEY`.
+    pub jwt_public_key: String,
+    /// Required `aud` claim; empty = not checked.
+    pub audience: String,
+    /// Required `iss` claim; empty = not checked.
+    pub issuer: String,
+    /// Claim holding the roles (a JSON array of strings, or one string); absent ⇒ `session.default_role`.
+    pub roles_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            jwt_secret: String::new(),
+            jwt_public_key: String::new(),
+            audience: String::new(),
+            issuer: String::new(),
+            roles_claim: "roles".into(),
+            leeway: Duration::from_secs(30),
+        }
+    }
+}

@@ -49,6 +49,8 @@ pub(super) enum Close<'a> {
     SessionRevoked,
     /// HELLO for a realm this router does not serve (1000, after ABORT).
     NoSuchRealm,
+    /// Authentication failed or no offered method exists (1000, after ABORT).
+    AuthenticationFailed,
     /// The client said GOODBYE (1000, after ours).
     Goodbye,
     /// The client sent ABORT (1000).
@@ -101,7 +103,7 @@ impl<'a> Close<'a> {
             Close::NotUtf8(_) => CloseCode::Invalid,
             Close::IdleTimeout => CloseCode::Away,
             Close::SessionStoreUnavailable(_) => CloseCode::Error,
-            Close::NoSuchRealm | Close::Goodbye | Close::ClientAbort => CloseCode::Normal,
+            Close::NoSuchRealm | Close::AuthenticationFailed | Close::Goodbye | Close::ClientAbort => CloseCode::Normal,
             Close::Asked { code, .. } => CloseCode::from(*code),
         }
     }
@@ -122,6 +124,7 @@ impl<'a> Close<'a> {
             Close::SlowConsumer => "slow consumer: outbound queue full",
             Close::SessionRevoked => "session expired or logged out",
             Close::NoSuchRealm => "no such realm",
+            Close::AuthenticationFailed => "authentication failed",
             Close::Goodbye => "goodbye",
             Close::ClientAbort => "aborted by client",
         }
@@ -140,6 +143,7 @@ impl<'a> Close<'a> {
             Close::SessionStoreUnavailable(_) => CloseReason::SessionStoreUnavailable,
             Close::SessionRevoked => CloseReason::SessionRevoked,
             Close::NoSuchRealm => CloseReason::NoSuchRealm,
+            Close::AuthenticationFailed => CloseReason::AuthenticationFailed,
             Close::Goodbye => CloseReason::Goodbye,
             Close::ClientAbort => CloseReason::ClientAbort,
             Close::Asked { why, .. } => *why,

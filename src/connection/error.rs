@@ -8,6 +8,8 @@
 //! | [`Refused`](ConnectionError::Refused) (a [`WampError`]) | ERROR; nothing for PUBLISH without `acknowledge` | CALLERROR for CALL; nothing for the others |
 //! | [`Undecodable`](ConnectionError::Undecodable), [`Violation`](ConnectionError::Violation) | ABORT `wamp.error.protocol_violation`, close 1002 | close 1002 |
 //! | [`NoSuchRealm`](ConnectionError::NoSuchRealm) | ABORT `wamp.error.no_such_realm`, close 1000 | — |
+//! | [`AuthenticationFailed`](ConnectionError::AuthenticationFailed) | ABORT `wamp.error.authentication_failed`, close 1000 | — |
+//! | [`NoAuthMethod`](ConnectionError::NoAuthMethod) | ABORT `wamp.error.no_auth_method`, close 1000 | — |
 //! | [`LimitExceeded`](ConnectionError::LimitExceeded) | — | close 1008 (PREFIX beyond `wamp.max_prefixes`) |
 //!
 //! A refusal the protocol has no answer for is logged and counted in `switchboard_protocol_errors_total`.
@@ -30,6 +32,12 @@ pub(super) enum ConnectionError {
     /// HELLO for a realm this router does not serve.
     #[error("no realm '{}'", excerpt(.0))]
     NoSuchRealm(String),
+    /// The ticket was refused (why, for the ABORT).
+    #[error("{0}")]
+    AuthenticationFailed(String),
+    /// HELLO offered only methods this router lacks (which it has, for the ABORT).
+    #[error("{0}")]
+    NoAuthMethod(String),
     /// A per-session limit whose breach ends the session (v1 prefixes).
     #[error("{0}")]
     LimitExceeded(String),
@@ -115,6 +123,15 @@ impl Connection {
             ConnectionError::NoSuchRealm(_) => {
                 self.send_v2(ctx, v2::Message::abort(errors::NO_SUCH_REALM, text));
                 self.close(ctx, Close::NoSuchRealm);
+            }
+            ConnectionError::AuthenticationFailed(_) | ConnectionError::NoAuthMethod(_) => {
+                let uri = match error {
+                    ConnectionError::NoAuthMethod(_) => errors::NO_AUTH_METHOD,
+                    _ => errors::AUTHENTICATION_FAILED,
+                };
+                log::info!("session {}: {uri}: {}", self.session, Escaped(&text));
+                self.send_v2(ctx, v2::Message::abort(uri, text));
+                self.close(ctx, Close::AuthenticationFailed);
             }
             ConnectionError::LimitExceeded(_) => {
                 metrics::inc(&self.node.metrics().protocol_errors_total);

@@ -99,6 +99,8 @@ const MAX_CLOSE_REASON: usize = 123;
 enum Phase {
     /// v2 only: waiting for HELLO.
     AwaitingHello,
+    /// v2 only: CHALLENGE sent for a `ticket`, waiting for AUTHENTICATE.
+    AwaitingAuthenticate,
     /// Session established: WAMP traffic flows.
     Established,
     /// A close was sent; everything inbound is ignored.
@@ -132,6 +134,8 @@ pub struct Connection {
     closed_for: Option<CloseReason>,
     /// The timer that aborts a v2 session without HELLO, until the HELLO comes.
     hello_deadline: Option<SpawnHandle>,
+    /// The HELLO's `authid` while a `ticket` CHALLENGE waits for AUTHENTICATE.
+    ticket_authid: Option<String>,
     /// Ping, web session keep-alive and revalidation, on one timer (set in `started`).
     schedule: Option<Schedule>,
     /// Publications to make when the session ends (`wamp.session.add_testament`), if any.
@@ -169,6 +173,7 @@ impl Connection {
             counted_user: None,
             closed_for: None,
             hello_deadline: None,
+            ticket_authid: None,
             schedule: None,
             testaments: None,
             node,
@@ -244,7 +249,7 @@ impl Connection {
     /// Counts this socket for its user under `session.max_sockets_per_user` (logged-in users only: an anonymous
     /// socket is its own user) and closes the user's oldest sockets beyond the cap.
     fn count_user(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.identity.authmethod != AuthMethod::Cookie {
+        if self.identity.authmethod == AuthMethod::Anonymous {
             return;
         }
         let authid = self.identity.authid.clone();
@@ -351,8 +356,8 @@ impl Actor for Connection {
             Protocol::V1 => self.establish(ctx),
             Protocol::V2 => {
                 let deadline = ctx.run_later(ws.hello_timeout, |this, ctx| {
-                    if this.state == Phase::AwaitingHello {
-                        this.abort(ctx, Close::HelloTimeout("no HELLO received in time"));
+                    if matches!(this.state, Phase::AwaitingHello | Phase::AwaitingAuthenticate) {
+                        this.abort(ctx, Close::HelloTimeout("no HELLO (or AUTHENTICATE) received in time"));
                     }
                 });
                 self.hello_deadline = Some(deadline);

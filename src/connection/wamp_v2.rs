@@ -29,10 +29,10 @@ impl Connection {
     /// Handles one v2 message: HELLO first, then the session's requests.
     pub(super) fn on_v2(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: M) {
         let reply = v2_reply(&message);
-        let handled = if self.state == Phase::AwaitingHello {
-            self.v2_hello(ctx, message)
-        } else {
-            self.v2_established(ctx, message)
+        let handled = match self.state {
+            Phase::AwaitingHello => self.v2_hello(ctx, message),
+            Phase::AwaitingAuthenticate => self.v2_authenticate(ctx, message),
+            _ => self.v2_established(ctx, message),
         };
         if let Err(error) = handled {
             self.fail(ctx, &reply, error);
@@ -41,7 +41,7 @@ impl Connection {
 
     /// The first message: HELLO for this router's realm establishes the session.
     fn v2_hello(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: M) -> Result<(), ConnectionError> {
-        let M::Hello { realm, .. } = message else {
+        let M::Hello { realm, details } = message else {
             return Err(ConnectionError::violation("the first message must be HELLO"));
         };
         let expected = &self.node.settings().server.realm;
@@ -51,6 +51,58 @@ impl Connection {
         if !uri::is_valid_v2(&realm) {
             return Err(ConnectionError::violation("HELLO realm is not a valid URI"));
         }
+        let methods: Vec<&str> = match details.get("authmethods") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            Some(_) => return Err(ConnectionError::violation("HELLO Details.authmethods must be a list of strings")),
+        };
+        let tokens = self.node.tokens().is_some();
+        // A socket that came with a bearer token is authenticated already; a `ticket` is asked for otherwise.
+        if methods.contains(&"ticket") && tokens && self.identity.authmethod != AuthMethod::Ticket {
+            self.ticket_authid = details.get("authid").and_then(Value::as_str).map(str::to_owned);
+            self.state = Phase::AwaitingAuthenticate;
+            self.send_v2(ctx, M::Challenge { method: "ticket".into(), extra: Map::new() });
+            return Ok(());
+        }
+        let offered = |m: &&str| matches!(*m, "anonymous" | "cookie") || (*m == "ticket" && tokens);
+        if !methods.is_empty() && !methods.iter().any(offered) {
+            let ours = if tokens { "ticket, cookie, anonymous" } else { "cookie, anonymous" };
+            let msg = format!(
+                "none of the offered authmethods ({}) is available; this router has: {ours}",
+                methods.join(", ")
+            );
+            return Err(ConnectionError::NoAuthMethod(msg));
+        }
+        self.establish(ctx);
+        Ok(())
+    }
+
+    /// AUTHENTICATE after a `ticket` CHALLENGE: the JWT's identity replaces the cookie's (the web session is
+    /// detached), unless the cookie belongs to another logged-in user or the HELLO's `authid` is not the
+    /// token's subject.
+    fn v2_authenticate(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: M) -> Result<(), ConnectionError> {
+        let authid = self.ticket_authid.take();
+        let M::Authenticate { signature, .. } = message else {
+            return Err(ConnectionError::violation("AUTHENTICATE was expected after CHALLENGE"));
+        };
+        let tokens = self.node.tokens().cloned().expect("a ticket is challenged only with [auth] keys");
+        let identity = tokens.verify(&signature).map_err(|e| ConnectionError::AuthenticationFailed(e.0))?;
+        if authid.as_ref().is_some_and(|a| *a != identity.authid) {
+            let msg = format!("HELLO authid '{}' is not the token's subject", excerpt(authid.as_deref().unwrap_or("")));
+            return Err(ConnectionError::AuthenticationFailed(msg));
+        }
+        if self.identity.authmethod == AuthMethod::Cookie && self.identity.authid != identity.authid {
+            let msg = format!(
+                "the cookie's user ({}) and the token's ({}) differ",
+                excerpt(&self.identity.authid),
+                excerpt(&identity.authid)
+            );
+            return Err(ConnectionError::AuthenticationFailed(msg));
+        }
+        self.web.forget();
+        self.identity = identity;
+        self.uncount_user();
+        self.count_user(ctx);
         self.establish(ctx);
         Ok(())
     }

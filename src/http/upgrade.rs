@@ -52,6 +52,9 @@ pub enum Refusal {
     /// No valid web session and `session.unauthenticated = "reject"`; says why the session was not valid.
     #[error("login required: {0}")]
     LoginRequired(String),
+    /// An `Authorization: Bearer` token was refused (or token authentication is off); says why.
+    #[error("token refused: {0}")]
+    TokenRefused(String),
     /// The user holds `session.max_sockets_per_user` sockets and `session.on_too_many = "reject"`.
     #[error("too many sockets: a user may hold {0} (session.max_sockets_per_user)")]
     TooManySockets(usize),
@@ -65,7 +68,7 @@ impl Refusal {
             Refusal::Key | Refusal::Subprotocol(_) => StatusCode::BAD_REQUEST,
             Refusal::NodeFull(_) | Refusal::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Origin(_) => StatusCode::FORBIDDEN,
-            Refusal::LoginRequired(_) => StatusCode::UNAUTHORIZED,
+            Refusal::LoginRequired(_) | Refusal::TokenRefused(_) => StatusCode::UNAUTHORIZED,
             Refusal::TooManySockets(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -115,6 +118,31 @@ fn check_handshake(req: &HttpRequest) -> Result<(), Refusal> {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header, if any.
+fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+/// The identity a bearer token proves. A cookie of another logged-in user on the same upgrade is refused: a
+/// cookie and a token never mix silently (the token's identity replaces the cookie's web session otherwise).
+fn token_identity(node: &Switchboard, token: &str, cookie: &Resolved) -> Result<crate::session::Identity, Refusal> {
+    let Some(tokens) = node.tokens() else {
+        return Err(Refusal::TokenRefused("token authentication is off ([auth] has no key)".into()));
+    };
+    let identity = tokens.verify(token).map_err(|e| Refusal::TokenRefused(e.0))?;
+    if let Some(user) = cookie.identity.as_ref().filter(|i| i.authid != identity.authid) {
+        let why = format!(
+            "the cookie's user ({}) and the token's ({}) differ",
+            excerpt(&user.authid),
+            excerpt(&identity.authid)
+        );
+        return Err(Refusal::TokenRefused(why));
+    }
+    Ok(identity)
+}
+
 /// What an admitted upgrade brings to its connection.
 struct Admitted {
     slot: Slot,
@@ -143,12 +171,16 @@ async fn admit(req: &HttpRequest, node: &Switchboard) -> Result<Admitted, Refusa
         log::debug!("refused WebSocket: {e}");
         Refusal::StoreUnavailable
     })?;
+    let resolved = match bearer_token(req) {
+        None => resolved,
+        Some(token) => Resolved { key: None, identity: Some(token_identity(node, token, &resolved)?), invalid: None },
+    };
     if resolved.identity.is_none() && node.settings().session.unauthenticated == Unauthenticated::Reject {
         let why = resolved.invalid.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "no session".to_owned());
         return Err(Refusal::LoginRequired(why));
     }
     let session_settings = &node.settings().session;
-    if let Some(identity) = resolved.identity.as_ref().filter(|i| i.authmethod == AuthMethod::Cookie) {
+    if let Some(identity) = resolved.identity.as_ref().filter(|i| i.authmethod != AuthMethod::Anonymous) {
         if session_settings.on_too_many == OnTooMany::Reject && node.caps().user_full(&identity.authid) {
             return Err(Refusal::TooManySockets(session_settings.max_sockets_per_user));
         }

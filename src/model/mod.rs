@@ -49,6 +49,8 @@ pub enum AuthMethod {
     Anonymous,
     /// The web app's session cookie.
     Cookie,
+    /// A JWT: WAMP `ticket` or `Authorization: Bearer` (`[auth]`).
+    Ticket,
 }
 
 impl AuthMethod {
@@ -57,6 +59,7 @@ impl AuthMethod {
         match self {
             AuthMethod::Anonymous => "anonymous",
             AuthMethod::Cookie => "cookie",
+            AuthMethod::Ticket => "ticket",
         }
     }
 }

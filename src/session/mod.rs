@@ -6,6 +6,7 @@
 
 pub mod bridge;
 pub mod store;
+pub mod token;
 
 pub use bridge::{InvalidReason, InvalidSession, SessionError, SessionHandle};
 

@@ -25,6 +25,10 @@ pub const NO_SUCH_SESSION: &str = "wamp.error.no_such_session";
 pub const NOT_AUTHORIZED: &str = "wamp.error.not_authorized";
 /// The HELLO asked for a realm this node does not serve.
 pub const NO_SUCH_REALM: &str = "wamp.error.no_such_realm";
+/// HELLO offered only authentication methods this router does not have (ABORT).
+pub const NO_AUTH_METHOD: &str = "wamp.error.no_auth_method";
+/// The ticket (a JWT) was refused: bad signature, expired, wrong audience… (ABORT).
+pub const AUTHENTICATION_FAILED: &str = "wamp.error.authentication_failed";
 /// The client sent GOODBYE / we acknowledge one.
 pub const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
 /// The node is shutting down; reconnect elsewhere.

@@ -24,6 +24,7 @@ mod retention;
 mod scenarios;
 mod sentinel;
 mod sessions;
+mod tokens;
 mod transport;
 mod v1;
 mod v2;

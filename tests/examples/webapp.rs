@@ -8,9 +8,12 @@
 //! | `SWITCHBOARD_SESSION_KEY_PREFIX` | empty (actix-session's default: no prefix) |
 //! | `WEBAPP_BIND` | `127.0.0.1:3000` |
 //! | `SWITCHBOARD_WEBHOOK_SECRET` | empty: `POST /webhooks/switchboard` then refuses everything |
+//! | `SWITCHBOARD_JWT_SECRET` | empty: `POST /token` then answers 404 (switchboard's `[auth] jwt_secret`) |
 //!
 //! `cargo run --release --example webapp` prints what it uses, then serves `POST /login` (as alice),
-//! `POST /logout`, and `POST /webhooks/switchboard`, the receiver of switchboard's `[webhooks]`.
+//! `POST /logout`, `POST /token` (a JWT for the logged-in user, for a mobile app or a service to connect with as
+//! WAMP `ticket` or `Authorization: Bearer`), and `POST /webhooks/switchboard`, the receiver of switchboard's
+//! `[webhooks]`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let prefix = env("SWITCHBOARD_SESSION_KEY_PREFIX").unwrap_or_default();
     let bind = env("WEBAPP_BIND").unwrap_or("127.0.0.1:3000".into());
     let webhook_secret = web::Data::new(WebhookSecret(env("SWITCHBOARD_WEBHOOK_SECRET").unwrap_or_default()));
+    let jwt_secret = web::Data::new(JwtSecret(env("SWITCHBOARD_JWT_SECRET").unwrap_or_default()));
     // The same fingerprint switchboard logs at start and `switchboard doctor` prints: equal means same key.
     let fingerprint = switchboard::doctor::key_fingerprint(&key);
     println!("webapp: redis {redis_url}, session key prefix '{prefix}', key fingerprint {fingerprint}, listening on http://{bind}");
@@ -45,14 +49,14 @@ async fn main() -> anyhow::Result<()> {
         let store = switchboard::session::store::Store::redis(Arc::new(endpoint.source()), timeout, &prefix, timeout)
             .await
             .with_context(|| format!("session store at {}", endpoint.shown()))?;
-        return serve(store, key, &bind, webhook_secret).await;
+        return serve(store, key, &bind, webhook_secret, jwt_secret).await;
     }
     let store = RedisSessionStore::builder(redis_url.as_str())
         .cache_keygen(move |k| format!("{prefix}{k}")) // = switchboard's SWITCHBOARD_SESSION_KEY_PREFIX
         .build()
         .await
         .with_context(|| format!("session store at {redis_url}"))?;
-    serve(store, key, &bind, webhook_secret).await
+    serve(store, key, &bind, webhook_secret, jwt_secret).await
 }
 
 /// The app: logins in `store`, under the cookie key `key`.
@@ -61,10 +65,12 @@ async fn serve<S: SessionStore + Clone + Send + 'static>(
     key: Key,
     bind: &str,
     webhook_secret: web::Data<WebhookSecret>,
+    jwt_secret: web::Data<JwtSecret>,
 ) -> anyhow::Result<()> {
     HttpServer::new(move || {
         App::new()
             .app_data(webhook_secret.clone())
+            .app_data(jwt_secret.clone())
             .route("/webhooks/switchboard", web::post().to(switchboard_webhook))
             // Cookie `id`, Private (encrypted): switchboard's defaults. Use cookie_secure(false) on plain http.
             .wrap(
@@ -81,6 +87,7 @@ async fn serve<S: SessionStore + Clone + Send + 'static>(
                     Ok::<_, actix_web::Error>(HttpResponse::Ok().finish())
                 }),
             )
+            .route("/token", web::post().to(issue_token))
             .route(
                 "/logout",
                 web::post().to(|session: Session| async move {
@@ -94,6 +101,28 @@ async fn serve<S: SessionStore + Clone + Send + 'static>(
     .run()
     .await?;
     Ok(())
+}
+
+/// `[auth] jwt_secret` of the switchboard nodes.
+struct JwtSecret(String);
+
+/// A token for the logged-in user, valid 10 minutes: `{"token": "<JWT>"}`. Connect with it as WAMP `ticket`
+/// (HELLO `authmethods: ["ticket"]`) or as `Authorization: Bearer <JWT>` on the upgrade; switchboard checks the
+/// signature and `exp`, and the session's authid and roles are `sub` and `roles`.
+async fn issue_token(session: Session, secret: web::Data<JwtSecret>) -> actix_web::Result<HttpResponse> {
+    if secret.0.is_empty() {
+        return Ok(HttpResponse::NotFound().body("set SWITCHBOARD_JWT_SECRET to issue tokens"));
+    }
+    let Some(username) = session.get::<String>("username")? else {
+        return Ok(HttpResponse::Unauthorized().body("log in first"));
+    };
+    let roles = session.get::<Vec<String>>("roles")?.unwrap_or_default();
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() + 600;
+    let claims = serde_json::json!({ "sub": username, "roles": roles, "exp": exp });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.0.as_bytes());
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)
+        .map_err(actix_web::error::ErrorInternalServerError)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "token": token })))
 }
 
 /// `[webhooks] secret` of the switchboard nodes.

@@ -119,6 +119,14 @@ impl Message {
                     Message::Goodbye { details, reason }
                 }
             }
+            code::CHALLENGE => {
+                f.length(3, 3, "3")?;
+                Message::Challenge { method: f.string(1, "AuthMethod")?, extra: f.dict(2, "Extra")? }
+            }
+            code::AUTHENTICATE => {
+                f.length(3, 3, "3")?;
+                Message::Authenticate { signature: f.string(1, "Signature")?, extra: f.dict(2, "Extra")? }
+            }
             code::ERROR => {
                 f.length(5, 7, "5 to 7")?;
                 Message::Error {
@@ -214,7 +222,7 @@ impl Message {
                 Message::Unregistered { request: f.id(1, "Request")? }
             }
             _ => {
-                // CHALLENGE, AUTHENTICATE, CANCEL, INVOCATION, INTERRUPT, YIELD: request id where there is one.
+                // CANCEL, INVOCATION, INTERRUPT, YIELD: request id where there is one.
                 let request = items.get(1).and_then(Value::as_u64).filter(|v| id::is_valid(*v));
                 Message::Unimplemented { code, name, request }
             }

@@ -59,6 +59,10 @@ pub enum Message {
     Welcome { session: Id, details: Dict },
     /// `[ABORT, Details|dict, Reason|uri]`
     Abort { details: Dict, reason: String },
+    /// `[CHALLENGE, AuthMethod|string, Extra|dict]`
+    Challenge { method: String, extra: Dict },
+    /// `[AUTHENTICATE, Signature|string, Extra|dict]`
+    Authenticate { signature: String, extra: Dict },
     /// `[GOODBYE, Details|dict, Reason|uri]`
     Goodbye { details: Dict, reason: String },
     /// `[ERROR, REQUEST.Type|int, REQUEST.Request|id, Details|dict, Error|uri, Arguments|list, ArgumentsKw|dict]`
@@ -96,8 +100,7 @@ pub enum Message {
     Unregister { request: Id, registration: Id },
     /// `[UNREGISTERED, UNREGISTER.Request|id]`
     Unregistered { request: Id },
-    /// A message the spec defines but switchboard does not implement (CHALLENGE, AUTHENTICATE, CANCEL,
-    /// INVOCATION, INTERRUPT, YIELD). Kept whole so the router can answer it precisely.
+    /// A message the spec defines but switchboard does not implement (CANCEL, INVOCATION, INTERRUPT, YIELD). Kept whole so the router can answer it precisely.
     Unimplemented { code: u64, name: &'static str, request: Option<Id> },
 }
 
@@ -108,6 +111,8 @@ impl Message {
             Message::Hello { .. } => code::HELLO,
             Message::Welcome { .. } => code::WELCOME,
             Message::Abort { .. } => code::ABORT,
+            Message::Challenge { .. } => code::CHALLENGE,
+            Message::Authenticate { .. } => code::AUTHENTICATE,
             Message::Goodbye { .. } => code::GOODBYE,
             Message::Error { .. } => code::ERROR,
             Message::Publish { .. } => code::PUBLISH,
@@ -149,6 +154,8 @@ impl Message {
             Message::Hello { realm, details } => json!([code::HELLO, realm, details]),
             Message::Welcome { session, details } => json!([code::WELCOME, session, details]),
             Message::Abort { details, reason } => json!([code::ABORT, details, reason]),
+            Message::Challenge { method, extra } => json!([code::CHALLENGE, method, extra]),
+            Message::Authenticate { signature, extra } => json!([code::AUTHENTICATE, signature, extra]),
             Message::Goodbye { details, reason } => json!([code::GOODBYE, details, reason]),
             Message::Error { request_type, request, details, error, args, kwargs } => with_payload(
                 vec![json!(code::ERROR), json!(request_type), json!(request), json!(details), json!(error)],

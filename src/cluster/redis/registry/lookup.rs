@@ -9,7 +9,11 @@ fn parse_record(r: Vec<String>) -> Option<ClientInfo> {
         node,
         authid,
         authroles: serde_json::from_str(&roles).unwrap_or_default(),
-        authmethod: if method == "cookie" { AuthMethod::Cookie } else { AuthMethod::Anonymous },
+        authmethod: match method.as_str() {
+            "cookie" => AuthMethod::Cookie,
+            "ticket" => AuthMethod::Ticket,
+            _ => AuthMethod::Anonymous,
+        },
         protocol: if protocol == "wamp" { "wamp" } else { "wamp.2.json" },
         connected_at: connected_at.parse().unwrap_or(0),
     })
