@@ -8,7 +8,6 @@
 //! bearer secret: it is printed only shortened.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_session::storage::{SessionKey, SessionStore};
@@ -283,9 +282,13 @@ pub async fn diagnose(settings: &Settings, cookie_header: &str, origin: Option<&
         )),
     }
 
-    let source = Arc::new(endpoint.source());
-    let state = match Store::redis(source, settings.redis.connect_timeout, &session.key_prefix, session.store_timeout)
-        .await
+    let state = match Store::redis(
+        crate::node::session_source(&endpoint),
+        settings.redis.connect_timeout,
+        &session.key_prefix,
+        session.store_timeout,
+    )
+    .await
     {
         Ok(store) => match SessionKey::try_from(session_key.clone()) {
             Ok(key) => store.load(&key).await,
@@ -363,7 +366,15 @@ pub async fn diagnose(settings: &Settings, cookie_header: &str, origin: Option<&
             }
         },
     };
-    Report { steps: walk.steps, verdict: Verdict::User(username, roles) }
+    // The verdict comes from the sockets' own reading of the fields, so the two can never disagree.
+    match crate::session::bridge::identity_from_state(session, &state) {
+        Ok(Some(identity)) => {
+            debug_assert_eq!((&identity.authid, &identity.authroles), (&username, &roles));
+            Report { steps: walk.steps, verdict: Verdict::User(identity.authid, identity.authroles) }
+        }
+        Ok(None) => Report { steps: walk.steps, verdict: Verdict::Anonymous("not logged in".into()) },
+        Err(reason) => Report { steps: walk.steps, verdict: Verdict::Anonymous(reason.to_string()) },
+    }
 }
 
 fn join(fields: &[&String]) -> String {

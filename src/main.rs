@@ -31,7 +31,8 @@ enum Command {
     /// settings the server would use (--config, SWITCHBOARD_*). Reads only; exit 0 when it resolves to a user,
     /// 1 when not.
     Doctor {
-        /// The browser's Cookie header as sent to the web app (developer tools → Network → a request → Cookie).
+        /// The browser's Cookie header as sent to the web app (developer tools → Network → a request → Cookie);
+        /// `-` reads it from standard input, keeping the session out of the process list.
         #[arg(long, value_name = "HEADER")]
         cookie: String,
         /// The page's origin as the browser sends it on the upgrade, e.g. https://app.example: checked against
@@ -77,7 +78,15 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if let Some(Command::Doctor { cookie, origin, host }) = cli.command {
+    if let Some(Command::Doctor { mut cookie, origin, host }) = cli.command {
+        if cookie == "-" {
+            cookie.clear();
+            if let Err(e) = std::io::stdin().read_line(&mut cookie) {
+                eprintln!("switchboard doctor: cannot read the cookie from standard input: {e}");
+                std::process::exit(EXIT_START);
+            }
+            cookie = cookie.trim().to_owned();
+        }
         let host = host.unwrap_or_else(|| settings.server.bind.clone());
         let report = switchboard::doctor::diagnose(&settings, &cookie, origin.as_deref(), &host).await;
         print!("{}", report.render(&settings));

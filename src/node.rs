@@ -152,7 +152,7 @@ impl Builder {
             None => Store::Memory(MemorySessionStore::default()),
             Some(endpoint) => {
                 let session = &self.settings.session;
-                let source: RedisSource = Arc::new(endpoint.source());
+                let source = session_source(endpoint);
                 Store::redis(source, endpoint.connect_timeout(), &session.key_prefix, session.store_timeout)
                     .await
                     .map_err(|e| StartError::SessionStore(format!("{}: {e:#}", endpoint.shown())))?
@@ -270,6 +270,16 @@ impl Builder {
                 draining: AtomicBool::new(false),
             }),
         })
+    }
+}
+
+/// Where the session store's Redis is now, asked of `endpoint` (the master Sentinel names, when it does): the
+/// composition root joins the two, since `cluster` and `session` never import each other.
+pub fn session_source(endpoint: &RedisEndpoint) -> RedisSource {
+    let (at, now) = (endpoint.clone(), endpoint.clone());
+    RedisSource {
+        generation: Arc::new(move || at.generation()),
+        info: Arc::new(move || now.client().map(|client| client.get_connection_info().clone())),
     }
 }
 

@@ -57,9 +57,14 @@ impl Connection {
             Some(_) => return Err(ConnectionError::violation("HELLO Details.authmethods must be a list of strings")),
         };
         let tokens = self.node.tokens().is_some();
+        let authid = details.get("authid").and_then(Value::as_str);
+        if self.identity.authmethod == AuthMethod::Ticket && authid.is_some_and(|a| a != self.identity.authid) {
+            let msg = format!("HELLO authid '{}' is not the bearer token's subject", excerpt(authid.unwrap_or("")));
+            return Err(ConnectionError::AuthenticationFailed(msg));
+        }
         // A socket that came with a bearer token is authenticated already; a `ticket` is asked for otherwise.
         if methods.contains(&"ticket") && tokens && self.identity.authmethod != AuthMethod::Ticket {
-            self.ticket_authid = details.get("authid").and_then(Value::as_str).map(str::to_owned);
+            self.ticket_authid = authid.map(str::to_owned);
             self.state = Phase::AwaitingAuthenticate;
             self.send_v2(ctx, M::Challenge { method: "ticket".into(), extra: Map::new() });
             return Ok(());
@@ -96,6 +101,14 @@ impl Connection {
                 "the cookie's user ({}) and the token's ({}) differ",
                 excerpt(&self.identity.authid),
                 excerpt(&identity.authid)
+            );
+            return Err(ConnectionError::AuthenticationFailed(msg));
+        }
+        let sessions = &self.node.settings().session;
+        if sessions.on_too_many == crate::config::OnTooMany::Reject && self.node.caps().user_full(&identity.authid) {
+            let msg = format!(
+                "too many sockets: a user may hold {} (session.max_sockets_per_user)",
+                sessions.max_sockets_per_user
             );
             return Err(ConnectionError::AuthenticationFailed(msg));
         }

@@ -52,7 +52,7 @@ pub enum Refusal {
     /// No valid web session and `session.unauthenticated = "reject"`; says why the session was not valid.
     #[error("login required: {0}")]
     LoginRequired(String),
-    /// An `Authorization: Bearer` token was refused (or token authentication is off); says why.
+    /// An `Authorization: Bearer` token was refused; says why.
     #[error("token refused: {0}")]
     TokenRefused(String),
     /// The user holds `session.max_sockets_per_user` sockets and `session.on_too_many = "reject"`.
@@ -127,10 +127,11 @@ fn bearer_token(req: &HttpRequest) -> Option<&str> {
 
 /// The identity a bearer token proves. A cookie of another logged-in user on the same upgrade is refused: a
 /// cookie and a token never mix silently (the token's identity replaces the cookie's web session otherwise).
-fn token_identity(node: &Switchboard, token: &str, cookie: &Resolved) -> Result<crate::session::Identity, Refusal> {
-    let Some(tokens) = node.tokens() else {
-        return Err(Refusal::TokenRefused("token authentication is off ([auth] has no key)".into()));
-    };
+fn token_identity(
+    tokens: &crate::session::token::TokenVerifier,
+    token: &str,
+    cookie: &Resolved,
+) -> Result<crate::session::Identity, Refusal> {
     let identity = tokens.verify(token).map_err(|e| Refusal::TokenRefused(e.0))?;
     if let Some(user) = cookie.identity.as_ref().filter(|i| i.authid != identity.authid) {
         let why = format!(
@@ -171,9 +172,12 @@ async fn admit(req: &HttpRequest, node: &Switchboard) -> Result<Admitted, Refusa
         log::debug!("refused WebSocket: {e}");
         Refusal::StoreUnavailable
     })?;
-    let resolved = match bearer_token(req) {
+    // Without `[auth]` keys an Authorization header is not ours (a proxy may forward its own): ignored.
+    let resolved = match bearer_token(req).zip(node.tokens()) {
         None => resolved,
-        Some(token) => Resolved { key: None, identity: Some(token_identity(node, token, &resolved)?), invalid: None },
+        Some((token, tokens)) => {
+            Resolved { key: None, identity: Some(token_identity(tokens, token, &resolved)?), invalid: None }
+        }
     };
     if resolved.identity.is_none() && node.settings().session.unauthenticated == Unauthenticated::Reject {
         let why = resolved.invalid.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "no session".to_owned());

@@ -217,27 +217,7 @@ impl SessionBridge {
 
     /// The identity a session state describes: `Ok(None)` when no user is logged in.
     pub fn identity_from(&self, state: &SessionState) -> Result<Option<Identity>, InvalidReason> {
-        let Some(raw) = state.get(&self.settings.username_field) else { return Ok(None) };
-        let username: String = serde_json::from_str(raw).map_err(|_| {
-            InvalidReason::BadFields(format!("'{}' is not a JSON string", self.settings.username_field))
-        })?;
-        if username.is_empty() {
-            return Err(InvalidReason::BadFields(format!("'{}' is empty", self.settings.username_field)));
-        }
-        let authroles = match state.get(&self.settings.roles_field) {
-            None => vec![self.settings.default_role.clone()],
-            Some(raw) => {
-                let roles: Vec<String> = serde_json::from_str(raw).map_err(|_| {
-                    InvalidReason::BadFields(format!("'{}' is not a JSON array of strings", self.settings.roles_field))
-                })?;
-                if roles.is_empty() {
-                    vec![self.settings.default_role.clone()]
-                } else {
-                    roles
-                }
-            }
-        };
-        Ok(Some(Identity { authid: username, authroles, authmethod: AuthMethod::Cookie }))
+        identity_from_state(&self.settings, state)
     }
 
     /// Resolves the request's session before the upgrade. Invalid sessions are reported here.
@@ -258,6 +238,34 @@ impl SessionBridge {
             Err(reason) => invalid(reason),
         }
     }
+}
+
+/// The identity a session state describes under `settings` (username and roles fields, default role):
+/// `Ok(None)` when no user is logged in. The one reading of the fields, shared by sockets and `switchboard doctor`.
+pub fn identity_from_state(
+    settings: &SessionSettings,
+    state: &SessionState,
+) -> Result<Option<Identity>, InvalidReason> {
+    let Some(raw) = state.get(&settings.username_field) else { return Ok(None) };
+    let username: String = serde_json::from_str(raw)
+        .map_err(|_| InvalidReason::BadFields(format!("'{}' is not a JSON string", settings.username_field)))?;
+    if username.is_empty() {
+        return Err(InvalidReason::BadFields(format!("'{}' is empty", settings.username_field)));
+    }
+    let authroles = match state.get(&settings.roles_field) {
+        None => vec![settings.default_role.clone()],
+        Some(raw) => {
+            let roles: Vec<String> = serde_json::from_str(raw).map_err(|_| {
+                InvalidReason::BadFields(format!("'{}' is not a JSON array of strings", settings.roles_field))
+            })?;
+            if roles.is_empty() {
+                vec![settings.default_role.clone()]
+            } else {
+                roles
+            }
+        }
+    };
+    Ok(Some(Identity { authid: username, authroles, authmethod: AuthMethod::Cookie }))
 }
 
 /// The session key a session cookie carries (the cookie as `HttpRequest::cookie` parsed it from the `Cookie`

@@ -127,9 +127,15 @@ pub enum Store {
     Redis(RedisStore),
 }
 
-/// Where the session store's Redis is now: the master's generation and connection settings. With a fixed URL
-/// the generation never changes; with Sentinel it goes up at each failover.
-pub type RedisSource = Arc<dyn Fn() -> (u64, redis::RedisResult<redis::ConnectionInfo>) + Send + Sync>;
+/// Where the session store's Redis is now. With a fixed URL the generation never changes; with Sentinel it
+/// goes up at each failover, and only then are the connection settings asked for.
+#[derive(Clone)]
+pub struct RedisSource {
+    /// The master's generation (cheap: asked before every store call).
+    pub generation: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// The current master's connection settings.
+    pub info: Arc<dyn Fn() -> redis::RedisResult<redis::ConnectionInfo> + Send + Sync>,
+}
 
 /// actix-session's `RedisSessionStore` over a pool, made again (a new pool to the new master) when the
 /// source's generation moves. Clones share it.
@@ -163,15 +169,19 @@ impl RedisStore {
 
     /// The store for the current master.
     async fn store(&self) -> anyhow::Result<RedisSessionStore> {
-        let (generation, info) = (self.source)();
+        let generation = (self.source.generation)();
         {
             let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
             if current.0 == generation {
                 return Ok(current.1.clone());
             }
         }
-        let store = RedisStore::make(info?, self.connect_timeout, &self.prefix, self.wait).await?;
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = (generation, store.clone());
+        let store = RedisStore::make((self.source.info)()?, self.connect_timeout, &self.prefix, self.wait).await?;
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        // Two loads may rebuild at once: never replace a newer master's store with an older one.
+        if current.0 < generation {
+            *current = (generation, store.clone());
+        }
         Ok(store)
     }
 }
@@ -186,9 +196,9 @@ impl Store {
         key_prefix: &str,
         wait: Duration,
     ) -> anyhow::Result<Store> {
-        let (generation, info) = source();
+        let generation = (source.generation)();
         let prefix: Arc<str> = key_prefix.into();
-        let first = RedisStore::make(info?, connect_timeout, &prefix, wait).await?;
+        let first = RedisStore::make((source.info)()?, connect_timeout, &prefix, wait).await?;
         let current = Arc::new(Mutex::new((generation, first)));
         Ok(Store::Redis(RedisStore { source, connect_timeout, prefix, wait, current }))
     }

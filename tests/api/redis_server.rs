@@ -215,7 +215,11 @@ impl RedisServer {
             args.extend(["--requirepass".into(), p.clone()]);
         }
         if let Some(master) = self.replica_of {
+            // A replica loads its full sync through an RDB file: in the temporary directory, not the checkout.
+            let dir = std::env::temp_dir();
+            let file = format!("switchboard-replica-{}.rdb", self.port);
             args.extend(["--replicaof".into(), "127.0.0.1".into(), master.to_string()]);
+            args.extend(["--dir".into(), dir.display().to_string(), "--dbfilename".into(), file]);
         }
         let child = Command::new("redis-server")
             .args(&args)

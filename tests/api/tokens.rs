@@ -104,6 +104,14 @@ async fn a_bearer_token_on_the_upgrade_authenticates_and_a_bad_one_gets_401() {
     let s = V2Session::handshake_with(socket, "r", extra, None).await.unwrap();
     assert_eq!(s.authid(), "mobile-app-user");
 
+    let mut extra = serde_json::Map::new();
+    extra.insert("authid".into(), json!("someone-else"));
+    let socket = switchboard::client::Socket::connect(&app.ws_url(), &["wamp.2.json"], &[("Authorization", &bearer)])
+        .await
+        .unwrap();
+    let (error, _) = abort_reason(V2Session::handshake_with(socket, "r", extra, None).await);
+    assert_eq!(error, "wamp.error.authentication_failed", "a HELLO authid must be the bearer token's subject");
+
     let expired = format!("Bearer {}", jwt("x", &[], -5));
     let response = awc::Client::default()
         .get(app.http_url("/ws"))
@@ -117,6 +125,15 @@ async fn a_bearer_token_on_the_upgrade_authenticates_and_a_bad_one_gets_401() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+}
+
+#[actix_web::test]
+async fn without_token_keys_an_authorization_header_is_ignored() {
+    let app = spawn_app().await;
+    let cookie = login(&app, "alice").await;
+    let headers = [("Cookie", cookie.as_str()), ("Authorization", "Bearer some-proxy-token")];
+    let s = V2Session::connect_with_headers(&app.ws_url(), "r", &headers).await.unwrap();
+    assert_eq!((s.authid(), s.authmethod()), ("alice", "cookie"));
 }
 
 #[actix_web::test]

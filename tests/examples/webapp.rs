@@ -15,7 +15,6 @@
 //! WAMP `ticket` or `Authorization: Bearer`), and `POST /webhooks/switchboard`, the receiver of switchboard's
 //! `[webhooks]`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_session::storage::{RedisSessionStore, SessionStore};
@@ -46,9 +45,14 @@ async fn main() -> anyhow::Result<()> {
         let timeout = Duration::from_secs(5);
         let endpoint = RedisEndpoint::open(SESSION_URL_SETTING, &redis_url, None, timeout)?;
         endpoint.check().await?;
-        let store = switchboard::session::store::Store::redis(Arc::new(endpoint.source()), timeout, &prefix, timeout)
-            .await
-            .with_context(|| format!("session store at {}", endpoint.shown()))?;
+        let store = switchboard::session::store::Store::redis(
+            switchboard::node::session_source(&endpoint),
+            timeout,
+            &prefix,
+            timeout,
+        )
+        .await
+        .with_context(|| format!("session store at {}", endpoint.shown()))?;
         return serve(store, key, &bind, webhook_secret, jwt_secret).await;
     }
     let store = RedisSessionStore::builder(redis_url.as_str())

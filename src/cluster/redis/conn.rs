@@ -127,6 +127,9 @@ enum Target {
 struct ClusterSeeds {
     nodes: Vec<redis::ConnectionInfo>,
     root_cert: Option<Vec<u8>>,
+    /// Never sends: a cluster's failovers are followed by the cluster client, not announced here. Kept alive so
+    /// [`RedisEndpoint::changes`] waits forever instead of reporting a closed channel at once.
+    never_moves: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for RedisEndpoint {
@@ -201,7 +204,8 @@ impl RedisEndpoint {
             }
             nodes.push(info);
         }
-        let cluster = ClusterSeeds { nodes, root_cert: tls_ca.map(|ca| ca.pem.clone()) };
+        let never_moves = Arc::new(watch::channel(0).0);
+        let cluster = ClusterSeeds { nodes, root_cert: tls_ca.map(|ca| ca.pem.clone()), never_moves };
         let endpoint = RedisEndpoint { target: Target::Cluster(Arc::new(cluster)), setting, shown, connect_timeout };
         endpoint.cluster_client(None).map_err(|e| RedisConnError::Url {
             setting,
@@ -267,21 +271,14 @@ impl RedisEndpoint {
         }
     }
 
-    /// Wakes when the master moves (never without Sentinel).
+    /// Wakes when the master moves (never without Sentinel: the receiver then waits forever).
     pub fn changes(&self) -> watch::Receiver<u64> {
         match &self.target {
             Target::Direct(_, never_moves) => never_moves.subscribe(),
             // A cluster's own failovers are followed by the cluster client (MOVED, slot refresh).
-            Target::Cluster(_) => watch::channel(0).1,
+            Target::Cluster(cluster) => cluster.never_moves.subscribe(),
             Target::Sentinel(sentinel) => sentinel.changes(),
         }
-    }
-
-    /// Where this endpoint's server is now, as the session store asks it before each use: the master generation
-    /// and the connection settings (see `session::store::RedisSource`).
-    pub fn source(&self) -> impl Fn() -> (u64, redis::RedisResult<redis::ConnectionInfo>) + Send + Sync + 'static {
-        let endpoint = self.clone();
-        move || (endpoint.generation(), endpoint.client().map(|client| client.get_connection_info().clone()))
     }
 
     /// Whether this endpoint follows a Sentinel-managed master.
@@ -532,17 +529,32 @@ pub fn describe(e: &redis::RedisError) -> String {
     text
 }
 
-/// `url` with the password (or a lone user-info part, which Redis may take as one) replaced by [`MASK`].
+/// `url` with the password (or a lone user-info part, which Redis may take as one), and the value of any query
+/// parameter whose name ends in `password` (`sentinel_password`), replaced by [`MASK`].
 pub fn mask_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else { return url.to_owned() };
+    let tail = mask_query(tail);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else { return format!("{scheme}://{authority}{tail}") };
     let userinfo = match userinfo.split_once(':') {
         Some((user, _)) => format!("{user}:{MASK}"),
         None => MASK.to_owned(),
     };
     format!("{scheme}://{userinfo}@{host}{tail}")
+}
+
+/// A URL's path and query with `…password=<value>` parameters masked.
+fn mask_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else { return tail.to_owned() };
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.to_ascii_lowercase().ends_with("password") => format!("{name}={MASK}"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", masked.join("&"))
 }
 
 #[cfg(test)]
@@ -557,6 +569,14 @@ mod tests {
         assert_eq!(mask_password("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(mask_password("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
         assert_eq!(mask_password("not a url"), "not a url");
+        assert_eq!(
+            mask_password("redis+sentinel://:pw@h1,h2/m?sentinel_password=s3cret&x=1"),
+            "redis+sentinel://:***@h1,h2/m?sentinel_password=***&x=1"
+        );
+        assert_eq!(
+            mask_password("redis+sentinel://h1/m?sentinel_password=s"),
+            "redis+sentinel://h1/m?sentinel_password=***"
+        );
     }
 
     #[test]

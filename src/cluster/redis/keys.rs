@@ -105,6 +105,15 @@ impl Keys {
         self.sharded
     }
 
+    /// `SPUBLISH` on a Redis Cluster, else `PUBLISH`.
+    pub fn publish_command(&self) -> &'static str {
+        if self.sharded {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
     /// `kind` + `name`, hash-tagged by `name` on a Redis Cluster.
     fn spread(&self, kind: &str, name: &str) -> String {
         match self.sharded {

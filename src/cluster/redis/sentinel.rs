@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 use tokio::sync::watch;
 
 use super::conn::describe;
@@ -269,9 +269,7 @@ impl Sentinel {
     }
 
     async fn dial(&self, client: &Client) -> Result<MultiplexedConnection, String> {
-        let config =
-            AsyncConnectionConfig::new().set_connection_timeout(self.timeout).set_response_timeout(self.timeout);
-        match tokio::time::timeout(self.timeout, client.get_multiplexed_async_connection_with_config(&config)).await {
+        match tokio::time::timeout(self.timeout, super::conn::dial(client, self.timeout)).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(describe(&e)),
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),

@@ -18,7 +18,10 @@
 //! publish during the gap is not replayed. After an outage nodes resubscribe at slightly different moments; for
 //! [`settle`] after its own subscription is back, a node compares each PUBLISH's receiver count with the last one
 //! seen on that channel, and reports a publication that reached fewer nodes (some have not resubscribed yet)
-//! as failed instead of letting it vanish unnoticed on them ([`Reach`]). A node may receive one publication several times (a channel and a
+//! as failed instead of letting it vanish unnoticed on them ([`Reach`]). Limits: only channels this node
+//! published to before (at most [`REACH_CHANNELS`] remembered), only after this node's own reconnect, and a node
+//! that really left the topic meanwhile makes publications fail until the window ends; kept publications
+//! (history) are not checked, their subscribers recover them with `resume_after`. A node may receive one publication several times (a channel and a
 //! pattern both matching); recent publication ids are remembered so each is delivered once.
 //!
 //! Files: `mod.rs` the backplane handle and publishing, `subscriber.rs` the pub/sub task (subscriptions,
@@ -94,20 +97,23 @@ impl Reach {
         if !settling {
             self.settling_until = None;
         }
-        if self.last.len() >= REACH_CHANNELS && !self.last.contains_key(channel) {
-            self.last.clear();
-        }
-        let previous = self.last.insert(channel.to_owned(), receivers);
-        match previous {
-            Some(expected) if settling && receivers < expected => {
-                self.last.insert(channel.to_owned(), expected);
-                Err(BackplaneError::Publish(format!(
+        // The common case (a channel published to before) allocates nothing.
+        if let Some(last) = self.last.get_mut(channel) {
+            let expected = *last;
+            if settling && receivers < expected {
+                return Err(BackplaneError::Publish(format!(
                     "reached {receivers} of the {expected} nodes that listened before Redis came back (the others \
                      are still resubscribing)"
-                )))
+                )));
             }
-            _ => Ok(()),
+            *last = receivers;
+            return Ok(());
         }
+        if self.last.len() >= REACH_CHANNELS {
+            self.last.clear();
+        }
+        self.last.insert(channel.to_owned(), receivers);
+        Ok(())
     }
 }
 
@@ -189,11 +195,13 @@ impl Backplane for RedisBackplane {
                 pipe.cmd(self.publish_command()).arg(channel).arg(&bytes);
             }
             let mut conn = self.publisher.conn();
+            // No reach check here: a kept publication is in the history, where a subscriber that missed it
+            // finds it (`resume_after`), and failing it now would make a retry keep it twice.
             let answer = answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await);
             if answer.is_err() {
                 self.publisher.failed();
             }
-            let mut result = answer.and_then(|reached| self.check_reach(&channels, &reached));
+            let mut result = answer.map(drop);
             if let (Ok(()), Some(patterns)) = (&result, self.keys.pattern_channel(&publication.topic)) {
                 result = self.send(&patterns, bytes).await;
             }
@@ -368,7 +376,7 @@ impl RedisBackplane {
         }
         let mut conn = self.publisher.conn();
         let answer = tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await;
-        answered(answer).and_then(|reached| self.check_reach(channels, &reached))
+        answered(answer).and_then(|reached| self.check_reach(channels.iter().map(String::as_str), &reached))
     }
 
     async fn send(&self, channel: &str, bytes: Vec<u8>) -> Result<(), BackplaneError> {
@@ -378,22 +386,21 @@ impl RedisBackplane {
         if answer.is_err() {
             self.publisher.failed();
         }
-        answer.and_then(|reached| self.check_reach(&[channel.to_owned()], &[reached]))
+        answer.and_then(|reached| self.check_reach([channel], &[reached]))
     }
 
     /// Each channel's receiver count against the last one (see [`Reach`]).
-    fn check_reach(&self, channels: &[String], reached: &[i64]) -> Result<(), BackplaneError> {
+    fn check_reach<'c>(
+        &self,
+        channels: impl IntoIterator<Item = &'c str>,
+        reached: &[i64],
+    ) -> Result<(), BackplaneError> {
         let mut reach = self.reach.lock().unwrap_or_else(|e| e.into_inner());
-        channels.iter().zip(reached).try_for_each(|(channel, n)| reach.check(channel, *n))
+        channels.into_iter().zip(reached).try_for_each(|(channel, n)| reach.check(channel, *n))
     }
 
-    /// `SPUBLISH` on a Redis Cluster, else `PUBLISH`.
     fn publish_command(&self) -> &'static str {
-        if self.keys.sharded_pubsub() {
-            "SPUBLISH"
-        } else {
-            "PUBLISH"
-        }
+        self.keys.publish_command()
     }
 
     /// Wants channels shared by several sessions or subscriptions (user channels, pattern buckets): the first

@@ -76,28 +76,22 @@ impl PubSubTask {
         }
     }
 
-    /// Records a command in the wanted sets; returns the (un)subscriptions it implies.
+    /// Records a command in the wanted sets; returns the (un)subscriptions it implies. A want and an unwant of
+    /// the same name in one batch cancel out (a user's last socket closing as her next one opens): sending both
+    /// would leave Redis in whichever state the later command of the batch sets, not the wanted one.
     pub(super) fn apply(&mut self, command: Command, ready: &mut Vec<oneshot::Sender<()>>, batch: &mut Batch) {
         match command {
             Command::Want { name, pattern, ready: tx } => {
                 let set = if pattern { &mut self.patterns } else { &mut self.channels };
                 if set.insert(name.clone()) {
-                    if pattern {
-                        batch.psub.push(name)
-                    } else {
-                        batch.sub.push(name)
-                    }
+                    batch.subscribe(name, pattern);
                 }
                 ready.extend(tx);
             }
             Command::Unwant { name, pattern } => {
                 let set = if pattern { &mut self.patterns } else { &mut self.channels };
                 if set.remove(&name) {
-                    if pattern {
-                        batch.punsub.push(name)
-                    } else {
-                        batch.unsub.push(name)
-                    }
+                    batch.unsubscribe(name, pattern);
                 }
             }
         }
@@ -228,8 +222,7 @@ impl PubSubTask {
         let nonce: u64 = rand::random();
         let body = Body::Probe { nonce };
         let envelope = Envelope { v: crate::cluster::envelope::VERSION, origin: self.node.clone(), body };
-        let command = if self.keys.sharded_pubsub() { "SPUBLISH" } else { "PUBLISH" };
-        let publish = redis::cmd(command).arg(inbox).arg(envelope.encode()).clone();
+        let publish = redis::cmd(self.keys.publish_command()).arg(inbox).arg(envelope.encode()).clone();
         let mut conn = self.publisher.conn();
         match tokio::time::timeout(PUBLISH_TIMEOUT, publish.query_async::<i64>(&mut conn)).await {
             Ok(Ok(_)) => {
@@ -388,6 +381,30 @@ pub(super) struct Batch {
 }
 
 impl Batch {
+    /// Adds a subscription, or cancels an unsubscription of the same name still in this batch.
+    fn subscribe(&mut self, name: String, pattern: bool) {
+        let (pending, add) =
+            if pattern { (&mut self.punsub, &mut self.psub) } else { (&mut self.unsub, &mut self.sub) };
+        match pending.iter().position(|n| *n == name) {
+            Some(i) => {
+                pending.swap_remove(i);
+            }
+            None => add.push(name),
+        }
+    }
+
+    /// Adds an unsubscription, or cancels a subscription of the same name still in this batch.
+    fn unsubscribe(&mut self, name: String, pattern: bool) {
+        let (pending, add) =
+            if pattern { (&mut self.psub, &mut self.punsub) } else { (&mut self.sub, &mut self.unsub) };
+        match pending.iter().position(|n| *n == name) {
+            Some(i) => {
+                pending.swap_remove(i);
+            }
+            None => add.push(name),
+        }
+    }
+
     pub(super) async fn send(self, sink: &mut redis::aio::PubSubSink) -> redis::RedisResult<()> {
         if !self.sub.is_empty() {
             sink.subscribe(&self.sub).await?;
@@ -443,6 +460,20 @@ mod tests {
         reach.check("t:b", 0).unwrap();
         reach.settle_until(Instant::now());
         reach.check("t:a", 1).unwrap();
+    }
+
+    #[test]
+    fn an_unwant_and_a_want_of_one_channel_in_one_batch_cancel_out() {
+        let mut batch = Batch::default();
+        batch.unsubscribe("user:alice".into(), false);
+        batch.subscribe("user:alice".into(), false);
+        assert!(batch.sub.is_empty() && batch.unsub.is_empty(), "still subscribed: nothing to send");
+        batch.subscribe("t:news".into(), false);
+        batch.unsubscribe("t:news".into(), false);
+        assert!(batch.sub.is_empty() && batch.unsub.is_empty(), "never subscribed: nothing to send");
+        batch.subscribe("t:a*".into(), true);
+        batch.unsubscribe("t:b".into(), false);
+        assert_eq!((batch.psub.len(), batch.unsub.len()), (1, 1));
     }
 
     #[test]
