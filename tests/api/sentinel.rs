@@ -105,23 +105,27 @@ impl SentinelGroup {
 }
 
 fn start_sentinel(master_port: u16) -> SentinelProcess {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("switchboard-sentinel-{}", rand::random::<u32>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("sentinel.conf");
-    std::fs::write(
-        &config,
+    spawn_sentinel(|port, dir| {
         format!(
             "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} {}\nsentinel failover-timeout {MASTER_NAME} 5000\n\
              sentinel parallel-syncs {MASTER_NAME} 2\n",
             dir.display(),
             DOWN_AFTER.as_millis()
-        ),
-    )
-    .unwrap();
+        )
+    })
+}
+
+/// A redis-server in Sentinel mode on a free port, its config (which Sentinel rewrites) written by `config`
+/// from the port and a temporary directory of its own.
+fn spawn_sentinel(config: impl FnOnce(u16, &std::path::Path) -> String) -> SentinelProcess {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("switchboard-sentinel-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sentinel.conf");
+    std::fs::write(&file, config(port, &dir)).unwrap();
     let child = Command::new("redis-server")
-        .arg(&config)
+        .arg(&file)
         .arg("--sentinel")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -244,12 +248,7 @@ async fn rediss_sentinel_reaches_the_sentinels_and_the_master_over_tls() {
     let master = RedisServer::start_tls().await;
     let ca = master.tls_ca().unwrap();
     let certs = ca.parent().unwrap().to_owned();
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("switchboard-sentinel-tls-{}", rand::random::<u32>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("sentinel.conf");
-    std::fs::write(
-        &config,
+    let sentinel = spawn_sentinel(|port, dir| {
         format!(
             "port 0\ntls-port {port}\nbind 127.0.0.1\ndir {}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
              tls-auth-clients no\ntls-replication yes\nsentinel monitor {MASTER_NAME} 127.0.0.1 {} 1\n",
@@ -258,17 +257,9 @@ async fn rediss_sentinel_reaches_the_sentinels_and_the_master_over_tls() {
             certs.join("server.key").display(),
             ca.display(),
             master.port
-        ),
-    )
-    .unwrap();
-    let child = Command::new("redis-server")
-        .arg(&config)
-        .arg("--sentinel")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server runs in Sentinel mode");
-    let _sentinel = SentinelProcess { port, child, dir };
+        )
+    });
+    let port = sentinel.port;
     let url = format!("rediss+sentinel://127.0.0.1:{port}/{MASTER_NAME}");
     // The Sentinel answers once it has read its config and reached the master.
     let tls_ca = switchboard::cluster::redis::conn::TlsCa::load(&ca).unwrap();

@@ -181,3 +181,36 @@ async fn a_service_with_a_token_sends_to_a_cookie_user_on_another_node() {
     assert_eq!(status, 200);
     assert_eq!((&sessions[0]["node"], &sessions[0]["authroles"]), (&json!("tok-a"), &json!(["service"])), "{sessions}");
 }
+
+/// Runs the openssl CLI in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl CLI runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[actix_web::test]
+async fn an_es256_public_key_accepts_its_tokens_and_refuses_other_algorithms() {
+    let dir = std::env::temp_dir().join(format!("switchboard-jwt-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    openssl(&dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec.pem"]);
+    openssl(&dir, &["pkcs8", "-topk8", "-nocrypt", "-in", "ec.pem", "-out", "private.pem"]);
+    openssl(&dir, &["ec", "-in", "ec.pem", "-pubout", "-out", "public.pem"]);
+    let private = std::fs::read(dir.join("private.pem")).unwrap();
+    let mut settings = test_settings();
+    settings.auth.jwt_public_key = dir.join("public.pem").display().to_string();
+    let app = spawn_with(Switchboard::builder(settings)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 60;
+    let claims = json!({"sub": "device-42", "roles": "device", "exp": exp});
+    let es256 =
+        encode(&Header::new(jsonwebtoken::Algorithm::ES256), &claims, &EncodingKey::from_ec_pem(&private).unwrap())
+            .unwrap();
+    let s = V2Session::connect_with_ticket(&app.ws_url(), "r", &["ticket"], None, &es256).await.unwrap();
+    assert_eq!((s.authid(), s.authrole(), s.authmethod()), ("device-42", "device", "ticket"));
+    // An HS256 token (even with a key an attacker may know, like the public key's text) is refused.
+    let (error, message) =
+        abort_reason(V2Session::connect_with_ticket(&app.ws_url(), "r", &["ticket"], None, &jwt("x", &[], 60)).await);
+    assert_eq!(error, "wamp.error.authentication_failed");
+    assert!(message.contains("signed with HS256; this router accepts ES256"), "{message}");
+}

@@ -180,20 +180,11 @@ impl PubSubTask {
             tokio::select! {
                 message = stream.next() => {
                     let Some(message) = message else { return Ended::Lost("subscription stream ended".into(), true) };
-                    if let Some(nonce) = self.receive(&message) {
-                        if outstanding.is_some_and(|(n, _)| n == nonce) {
-                            outstanding = None;
-                        }
-                    }
+                    self.deliver(&message, &mut outstanding);
                 }
                 command = commands.recv() => {
                     let Some(command) = command else { return Ended::Shutdown };
-                    let mut ready = Vec::new();
-                    let mut batch = Batch::default();
-                    self.apply(command, &mut ready, &mut batch);
-                    while let Ok(c) = commands.try_recv() {
-                        self.apply(c, &mut ready, &mut batch);
-                    }
+                    let (ready, batch) = self.drain(command, commands);
                     let result = batch.send(&mut sink).await;
                     ready.into_iter().for_each(|tx| { let _ = tx.send(()); });
                     if let Err(e) = result {
@@ -285,22 +276,13 @@ impl PubSubTask {
                         }
                         _ => {
                             let Some(message) = redis::Msg::from_push_info(push) else { continue };
-                            if let Some(nonce) = self.receive(&message) {
-                                if outstanding.is_some_and(|(n, _)| n == nonce) {
-                                    outstanding = None;
-                                }
-                            }
+                            self.deliver(&message, &mut outstanding);
                         }
                     }
                 }
                 command = commands.recv() => {
                     let Some(command) = command else { return Ended::Shutdown };
-                    let mut ready = Vec::new();
-                    let mut batch = Batch::default();
-                    self.apply(command, &mut ready, &mut batch);
-                    while let Ok(c) = commands.try_recv() {
-                        self.apply(c, &mut ready, &mut batch);
-                    }
+                    let (ready, batch) = self.drain(command, commands);
                     let result = batch.send_sharded(&mut conn).await;
                     ready.into_iter().for_each(|tx| { let _ = tx.send(()); });
                     if let Err(e) = result {
@@ -331,6 +313,31 @@ impl PubSubTask {
             }
         }
         Err(last)
+    }
+
+    /// `first` and every command queued behind it, applied: the subscription changes to send, and who waits
+    /// for them.
+    fn drain(
+        &mut self,
+        first: Command,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> (Vec<oneshot::Sender<()>>, Batch) {
+        let mut ready = Vec::new();
+        let mut batch = Batch::default();
+        self.apply(first, &mut ready, &mut batch);
+        while let Ok(c) = commands.try_recv() {
+            self.apply(c, &mut ready, &mut batch);
+        }
+        (ready, batch)
+    }
+
+    /// Delivers one pub/sub message; our own probe coming back clears `outstanding`.
+    fn deliver(&mut self, message: &redis::Msg, outstanding: &mut Option<(u64, Instant)>) {
+        if let Some(nonce) = self.receive(message) {
+            if outstanding.is_some_and(|(n, _)| n == nonce) {
+                *outstanding = None;
+            }
+        }
     }
 
     /// Handles one pub/sub message; returns the nonce of an own probe.
