@@ -203,7 +203,7 @@ impl Backplane for RedisBackplane {
             }
             let mut result = answer.map(drop);
             if let (Ok(()), Some(patterns)) = (&result, self.keys.pattern_channel(&publication.topic)) {
-                result = self.send(&patterns, bytes).await;
+                result = self.send(&patterns, &bytes).await;
             }
             match &result {
                 Ok(()) => metrics::inc(&self.metrics.backplane_published_total),
@@ -232,7 +232,7 @@ impl Backplane for RedisBackplane {
     }
 
     fn send_control<'a>(&'a self, node: &'a str, body: Body) -> BoxFuture<'a, Result<(), BackplaneError>> {
-        Box::pin(async move { self.send(&self.keys.inbox(node), self.envelope(body).encode()).await })
+        Box::pin(async move { self.send(&self.keys.inbox(node), &self.envelope(body).encode()).await })
     }
 
     fn last_error(&self) -> Option<String> {
@@ -364,10 +364,10 @@ impl RedisBackplane {
     /// channels live in different slots) as concurrent SPUBLISHes.
     async fn send_all(&self, channels: &[String], bytes: Vec<u8>) -> Result<(), BackplaneError> {
         if let [channel] = channels {
-            return self.send(channel, bytes).await;
+            return self.send(channel, &bytes).await;
         }
         if self.keys.sharded_pubsub() {
-            let sends = channels.iter().map(|channel| self.send(channel, bytes.clone()));
+            let sends = channels.iter().map(|channel| self.send(channel, &bytes));
             return futures_util::future::join_all(sends).await.into_iter().collect();
         }
         let mut pipe = redis::pipe();
@@ -379,7 +379,7 @@ impl RedisBackplane {
         answered(answer).and_then(|reached| self.check_reach(channels.iter().map(String::as_str), &reached))
     }
 
-    async fn send(&self, channel: &str, bytes: Vec<u8>) -> Result<(), BackplaneError> {
+    async fn send(&self, channel: &str, bytes: &[u8]) -> Result<(), BackplaneError> {
         let mut conn = self.publisher.conn();
         let publish = redis::cmd(self.publish_command()).arg(channel).arg(bytes).clone();
         let answer = answered(tokio::time::timeout(PUBLISH_TIMEOUT, publish.query_async::<i64>(&mut conn)).await);
