@@ -45,6 +45,8 @@ pub enum CloseReason {
     NoSuchRealm,
     /// The ticket was refused, or HELLO offered no method this router has.
     AuthenticationFailed,
+    /// The session's token (`exp`) ran out.
+    TokenExpired,
     /// A WAMP or WebSocket protocol violation (binary frames, bad UTF-8 and bad fragments included).
     ProtocolError,
     /// A message over `websocket.max_message_size`.
@@ -71,7 +73,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in declaration order (the index of a reason is its discriminant).
-    pub const ALL: [CloseReason; 19] = [
+    pub const ALL: [CloseReason; 20] = [
         CloseReason::ClientClose,
         CloseReason::ConnectionLost,
         CloseReason::Goodbye,
@@ -80,6 +82,7 @@ impl CloseReason {
         CloseReason::IdleTimeout,
         CloseReason::NoSuchRealm,
         CloseReason::AuthenticationFailed,
+        CloseReason::TokenExpired,
         CloseReason::ProtocolError,
         CloseReason::MessageTooBig,
         CloseReason::RateLimited,
@@ -104,6 +107,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::NoSuchRealm => "no_such_realm",
             CloseReason::AuthenticationFailed => "authentication_failed",
+            CloseReason::TokenExpired => "token_expired",
             CloseReason::ProtocolError => "protocol_error",
             CloseReason::MessageTooBig => "message_too_big",
             CloseReason::RateLimited => "rate_limited",

@@ -51,6 +51,8 @@ pub(super) enum Close<'a> {
     NoSuchRealm,
     /// Authentication failed or no offered method exists (1000, after ABORT).
     AuthenticationFailed,
+    /// The session's token expired (1008, after GOODBYE `switchboard.close.token_expired`).
+    TokenExpired,
     /// The client said GOODBYE (1000, after ours).
     Goodbye,
     /// The client sent ABORT (1000).
@@ -94,9 +96,11 @@ impl<'a> Close<'a> {
     /// The close code sent.
     pub(super) fn code(&self) -> CloseCode {
         match self {
-            Close::RateLimited(_) | Close::LimitExceeded(_) | Close::SlowConsumer | Close::SessionRevoked => {
-                CloseCode::Policy
-            }
+            Close::RateLimited(_)
+            | Close::LimitExceeded(_)
+            | Close::SlowConsumer
+            | Close::SessionRevoked
+            | Close::TokenExpired => CloseCode::Policy,
             Close::Unsupported(_) => CloseCode::Unsupported,
             Close::Protocol(_) | Close::HelloTimeout(_) => CloseCode::Protocol,
             Close::TooBig(_) => CloseCode::Size,
@@ -125,6 +129,7 @@ impl<'a> Close<'a> {
             Close::SessionRevoked => "session expired or logged out",
             Close::NoSuchRealm => "no such realm",
             Close::AuthenticationFailed => "authentication failed",
+            Close::TokenExpired => "token expired",
             Close::Goodbye => "goodbye",
             Close::ClientAbort => "aborted by client",
         }
@@ -144,6 +149,7 @@ impl<'a> Close<'a> {
             Close::SessionRevoked => CloseReason::SessionRevoked,
             Close::NoSuchRealm => CloseReason::NoSuchRealm,
             Close::AuthenticationFailed => CloseReason::AuthenticationFailed,
+            Close::TokenExpired => CloseReason::TokenExpired,
             Close::Goodbye => CloseReason::Goodbye,
             Close::ClientAbort => CloseReason::ClientAbort,
             Close::Asked { why, .. } => *why,

@@ -136,6 +136,8 @@ pub struct Connection {
     hello_deadline: Option<SpawnHandle>,
     /// The HELLO's `authid` while a `ticket` CHALLENGE waits for AUTHENTICATE.
     ticket_authid: Option<String>,
+    /// A bearer token's end (Unix seconds), scheduled when the actor starts.
+    token_expires_at: Option<u64>,
     /// Ping, web session keep-alive and revalidation, on one timer (set in `started`).
     schedule: Option<Schedule>,
     /// Publications to make when the session ends (`wamp.session.add_testament`), if any.
@@ -174,6 +176,7 @@ impl Connection {
             closed_for: None,
             hello_deadline: None,
             ticket_authid: None,
+            token_expires_at: resolved.expires_at,
             schedule: None,
             testaments: None,
             node,
@@ -287,6 +290,25 @@ impl Connection {
         ctx.wait(ack.into_actor(self).map(|_, this, ctx| this.greet(ctx)));
     }
 
+    /// Ends a token session when its token does (`at`: Unix seconds): GOODBYE `switchboard.close.token_expired`
+    /// (v2), close 1008. The client reconnects with a fresh token.
+    fn end_at(&mut self, ctx: &mut ws::WebsocketContext<Self>, at: u64) {
+        let now = crate::model::now_millis() / 1000;
+        ctx.run_later(std::time::Duration::from_secs(at.saturating_sub(now)), |this, ctx| {
+            if this.state == Phase::Closing {
+                return;
+            }
+            log::info!("session {}: token expired", this.session);
+            if this.protocol == Protocol::V2 && this.state == Phase::Established {
+                this.send_v2(
+                    ctx,
+                    v2::Message::goodbye(errors::TOKEN_EXPIRED, "token expired: reconnect with a new one"),
+                );
+            }
+            this.close(ctx, Close::TokenExpired);
+        });
+    }
+
     /// Every `websocket.ping_interval`: closes a slow consumer or an idle client, else pings.
     fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if self.outbox.overflowed() {
@@ -342,6 +364,9 @@ impl Actor for Connection {
         metrics::add(&self.node.metrics().connections, 1);
         metrics::inc(&self.node.metrics().connections_accepted);
         self.count_user(ctx);
+        if let Some(at) = self.token_expires_at.take() {
+            self.end_at(ctx, at);
+        }
         let ws = &self.node.settings().websocket;
         let session = &self.node.settings().session;
         let web = self.web.exists();

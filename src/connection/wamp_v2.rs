@@ -91,7 +91,8 @@ impl Connection {
             return Err(ConnectionError::violation("AUTHENTICATE was expected after CHALLENGE"));
         };
         let tokens = self.node.tokens().cloned().expect("a ticket is challenged only with [auth] keys");
-        let identity = tokens.verify(&signature).map_err(|e| ConnectionError::AuthenticationFailed(e.0))?;
+        let (identity, expires_at) =
+            tokens.verify_until(&signature).map_err(|e| ConnectionError::AuthenticationFailed(e.0))?;
         if authid.as_ref().is_some_and(|a| *a != identity.authid) {
             let msg = format!("HELLO authid '{}' is not the token's subject", excerpt(authid.as_deref().unwrap_or("")));
             return Err(ConnectionError::AuthenticationFailed(msg));
@@ -116,6 +117,7 @@ impl Connection {
         self.identity = identity;
         self.uncount_user();
         self.count_user(ctx);
+        self.end_at(ctx, expires_at);
         self.establish(ctx);
         Ok(())
     }

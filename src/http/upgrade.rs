@@ -131,8 +131,8 @@ fn token_identity(
     tokens: &crate::session::token::TokenVerifier,
     token: &str,
     cookie: &Resolved,
-) -> Result<crate::session::Identity, Refusal> {
-    let identity = tokens.verify(token).map_err(|e| Refusal::TokenRefused(e.0))?;
+) -> Result<(crate::session::Identity, u64), Refusal> {
+    let (identity, expires_at) = tokens.verify_until(token).map_err(|e| Refusal::TokenRefused(e.0))?;
     if let Some(user) = cookie.identity.as_ref().filter(|i| i.authid != identity.authid) {
         let why = format!(
             "the cookie's user ({}) and the token's ({}) differ",
@@ -141,7 +141,7 @@ fn token_identity(
         );
         return Err(Refusal::TokenRefused(why));
     }
-    Ok(identity)
+    Ok((identity, expires_at))
 }
 
 /// What an admitted upgrade brings to its connection.
@@ -176,7 +176,8 @@ async fn admit(req: &HttpRequest, node: &Switchboard) -> Result<Admitted, Refusa
     let resolved = match bearer_token(req).zip(node.tokens()) {
         None => resolved,
         Some((token, tokens)) => {
-            Resolved { key: None, identity: Some(token_identity(tokens, token, &resolved)?), invalid: None }
+            let (identity, expires_at) = token_identity(tokens, token, &resolved)?;
+            Resolved { key: None, identity: Some(identity), invalid: None, expires_at: Some(expires_at) }
         }
     };
     if resolved.identity.is_none() && node.settings().session.unauthenticated == Unauthenticated::Reject {

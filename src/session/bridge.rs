@@ -82,6 +82,8 @@ pub struct Resolved {
     pub identity: Option<Identity>,
     /// Why the session was invalid, if it was (the connection is anonymous or rejected then).
     pub invalid: Option<InvalidReason>,
+    /// When the identity came from a bearer token: when it ends (Unix seconds, `exp` + leeway).
+    pub expires_at: Option<u64>,
 }
 
 /// Resolves and writes the web app's sessions. One per node, shared by every connection.
@@ -225,16 +227,16 @@ impl SessionBridge {
         let peer = req.peer_addr().map(|a| a.to_string());
         let invalid = |reason: InvalidReason| {
             self.report_invalid(InvalidSession { reason: reason.clone(), session: None, peer: peer.clone() });
-            Ok(Resolved { key: None, identity: None, invalid: Some(reason) })
+            Ok(Resolved { key: None, identity: None, invalid: Some(reason), expires_at: None })
         };
         let key = match self.cookie_session_key(req) {
             Ok(Some(key)) => key,
-            Ok(None) => return Ok(Resolved { key: None, identity: None, invalid: None }),
+            Ok(None) => return Ok(Resolved { key: None, identity: None, invalid: None, expires_at: None }),
             Err(reason) => return invalid(reason),
         };
         let Some(state) = self.load(&key).await? else { return invalid(InvalidReason::Unknown) };
         match self.identity_from(&state) {
-            Ok(identity) => Ok(Resolved { key: Some(key), identity, invalid: None }),
+            Ok(identity) => Ok(Resolved { key: Some(key), identity, invalid: None, expires_at: None }),
             Err(reason) => invalid(reason),
         }
     }

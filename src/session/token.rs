@@ -4,8 +4,8 @@
 //! HS256 with `auth.jwt_secret`, and/or RS256/ES256 with `auth.jwt_public_key`; the token's header says which
 //! (a token signed with an algorithm the router has no key for is refused, `none` never passes). `exp` is
 //! required, `nbf` checked when present, `aud`/`iss` when configured, within `auth.leeway`. The identity is
-//! `sub` (required, non-empty) with the roles of `auth.roles_claim`, `authmethod` `ticket`. Keys are parsed at
-//! start: a bad one stops the node naming its setting.
+//! `sub` (required, non-empty) with the roles of `auth.roles_claim`, `authmethod` `ticket`; the session ends when
+//! the token does (`exp` + leeway). Keys are parsed at start: a bad one stops the node naming its setting.
 
 use std::collections::HashSet;
 
@@ -96,6 +96,12 @@ impl TokenVerifier {
 
     /// The identity `token` proves, or why it proves none.
     pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+        self.verify_until(token).map(|(identity, _)| identity)
+    }
+
+    /// [`verify`](Self::verify), with the moment (Unix seconds) the session must end: the token's `exp`
+    /// plus `auth.leeway`.
+    pub fn verify_until(&self, token: &str) -> Result<(Identity, u64), TokenError> {
         let refused = |why: String| TokenError(why);
         let header = jsonwebtoken::decode_header(token).map_err(|e| refused(format!("not a JWT: {e}")))?;
         let key = match header.alg {
@@ -138,7 +144,9 @@ impl TokenVerifier {
             }
             Some(_) => return Err(refused(format!("claim '{claim}' is not a string or an array of strings"))),
         };
-        Ok(Identity { authid: sub.to_owned(), authroles: roles, authmethod: AuthMethod::Ticket })
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let identity = Identity { authid: sub.to_owned(), authroles: roles, authmethod: AuthMethod::Ticket };
+        Ok((identity, exp.saturating_add(self.settings.leeway.as_secs())))
     }
 }
 

@@ -29,6 +29,8 @@ pub const NO_SUCH_REALM: &str = "wamp.error.no_such_realm";
 pub const NO_AUTH_METHOD: &str = "wamp.error.no_auth_method";
 /// The ticket (a JWT) was refused: bad signature, expired, wrong audience… (ABORT).
 pub const AUTHENTICATION_FAILED: &str = "wamp.error.authentication_failed";
+/// The session's token (`exp`) ran out: the router ends the session (GOODBYE).
+pub const TOKEN_EXPIRED: &str = "switchboard.close.token_expired";
 /// The client sent GOODBYE / we acknowledge one.
 pub const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
 /// The node is shutting down; reconnect elsewhere.

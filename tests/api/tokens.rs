@@ -214,3 +214,22 @@ async fn an_es256_public_key_accepts_its_tokens_and_refuses_other_algorithms() {
     assert_eq!(error, "wamp.error.authentication_failed");
     assert!(message.contains("signed with HS256; this router accepts ES256"), "{message}");
 }
+
+#[actix_web::test]
+async fn a_token_session_ends_when_its_token_does() {
+    let app = token_app().await;
+    let mut ticket =
+        V2Session::connect_with_ticket(&app.ws_url(), "r", &["ticket"], None, &jwt("short", &[], 2)).await.unwrap();
+    let bearer = format!("Bearer {}", jwt("short-bearer", &[], 2));
+    let mut bearer = V2Session::connect_with_headers(&app.ws_url(), "r", &[("Authorization", &bearer)]).await.unwrap();
+    for s in [&mut ticket, &mut bearer] {
+        match s.next_message(std::time::Duration::from_secs(5)).await.unwrap() {
+            switchboard::wamp::v2::Message::Goodbye { reason, .. } => {
+                assert_eq!(reason, "switchboard.close.token_expired")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.socket.expect_close(WAIT).await.unwrap().0, 1008);
+    }
+    assert_eq!(closed_for(&app, "token_expired"), 2);
+}
