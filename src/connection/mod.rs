@@ -293,8 +293,10 @@ impl Connection {
     /// Ends a token session when its token does (`at`: Unix seconds): GOODBYE `switchboard.close.token_expired`
     /// (v2), close 1008. The client reconnects with a fresh token.
     fn end_at(&mut self, ctx: &mut ws::WebsocketContext<Self>, at: u64) {
+        // A token valid for centuries still gets a timer the runtime can hold.
+        const LONGEST: u64 = 10 * 365 * 24 * 3600;
         let now = crate::model::now_millis() / 1000;
-        ctx.run_later(std::time::Duration::from_secs(at.saturating_sub(now)), |this, ctx| {
+        ctx.run_later(std::time::Duration::from_secs(at.saturating_sub(now).min(LONGEST)), |this, ctx| {
             if this.state == Phase::Closing {
                 return;
             }

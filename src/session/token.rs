@@ -144,7 +144,8 @@ impl TokenVerifier {
             }
             Some(_) => return Err(refused(format!("claim '{claim}' is not a string or an array of strings"))),
         };
-        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        // Validation required a numeric `exp`; NumericDate may carry a fraction.
+        let exp = claims.get("exp").and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64))).unwrap_or(0);
         let identity = Identity { authid: sub.to_owned(), authroles: roles, authmethod: AuthMethod::Ticket };
         Ok((identity, exp.saturating_add(self.settings.leeway.as_secs())))
     }
