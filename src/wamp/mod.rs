@@ -2,7 +2,9 @@
 //!
 //! This module owns the wire formats of both subprotocols switchboard speaks — [`v2`] (`wamp.2.json`) and
 //! [`v1`] (`wamp`, as Ratchet serves it) — plus the rules every layer above relies on: id ranges ([`id`]),
-//! URI syntax and pattern matching ([`uri`]) and the error URIs we answer with ([`errors`]).
+//! URI syntax and pattern matching ([`uri`]) and the error URIs we answer with ([`errors`]). [`serial`] holds the
+//! value-level codecs of WAMP v2's serializers (JSON, MessagePack, CBOR, with the spec's JSON form of binary
+//! values); the router negotiates only `wamp.2.json` so far (issue 15 wires the binary ones in).
 //!
 //! It must not know actix, tokio or redis: everything here is a function of its inputs, so it is unit-tested
 //! with literal frames (including truncated, wrong-typed, unknown and oversized ones) and reused unchanged by
@@ -16,6 +18,7 @@ pub mod errors;
 pub mod filter;
 pub mod id;
 pub mod meta;
+pub mod serial;
 pub mod uri;
 pub mod v1;
 pub mod v2;

@@ -24,8 +24,27 @@ use switchboard::wamp::{v1, v2};
 pub type Check = fn(&[u8]);
 
 /// Every fuzz target, by the name of its `fuzz_targets/<name>.rs` and `corpus/<name>/`.
-pub const TARGETS: &[(&str, Check)] =
-    &[("v1", v1), ("v2", v2), ("envelope", envelope), ("cookie", cookie), ("route", route), ("frame", frame)];
+pub const TARGETS: &[(&str, Check)] = &[
+    ("v1", v1),
+    ("v2", v2),
+    ("envelope", envelope),
+    ("cookie", cookie),
+    ("route", route),
+    ("frame", frame),
+    ("serial", serial),
+];
+
+/// The binary serializers (`wamp.2.msgpack`, `wamp.2.cbor`): an accepted frame re-encodes to one that decodes to
+/// the same value tree, and that tree is a v2 message exactly when its JSON text is.
+pub fn serial(data: &[u8]) {
+    use switchboard::wamp::serial::Serializer;
+    for serializer in [Serializer::MsgPack, Serializer::Cbor] {
+        let Ok(value) = serializer.decode(data) else { continue };
+        let again = serializer.decode(&serializer.encode(&value)).expect("an encoded value decodes");
+        assert_eq!(again, value, "{} round trip", serializer.token());
+        let _ = v2::Message::decode(&value.to_string());
+    }
+}
 
 /// WAMP v1 decoder: an accepted frame re-encodes to one that decodes to the same message.
 pub fn v1(data: &[u8]) {

@@ -74,17 +74,35 @@ pub(super) fn settle(settings: &crate::config::ClusterSettings) -> Duration {
 }
 
 /// Channels this node publishes to, with how many subscribers (nodes) each PUBLISH reached last, and the end
-/// of the settling window after a reconnect. Bounded: forgets everything beyond [`REACH_CHANNELS`].
+/// of the settling window after an outage. Bounded: forgets everything beyond [`REACH_CHANNELS`].
+///
+/// A window opens when this node's subscription comes back, and again at the first PUBLISH that succeeds after
+/// one failed: on a Redis Cluster the subscription may be back long before the dead shard's replica takes over,
+/// and the other nodes resubscribe there only then.
 #[derive(Default)]
 pub(super) struct Reach {
     last: HashMap<String, i64>,
     settling_until: Option<Instant>,
+    /// The window's length ([`settle`]).
+    settle: Duration,
+    /// A PUBLISH failed since the last one that succeeded.
+    after_failure: bool,
 }
 
 /// Channels whose receiver counts are remembered.
 const REACH_CHANNELS: usize = 10_000;
 
 impl Reach {
+    /// Receiver counts checked for `settle` after an outage.
+    pub(super) fn new(settle: Duration) -> Reach {
+        Reach { settle, ..Reach::default() }
+    }
+
+    /// A PUBLISH failed (or was refused while the subscription was down): the next success opens a window.
+    pub(super) fn failed(&mut self) {
+        self.after_failure = true;
+    }
+
     /// Starts the settling window (the subscription is back after an outage).
     pub(super) fn settle_until(&mut self, until: Instant) {
         self.settling_until = Some(until);
@@ -93,6 +111,9 @@ impl Reach {
     /// Records that a PUBLISH on `channel` reached `receivers`; an error while settling if that is fewer than
     /// the last count seen (which is then kept as the expectation).
     fn check(&mut self, channel: &str, receivers: i64) -> Result<(), BackplaneError> {
+        if std::mem::take(&mut self.after_failure) {
+            self.settling_until = Some(Instant::now() + self.settle);
+        }
         let settling = self.settling_until.is_some_and(|until| Instant::now() < until);
         if !settling {
             self.settling_until = None;
@@ -174,6 +195,7 @@ impl Backplane for RedisBackplane {
     ) -> BoxFuture<'a, Result<(), BackplaneError>> {
         Box::pin(async move {
             if !self.up.load(Ordering::Acquire) {
+                self.reach.lock().unwrap_or_else(|e| e.into_inner()).failed();
                 return Err(BackplaneError::Down);
             }
             let bytes = Envelope::encode_publication(&self.node, publication);
@@ -199,7 +221,7 @@ impl Backplane for RedisBackplane {
             // finds it (`resume_after`), and failing it now would make a retry keep it twice.
             let answer = answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await);
             if answer.is_err() {
-                self.publisher.failed();
+                self.outage();
             }
             let mut result = answer.map(drop);
             if let (Ok(()), Some(patterns)) = (&result, self.keys.pattern_channel(&publication.topic)) {
@@ -284,7 +306,7 @@ impl RedisBackplane {
         let publisher = Publisher::connect(endpoint).await?;
         let (commands, receiver) = mpsc::unbounded_channel();
         let up = Arc::new(AtomicBool::new(false));
-        let reach = Arc::new(Mutex::new(Reach::default()));
+        let reach = Arc::new(Mutex::new(Reach::new(settle(&settings))));
         let last_error = Arc::new(Mutex::new(None));
         let (node_id, task_keys, task_metrics) = (node.clone(), keys.clone(), metrics.clone());
         let task_last_error = last_error.clone();
@@ -342,6 +364,7 @@ impl RedisBackplane {
             };
             self.send_all(&channels, Envelope::encode_publication(&self.node, publication)).await
         } else {
+            self.reach.lock().unwrap_or_else(|e| e.into_inner()).failed();
             Err(BackplaneError::Down)
         };
         match &result {
@@ -375,8 +398,11 @@ impl RedisBackplane {
             pipe.cmd("PUBLISH").arg(channel).arg(&bytes);
         }
         let mut conn = self.publisher.conn();
-        let answer = tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await;
-        answered(answer).and_then(|reached| self.check_reach(channels.iter().map(String::as_str), &reached))
+        let answer = answered(tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await);
+        if answer.is_err() {
+            self.outage();
+        }
+        answer.and_then(|reached| self.check_reach(channels.iter().map(String::as_str), &reached))
     }
 
     async fn send(&self, channel: &str, bytes: &[u8]) -> Result<(), BackplaneError> {
@@ -384,9 +410,15 @@ impl RedisBackplane {
         let publish = redis::cmd(self.publish_command()).arg(channel).arg(bytes).clone();
         let answer = answered(tokio::time::timeout(PUBLISH_TIMEOUT, publish.query_async::<i64>(&mut conn)).await);
         if answer.is_err() {
-            self.publisher.failed();
+            self.outage();
         }
         answer.and_then(|reached| self.check_reach([channel], &[reached]))
+    }
+
+    /// A PUBLISH failed: re-dial a cluster publisher, and check the reach of the next ones (see [`Reach`]).
+    fn outage(&self) {
+        self.publisher.failed();
+        self.reach.lock().unwrap_or_else(|e| e.into_inner()).failed();
     }
 
     /// Each channel's receiver count against the last one (see [`Reach`]).
