@@ -18,8 +18,9 @@
 //! publish during the gap is not replayed. After an outage nodes resubscribe at slightly different moments; for
 //! [`settle`] after its own subscription is back, a node compares each PUBLISH's receiver count with the last one
 //! seen on that channel, and reports a publication that reached fewer nodes (some have not resubscribed yet)
-//! as failed instead of letting it vanish unnoticed on them ([`Reach`]). Limits: only channels this node
-//! published to before (at most [`REACH_CHANNELS`] remembered), only after this node's own reconnect, and a node
+//! as failed instead of letting it vanish unnoticed on them ([`Reach`]); the first PUBLISH that succeeds after a
+//! failed one opens the same window. Limits: only channels this node published to before (at most
+//! [`REACH_CHANNELS`] remembered), only after an outage this node saw, and a node
 //! that really left the topic meanwhile makes publications fail until the window ends; kept publications
 //! (history) are not checked, their subscribers recover them with `resume_after`. A node may receive one publication several times (a channel and a
 //! pattern both matching); recent publication ids are remembered so each is delivered once.
