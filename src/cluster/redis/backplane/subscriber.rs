@@ -233,6 +233,23 @@ impl PubSubTask {
     /// (`sunsubscribe` push): those still wanted are subscribed again, which reaches the slot's new owner.
     async fn sharded_session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
         let (push_tx, mut pushes) = mpsc::unbounded_channel();
+        let ended = self.sharded_session_on(commands, push_tx, &mut pushes).await;
+        // Messages that reached this node before the session ended are delivered: their publishers counted this
+        // node among the receivers, so dropping them here would lose them silently.
+        while let Ok(push) = pushes.try_recv() {
+            if let Some(message) = redis::Msg::from_push_info(push) {
+                self.deliver(&message, &mut None);
+            }
+        }
+        ended
+    }
+
+    async fn sharded_session_on(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        push_tx: mpsc::UnboundedSender<redis::PushInfo>,
+        pushes: &mut mpsc::UnboundedReceiver<redis::PushInfo>,
+    ) -> Ended {
         let client = match self.endpoint.cluster_client(Some(push_tx)) {
             Ok(client) => client,
             Err(e) => return Ended::Lost(redis_conn::describe(&e), false),
