@@ -155,8 +155,7 @@ impl PubSubTask {
         };
         let (mut sink, mut stream) = pubsub.split();
         let inbox = self.keys.inbox(&self.node);
-        let mut all: Vec<String> = self.channels.iter().cloned().collect();
-        all.push(inbox.clone());
+        let all: Vec<String> = self.channels.iter().cloned().chain([inbox.clone()]).collect();
         if let Err(e) = sink.subscribe(&all).await {
             return Ended::Lost(redis_conn::describe(&e), false);
         }
@@ -166,15 +165,10 @@ impl PubSubTask {
                 return Ended::Lost(redis_conn::describe(&e), false);
             }
         }
-        if let Err(e) = self.publisher.follow().await {
-            return Ended::Lost(format!("publisher: {}", redis_conn::describe(&e)), false);
-        }
-        if let Err(e) = self.wake_publisher().await {
-            return Ended::Lost(format!("publisher: {e}"), false);
-        }
-        self.set_up(true);
-        let mut probe = tokio::time::interval(self.settings.probe_interval);
-        probe.tick().await;
+        let mut probe = match self.come_up().await {
+            Ok(probe) => probe,
+            Err(ended) => return ended,
+        };
         let mut outstanding: Option<(u64, Instant)> = None;
         loop {
             tokio::select! {
@@ -200,6 +194,21 @@ impl PubSubTask {
                 }
             }
         }
+    }
+
+    /// Once subscribed: the publisher follows a moved master and proves itself, the backplane reports up, and
+    /// the probe timer starts (its immediate first tick taken).
+    async fn come_up(&mut self) -> Result<tokio::time::Interval, Ended> {
+        if let Err(e) = self.publisher.follow().await {
+            return Err(Ended::Lost(format!("publisher: {}", redis_conn::describe(&e)), false));
+        }
+        if let Err(e) = self.wake_publisher().await {
+            return Err(Ended::Lost(format!("publisher: {e}"), false));
+        }
+        self.set_up(true);
+        let mut probe = tokio::time::interval(self.settings.probe_interval);
+        probe.tick().await;
+        Ok(probe)
     }
 
     /// Sends a liveness probe through the node's own inbox, unless the last one has not come back within
@@ -260,17 +269,14 @@ impl PubSubTask {
             Err(_) => return Ended::Lost("connect timed out".into(), false),
         };
         let inbox = self.keys.inbox(&self.node);
-        let mut all: Vec<String> = self.channels.iter().cloned().collect();
-        all.push(inbox.clone());
+        let all: Vec<String> = self.channels.iter().cloned().chain([inbox.clone()]).collect();
         if let Err(e) = ssubscribe(&conn, &all).await {
             return Ended::Lost(redis_conn::describe(&e), false);
         }
-        if let Err(e) = self.wake_publisher().await {
-            return Ended::Lost(format!("publisher: {e}"), false);
-        }
-        self.set_up(true);
-        let mut probe = tokio::time::interval(self.settings.probe_interval);
-        probe.tick().await;
+        let mut probe = match self.come_up().await {
+            Ok(probe) => probe,
+            Err(ended) => return ended,
+        };
         let mut outstanding: Option<(u64, Instant)> = None;
         loop {
             tokio::select! {
