@@ -32,8 +32,9 @@ use std::task::Waker;
 
 use actix::prelude::*;
 use actix_web::web::Bytes;
-use bytestring::ByteString;
 use prometheus_client::metrics::gauge::Gauge;
+
+use crate::wamp::Serializer;
 
 /// Tells the connection that its queue has frames (sent on the empty → non-empty transition only, when no
 /// writer is attached) or that it overflowed.
@@ -60,6 +61,8 @@ pub struct OutboxState {
     busy: AtomicBool,
     /// The worker whose thread can write this queue's socket, once its writer has started there.
     home: OnceLock<Home>,
+    /// The serializer of a session whose frames are binary (`wamp.2.msgpack`, `wamp.2.cbor`); `None` for text.
+    binary: Option<Serializer>,
 }
 
 /// Where a queue's writer runs: the worker thread (an actix arbiter) holding its socket. Senders that reach
@@ -86,7 +89,7 @@ impl std::fmt::Debug for Home {
 /// The frames waiting and their total size.
 #[derive(Debug, Default)]
 struct Queue {
-    frames: VecDeque<ByteString>,
+    frames: VecDeque<Bytes>,
     bytes: usize,
     /// The writer's task (when one is attached), woken on the empty → non-empty transition. Kept under the
     /// queue's lock, which a sender holds anyway, and woken by reference: it is stored once, not per wake-up.
@@ -109,8 +112,9 @@ struct Skip {
 const KEEP_FRAMES: usize = 16;
 
 impl OutboxState {
-    /// A queue holding at most `limit` frames and `byte_limit` bytes, counting what it holds in `queued_bytes`.
-    pub fn new(limit: usize, byte_limit: usize, queued_bytes: Gauge) -> Arc<OutboxState> {
+    /// A queue holding at most `limit` frames and `byte_limit` bytes, counting what it holds in `queued_bytes`,
+    /// of text frames, or of `binary` frames written by that serializer.
+    pub fn new(limit: usize, byte_limit: usize, queued_bytes: Gauge, binary: Option<Serializer>) -> Arc<OutboxState> {
         Arc::new(OutboxState {
             queue: Mutex::new(Queue::default()),
             limit,
@@ -122,6 +126,7 @@ impl OutboxState {
             shut: AtomicBool::new(false),
             busy: AtomicBool::new(false),
             home: OnceLock::new(),
+            binary,
         })
     }
 
@@ -130,6 +135,22 @@ impl OutboxState {
     /// before the actor first runs).
     pub fn attach_writer(&self) {
         self.direct.store(true, Ordering::Release);
+    }
+
+    /// Whether the frames are binary (else UTF-8 text).
+    pub fn is_binary(&self) -> bool {
+        self.binary.is_some()
+    }
+
+    /// The publication id of a queued EVENT frame, in this queue's serialization.
+    fn event_publication(&self, frame: &[u8]) -> Option<crate::wamp::Id> {
+        match self.binary {
+            None => std::str::from_utf8(frame).ok().and_then(crate::wamp::v2::event_publication),
+            Some(serializer) => match crate::wamp::v2::Message::decode_binary(serializer, frame) {
+                Ok(crate::wamp::v2::Message::Event { publication, .. }) => Some(publication),
+                _ => None,
+            },
+        }
     }
 
     /// Records where the writer runs (see [`Home`]); call from the writer, once, before the actor first runs.
@@ -179,7 +200,7 @@ impl OutboxState {
         }
         let mut queue = self.lock();
         let before = queue.bytes;
-        queue.frames.retain(|f| crate::wamp::v2::event_publication(f).is_none_or(|id| !ids.contains(&id)));
+        queue.frames.retain(|f| self.event_publication(f).is_none_or(|id| !ids.contains(&id)));
         queue.bytes = queue.frames.iter().map(|f| f.len()).sum();
         self.queued_bytes.dec_by(as_gauge(before - queue.bytes));
         let until = std::time::Instant::now() + window;
@@ -219,7 +240,7 @@ impl OutboxState {
     /// frame arrives) and while it is held, shut or busy (the connection's own progress, which the writer drives,
     /// ends a hold; the writer drains after its own write). The frames are passed under the queue's lock so the
     /// queue keeps its buffer: `write` should only copy them out.
-    pub fn drain_with(&self, waker: Option<&Waker>, mut write: impl FnMut(&ByteString)) -> usize {
+    pub fn drain_with(&self, waker: Option<&Waker>, mut write: impl FnMut(&[u8])) -> usize {
         if self.shut.load(Ordering::Acquire)
             || self.held.load(Ordering::Acquire) > 0
             || self.busy.load(Ordering::Acquire)
@@ -254,7 +275,7 @@ impl OutboxState {
     }
 
     /// Takes every queued frame (the connection on [`Wake`] when no writer is attached).
-    pub fn take(&self) -> VecDeque<ByteString> {
+    pub fn take(&self) -> VecDeque<Bytes> {
         let taken = {
             let mut queue = self.lock();
             if queue.frames.is_empty() {
@@ -309,7 +330,7 @@ impl Outbox {
 
     /// Queues a frame and wakes whoever writes it. Returns `false` (and delivers nothing) when the queue is full
     /// or already overflowed.
-    pub fn send(&self, frame: ByteString) -> bool {
+    pub fn send(&self, frame: Bytes) -> bool {
         match self.enqueue(frame) {
             Enqueued::Dropped => false,
             Enqueued::More => true,
@@ -322,7 +343,7 @@ impl Outbox {
 
     /// Like [`send`](Outbox::send), for a sender reaching many queues at once: a queue whose writer has a
     /// [`Home`] is not woken but listed in `flushes`, for its worker to write with the others.
-    pub fn push(&self, frame: ByteString, flushes: &mut Flushes) -> bool {
+    pub fn push(&self, frame: Bytes, flushes: &mut Flushes) -> bool {
         match self.enqueue(frame) {
             Enqueued::Dropped => false,
             Enqueued::More => true,
@@ -336,7 +357,7 @@ impl Outbox {
         }
     }
 
-    fn enqueue(&self, frame: ByteString) -> Enqueued {
+    fn enqueue(&self, frame: Bytes) -> Enqueued {
         if self.state.overflowed() {
             return Enqueued::Dropped;
         }
@@ -351,7 +372,7 @@ impl Outbox {
         if let Some(skip) = &queue.skip {
             if std::time::Instant::now() > skip.until {
                 queue.skip = None;
-            } else if crate::wamp::v2::event_publication(&frame).is_some_and(|id| skip.ids.contains(&id)) {
+            } else if self.state.event_publication(&frame).is_some_and(|id| skip.ids.contains(&id)) {
                 // Replayed already: delivered, as far as the sender is concerned.
                 return Enqueued::More;
             }
@@ -441,14 +462,14 @@ mod tests {
     async fn the_node_gauge_follows_queued_bytes_through_send_take_and_drop() {
         let gauge = Gauge::default();
         let recipient = Sink.start().recipient();
-        let a = OutboxState::new(8, 1024, gauge.clone());
-        let b = OutboxState::new(8, 1024, gauge.clone());
+        let a = OutboxState::new(8, 1024, gauge.clone(), None);
+        let b = OutboxState::new(8, 1024, gauge.clone(), None);
         let (to_a, to_b) = (Outbox::new(recipient.clone(), a.clone()), Outbox::new(recipient, b.clone()));
         assert!(to_a.send("12345".into()));
         assert!(to_a.send("678".into()));
         assert!(to_b.send("abcdefghij".into()));
         assert_eq!(gauge.get(), 18);
-        assert!(!to_b.send(ByteString::from("x".repeat(1024))), "over the byte limit: refused, not counted");
+        assert!(!to_b.send(Bytes::from("x".repeat(1024))), "over the byte limit: refused, not counted");
         assert_eq!(gauge.get(), 18);
         assert_eq!(a.take().len(), 2);
         assert_eq!(gauge.get(), 10);
@@ -459,17 +480,17 @@ mod tests {
     #[actix_web::test]
     async fn replayed_publications_are_dropped_from_the_queue_and_skipped_for_a_while() {
         let gauge = Gauge::default();
-        let state = OutboxState::new(8, 1024, gauge.clone());
+        let state = OutboxState::new(8, 1024, gauge.clone(), None);
         let outbox = Outbox::new(Sink.start().recipient(), state.clone());
-        let event = |publication: u64| ByteString::from(crate::wamp::v2::encode_event(1, publication, "{}", ",[0]"));
+        let event = |publication: u64| Bytes::from(crate::wamp::v2::encode_event(1, publication, "{}", ",[0]"));
         assert!(outbox.send(event(10)));
         assert!(outbox.send(event(11)));
         assert!(outbox.send("[33,5,1]".into()), "not an EVENT");
         state.skip_publications([10, 12].into(), std::time::Duration::from_millis(100));
         assert!(outbox.send(event(12)), "skipped, as if delivered");
         assert!(outbox.send(event(13)));
-        let left: Vec<String> = state.take().iter().map(|f| f.to_string()).collect();
-        assert_eq!(left, [event(11).to_string(), "[33,5,1]".into(), event(13).to_string()]);
+        let left: Vec<Bytes> = state.take().into_iter().collect();
+        assert_eq!(left, [event(11), "[33,5,1]".into(), event(13)]);
         assert_eq!(gauge.get(), 0, "the gauge follows what was dropped");
         std::thread::sleep(std::time::Duration::from_millis(150));
         assert!(outbox.send(event(12)));
@@ -477,14 +498,32 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn replayed_publications_are_found_in_binary_frames_too() {
+        use crate::wamp::v2::Message;
+        let state = OutboxState::new(8, 1024, Gauge::default(), Some(Serializer::MsgPack));
+        assert!(state.is_binary());
+        let outbox = Outbox::new(Sink.start().recipient(), state.clone());
+        let event = |publication| {
+            let event =
+                Message::Event { subscription: 1, publication, details: Default::default(), args: None, kwargs: None };
+            Bytes::from(event.encode_as(Serializer::MsgPack))
+        };
+        assert!(outbox.send(event(10)));
+        assert!(outbox.send(event(11)));
+        state.skip_publications([10].into(), std::time::Duration::from_secs(5));
+        assert!(outbox.send(event(10)), "skipped, as if delivered");
+        assert_eq!(state.take(), [event(11)]);
+    }
+
+    #[actix_web::test]
     async fn the_writer_takes_nothing_while_held_busy_shut_or_finishing_a_rest() {
-        let state = OutboxState::new(8, 1024, Gauge::default());
+        let state = OutboxState::new(8, 1024, Gauge::default(), None);
         state.attach_writer();
         let outbox = Outbox::new(Sink.start().recipient(), state.clone());
         let waker = futures_util::task::noop_waker();
         let drained = |state: &OutboxState| {
             let mut seen = Vec::new();
-            state.drain_with(Some(&waker), |frame| seen.push(frame.to_string()));
+            state.drain_with(Some(&waker), |frame| seen.push(String::from_utf8_lossy(frame).into_owned()));
             seen
         };
         assert!(outbox.send("a".into()));

@@ -36,8 +36,26 @@ enum Scenario {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ProtocolArg {
+    /// WAMP v2, `wamp.2.json`.
     V2,
+    /// WAMP v1, `wamp`.
     V1,
+    /// WAMP v2, `wamp.2.msgpack`.
+    Msgpack,
+    /// WAMP v2, `wamp.2.cbor`.
+    Cbor,
+    /// Subscribers take turns: `wamp.2.json`, `wamp.2.msgpack`, `wamp.2.cbor`, `wamp`.
+    Mixed,
+}
+
+impl ProtocolArg {
+    /// What subscriber `i` speaks (`Mixed` takes turns).
+    fn for_subscriber(self, i: usize) -> ProtocolArg {
+        match self {
+            ProtocolArg::Mixed => [ProtocolArg::V2, ProtocolArg::Msgpack, ProtocolArg::Cbor, ProtocolArg::V1][i % 4],
+            one => one,
+        }
+    }
 }
 
 /// Load generator for switchboard: `switchboard-load <scenario> --help` lists a scenario's flags.
@@ -127,7 +145,7 @@ struct FanoutArgs {
     /// Padding bytes added to each message.
     #[arg(long, default_value_t = 64)]
     payload: usize,
-    /// WAMP version of the subscribers (publishers use v2).
+    /// WAMP version and serializer of the subscribers (publishers use v2 JSON).
     #[arg(long, value_enum, default_value_t = ProtocolArg::V2)]
     protocol: ProtocolArg,
 }

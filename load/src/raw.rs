@@ -14,9 +14,8 @@ pub struct RawReader {
     tcp: TcpStream,
     buf: Vec<u8>,
     filled: usize,
-    /// A fragmented message being put back together, and whether it is text.
+    /// A fragmented message being put back together.
     message: Vec<u8>,
-    text: bool,
 }
 
 /// Where a frame's payload starts and how long it is, if `b` holds the whole frame.
@@ -39,10 +38,11 @@ fn pong(payload: &[u8]) -> Vec<u8> {
 
 impl RawReader {
     pub fn new(tcp: TcpStream) -> RawReader {
-        RawReader { tcp, buf: vec![0; START], filled: 0, message: Vec::new(), text: false }
+        RawReader { tcp, buf: vec![0; START], filled: 0, message: Vec::new() }
     }
 
-    /// Waits for bytes, then hands every complete text message to `on_text` (pings are answered).
+    /// Waits for bytes, then hands every complete data message (text or binary) to `on_text` (pings are
+    /// answered).
     /// `Ok(false)` once the server closed the connection.
     pub async fn read(&mut self, mut on_text: impl FnMut(&[u8])) -> io::Result<bool> {
         if self.buf.len() - self.filled < START / 2 {
@@ -59,15 +59,14 @@ impl RawReader {
             let (first, payload) = (self.buf[at], &self.buf[at + head..at + head + len]);
             let fin = first & 0x80 != 0;
             match first & 0x0f {
-                1 if fin => on_text(payload),
-                op @ (1 | 2) => {
+                1 | 2 if fin => on_text(payload),
+                1 | 2 => {
                     self.message.clear();
                     self.message.extend_from_slice(payload);
-                    self.text = op == 1;
                 }
                 0 => {
                     self.message.extend_from_slice(payload);
-                    if fin && self.text {
+                    if fin {
                         on_text(&self.message);
                     }
                 }

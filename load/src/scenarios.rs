@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 use switchboard::client::{ClientError, Socket, V1Session, V2Session};
-use switchboard::wamp::v1;
+use switchboard::wamp::{v1, Serializer};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -82,10 +82,15 @@ fn at(url: &str, e: ClientError) -> anyhow::Error {
 
 /// Opens a WAMP v2 session (HELLO → WELCOME) within [`CONNECT_TIMEOUT`]; errors name the URL.
 async fn open_v2(url: &str, cookie: Option<&str>) -> anyhow::Result<V2Session> {
+    open_v2_in(url, cookie, Serializer::Json).await
+}
+
+/// [`open_v2`] speaking `serializer`.
+async fn open_v2_in(url: &str, cookie: Option<&str>, serializer: Serializer) -> anyhow::Result<V2Session> {
     let headers: Vec<(&str, &str)> = cookie.map(|c| vec![("Cookie", c)]).unwrap_or_default();
     let open = async {
-        let socket = Socket::connect_with(url, &["wamp.2.json"], &headers, small_buffers()).await?;
-        V2Session::handshake(socket, "load").await
+        let socket = Socket::connect_with(url, &[serializer.token()], &headers, small_buffers()).await?;
+        V2Session::handshake_in(socket, "load", Default::default(), None, serializer).await
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
         Ok(opened) => opened.map_err(|e| at(url, e)),
@@ -104,13 +109,26 @@ async fn open_v1(url: &str) -> anyhow::Result<V1Session> {
 
 /// A subscribed connection of either protocol.
 enum Subscriber {
-    V2(V2Session),
+    V2(V2Session, ProtocolArg),
     V1(V1Session),
 }
 
-/// The send timestamp of an EVENT frame without decoding it: the `"t":` field our payload starts with.
-/// A load client must not be the bottleneck, so it scans the frame's bytes for the one number it needs.
+/// The send timestamp of an EVENT frame without decoding it: the `"t":` field of our payload (in a
+/// MessagePack or CBOR frame: the key `t` and the unsigned integer after it). A load client must not be the
+/// bottleneck, so it scans the frame's bytes for the one number it needs.
 fn timestamp_in(frame: &[u8]) -> Option<u64> {
+    let be = |bytes: &[u8]| bytes.iter().fold(0u64, |n, b| n << 8 | u64::from(*b));
+    for key in [[0xa1, b't'], [0x61, b't']] {
+        if let Some(at) = frame.windows(2).position(|w| w == key) {
+            let value = &frame[at + 2..];
+            let msgpack = key[0] == 0xa1;
+            return match (value.first()?, msgpack) {
+                (0xcf, true) | (0x1b, false) => Some(be(value.get(1..9)?)),
+                (0xce, true) | (0x1a, false) => Some(be(value.get(1..5)?)),
+                _ => None,
+            };
+        }
+    }
     let at = frame.windows(4).position(|w| w == b"\"t\":")? + 4;
     let digits = &frame[at..];
     let end = digits.iter().position(|c| !c.is_ascii_digit()).unwrap_or(digits.len());
@@ -119,18 +137,26 @@ fn timestamp_in(frame: &[u8]) -> Option<u64> {
 
 fn is_event(frame: &[u8], protocol: ProtocolArg) -> bool {
     match protocol {
-        ProtocolArg::V2 => frame.starts_with(b"[36,"),
+        ProtocolArg::V2 | ProtocolArg::Mixed => frame.starts_with(b"[36,"),
         ProtocolArg::V1 => frame.starts_with(b"[8,"),
+        // An array of 4 to 6 elements whose first is 36.
+        ProtocolArg::Msgpack => matches!(frame, [0x94..=0x96, 0x24, ..]),
+        ProtocolArg::Cbor => matches!(frame, [0x84..=0x86, 0x18, 0x24, ..]),
     }
 }
 
 impl Subscriber {
     async fn open(url: &str, protocol: ProtocolArg, topic: &str, cookie: Option<&str>) -> anyhow::Result<Subscriber> {
+        let serializer = match protocol {
+            ProtocolArg::Msgpack => Serializer::MsgPack,
+            ProtocolArg::Cbor => Serializer::Cbor,
+            _ => Serializer::Json,
+        };
         Ok(match protocol {
-            ProtocolArg::V2 => {
-                let mut s = open_v2(url, cookie).await?;
+            ProtocolArg::V2 | ProtocolArg::Msgpack | ProtocolArg::Cbor | ProtocolArg::Mixed => {
+                let mut s = open_v2_in(url, cookie, serializer).await?;
                 s.subscribe(topic).await.map_err(|e| at(url, e))?;
-                Subscriber::V2(s)
+                Subscriber::V2(s, protocol)
             }
             ProtocolArg::V1 => {
                 let mut s = open_v1(url).await?;
@@ -145,7 +171,7 @@ impl Subscriber {
     /// The raw socket (after the handshake), for the fast receive path.
     fn into_socket(self) -> (Socket, ProtocolArg) {
         match self {
-            Subscriber::V2(s) => (s.socket, ProtocolArg::V2),
+            Subscriber::V2(s, protocol) => (s.socket, protocol),
             Subscriber::V1(s) => (s.socket, ProtocolArg::V1),
         }
     }
@@ -153,7 +179,7 @@ impl Subscriber {
     /// Next event payload (first argument), or `None` after `wait` without one.
     async fn next(&mut self, wait: Duration) -> Result<Option<Value>, ClientError> {
         let result = match self {
-            Subscriber::V2(s) => s.next_event(wait).await.map(|(_, _, _, args)| args.into_iter().next()),
+            Subscriber::V2(s, _) => s.next_event(wait).await.map(|(_, _, _, args)| args.into_iter().next()),
             Subscriber::V1(s) => s.next_event(wait).await.map(|(_, event)| Some(event)),
         };
         match result {
@@ -220,7 +246,13 @@ async fn receive_frames(
                         let _ = h.record(now_us().saturating_sub(t).max(1));
                     }
                 }
-                Ok(switchboard::client::Frame::Text(_)) => {}
+                Ok(switchboard::client::Frame::Binary(bytes)) if is_event(&bytes, protocol) => {
+                    counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = timestamp_in(&bytes) {
+                        let _ = h.record(now_us().saturating_sub(t).max(1));
+                    }
+                }
+                Ok(switchboard::client::Frame::Text(_) | switchboard::client::Frame::Binary(_)) => {}
                 Err(ClientError::Timeout(_)) => {}
                 _ => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -373,7 +405,7 @@ impl Traffic {
         let (urls, protocol) = (Arc::new(cli.urls.clone()), cli.protocol);
         let subs = open_many(cli.connections, cli.concurrency, |i| {
             let (urls, topic) = (urls.clone(), topic_of(i));
-            async move { Subscriber::open(&urls[i % urls.len()], protocol, &topic, None).await }
+            async move { Subscriber::open(&urls[i % urls.len()], protocol.for_subscriber(i), &topic, None).await }
         })
         .await
         .context("opening subscribers")?;
@@ -867,6 +899,20 @@ mod tests {
         let frame = r#"[36,1,2,{},[{"t":1700000000123456,"p":"xx"}]]"#;
         assert_eq!(timestamp_in(frame.as_bytes()), Some(1_700_000_000_123_456));
         assert!(is_event(frame.as_bytes(), ProtocolArg::V2));
+        let event = switchboard::wamp::v2::Message::Event {
+            subscription: 1,
+            publication: 2,
+            details: Map::new(),
+            args: Some(vec![json!({"t": 1_700_000_000_123_456u64, "p": "xx"})]),
+            kwargs: None,
+        };
+        for (serializer, protocol) in
+            [(Serializer::MsgPack, ProtocolArg::Msgpack), (Serializer::Cbor, ProtocolArg::Cbor)]
+        {
+            let frame = event.encode_as(serializer);
+            assert!(is_event(&frame, protocol), "{protocol:?}: {frame:x?}");
+            assert_eq!(timestamp_in(&frame), Some(1_700_000_000_123_456), "{protocol:?}");
+        }
         assert_eq!(timestamp_in(br#"[8,"topic",{"t":42,"p":""}]"#), Some(42));
         assert_eq!(timestamp_in(b"[36,1,2,{},[]]"), None);
     }

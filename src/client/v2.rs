@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{ClientError, Frame, Socket, DEFAULT_WAIT};
-use crate::wamp::{v2, Id};
+use crate::wamp::{v2, Id, Serializer};
 
 /// A WAMP v2 session.
 pub struct V2Session {
@@ -18,6 +18,8 @@ pub struct V2Session {
     pub details: Map<String, Value>,
     next_request: Id,
     queue: VecDeque<v2::Message>,
+    /// The serializer negotiated: frames go out and come in its way.
+    serializer: Serializer,
 }
 
 fn wamp_error(error: &str, args: &Option<Vec<Value>>) -> ClientError {
@@ -39,6 +41,18 @@ impl V2Session {
     ) -> Result<V2Session, ClientError> {
         let socket = Socket::connect(url, &["wamp.2.json"], headers).await?;
         Self::handshake(socket, realm).await
+    }
+
+    /// As [`connect_with_headers`](Self::connect_with_headers), speaking `serializer` (`wamp.2.msgpack` and
+    /// `wamp.2.cbor` over binary frames).
+    pub async fn connect_serialized(
+        url: &str,
+        realm: &str,
+        serializer: Serializer,
+        headers: &[(&str, &str)],
+    ) -> Result<V2Session, ClientError> {
+        let socket = Socket::connect(url, &[serializer.token()], headers).await?;
+        Self::handshake_in(socket, realm, Map::new(), None, serializer).await
     }
 
     /// Runs the HELLO/WELCOME handshake on an open `wamp.2.json` socket.
@@ -66,23 +80,35 @@ impl V2Session {
 
     /// The handshake with extra HELLO details, answering a `ticket` CHALLENGE with `ticket`.
     pub async fn handshake_with(
-        mut socket: Socket,
+        socket: Socket,
         realm: &str,
         extra: Map<String, Value>,
         ticket: Option<&str>,
+    ) -> Result<V2Session, ClientError> {
+        Self::handshake_in(socket, realm, extra, ticket, Serializer::Json).await
+    }
+
+    /// The handshake on a socket that negotiated `serializer`.
+    pub async fn handshake_in(
+        socket: Socket,
+        realm: &str,
+        extra: Map<String, Value>,
+        ticket: Option<&str>,
+        serializer: Serializer,
     ) -> Result<V2Session, ClientError> {
         let mut details: Map<String, Value> = serde_json::from_str(
             r#"{"roles":{"publisher":{},"subscriber":{},"caller":{}},"agent":"switchboard-client"}"#,
         )
         .expect("literal JSON");
         details.extend(extra);
-        socket.send_text(v2::Message::Hello { realm: realm.into(), details }.encode()).await?;
-        let mut session = V2Session { socket, id: 0, details: Map::new(), next_request: 1, queue: VecDeque::new() };
+        let mut session =
+            V2Session { socket, id: 0, details: Map::new(), next_request: 1, queue: VecDeque::new(), serializer };
+        session.send(&v2::Message::Hello { realm: realm.into(), details }).await?;
         let mut reply = session.next_message(DEFAULT_WAIT).await?;
         if let (v2::Message::Challenge { method, .. }, Some(ticket)) = (&reply, ticket) {
             if method == "ticket" {
                 let authenticate = v2::Message::Authenticate { signature: ticket.into(), extra: Map::new() };
-                session.socket.send_text(authenticate.encode()).await?;
+                session.send(&authenticate).await?;
                 reply = session.next_message(DEFAULT_WAIT).await?;
             }
         }
@@ -123,13 +149,18 @@ impl V2Session {
 
     /// Sends any message.
     pub async fn send(&mut self, message: &v2::Message) -> Result<(), ClientError> {
-        self.socket.send_text(message.encode()).await
+        match self.serializer {
+            Serializer::Json => self.socket.send_text(message.encode()).await,
+            binary => self.socket.send_binary(message.encode_as(binary)).await,
+        }
     }
 
     /// The next message from the socket (not the queue); a close becomes [`ClientError::Closed`].
     pub async fn next_message(&mut self, wait: Duration) -> Result<v2::Message, ClientError> {
         match self.socket.recv(wait).await? {
             Frame::Text(t) => v2::Message::decode(&t).map_err(|e| ClientError::Unexpected(format!("{e}: {t}"))),
+            Frame::Binary(b) if self.serializer.is_binary() => v2::Message::decode_binary(self.serializer, &b)
+                .map_err(|e| ClientError::Unexpected(format!("{e}: {} bytes", b.len()))),
             Frame::Binary(_) => Err(ClientError::Unexpected("binary frame".into())),
             Frame::Close { code, reason } => Err(ClientError::Closed { code, reason }),
         }

@@ -92,7 +92,7 @@ impl Connection {
             let (frames, replayed) = replay_frames(subscription, after, &events, budget);
             this.outbox.skip_publications(replayed, REPLAY_SKIP_WINDOW);
             for frame in frames {
-                ctx.text(frame);
+                this.send_text(ctx, frame);
             }
             this.outbox.release();
         }));
@@ -115,8 +115,8 @@ impl Connection {
                         }
                         ids.insert(p.id);
                         match this.protocol {
-                            Protocol::V2 => ctx.text(event_frame(subscription, &p, &["inbox"])),
-                            Protocol::V1 => ctx.text(v1::encode_event(&p.topic, p.v1_event())),
+                            Protocol::V2(_) => this.send_text(ctx, event_frame(subscription, &p, &["inbox"])),
+                            Protocol::V1 => this.send_text(ctx, v1::encode_event(&p.topic, p.v1_event())),
                         }
                     }
                     this.outbox.skip_publications(ids, REPLAY_SKIP_WINDOW);
@@ -141,7 +141,7 @@ impl Connection {
                     if this.state == Phase::Established
                         && p.admits(this.session, &this.identity.authid, &this.identity.authroles) =>
                 {
-                    ctx.text(event_frame(subscription, &p, &["retained"]));
+                    this.send_text(ctx, event_frame(subscription, &p, &["retained"]));
                 }
                 Ok(Err(e)) => log::debug!("session {}: retained event not read: {e}", this.session),
                 Err(_) => log::debug!("session {}: retained event not read within {REGISTRY_ACK_WAIT:?}", this.session),

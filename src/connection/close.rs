@@ -29,7 +29,8 @@ pub(super) enum Close<'a> {
     RateLimited(&'a str),
     /// A per-session limit: pending calls, v1 prefixes, messages waiting for a reload (1008).
     LimitExceeded(&'a str),
-    /// Binary frames, which the negotiated text protocol does not carry (1003).
+    /// Frames of the kind the negotiated protocol does not carry: binary on a text protocol, text on a binary
+    /// serializer (1003).
     Unsupported(&'a str),
     /// A WebSocket or WAMP protocol violation (1002).
     Protocol(&'a str),
@@ -86,7 +87,7 @@ impl<'a> Close<'a> {
     /// The close for a fragmented message that cannot be reassembled (`reason`: the error's text).
     pub(super) fn fragments(error: &FragmentError, reason: &'a str) -> Close<'a> {
         match error {
-            FragmentError::Binary => Close::Unsupported(reason),
+            FragmentError::WrongKind(..) => Close::Unsupported(reason),
             FragmentError::Interleaved | FragmentError::Orphan => Close::Protocol(reason),
             FragmentError::TooBig(_) => Close::TooBig(reason),
             FragmentError::NotUtf8 => Close::NotUtf8(reason),

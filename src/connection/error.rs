@@ -110,7 +110,7 @@ impl Connection {
         let text = error.to_string();
         match error {
             ConnectionError::Refused(refused) => match reply.error(&refused) {
-                Some(frame) => ctx.text(frame),
+                Some(frame) => self.send_text(ctx, frame),
                 None => {
                     metrics::inc(&self.node.metrics().protocol_errors_total);
                     log::debug!("session {}: request refused: {}", self.session, Escaped(&text));

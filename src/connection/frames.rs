@@ -8,9 +8,10 @@ use super::*;
 /// Why a frame could not join the fragmented message being reassembled.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub(super) enum FragmentError {
-    /// A fragmented binary message: the negotiated protocols are text.
-    #[error("binary frames are not supported")]
-    Binary,
+    /// A fragmented message of the kind the session does not speak (binary on `wamp.2.json` or `wamp`, text
+    /// on `wamp.2.msgpack` or `wamp.2.cbor`).
+    #[error("{0} frames are not supported on {1}")]
+    WrongKind(&'static str, &'static str),
     /// A first frame while a message is still being reassembled.
     #[error("new message started inside a fragmented one")]
     Interleaved,
@@ -25,9 +26,18 @@ pub(super) enum FragmentError {
     NotUtf8,
 }
 
-/// A fragmented text message being reassembled, if one is.
+/// A complete message reassembled from fragments.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Reassembled {
+    /// A text message (UTF-8).
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+/// A fragmented message being reassembled, if one is: its bytes so far and whether it is binary.
 #[derive(Debug, Default)]
-pub(super) struct Fragments(Option<Vec<u8>>);
+pub(super) struct Fragments(Option<(Vec<u8>, bool)>);
 
 impl Fragments {
     /// Whether a message is being reassembled.
@@ -35,21 +45,34 @@ impl Fragments {
         self.0.is_some()
     }
 
-    /// Adds one frame of at most `max` bytes in all: the whole message once its last frame is in.
-    pub(super) fn push(&mut self, item: Item, max: usize) -> Result<Option<String>, FragmentError> {
-        let (bytes, last) = match item {
-            Item::FirstBinary(_) => return Err(FragmentError::Binary),
-            Item::FirstText(bytes) => {
-                if self.0.is_some() {
-                    return Err(FragmentError::Interleaved);
-                }
-                self.0 = Some(Vec::new());
-                (bytes, false)
+    /// Adds one frame of at most `max` bytes in all: the whole message once its last frame is in. `protocol`
+    /// says which kind of message may start (binary for binary serializers, text otherwise).
+    pub(super) fn push(
+        &mut self,
+        item: Item,
+        max: usize,
+        protocol: Protocol,
+    ) -> Result<Option<Reassembled>, FragmentError> {
+        let first = match &item {
+            Item::FirstText(_) => Some(false),
+            Item::FirstBinary(_) => Some(true),
+            Item::Continue(_) | Item::Last(_) => None,
+        };
+        if let Some(binary) = first {
+            if self.0.is_some() {
+                return Err(FragmentError::Interleaved);
             }
-            Item::Continue(bytes) => (bytes, false),
+            if binary != protocol.binary().is_some() {
+                let kind = if binary { "binary" } else { "text" };
+                return Err(FragmentError::WrongKind(kind, protocol.token()));
+            }
+            self.0 = Some((Vec::new(), binary));
+        }
+        let (bytes, last) = match item {
+            Item::FirstText(bytes) | Item::FirstBinary(bytes) | Item::Continue(bytes) => (bytes, false),
             Item::Last(bytes) => (bytes, true),
         };
-        let Some(buffer) = self.0.as_mut() else { return Err(FragmentError::Orphan) };
+        let Some((buffer, _)) = self.0.as_mut() else { return Err(FragmentError::Orphan) };
         if buffer.len() + bytes.len() > max {
             return Err(FragmentError::TooBig(max));
         }
@@ -57,8 +80,13 @@ impl Fragments {
         if !last {
             return Ok(None);
         }
-        let buffer = self.0.take().unwrap_or_default();
-        String::from_utf8(buffer).map(Some).map_err(|_| FragmentError::NotUtf8)
+        match self.0.take() {
+            Some((buffer, true)) => Ok(Some(Reassembled::Binary(buffer))),
+            Some((buffer, false)) => {
+                String::from_utf8(buffer).map(|t| Some(Reassembled::Text(t))).map_err(|_| FragmentError::NotUtf8)
+            }
+            None => Ok(None),
+        }
     }
 }
 
@@ -67,7 +95,8 @@ impl Connection {
     pub(super) fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
         metrics::inc(&self.node.metrics().messages_in_total);
         match self.protocol {
-            Protocol::V2 => match v2::Message::decode(text) {
+            // JSON text: a `wamp.2.json` frame, or a binary session's message held for a reload.
+            Protocol::V2(_) => match v2::Message::decode(text) {
                 Ok(message) => self.on_v2(ctx, message),
                 Err(e) => self.on_decode_error(ctx, e),
             },
@@ -83,32 +112,82 @@ impl Connection {
         self.fail(ctx, &Reply::Unanswered, error.into());
     }
 
+    /// Whether a complete inbound message of `len` bytes may be handled (the connection is not closing and
+    /// the inbound limits admit it; over them, it closes).
+    fn admit_message(&mut self, ctx: &mut ws::WebsocketContext<Self>, len: usize) -> bool {
+        if self.state == Phase::Closing {
+            return false;
+        }
+        if let Err(over) = self.limits.admit(len) {
+            log::warn!("session {}: closed: inbound {over}", self.session);
+            self.close(ctx, Close::RateLimited(&over.to_string()));
+            return false;
+        }
+        true
+    }
+
+    /// Under `session.reload = "message"`, holds `text` (JSON) until the web session is read again and
+    /// returns `true`; otherwise `false`, and the message is handled now.
+    fn held_for_reload(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) -> bool {
+        if self.node.settings().session.reload != ReloadPolicy::Message || !self.web.exists() {
+            return false;
+        }
+        match self.web.hold(text) {
+            Ok(()) => self.reload(ctx, StoreErrorPolicy::Close),
+            Err(e) => self.close(ctx, Close::LimitExceeded(&e.to_string())),
+        }
+        true
+    }
+
     /// Handles a complete inbound text message.
     pub(super) fn on_message(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
-        if self.state == Phase::Closing {
+        if self.protocol.binary().is_some() {
+            return self.refuse_kind(ctx, "text");
+        }
+        if self.admit_message(ctx, text.len()) && !self.held_for_reload(ctx, text) {
+            self.on_text(ctx, text);
+        }
+    }
+
+    /// Handles a complete inbound binary message: a `wamp.2.msgpack` or `wamp.2.cbor` frame, read into the
+    /// value tree a JSON frame parses into and checked by the same decoder.
+    pub(super) fn on_binary(&mut self, ctx: &mut ws::WebsocketContext<Self>, bytes: &[u8]) {
+        let Some(serializer) = self.protocol.binary() else { return self.refuse_kind(ctx, "binary") };
+        if !self.admit_message(ctx, bytes.len()) {
             return;
         }
-        if let Err(over) = self.limits.admit(text.len()) {
-            log::warn!("session {}: closed: inbound {over}", self.session);
-            return self.close(ctx, Close::RateLimited(&over.to_string()));
-        }
-        if self.node.settings().session.reload == ReloadPolicy::Message && self.web.exists() {
-            if let Err(e) = self.web.hold(text) {
-                return self.close(ctx, Close::LimitExceeded(&e.to_string()));
+        match v2::Message::decode_binary(serializer, bytes) {
+            Ok(message) => {
+                if !self.held_for_reload(ctx, &message.encode()) {
+                    metrics::inc(&self.node.metrics().messages_in_total);
+                    self.on_v2(ctx, message);
+                }
             }
-            self.reload(ctx, StoreErrorPolicy::Close);
-            return;
+            Err(e) => {
+                metrics::inc(&self.node.metrics().messages_in_total);
+                self.on_decode_error(ctx, e);
+            }
         }
-        self.on_text(ctx, text);
+    }
+
+    /// A message of the kind the session does not speak: close 1003.
+    fn refuse_kind(&mut self, ctx: &mut ws::WebsocketContext<Self>, kind: &'static str) {
+        metrics::inc(&self.node.metrics().protocol_errors_total);
+        let reason = FragmentError::WrongKind(kind, self.protocol.token()).to_string();
+        self.close(ctx, Close::Unsupported(&reason));
     }
 
     /// Handles one frame of a fragmented message: the message once its last frame is in.
     pub(super) fn on_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>, item: Item) {
         let max = self.node.settings().websocket.max_message_size;
-        match self.fragments.push(item, max) {
+        match self.fragments.push(item, max, self.protocol) {
             Ok(None) => {}
-            Ok(Some(text)) => self.on_message(ctx, &text),
+            Ok(Some(Reassembled::Text(text))) => self.on_message(ctx, &text),
+            Ok(Some(Reassembled::Binary(bytes))) => self.on_binary(ctx, &bytes),
             Err(e) => {
+                if matches!(e, FragmentError::WrongKind(..)) {
+                    metrics::inc(&self.node.metrics().protocol_errors_total);
+                }
                 let reason = e.to_string();
                 self.close(ctx, Close::fragments(&e, &reason));
             }
@@ -143,10 +222,12 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Connection {
                 }
                 self.on_message(ctx, &text)
             }
-            Ok(ws::Message::Binary(_)) => {
-                metrics::inc(&self.node.metrics().protocol_errors_total);
-                let reason = format!("binary frames are not supported on {}", self.protocol.token());
-                self.close(ctx, Close::Unsupported(&reason))
+            Ok(ws::Message::Binary(bytes)) => {
+                if self.fragments.in_progress() {
+                    let reason = "binary frame inside a fragmented message";
+                    return self.close(ctx, Close::Protocol(reason));
+                }
+                self.on_binary(ctx, &bytes)
             }
             Ok(ws::Message::Continuation(item)) => self.on_fragment(ctx, item),
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
@@ -194,28 +275,47 @@ mod tests {
 
     #[test]
     fn fragments_reassemble_into_one_message_and_start_afresh() {
-        let mut fragments = Fragments::default();
-        assert_eq!(fragments.push(Item::FirstText(text(b"[1,")), 100), Ok(None));
+        let (mut fragments, json) = (Fragments::default(), Protocol::V2_JSON);
+        assert_eq!(fragments.push(Item::FirstText(text(b"[1,")), 100, json), Ok(None));
         assert!(fragments.in_progress());
-        assert_eq!(fragments.push(Item::Continue(text(b"\"r\"")), 100), Ok(None));
-        assert_eq!(fragments.push(Item::Last(text(b",{}]")), 100), Ok(Some("[1,\"r\",{}]".to_owned())));
+        assert_eq!(fragments.push(Item::Continue(text(b"\"r\"")), 100, json), Ok(None));
+        let whole = Reassembled::Text("[1,\"r\",{}]".to_owned());
+        assert_eq!(fragments.push(Item::Last(text(b",{}]")), 100, json), Ok(Some(whole)));
         assert!(!fragments.in_progress());
-        assert_eq!(fragments.push(Item::FirstText(text(b"x")), 100), Ok(None), "the next message");
+        assert_eq!(fragments.push(Item::FirstText(text(b"x")), 100, json), Ok(None), "the next message");
+    }
+
+    #[test]
+    fn binary_sessions_reassemble_binary_messages() {
+        let (mut fragments, msgpack) = (Fragments::default(), Protocol::V2(crate::wamp::Serializer::MsgPack));
+        assert_eq!(fragments.push(Item::FirstBinary(text(b"\x93\x01")), 100, msgpack), Ok(None));
+        let whole = Reassembled::Binary(b"\x93\x01\xa1r\x80".to_vec());
+        assert_eq!(fragments.push(Item::Last(text(b"\xa1r\x80")), 100, msgpack), Ok(Some(whole)));
     }
 
     #[test]
     fn each_broken_sequence_of_fragments_has_its_error_and_close() {
-        let cases: Vec<(Vec<Item>, FragmentError, u16)> = vec![
-            (vec![Item::FirstBinary(text(b"b"))], FragmentError::Binary, 1003),
-            (vec![Item::FirstText(text(b"a")), Item::FirstText(text(b"b"))], FragmentError::Interleaved, 1002),
-            (vec![Item::Continue(text(b"a"))], FragmentError::Orphan, 1002),
-            (vec![Item::Last(text(b"a"))], FragmentError::Orphan, 1002),
-            (vec![Item::FirstText(text(b"12345")), Item::Last(text(b"6"))], FragmentError::TooBig(5), 1009),
-            (vec![Item::FirstText(text(b"\xe2\x82")), Item::Last(text(b""))], FragmentError::NotUtf8, 1007),
+        let (json, cbor) = (Protocol::V2_JSON, Protocol::V2(crate::wamp::Serializer::Cbor));
+        let cases: Vec<(Vec<Item>, Protocol, FragmentError, u16)> = vec![
+            (vec![Item::FirstBinary(text(b"b"))], json, FragmentError::WrongKind("binary", "wamp.2.json"), 1003),
+            (vec![Item::FirstBinary(text(b"b"))], Protocol::V1, FragmentError::WrongKind("binary", "wamp"), 1003),
+            (vec![Item::FirstText(text(b"t"))], cbor, FragmentError::WrongKind("text", "wamp.2.cbor"), 1003),
+            (vec![Item::FirstText(text(b"a")), Item::FirstText(text(b"b"))], json, FragmentError::Interleaved, 1002),
+            (
+                vec![Item::FirstBinary(text(b"a")), Item::FirstBinary(text(b"b"))],
+                cbor,
+                FragmentError::Interleaved,
+                1002,
+            ),
+            (vec![Item::Continue(text(b"a"))], json, FragmentError::Orphan, 1002),
+            (vec![Item::Last(text(b"a"))], json, FragmentError::Orphan, 1002),
+            (vec![Item::FirstText(text(b"12345")), Item::Last(text(b"6"))], json, FragmentError::TooBig(5), 1009),
+            (vec![Item::FirstBinary(text(b"12345")), Item::Last(text(b"6"))], cbor, FragmentError::TooBig(5), 1009),
+            (vec![Item::FirstText(text(b"\xe2\x82")), Item::Last(text(b""))], json, FragmentError::NotUtf8, 1007),
         ];
-        for (items, expected, code) in cases {
+        for (items, protocol, expected, code) in cases {
             let mut fragments = Fragments::default();
-            let error = items.into_iter().find_map(|item| fragments.push(item, 5).err());
+            let error = items.into_iter().find_map(|item| fragments.push(item, 5, protocol).err());
             assert_eq!(error.as_ref(), Some(&expected));
             let reason = expected.to_string();
             assert_eq!(u16::from(Close::fragments(&expected, &reason).code()), code, "{expected}");

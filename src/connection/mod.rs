@@ -164,7 +164,12 @@ impl Connection {
             protocol,
             state: Phase::AwaitingHello,
             registered: false,
-            outbox: OutboxState::new(ws.outbound_queue, ws.outbound_bytes, node.metrics().outbound_queue_bytes.clone()),
+            outbox: OutboxState::new(
+                ws.outbound_queue,
+                ws.outbound_bytes,
+                node.metrics().outbound_queue_bytes.clone(),
+                protocol.binary(),
+            ),
             subscriptions: Subscriptions::default(),
             prefixes: v1::Prefixes::default(),
             limits: Limits::new(ws),
@@ -211,9 +216,23 @@ impl Connection {
         }
     }
 
-    /// Sends a v2 message.
+    /// Sends a v2 message in the session's serializer.
     fn send_v2(&self, ctx: &mut ws::WebsocketContext<Self>, message: v2::Message) {
-        ctx.text(message.encode());
+        match self.protocol.binary() {
+            None => ctx.text(message.encode()),
+            Some(serializer) => ctx.binary(message.encode_as(serializer)),
+        }
+    }
+
+    /// Sends a frame the codecs built as JSON text (a v1 frame, or a v2 reply or replayed EVENT built once as
+    /// `wamp.2.json`); a session on a binary serializer gets it re-encoded in its own.
+    fn send_text(&self, ctx: &mut ws::WebsocketContext<Self>, frame: String) {
+        let Some(serializer) = self.protocol.binary() else { return ctx.text(frame) };
+        match serde_json::from_str::<serde_json::Value>(&frame) {
+            Ok(value) => ctx.binary(serializer.encode(&value)),
+            // Every such frame is written by serde_json: this would be a bug, not bad input.
+            Err(e) => log::error!("session {}: an outgoing frame is not JSON ({e}); not sent", self.session),
+        }
     }
 
     /// Sends a v1 message.
@@ -243,7 +262,7 @@ impl Connection {
     fn abort(&mut self, ctx: &mut ws::WebsocketContext<Self>, close: Close<'_>) {
         let message = close.reason();
         log::debug!("session {}: protocol violation: {}", self.session, Escaped(message));
-        if self.protocol == Protocol::V2 && self.state != Phase::Closing {
+        if self.protocol.is_v2() && self.state != Phase::Closing {
             self.send_v2(ctx, v2::Message::abort(errors::PROTOCOL_VIOLATION, message));
         }
         self.close(ctx, close);
@@ -301,7 +320,7 @@ impl Connection {
                 return;
             }
             log::info!("session {}: token expired", this.session);
-            if this.protocol == Protocol::V2 && this.state == Phase::Established {
+            if this.protocol.is_v2() && this.state == Phase::Established {
                 this.send_v2(
                     ctx,
                     v2::Message::goodbye(errors::TOKEN_EXPIRED, "token expired: reconnect with a new one"),
@@ -381,7 +400,7 @@ impl Actor for Connection {
         self.schedule = Some(schedule);
         match self.protocol {
             Protocol::V1 => self.establish(ctx),
-            Protocol::V2 => {
+            Protocol::V2(_) => {
                 let deadline = ctx.run_later(ws.hello_timeout, |this, ctx| {
                     if matches!(this.state, Phase::AwaitingHello | Phase::AwaitingAuthenticate) {
                         this.abort(ctx, Close::HelloTimeout("no HELLO (or AUTHENTICATE) received in time"));
@@ -432,7 +451,12 @@ impl Handler<Wake> for Connection {
         if self.state == Phase::Established {
             // All frames queued since the last wake-up leave together (one encode buffer, one write).
             for frame in frames {
-                ctx.text(frame);
+                if self.outbox.is_binary() {
+                    ctx.binary(frame);
+                } else if let Ok(text) = bytestring::ByteString::try_from(frame) {
+                    // Always UTF-8: text queues only hold frames built from `String`s.
+                    ctx.text(text);
+                }
             }
         }
     }
@@ -442,7 +466,7 @@ impl Handler<Disconnect> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
-        if self.protocol == Protocol::V2 && self.state == Phase::Established {
+        if self.protocol.is_v2() && self.state == Phase::Established {
             self.send_v2(ctx, v2::Message::goodbye(&msg.reason, msg.message.clone()));
         }
         self.close(ctx, Close::asked(&msg));

@@ -71,7 +71,7 @@ impl Connection {
             match answer {
                 Ok(result) => {
                     if let Some(frame) = reply.result(result) {
-                        ctx.text(frame);
+                        self.send_text(ctx, frame);
                     }
                 }
                 Err(e) => {
@@ -107,7 +107,7 @@ impl Connection {
                 return;
             }
             match result.map(|result| reply.result(result)) {
-                Ok(Some(frame)) => ctx.text(frame),
+                Ok(Some(frame)) => this.send_text(ctx, frame),
                 Ok(None) => {}
                 Err(e) => this.fail(ctx, &reply, WampError::from(e).into()),
             }

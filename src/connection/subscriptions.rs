@@ -210,7 +210,7 @@ impl Handler<Joined> for Connection {
                 // SUBSCRIBED (or ERROR) once the history is read.
                 return this.replay(ctx, key, subscription, after, waiting, true);
             }
-            if this.state == Phase::Established && this.protocol == Protocol::V2 {
+            if this.state == Phase::Established && this.protocol.is_v2() {
                 for request in waiting {
                     this.send_v2(ctx, v2::Message::Subscribed { request, subscription });
                 }

@@ -311,7 +311,7 @@ impl Connection {
                     server: SERVER_AGENT.to_owned(),
                 },
             ),
-            Protocol::V2 => {
+            Protocol::V2(_) => {
                 let details = welcome_details(&self.identity);
                 self.send_v2(ctx, M::Welcome { session: self.session, details });
             }

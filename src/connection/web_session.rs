@@ -164,7 +164,7 @@ impl Connection {
         self.node.sessions().report_invalid(event);
         match self.node.settings().session.on_revoked {
             OnRevoked::Close => {
-                if self.protocol == Protocol::V2 && self.state == Phase::Established {
+                if self.protocol.is_v2() && self.state == Phase::Established {
                     self.send_v2(ctx, v2::Message::goodbye(errors::SESSION_REVOKED, "session expired or logged out"));
                 }
                 self.close(ctx, Close::SessionRevoked);

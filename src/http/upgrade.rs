@@ -3,8 +3,8 @@
 //! In this order: the WebSocket version (426 unless 13) and key (400 unless 16 bytes of base64), the connection
 //! cap (503), the Origin check (403), subprotocol negotiation (400), and the web session — resolved here, so no
 //! WAMP message is ever handled without a known identity, a rejected session can get HTTP 401 and a store
-//! failure HTTP 503 — then the per-user socket cap (429). A client offering neither `wamp.2.json` nor `wamp`
-//! gets 400 and a JSON body saying what to offer: WAMP requires a negotiated subprotocol, and guessing one would
+//! failure HTTP 503 — then the per-user socket cap (429). A client offering none of `wamp.2.json`,
+//! `wamp.2.msgpack`, `wamp.2.cbor` and `wamp` gets 400 and a JSON body saying what to offer: WAMP requires a negotiated subprotocol, and guessing one would
 //! hide client bugs. Every refusal is a [`Refusal`], which alone picks its status and `{"error": …}` body; it
 //! quotes the client's Origin or subprotocol offer as an excerpt (at most 64 characters); logs show it escaped.
 
@@ -44,7 +44,9 @@ pub enum Refusal {
     #[error("origin '{0}' is not allowed")]
     Origin(String),
     /// The subprotocol offer (an excerpt) names neither WAMP v2 JSON nor WAMP v1.
-    #[error("unsupported WebSocket subprotocol '{0}': offer wamp.2.json (WAMP v2) or wamp (WAMP v1)")]
+    #[error(
+        "unsupported WebSocket subprotocol '{0}': offer wamp.2.json, wamp.2.msgpack or wamp.2.cbor (WAMP v2) or wamp (WAMP v1)"
+    )]
     Subprotocol(String),
     /// The session store did not answer.
     #[error("session store unavailable, try again shortly")]
@@ -209,10 +211,7 @@ pub(super) async fn websocket(
     let session = crate::wamp::id::random();
     let verdict = transport::Verdict::default();
     let connection = Connection::new(node.get_ref().clone(), protocol, session, resolved, slot, verdict.clone());
-    let tokens: &[&str] = match protocol {
-        Protocol::V2 => &["wamp.2.json"],
-        Protocol::V1 => &["wamp"],
-    };
+    let tokens = &[protocol.token()];
     if req.app_data::<transport::Direct>().is_some() {
         // The ready server's upgrade path: send the 101, then run the actor on the bare socket.
         let mut response = ws::handshake_with_protocols(&req, tokens)?.finish();

@@ -75,7 +75,7 @@ pub struct ClientInfo {
     pub authroles: Vec<String>,
     /// How the identity was established.
     pub authmethod: AuthMethod,
-    /// Negotiated subprotocol, `wamp.2.json` or `wamp`.
+    /// Negotiated subprotocol: `wamp.2.json`, `wamp.2.msgpack`, `wamp.2.cbor` or `wamp`.
     pub protocol: &'static str,
     /// The node holding the socket.
     pub node: String,

@@ -1,24 +1,26 @@
 //! The topic actor: one per subscription URI and match policy, holding that topic's local subscribers.
 //!
 //! It is started by the broker for the first subscriber and stopped by the broker when the last one leaves
-//! (see `broker.rs`); it never decides its own lifetime. A publication is turned into at most one v2 and one
-//! v1 frame here, and the same bytes are queued for every eligible subscriber.
+//! (see `broker.rs`); it never decides its own lifetime. A publication is turned into at most one frame per
+//! wire form its subscribers use — v1, and v2 in each serializer (`wamp.2.json`, `wamp.2.msgpack`,
+//! `wamp.2.cbor`) — and the same bytes are queued for every eligible subscriber of that form.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bytestring::ByteString;
+use actix_web::web::Bytes;
 use serde_json::{Map, Value};
 
 use super::access::{AccessRules, Action};
 use super::handler::{TopicHandler, TopicInstance};
 use super::{Publication, Subscriber, TopicKey};
 use crate::metrics::{self, Metrics};
+use crate::model::Payload;
 use crate::outbox::Flushes;
 use crate::session::Caller;
 use crate::wamp::uri::MatchPolicy;
-use crate::wamp::{v1, v2, Id, Protocol};
+use crate::wamp::{v1, v2, Id, Protocol, Serializer};
 
 /// Tells a connection that its subscription is in place; sent through the connection's mailbox before any
 /// EVENT of that subscription, so SUBSCRIBED always precedes the first EVENT.
@@ -123,16 +125,39 @@ impl TopicActor {
         }
     }
 
-    fn event_details(&self, publication: &Publication) -> String {
-        if !self.pattern_details && !publication.disclose_me {
-            return "{}".to_owned();
-        }
+    fn event_details(&self, publication: &Publication) -> Map<String, Value> {
         let mut details = Map::new();
         if self.pattern_details {
             details.insert("topic".into(), Value::String(publication.topic.clone()));
         }
         publication.disclose_into(&mut details);
-        Value::Object(details).to_string()
+        details
+    }
+
+    /// The EVENT frame of `publication` for subscribers of `protocol` (built once per publication and form).
+    fn event_frame(&self, publication: &Publication, protocol: Protocol) -> Bytes {
+        match protocol {
+            Protocol::V1 => v1::encode_event(&publication.topic, publication.v1_event()).into(),
+            Protocol::V2(Serializer::Json) => {
+                let details = match self.pattern_details || publication.disclose_me {
+                    true => Value::Object(self.event_details(publication)).to_string(),
+                    false => "{}".to_owned(),
+                };
+                v2::encode_event(self.subscription, publication.id, &details, publication.v2_tail()).into()
+            }
+            Protocol::V2(binary) => {
+                let Payload { args, kwargs } = publication.parsed_payload();
+                let details = self.event_details(publication);
+                let event = v2::Message::Event {
+                    subscription: self.subscription,
+                    publication: publication.id,
+                    details,
+                    args,
+                    kwargs,
+                };
+                event.encode_as(binary).into()
+            }
+        }
     }
 
     fn index(&mut self, authid: &Arc<str>, session: Id) {
@@ -236,7 +261,11 @@ impl Handler<Leave> for TopicActor {
         }
         if let Some(request) = msg.request {
             // Through the same queue as EVENTs: no EVENT of this subscription follows UNSUBSCRIBED.
-            subscriber.outbox.send(ByteString::from(v2::Message::Unsubscribed { request }.encode()));
+            let serializer = match subscriber.protocol {
+                Protocol::V2(serializer) => serializer,
+                Protocol::V1 => Serializer::Json,
+            };
+            subscriber.outbox.send(v2::Message::Unsubscribed { request }.encode_as(serializer).into());
         }
     }
 }
@@ -245,8 +274,8 @@ impl Handler<Fanout> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, Fanout(publication): Fanout, _: &mut Self::Context) {
-        let mut v2_frame: Option<ByteString> = None;
-        let mut v1_frame: Option<ByteString> = None;
+        // One frame per wire form in use: v2 JSON, MessagePack, CBOR, and v1.
+        let mut frames: [Option<Bytes>; 4] = Default::default();
         // Pattern subscriptions are checked per delivered topic; the meta topics, per subscriber always (an
         // identity may have changed since it subscribed: a logout must not keep revealing identities).
         let check_access =
@@ -263,15 +292,13 @@ impl Handler<Fanout> for TopicActor {
             {
                 continue;
             }
-            let frame = match subscriber.protocol {
-                Protocol::V2 => v2_frame.get_or_insert_with(|| {
-                    let details = self.event_details(&publication);
-                    v2::encode_event(self.subscription, publication.id, &details, publication.v2_tail()).into()
-                }),
-                Protocol::V1 => {
-                    v1_frame.get_or_insert_with(|| v1::encode_event(&publication.topic, publication.v1_event()).into())
-                }
+            let form = match subscriber.protocol {
+                Protocol::V2(Serializer::Json) => 0,
+                Protocol::V2(Serializer::MsgPack) => 1,
+                Protocol::V2(Serializer::Cbor) => 2,
+                Protocol::V1 => 3,
             };
+            let frame = frames[form].get_or_insert_with(|| self.event_frame(&publication, subscriber.protocol));
             if subscriber.outbox.push(frame.clone(), &mut flushes) {
                 delivered += 1;
             } else {

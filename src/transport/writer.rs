@@ -218,15 +218,14 @@ fn flush_one(outbox: &OutboxState) {
     }
 }
 
-/// Encodes the queued frames (unmasked text frames, as a server sends) under the queue's lock and writes them
+/// Encodes the queued frames (unmasked text or binary frames, as a server sends, by the queue's serializer) under the queue's lock and writes them
 /// in one system call, from the worker's buffer; only what the socket does not take at once is copied out.
 /// `waker` is the writer's task when the writer itself calls.
 fn write_queued(io: &TcpStream, outbox: &OutboxState, waker: Option<&Waker>) -> io::Result<Queued> {
     ENCODED.with_borrow_mut(|encoded| {
         encoded.clear();
-        let frames = outbox.drain_with(waker, |frame| {
-            Parser::write_message(encoded, frame.as_bytes(), OpCode::Text, true, false);
-        });
+        let opcode = if outbox.is_binary() { OpCode::Binary } else { OpCode::Text };
+        let frames = outbox.drain_with(waker, |frame| Parser::write_message(encoded, frame, opcode, true, false));
         if frames == 0 {
             return Ok(Queued::Nothing);
         }

@@ -4,7 +4,8 @@
 //! [`v1`] (`wamp`, as Ratchet serves it) — plus the rules every layer above relies on: id ranges ([`id`]),
 //! URI syntax and pattern matching ([`uri`]) and the error URIs we answer with ([`errors`]). [`serial`] holds the
 //! value-level codecs of WAMP v2's serializers (JSON, MessagePack, CBOR, with the spec's JSON form of binary
-//! values); the router negotiates only `wamp.2.json` so far (issue 15 wires the binary ones in).
+//! values): a binary frame becomes the same value tree a JSON frame parses into, so one decoder checks every
+//! serializer's messages.
 //!
 //! It must not know actix, tokio or redis: everything here is a function of its inputs, so it is unit-tested
 //! with literal frames (including truncated, wrong-typed, unknown and oversized ones) and reused unchanged by
@@ -24,33 +25,59 @@ pub mod v1;
 pub mod v2;
 
 pub use id::Id;
+pub use serial::Serializer;
 
-/// The two subprotocols a client may negotiate on `GET /ws`.
+/// The subprotocols a client may negotiate on `GET /ws`: WAMP v2 in one of its serializers, or WAMP v1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
-    /// WAMP v2 with JSON serialisation, subprotocol `wamp.2.json`.
-    V2,
+    /// WAMP v2: `wamp.2.json` (text frames), `wamp.2.msgpack` or `wamp.2.cbor` (binary frames).
+    V2(Serializer),
     /// WAMP v1 (2012 spec as Ratchet serves it), subprotocol `wamp`.
     V1,
 }
 
 impl Protocol {
+    /// WAMP v2 over JSON, the default and the form every other serializer is checked against.
+    pub const V2_JSON: Protocol = Protocol::V2(Serializer::Json);
+
     /// The `Sec-WebSocket-Protocol` token of this protocol.
     pub const fn token(self) -> &'static str {
         match self {
-            Protocol::V2 => "wamp.2.json",
+            Protocol::V2(serializer) => serializer.token(),
             Protocol::V1 => "wamp",
         }
     }
 
-    /// Every subprotocol token we accept, in order of preference.
-    pub const TOKENS: [&'static str; 2] = ["wamp.2.json", "wamp"];
+    /// Every subprotocol token we accept.
+    pub const TOKENS: [&'static str; 4] = ["wamp.2.json", "wamp.2.msgpack", "wamp.2.cbor", "wamp"];
 
-    /// Picks the first protocol we speak from a `Sec-WebSocket-Protocol` offer (comma separated).
+    /// The protocol a token names.
+    pub fn from_token(token: &str) -> Option<Protocol> {
+        match token {
+            "wamp" => Some(Protocol::V1),
+            other => Serializer::from_token(other).map(Protocol::V2),
+        }
+    }
+
+    /// Whether this is WAMP v2 (any serializer).
+    pub const fn is_v2(self) -> bool {
+        matches!(self, Protocol::V2(_))
+    }
+
+    /// The serializer of a v2 session whose frames are binary, `None` for text protocols.
+    pub const fn binary(self) -> Option<Serializer> {
+        match self {
+            Protocol::V2(serializer) if serializer.is_binary() => Some(serializer),
+            _ => None,
+        }
+    }
+
+    /// Picks a protocol from a `Sec-WebSocket-Protocol` offer (comma separated): WAMP v2 over v1 whatever the
+    /// order (v2 is the richer protocol), and among v2 serializers the client's own order (it lists the one it
+    /// prefers first: a CBOR-first client gets CBOR even if it also offers JSON).
     pub fn negotiate(offer: &str) -> Option<Protocol> {
-        let offered: Vec<&str> = offer.split(',').map(str::trim).collect();
-        // Our preference wins over the client's order: v2 is the richer protocol.
-        [Protocol::V2, Protocol::V1].into_iter().find(|p| offered.contains(&p.token()))
+        let offered = || offer.split(',').map(str::trim).filter_map(Protocol::from_token);
+        offered().find(|p| p.is_v2()).or_else(|| offered().next())
     }
 }
 
@@ -60,6 +87,9 @@ pub enum DecodeError {
     /// The frame is not JSON at all.
     #[error("invalid JSON: {0}")]
     InvalidJson(String),
+    /// A binary frame that its serializer cannot read (bad MessagePack or CBOR, or a value JSON cannot hold).
+    #[error("invalid {0}")]
+    Serial(String),
     /// The frame is JSON but not a non-empty array.
     #[error("a WAMP message must be a non-empty JSON array")]
     NotAnArray,
@@ -108,10 +138,16 @@ mod tests {
 
     #[test]
     fn negotiation_prefers_v2_whatever_the_client_order() {
-        assert_eq!(Protocol::negotiate("wamp, wamp.2.json"), Some(Protocol::V2));
+        assert_eq!(Protocol::negotiate("wamp, wamp.2.json"), Some(Protocol::V2_JSON));
         assert_eq!(Protocol::negotiate("wamp"), Some(Protocol::V1));
-        assert_eq!(Protocol::negotiate("wamp.2.msgpack, mqtt"), None);
+        assert_eq!(Protocol::negotiate("mqtt, wamp.2.msgpack"), Some(Protocol::V2(Serializer::MsgPack)));
+        assert_eq!(Protocol::negotiate("wamp, wamp.2.cbor, wamp.2.json"), Some(Protocol::V2(Serializer::Cbor)));
+        assert_eq!(Protocol::negotiate("wamp.2.json,wamp.2.cbor"), Some(Protocol::V2_JSON));
+        assert_eq!(Protocol::negotiate("wamp.2.ubjson, mqtt"), None);
         assert_eq!(Protocol::negotiate(""), None);
+        for token in Protocol::TOKENS {
+            assert_eq!(Protocol::from_token(token).map(Protocol::token), Some(token));
+        }
     }
 
     #[test]

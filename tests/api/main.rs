@@ -23,6 +23,7 @@ mod redis_server;
 mod retention;
 mod scenarios;
 mod sentinel;
+mod serializers;
 mod sessions;
 mod tokens;
 mod transport;

@@ -47,6 +47,18 @@ async fn a_ticket_jwt_authenticates_with_sub_roles_and_method() {
 }
 
 #[actix_web::test]
+async fn ticket_authentication_runs_over_cbor_and_msgpack_too() {
+    let app = token_app().await;
+    for serializer in [switchboard::wamp::Serializer::Cbor, switchboard::wamp::Serializer::MsgPack] {
+        let socket = switchboard::client::Socket::connect(&app.ws_url(), &[serializer.token()], &[]).await.unwrap();
+        let auth = dict(json!({"authmethods": ["ticket"], "authid": "svc"}));
+        let token = jwt("svc", &["service"], 60);
+        let s = V2Session::handshake_in(socket, "r", auth, Some(&token), serializer).await.unwrap();
+        assert_eq!((s.authid(), s.authmethod()), ("svc", "ticket"), "{}", serializer.token());
+    }
+}
+
+#[actix_web::test]
 async fn bad_tickets_abort_with_authentication_failed_and_a_reason() {
     let app = token_app().await;
     let url = app.ws_url();

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::{code, Dict, Message};
 use crate::wamp::id::{self, Id};
-use crate::wamp::DecodeError;
+use crate::wamp::{DecodeError, Serializer};
 
 /// Reads typed elements out of a message array, naming the field on error.
 struct Fields<'a> {
@@ -96,7 +96,19 @@ impl Message {
     /// Syntax stage: one text frame to one message. Every element is checked for its JSON type; URIs and
     /// options are checked later by the router, so it can answer with a request-specific ERROR.
     pub fn decode(text: &str) -> Result<Message, DecodeError> {
-        let items = crate::wamp::parse_array(text)?;
+        Message::from_items(crate::wamp::parse_array(text)?)
+    }
+
+    /// Syntax stage for a binary frame: its serializer reads the bytes into the value tree a JSON frame parses
+    /// into, and the same checks follow.
+    pub fn decode_binary(serializer: Serializer, bytes: &[u8]) -> Result<Message, DecodeError> {
+        match serializer.decode(bytes).map_err(|e| DecodeError::Serial(e.to_string()))? {
+            Value::Array(items) if !items.is_empty() => Message::from_items(items),
+            _ => Err(DecodeError::NotAnArray),
+        }
+    }
+
+    fn from_items(items: Vec<Value>) -> Result<Message, DecodeError> {
         let code = items[0].as_u64().ok_or(DecodeError::BadCode)?;
         let name = name_of(code).ok_or(DecodeError::UnknownCode(code))?;
         let f = Fields { message: name, items: &items };

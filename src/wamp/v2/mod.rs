@@ -1,4 +1,5 @@
-//! WAMP v2, JSON serialisation (`wamp.2.json`).
+//! WAMP v2 messages, written and read as `wamp.2.json` and, through [`super::serial`], `wamp.2.msgpack` and
+//! `wamp.2.cbor`.
 //!
 //! [`Message`] holds every message of the Basic Profile in both directions, so the router and the test
 //! client share one codec. [`Message::decode`] is the syntax stage (element count and JSON types);
@@ -8,6 +9,7 @@
 use serde_json::{json, Map, Value};
 
 use super::id::Id;
+use super::Serializer;
 
 mod decode;
 use decode::name_of;
@@ -139,6 +141,19 @@ impl Message {
 
     /// Serialises this message as one `wamp.2.json` text frame.
     pub fn encode(&self) -> String {
+        self.to_value().to_string()
+    }
+
+    /// Serialises this message as one frame of `serializer` (UTF-8 text for JSON, binary for the others).
+    pub fn encode_as(&self, serializer: Serializer) -> Vec<u8> {
+        match serializer {
+            Serializer::Json => self.encode().into_bytes(),
+            binary => binary.encode(&self.to_value()),
+        }
+    }
+
+    /// This message as the array every serializer writes.
+    pub fn to_value(&self) -> Value {
         fn with_payload(mut items: Vec<Value>, args: &Option<Vec<Value>>, kwargs: &Option<Dict>) -> Value {
             match (args, kwargs) {
                 (None, None) => {}
@@ -150,7 +165,7 @@ impl Message {
             }
             Value::Array(items)
         }
-        let value = match self {
+        match self {
             Message::Hello { realm, details } => json!([code::HELLO, realm, details]),
             Message::Welcome { session, details } => json!([code::WELCOME, session, details]),
             Message::Abort { details, reason } => json!([code::ABORT, details, reason]),
@@ -189,8 +204,7 @@ impl Message {
                 Some(r) => json!([code, r]),
                 None => json!([code]),
             },
-        };
-        value.to_string()
+        }
     }
 
     /// Shorthand for an ERROR reply to a request, with a human-readable message as the first argument.

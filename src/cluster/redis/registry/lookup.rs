@@ -14,7 +14,7 @@ fn parse_record(r: Vec<String>) -> Option<ClientInfo> {
             "ticket" => AuthMethod::Ticket,
             _ => AuthMethod::Anonymous,
         },
-        protocol: if protocol == "wamp" { "wamp" } else { "wamp.2.json" },
+        protocol: crate::wamp::Protocol::from_token(&protocol).map_or("wamp.2.json", crate::wamp::Protocol::token),
         connected_at: connected_at.parse().unwrap_or(0),
     })
 }
