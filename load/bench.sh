@@ -2,7 +2,7 @@
 # The standard measurements behind load/BENCHMARKS.md. Loopback only; every run is bounded.
 # The server is pinned to CPU 0 and the load generator to CPU 1 (taskset), as the figures require.
 #
-#   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|presence-5k|resume-100|direct-3|cluster-vs-one|redis-ceiling|floor-20|floor-300|all]
+#   load/bench.sh [fanout-1k|fanout-10k|rss-5k|rss-15k|connect-redis|presence-5k|resume-100|direct-3|cluster-vs-one|redis-ceiling|floor-20|floor-300|serializers|all]
 #
 # Needs: cargo build --release --workspace, redis-server, redis-benchmark, taskset. Ports 7600-7699.
 # PROFILE=profiling runs the binaries of `cargo build --profile profiling --workspace` (full debug info, for perf).
@@ -73,6 +73,20 @@ floor_ratio() {
   run "switchboard-$rate" fanout --url ws://127.0.0.1:7691/ws --connections 1000 --rate "$rate" --duration "${DURATION:-10s}" \
     --payload 100 --server-pid "$pid"
   stop "$pid"
+}
+
+# serializers: (DURATION=10s, RATE=300 by default) fan-out CPU per delivery with the subscribers of one topic on
+# wamp.2.json, wamp.2.msgpack, wamp.2.cbor, and all four forms mixed (json, msgpack, cbor, v1 in turns), each on a
+# fresh node, after the bare-write floor under the same load (1,000 subscribers, 100-byte payload).
+serializers() {
+  local rate="${RATE:-300}" pid protocol
+  floor_ratio "$rate"
+  for protocol in msgpack cbor mixed v1; do
+    pid=$(node 7692)
+    run "serializer-$protocol-$rate" fanout --url ws://127.0.0.1:7692/ws --connections 1000 --rate "$rate" \
+      --duration "${DURATION:-10s}" --payload 100 --protocol "$protocol" --server-pid "$pid"
+    stop "$pid"
+  done
 }
 
 fanout_10k() {
@@ -201,6 +215,7 @@ case "${1:-all}" in
   direct-3) direct_3 ;;
   redis-ceiling) redis_ceiling ;;
   cluster-vs-one) cluster_vs_one ;;
+  serializers) serializers ;;
   all) fanout_1k; fanout_10k; rss 5000 7603; rss 15000 7604; connect_redis; direct_3; redis_ceiling ;;
   *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

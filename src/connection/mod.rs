@@ -228,8 +228,8 @@ impl Connection {
     /// `wamp.2.json`); a session on a binary serializer gets it re-encoded in its own.
     fn send_text(&self, ctx: &mut ws::WebsocketContext<Self>, frame: String) {
         let Some(serializer) = self.protocol.binary() else { return ctx.text(frame) };
-        match serde_json::from_str::<serde_json::Value>(&frame) {
-            Ok(value) => ctx.binary(serializer.encode(&value)),
+        match serializer.transcode_json(&frame) {
+            Ok(bytes) => ctx.binary(bytes),
             // Every such frame is written by serde_json: this would be a bug, not bad input.
             Err(e) => log::error!("session {}: an outgoing frame is not JSON ({e}); not sent", self.session),
         }

@@ -5,11 +5,12 @@
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::wamp::filter::{AdmitSet, Filters};
 use crate::wamp::uri::MatchPolicy;
-use crate::wamp::{v2, Id};
+use crate::wamp::Id;
 
 /// Identifies one topic actor: a subscription URI and how it matches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -96,6 +97,8 @@ pub struct Publication {
     pub payload: Payload,
     /// The payload as received from another node.
     raw: Option<RawPayload>,
+    /// A local payload's arguments and keyword arguments as JSON text, written on first use.
+    json: OnceLock<(Option<String>, Option<String>)>,
     v2_tail: OnceLock<String>,
     v1_event: OnceLock<String>,
     /// The filters as hash sets, built by the first topic actor that needs them.
@@ -141,6 +144,7 @@ impl Publication {
             filters,
             payload,
             raw: None,
+            json: OnceLock::new(),
             v2_tail: OnceLock::new(),
             v1_event: OnceLock::new(),
             admit: OnceLock::new(),
@@ -205,16 +209,28 @@ impl Publication {
         self
     }
 
-    /// The `,[args],{kwargs}` tail of a v2 EVENT, serialised on first use (spliced from raw JSON for
-    /// publications from other nodes).
+    /// The arguments and keyword arguments as JSON text: the raw bytes another node sent, or the local payload
+    /// serialised on first use. Every wire form of the payload is written from these, without a value tree.
+    pub fn payload_json(&self) -> (Option<&str>, Option<&str>) {
+        match &self.raw {
+            Some(raw) => (raw.args.as_deref().map(RawValue::get), raw.kwargs.as_deref().map(RawValue::get)),
+            None => {
+                let (args, kwargs) = self.json.get_or_init(|| {
+                    let args = self.payload.args.as_ref().map(|a| Value::Array(a.clone()).to_string());
+                    let kwargs = self.payload.kwargs.as_ref().map(|k| Value::Object(k.clone()).to_string());
+                    (args, kwargs)
+                });
+                (args.as_deref(), kwargs.as_deref())
+            }
+        }
+    }
+
+    /// The `,[args],{kwargs}` tail of a v2 JSON EVENT, written on first use from [`payload_json`](Self::payload_json).
     pub fn v2_tail(&self) -> &str {
-        self.v2_tail.get_or_init(|| match &self.raw {
-            None => v2::encode_payload_tail(&self.payload.args, &self.payload.kwargs),
-            Some(raw) => match (&raw.args, &raw.kwargs) {
-                (None, None) => String::new(),
-                (Some(a), None) => format!(",{}", a.get()),
-                (a, Some(k)) => format!(",{},{}", a.as_ref().map(|a| a.get()).unwrap_or("[]"), k.get()),
-            },
+        self.v2_tail.get_or_init(|| match self.payload_json() {
+            (None, None) => String::new(),
+            (Some(a), None) => format!(",{a}"),
+            (a, Some(k)) => format!(",{},{k}", a.unwrap_or("[]")),
         })
     }
 

@@ -146,16 +146,18 @@ impl TopicActor {
                 v2::encode_event(self.subscription, publication.id, &details, publication.v2_tail()).into()
             }
             Protocol::V2(binary) => {
-                let Payload { args, kwargs } = publication.parsed_payload();
                 let details = self.event_details(publication);
-                let event = v2::Message::Event {
-                    subscription: self.subscription,
-                    publication: publication.id,
-                    details,
-                    args,
-                    kwargs,
-                };
-                event.encode_as(binary).into()
+                let (args, kwargs) = publication.payload_json();
+                match binary.encode_event(self.subscription, publication.id, &details, args, kwargs) {
+                    Ok(frame) => frame.into(),
+                    Err(e) => {
+                        // The payload was JSON when it was checked or built; a failure here is a bug.
+                        log::error!("publication {}: no {} EVENT: {e}", publication.id, binary.token());
+                        let Payload { args, kwargs } = publication.parsed_payload();
+                        let (subscription, publication) = (self.subscription, publication.id);
+                        v2::Message::Event { subscription, publication, details, args, kwargs }.encode_as(binary).into()
+                    }
+                }
             }
         }
     }

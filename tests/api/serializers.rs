@@ -225,10 +225,25 @@ async fn across_nodes_each_node_encodes_for_its_own_subscribers() {
         on_b.push(s);
     }
     let mut publisher = session(&a, CBOR).await;
-    let args = vec![json!("\u{0}3q2+7w=="), json!({"deep": [[{"x": -1}]]})];
+    // The receiving node writes MessagePack and CBOR from the envelope's JSON text in one pass, no value tree.
+    let args = vec![
+        json!("\u{0}3q2+7w=="),
+        json!({"deep": [[{"x": -1}]], "\u{0}AA==": "a key in binary form stays a key"}),
+        json!(u64::MAX),
+        json!(i64::MIN),
+        json!(-0.25),
+        json!("x".repeat(40_000)),
+    ];
     publisher.publish_acked("far.topic", dict(json!({})), args.clone()).await.unwrap();
     for s in &mut on_b {
         let (_, _, _, got) = s.next_event(WAIT).await.unwrap();
         assert_eq!(got, args);
     }
+    let mut cbor = session(&b, CBOR).await;
+    cbor.subscribe("far.bytes").await.unwrap();
+    publisher.publish_acked("far.bytes", dict(json!({})), vec![json!("\u{0}3q2+7w==")]).await.unwrap();
+    let (_, frame) = raw_frame(&mut cbor).await;
+    let event: ciborium::Value = ciborium::de::from_reader(&frame[..]).unwrap();
+    let bytes = event.as_array().unwrap()[4].as_array().unwrap()[0].as_bytes().cloned();
+    assert_eq!(bytes, Some(vec![0xde, 0xad, 0xbe, 0xef]), "bytes from another node: {event:?}");
 }

@@ -35,14 +35,18 @@ pub const TARGETS: &[(&str, Check)] = &[
 ];
 
 /// The binary serializers (`wamp.2.msgpack`, `wamp.2.cbor`): an accepted frame re-encodes to one that decodes to
-/// the same value tree, and that tree is a v2 message exactly when its JSON text is.
+/// the same value tree, its JSON text transcodes (in one pass, as remote payloads are) to the same tree too, and
+/// the frame is a v2 message exactly when that JSON text is, the same message.
 pub fn serial(data: &[u8]) {
     use switchboard::wamp::serial::Serializer;
     for serializer in [Serializer::MsgPack, Serializer::Cbor] {
         let Ok(value) = serializer.decode(data) else { continue };
         let again = serializer.decode(&serializer.encode(&value)).expect("an encoded value decodes");
         assert_eq!(again, value, "{} round trip", serializer.token());
-        let _ = v2::Message::decode(&value.to_string());
+        let json = value.to_string();
+        let transcoded = serializer.transcode_json(&json).expect("the JSON text of a decoded value transcodes");
+        assert_eq!(serializer.decode(&transcoded).expect("a transcoded value decodes"), value, "transcode");
+        assert_eq!(v2::Message::decode_binary(serializer, data).ok(), v2::Message::decode(&json).ok());
     }
 }
 

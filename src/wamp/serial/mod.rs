@@ -13,6 +13,8 @@
 //! Pure: no I/O, no router state; the fuzz target `serial` drives [`Serializer::decode`] directly.
 
 use base64::Engine;
+
+mod write;
 use serde_json::{Map, Number, Value};
 
 /// Deepest nesting a binary frame may have (serde_json's own default for JSON frames).
@@ -89,19 +91,59 @@ impl Serializer {
 
     /// A frame's bytes for `value` (UTF-8 text for JSON).
     pub fn encode(self, value: &Value) -> Vec<u8> {
+        let Some(format) = self.format() else { return value.to_string().into_bytes() };
+        let mut buf = Vec::new();
+        write::write_value(&mut write::Out { format, buf: &mut buf }, value);
+        buf
+    }
+
+    /// The bytes of the JSON text `json` in this serializer, written in one pass without building a value tree
+    /// (see [`write`]); the text itself for JSON. Fails on text that is not one JSON value.
+    pub fn transcode_json(self, json: &str) -> Result<Vec<u8>, SerialError> {
+        let Some(format) = self.format() else { return Ok(json.as_bytes().to_vec()) };
+        let mut buf = Vec::with_capacity(json.len());
+        write::transcode(&mut write::Out { format, buf: &mut buf }, json)
+            .map_err(|e| SerialError { serializer: self.token(), message: format!("JSON to transcode: {e}") })?;
+        Ok(buf)
+    }
+
+    /// An EVENT frame, `[36, subscription, publication, details, args, kwargs]`, whose arguments come as JSON
+    /// text (`args`, `kwargs`: a list and a dictionary, each optional) and are transcoded, not parsed into a tree:
+    /// how a publication is written once per serializer for every subscriber of a topic.
+    pub fn encode_event(
+        self,
+        subscription: u64,
+        publication: u64,
+        details: &Map<String, Value>,
+        args: Option<&str>,
+        kwargs: Option<&str>,
+    ) -> Result<Vec<u8>, SerialError> {
+        let args = args.or(kwargs.map(|_| "[]"));
+        let Some(format) = self.format() else {
+            let tail: String = [args, kwargs].into_iter().flatten().map(|part| format!(",{part}")).collect();
+            let details = Value::Object(details.clone());
+            return Ok(format!("[36,{subscription},{publication},{details}{tail}]").into_bytes());
+        };
+        let fail =
+            |e: serde_json::Error| SerialError { serializer: self.token(), message: format!("JSON to transcode: {e}") };
+        let mut buf = Vec::with_capacity(32 + args.map_or(0, str::len) + kwargs.map_or(0, str::len));
+        let mut out = write::Out { format, buf: &mut buf };
+        out.array_len(4 + usize::from(args.is_some()) + usize::from(kwargs.is_some()));
+        out.u64(36);
+        out.u64(subscription);
+        out.u64(publication);
+        write::write_map(&mut out, details);
+        for part in [args, kwargs].into_iter().flatten() {
+            write::transcode(&mut out, part).map_err(fail)?;
+        }
+        Ok(buf)
+    }
+
+    fn format(self) -> Option<write::Format> {
         match self {
-            Serializer::Json => value.to_string().into_bytes(),
-            Serializer::MsgPack => {
-                let mut out = Vec::new();
-                // Writing into a Vec cannot fail.
-                let _ = rmpv::encode::write_value(&mut out, &to_msgpack(value));
-                out
-            }
-            Serializer::Cbor => {
-                let mut out = Vec::new();
-                let _ = ciborium::ser::into_writer(&to_cbor(value), &mut out);
-                out
-            }
+            Serializer::Json => None,
+            Serializer::MsgPack => Some(write::Format::MsgPack),
+            Serializer::Cbor => Some(write::Format::Cbor),
         }
     }
 }
@@ -148,25 +190,6 @@ fn from_msgpack(value: rmpv::Value) -> Result<Value, String> {
     })
 }
 
-fn to_msgpack(value: &Value) -> rmpv::Value {
-    use rmpv::Value as M;
-    match value {
-        Value::Null => M::Nil,
-        Value::Bool(b) => M::Boolean(*b),
-        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => M::from(u),
-            (_, Some(i)) => M::from(i),
-            _ => M::F64(n.as_f64().unwrap_or(0.0)),
-        },
-        Value::String(s) => match json_to_binary(s) {
-            Some(bytes) => M::Binary(bytes),
-            None => M::from(s.as_str()),
-        },
-        Value::Array(items) => M::Array(items.iter().map(to_msgpack).collect()),
-        Value::Object(map) => M::Map(map.iter().map(|(k, v)| (M::from(k.as_str()), to_msgpack(v))).collect()),
-    }
-}
-
 fn from_cbor(value: ciborium::Value, depth: usize) -> Result<Value, String> {
     use ciborium::Value as C;
     if depth > MAX_DEPTH {
@@ -199,25 +222,6 @@ fn from_cbor(value: ciborium::Value, depth: usize) -> Result<Value, String> {
         C::Tag(_, inner) => from_cbor(*inner, depth + 1)?,
         _ => return Err("a value of unknown kind".into()),
     })
-}
-
-fn to_cbor(value: &Value) -> ciborium::Value {
-    use ciborium::Value as C;
-    match value {
-        Value::Null => C::Null,
-        Value::Bool(b) => C::Bool(*b),
-        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => C::Integer(u.into()),
-            (_, Some(i)) => C::Integer(i.into()),
-            _ => C::Float(n.as_f64().unwrap_or(0.0)),
-        },
-        Value::String(s) => match json_to_binary(s) {
-            Some(bytes) => C::Bytes(bytes),
-            None => C::Text(s.clone()),
-        },
-        Value::Array(items) => C::Array(items.iter().map(to_cbor).collect()),
-        Value::Object(map) => C::Map(map.iter().map(|(k, v)| (C::Text(k.clone()), to_cbor(v))).collect()),
-    }
 }
 
 #[cfg(test)]
@@ -279,6 +283,50 @@ mod tests {
         assert!(Serializer::MsgPack.decode(&[0x90, 0x90]).unwrap_err().to_string().contains("after the message"));
         assert!(Serializer::Cbor.decode(&[0xff, 0x00]).is_err(), "garbage");
         assert!(Serializer::Json.decode(&[0xff]).is_err(), "not UTF-8");
+    }
+
+    #[test]
+    fn json_text_transcodes_in_one_pass_to_what_the_tree_encodes() {
+        let texts = [
+            r#"[1,-1,-33,-200,-40000,-3000000000,255,65536,4294967296,18446744073709551615,1.5,-0.0,null,true,false]"#,
+            r#"{"":"","a\u0000b":"x","\u0000AAEC/w==":"\u0000AAEC/w==","nested":[[[{"deep":[]}]]],"e":{}}"#,
+            r#""plain""#,
+        ];
+        let long = format!(r#"[{}]"#, vec![r#""x""#; 70_000].join(","));
+        let keyed = format!("{{{}}}", (0..20).map(|i| format!(r#""k{i}":{i}"#)).collect::<Vec<_>>().join(","));
+        for text in texts.iter().copied().chain([long.as_str(), keyed.as_str()]) {
+            let tree: Value = serde_json::from_str(text).unwrap();
+            for serializer in [Serializer::MsgPack, Serializer::Cbor] {
+                let transcoded = serializer.transcode_json(text).unwrap();
+                assert_eq!(serializer.decode(&transcoded).unwrap(), tree, "{}: {text:.80}", serializer.token());
+                assert_eq!(serializer.decode(&serializer.encode(&tree)).unwrap(), tree);
+            }
+        }
+        // A key in the binary form stays a key: only values become bytes.
+        let frame = Serializer::MsgPack.transcode_json(r#"{"\u0000AA==":"\u0000AA=="}"#).unwrap();
+        let native = rmpv::decode::read_value(&mut &frame[..]).unwrap();
+        assert_eq!(native.as_map().unwrap()[0], (rmpv::Value::from("\0AA=="), rmpv::Value::Binary(vec![0])));
+        assert!(Serializer::Cbor.transcode_json("[1,").is_err());
+        assert!(Serializer::Cbor.transcode_json("[1] 2").is_err(), "one value only");
+        assert_eq!(Serializer::Json.transcode_json("[1]").unwrap(), b"[1]");
+    }
+
+    #[test]
+    fn an_event_splices_its_json_arguments_into_every_serializer() {
+        let details: Map<String, Value> = serde_json::from_str(r#"{"topic":"a.b"}"#).unwrap();
+        let cases = [
+            (None, None, json!([36, 7, 9, {"topic": "a.b"}])),
+            (Some(r#"[1,"\u0000AQ=="]"#), None, json!([36, 7, 9, {"topic": "a.b"}, [1, "\0AQ=="]])),
+            (None, Some(r#"{"k":true}"#), json!([36, 7, 9, {"topic": "a.b"}, [], {"k": true}])),
+            (Some("[]"), Some("{}"), json!([36, 7, 9, {"topic": "a.b"}, [], {}])),
+        ];
+        for (args, kwargs, expected) in cases {
+            for serializer in Serializer::ALL {
+                let frame = serializer.encode_event(7, 9, &details, args, kwargs).unwrap();
+                assert_eq!(serializer.decode(&frame).unwrap(), expected, "{}", serializer.token());
+            }
+        }
+        assert!(Serializer::MsgPack.encode_event(1, 2, &details, Some("[nope"), None).is_err());
     }
 
     #[test]
