@@ -1,8 +1,8 @@
 //! # switchboard
 //!
-//! A realtime WebSocket server speaking WAMP v2 (`wamp.2.json`) and WAMP v1 (`wamp`, as Ratchet serves it),
-//! built on actix actors: one actor per socket, one per subscribed topic, a broker that owns topic
-//! lifetimes, and a client index (the ClientManipulator) for "send this to user alice".
+//! A realtime WebSocket server speaking WAMP v2 (`wamp.2.json`, `wamp.2.msgpack`, `wamp.2.cbor`) and WAMP v1
+//! (`wamp`, as Ratchet serves it), built on actix actors: one actor per socket, one per subscribed topic, a
+//! broker that owns topic lifetimes, and a client index (the ClientManipulator) for "send this to user alice".
 //!
 //! Use it as a binary (`switchboard [--config FILE]`, see the README) or mount it in your own actix-web app:
 //!
