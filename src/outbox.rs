@@ -145,7 +145,7 @@ impl OutboxState {
     /// The publication id of a queued EVENT frame, in this queue's serialization.
     fn event_publication(&self, frame: &[u8]) -> Option<crate::wamp::Id> {
         match self.binary {
-            None => std::str::from_utf8(frame).ok().and_then(crate::wamp::v2::event_publication),
+            None => crate::wamp::v2::event_publication(frame),
             Some(serializer) => match crate::wamp::v2::Message::decode_binary(serializer, frame) {
                 Ok(crate::wamp::v2::Message::Event { publication, .. }) => Some(publication),
                 _ => None,

@@ -247,3 +247,23 @@ async fn across_nodes_each_node_encodes_for_its_own_subscribers() {
     let bytes = event.as_array().unwrap()[4].as_array().unwrap()[0].as_bytes().cloned();
     assert_eq!(bytes, Some(vec![0xde, 0xad, 0xbe, 0xef]), "bytes from another node: {event:?}");
 }
+
+#[actix_web::test]
+async fn binary_serializers_work_when_mounted_in_an_own_http_server() {
+    // There the connection actor, not the socket's task, takes the queued EVENTs and writes them.
+    let (addr, handle) = spawn_mounted(test_settings()).await;
+    let url = format!("ws://{addr}/ws");
+    let mut subscribers = Vec::new();
+    for serializer in Serializer::ALL {
+        let mut s = V2Session::connect_serialized(&url, "realm1", serializer, &[]).await.unwrap();
+        s.subscribe("mounted").await.unwrap();
+        subscribers.push(s);
+    }
+    let mut publisher = V2Session::connect_serialized(&url, "realm1", MSGPACK, &[]).await.unwrap();
+    let args = vec![json!("\u{0}AQID"), json!({"n": 1})];
+    publisher.publish_acked("mounted", dict(json!({})), args.clone()).await.unwrap();
+    for s in &mut subscribers {
+        assert_eq!(s.next_event(WAIT).await.unwrap().3, args);
+    }
+    handle.stop(false).await;
+}

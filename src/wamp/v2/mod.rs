@@ -245,11 +245,11 @@ pub fn encode_payload_tail(args: &Option<Vec<Value>>, kwargs: &Option<Dict>) -> 
 }
 
 /// The publication id of an EVENT frame built by [`encode_event`], read without decoding the frame.
-pub fn event_publication(frame: &str) -> Option<Id> {
-    let rest = frame.strip_prefix("[36,")?;
-    let (_, rest) = rest.split_once(',')?;
-    let end = rest.find(',')?;
-    rest[..end].parse().ok()
+pub fn event_publication(frame: impl AsRef<[u8]>) -> Option<Id> {
+    let rest = frame.as_ref().strip_prefix(b"[36,")?;
+    let rest = &rest[rest.iter().position(|b| *b == b',')? + 1..];
+    let digits = &rest[..rest.iter().position(|b| *b == b',')?];
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// Builds an EVENT frame from its ids, its details (already serialised) and a payload tail from
