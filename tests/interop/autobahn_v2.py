@@ -4,71 +4,24 @@ Usage: python autobahn_v2.py ws://127.0.0.1:PORT/ws
 Exits non-zero with a message on the first failed check; every wait is bounded.
 """
 import asyncio
-import http.client
 import sys
-from urllib.parse import urlparse
 
-from autobahn.asyncio.wamp import ApplicationSession
-from autobahn.asyncio.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import ComponentConfig, PublishOptions, SubscribeOptions
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
+
+from wamp_common import Inbox, check
+from wamp_common import connect as connect_to
+from wamp_common import login as login_at
 
 URL = sys.argv[1]
-WAIT = 5.0
-QUIET = 0.4
+
+
+async def connect(cookie=None):
+    return await connect_to(URL, cookie=cookie)
 
 
 def login(username):
-    """Logs in through the node's demo /login; returns the Cookie header value."""
-    parsed = urlparse(URL)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=WAIT)
-    conn.request("POST", "/login", body=f"username={username}",
-                 headers={"Content-Type": "application/x-www-form-urlencoded"})
-    cookie = conn.getresponse().getheader("Set-Cookie")
-    check(cookie is not None, "demo /login set no cookie")
-    return cookie.split(";")[0]
-
-
-async def connect(realm="realm1", cookie=None):
-    loop = asyncio.get_running_loop()
-    joined = loop.create_future()
-
-    class Session(ApplicationSession):
-        def onJoin(self, details):
-            if not joined.done():
-                joined.set_result((self, details))
-
-    headers = {"Cookie": cookie} if cookie else None
-    factory = WampWebSocketClientFactory(lambda: Session(ComponentConfig(realm)), url=URL, headers=headers)
-    parsed = urlparse(URL)
-    await loop.create_connection(factory, parsed.hostname, parsed.port)
-    return await asyncio.wait_for(joined, WAIT)
-
-
-class Inbox:
-    """Collects events of one subscription."""
-
-    def __init__(self):
-        self.queue = asyncio.Queue()
-
-    def __call__(self, *args, **kwargs):
-        details = kwargs.pop("details", None)
-        self.queue.put_nowait((args, kwargs, details))
-
-    async def next(self):
-        return await asyncio.wait_for(self.queue.get(), WAIT)
-
-    async def nothing(self):
-        try:
-            got = await asyncio.wait_for(self.queue.get(), QUIET)
-        except asyncio.TimeoutError:
-            return
-        raise AssertionError(f"unexpected event {got}")
-
-
-def check(condition, message):
-    if not condition:
-        raise AssertionError(message)
+    return login_at(URL, username)
 
 
 async def main():

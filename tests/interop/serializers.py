@@ -12,93 +12,28 @@ with a JWT ticket over CBOR (xconn) sends to a cookie-authenticated user (autoba
 Exits non-zero with a message on the first failed check; every wait is bounded.
 """
 import asyncio
-import base64
-import hashlib
-import hmac
-import http.client
-import json
-import os
-import queue
 import sys
-import time
-from urllib.parse import urlparse
 
-from autobahn.asyncio.wamp import ApplicationSession
-from autobahn.asyncio.websocket import WampWebSocketClientFactory
+from wamp_common import Inbox, check, connect, jwt, login  # first: it chooses autobahn's asyncio framework
+
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
-from autobahn.wamp.types import ComponentConfig, PublishOptions
+from autobahn.wamp.types import PublishOptions
 from wampproto import serializers as xserializers
 from xconn.client import connect as xconnect
 from xconn.client import connect_anonymous, connect_ticket
 
 URL_A, URL_B = sys.argv[1], sys.argv[2]
-SECRET = os.environ["SWITCHBOARD_JWT_SECRET"]
-WAIT = 5.0
 TOPIC = "com.interop.serializers"
 
 
-def check(condition, message):
-    if not condition:
-        raise AssertionError(message)
-
-
-def jwt(sub, roles):
-    def b64(data):
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    claims = b64(json.dumps({"sub": sub, "roles": roles, "exp": int(time.time()) + 60}).encode())
-    signature = hmac.new(SECRET.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
-    return f"{header}.{claims}.{b64(signature)}"
-
-
-def login(url, username):
-    parsed = urlparse(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=WAIT)
-    conn.request("POST", "/login", body=f"username={username}",
-                 headers={"Content-Type": "application/x-www-form-urlencoded"})
-    cookie = conn.getresponse().getheader("Set-Cookie")
-    check(cookie is not None, "demo /login set no cookie")
-    return cookie.split(";")[0]
-
-
 async def autobahn(url, serializer, cookie=None):
-    """An autobahn session speaking only `serializer`; returns (session, details, protocol)."""
-    loop = asyncio.get_running_loop()
-    joined = loop.create_future()
-
-    class Session(ApplicationSession):
-        def onJoin(self, details):
-            if not joined.done():
-                joined.set_result((self, details))
-
-    headers = {"Cookie": cookie} if cookie else None
-    factory = WampWebSocketClientFactory(lambda: Session(ComponentConfig("realm1")), url=url,
-                                         serializers=[serializer], headers=headers)
-    parsed = urlparse(url)
-    await loop.create_connection(factory, parsed.hostname, parsed.port)
-    return await asyncio.wait_for(joined, WAIT)
+    """An autobahn session speaking only `serializer`; returns (session, details)."""
+    return await connect(url, cookie=cookie, serializers=[serializer])
 
 
-class Inbox:
-    """Events of one subscription, from asyncio callbacks or xconn's thread."""
-
-    def __init__(self, name):
-        self.name = name
-        self.queue = queue.Queue()
-
-    def __call__(self, *args, **kwargs):
-        kwargs.pop("details", None)
-        self.queue.put((list(args), kwargs))
-
-    def xconn(self, event):
-        self.queue.put((list(event.args or []), dict(event.kwargs or {})))
-
-    async def next(self):
-        try:
-            return await asyncio.to_thread(self.queue.get, True, WAIT)
-        except queue.Empty:
-            raise AssertionError(f"{self.name}: no event within {WAIT}s") from None
+def xconn_handler(inbox):
+    """An xconn event handler feeding `inbox` (xconn calls it on its own thread)."""
+    return lambda event: inbox.queue.put((tuple(event.args or ()), dict(event.kwargs or {}), None))
 
 
 async def main():
@@ -115,7 +50,7 @@ async def main():
             inboxes.append(inbox)
         x = await asyncio.to_thread(connect_anonymous, url, "realm1")
         inbox = Inbox(f"xconn cbor on {node}")
-        await asyncio.to_thread(x.subscribe, TOPIC, inbox.xconn)
+        await asyncio.to_thread(x.subscribe, TOPIC, xconn_handler(inbox))
         sessions[("xconn", node)] = x
         inboxes.append(inbox)
     await asyncio.sleep(0.3)  # the nodes' backplane subscriptions
@@ -131,7 +66,8 @@ async def main():
             await session.publish(TOPIC, *payload_args, options=PublishOptions(acknowledge=True, exclude_me=False),
                                    **payload_kwargs)
         for inbox in inboxes:
-            args, kwargs = await inbox.next()
+            args, kwargs, _ = await inbox.next()
+            args = list(args)
             check(args == payload_args, f"{inbox.name} from {name} on {node}: args {args!r}")
             check(kwargs == payload_kwargs, f"{inbox.name} from {name} on {node}: kwargs {kwargs!r}")
 
@@ -153,8 +89,8 @@ async def main():
     service = await asyncio.to_thread(connect_ticket, URL_A, "realm1", "svc-mailer", jwt("svc-mailer", ["service"]))
     await asyncio.to_thread(service.publish, "com.interop.notify", ["you have mail", b"\x01\x02"], None,
                             {"acknowledge": True, "eligible_authid": ["bob"]})
-    args, _ = await bob_inbox.next()
-    check(args == ["you have mail", b"\x01\x02"], f"bob got {args!r}")
+    args, _, _ = await bob_inbox.next()
+    check(list(args) == ["you have mail", b"\x01\x02"], f"bob got {args!r}")
 
     # xconn with MessagePack, for good measure.
     mp = await asyncio.to_thread(xconnect, URL_A, "realm1", None, xserializers.MsgPackSerializer())
