@@ -116,18 +116,22 @@ enum Subscriber {
 /// The send timestamp of an EVENT frame without decoding it: the `"t":` field of our payload (in a
 /// MessagePack or CBOR frame: the key `t` and the unsigned integer after it). A load client must not be the
 /// bottleneck, so it scans the frame's bytes for the one number it needs.
-fn timestamp_in(frame: &[u8]) -> Option<u64> {
+fn timestamp_in(frame: &[u8], protocol: ProtocolArg) -> Option<u64> {
     let be = |bytes: &[u8]| bytes.iter().fold(0u64, |n, b| n << 8 | u64::from(*b));
-    for key in [[0xa1, b't'], [0x61, b't']] {
-        if let Some(at) = frame.windows(2).position(|w| w == key) {
-            let value = &frame[at + 2..];
-            let msgpack = key[0] == 0xa1;
-            return match (value.first()?, msgpack) {
-                (0xcf, true) | (0x1b, false) => Some(be(value.get(1..9)?)),
-                (0xce, true) | (0x1a, false) => Some(be(value.get(1..5)?)),
-                _ => None,
-            };
-        }
+    // The key `t` as a one-character string, and the markers of a 64- and a 32-bit unsigned integer.
+    let binary = match protocol {
+        ProtocolArg::Msgpack => Some(([0xa1, b't'], 0xcf, 0xce)),
+        ProtocolArg::Cbor => Some(([0x61, b't'], 0x1b, 0x1a)),
+        _ => None,
+    };
+    if let Some((key, u64_marker, u32_marker)) = binary {
+        let at = frame.windows(2).position(|w| w == key)?;
+        let value = &frame[at + 2..];
+        return match *value.first()? {
+            m if m == u64_marker => Some(be(value.get(1..9)?)),
+            m if m == u32_marker => Some(be(value.get(1..5)?)),
+            _ => None,
+        };
     }
     let at = frame.windows(4).position(|w| w == b"\"t\":")? + 4;
     let digits = &frame[at..];
@@ -209,7 +213,7 @@ async fn receive(s: Subscriber, counters: Arc<Counters>, mut stop: watch::Receiv
             read = socket.read(|text| {
                 if is_event(text, protocol) {
                     seen += 1;
-                    if let Some(t) = timestamp_in(text) {
+                    if let Some(t) = timestamp_in(text, protocol) {
                         let now = *now.get_or_insert_with(now_us);
                         let _ = h.record(now.saturating_sub(t).max(1));
                     }
@@ -242,13 +246,13 @@ async fn receive_frames(
             frame = socket.recv(Duration::from_millis(500)) => match frame {
                 Ok(switchboard::client::Frame::Text(text)) if is_event(text.as_bytes(), protocol) => {
                     counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let Some(t) = timestamp_in(text.as_bytes()) {
+                    if let Some(t) = timestamp_in(text.as_bytes(), protocol) {
                         let _ = h.record(now_us().saturating_sub(t).max(1));
                     }
                 }
                 Ok(switchboard::client::Frame::Binary(bytes)) if is_event(&bytes, protocol) => {
                     counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let Some(t) = timestamp_in(&bytes) {
+                    if let Some(t) = timestamp_in(&bytes, protocol) {
                         let _ = h.record(now_us().saturating_sub(t).max(1));
                     }
                 }
@@ -897,7 +901,7 @@ mod tests {
     #[test]
     fn timestamps_are_found_without_decoding() {
         let frame = r#"[36,1,2,{},[{"t":1700000000123456,"p":"xx"}]]"#;
-        assert_eq!(timestamp_in(frame.as_bytes()), Some(1_700_000_000_123_456));
+        assert_eq!(timestamp_in(frame.as_bytes(), ProtocolArg::V2), Some(1_700_000_000_123_456));
         assert!(is_event(frame.as_bytes(), ProtocolArg::V2));
         let event = switchboard::wamp::v2::Message::Event {
             subscription: 1,
@@ -911,9 +915,9 @@ mod tests {
         {
             let frame = event.encode_as(serializer);
             assert!(is_event(&frame, protocol), "{protocol:?}: {frame:x?}");
-            assert_eq!(timestamp_in(&frame), Some(1_700_000_000_123_456), "{protocol:?}");
+            assert_eq!(timestamp_in(&frame, protocol), Some(1_700_000_000_123_456), "{protocol:?}");
         }
-        assert_eq!(timestamp_in(br#"[8,"topic",{"t":42,"p":""}]"#), Some(42));
-        assert_eq!(timestamp_in(b"[36,1,2,{},[]]"), None);
+        assert_eq!(timestamp_in(br#"[8,"topic",{"t":42,"p":""}]"#, ProtocolArg::V1), Some(42));
+        assert_eq!(timestamp_in(b"[36,1,2,{},[]]", ProtocolArg::V2), None);
     }
 }

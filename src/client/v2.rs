@@ -158,6 +158,9 @@ impl V2Session {
     /// The next message from the socket (not the queue); a close becomes [`ClientError::Closed`].
     pub async fn next_message(&mut self, wait: Duration) -> Result<v2::Message, ClientError> {
         match self.socket.recv(wait).await? {
+            Frame::Text(t) if self.serializer.is_binary() => {
+                Err(ClientError::Unexpected(format!("a text frame on {}: {t}", self.serializer.token())))
+            }
             Frame::Text(t) => v2::Message::decode(&t).map_err(|e| ClientError::Unexpected(format!("{e}: {t}"))),
             Frame::Binary(b) if self.serializer.is_binary() => v2::Message::decode_binary(self.serializer, &b)
                 .map_err(|e| ClientError::Unexpected(format!("{e}: {} bytes", b.len()))),

@@ -43,7 +43,7 @@ pub enum Refusal {
     /// The `Origin` (an excerpt) is not allowed by `server.allowed_origins`.
     #[error("origin '{0}' is not allowed")]
     Origin(String),
-    /// The subprotocol offer (an excerpt) names neither WAMP v2 JSON nor WAMP v1.
+    /// The subprotocol offer (an excerpt) names none of the WAMP v2 serializers nor WAMP v1.
     #[error(
         "unsupported WebSocket subprotocol '{0}': offer wamp.2.json, wamp.2.msgpack or wamp.2.cbor (WAMP v2) or wamp (WAMP v1)"
     )]

@@ -216,8 +216,9 @@ impl Publication {
             Some(raw) => (raw.args.as_deref().map(RawValue::get), raw.kwargs.as_deref().map(RawValue::get)),
             None => {
                 let (args, kwargs) = self.json.get_or_init(|| {
-                    let args = self.payload.args.as_ref().map(|a| Value::Array(a.clone()).to_string());
-                    let kwargs = self.payload.kwargs.as_ref().map(|k| Value::Object(k.clone()).to_string());
+                    // Writing a JSON tree to a string cannot fail.
+                    let args = self.payload.args.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default());
+                    let kwargs = self.payload.kwargs.as_ref().map(|k| serde_json::to_string(k).unwrap_or_default());
                     (args, kwargs)
                 });
                 (args.as_deref(), kwargs.as_deref())

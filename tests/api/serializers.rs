@@ -267,3 +267,52 @@ async fn binary_serializers_work_when_mounted_in_an_own_http_server() {
     }
     handle.stop(false).await;
 }
+
+#[actix_web::test]
+async fn binary_messages_held_for_a_session_reload_are_handled_in_order() {
+    let mut settings = test_settings();
+    settings.session.reload = switchboard::config::ReloadPolicy::Message;
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    let cookie = login(&app, "carol").await;
+    let headers = [("Cookie", cookie.as_str())];
+    let mut carol = V2Session::connect_serialized(&app.ws_url(), "realm1", MSGPACK, &headers).await.unwrap();
+    assert_eq!(carol.authid(), "carol");
+    let subscription = carol.subscribe("held").await.unwrap();
+    // Each message waits for the session to be read again; binary ones too, bytes included.
+    let args = vec![json!("\u{0}AQID"), json!({"n": [1, [2, [3]]]})];
+    carol.publish_acked("held", dict(json!({"exclude_me": false})), args.clone()).await.unwrap();
+    let (sub, _, _, got) = carol.next_event(WAIT).await.unwrap();
+    assert_eq!((sub, got), (subscription, args));
+}
+
+#[actix_web::test]
+async fn nesting_is_bounded_alike_on_the_wire_for_every_serializer() {
+    use switchboard::wamp::serial::MAX_DEPTH;
+    let app = spawn_app().await;
+    let mut json_sub = session(&app, Serializer::Json).await;
+    let mut cbor_sub = session(&app, CBOR).await;
+    json_sub.subscribe("deep").await.unwrap();
+    cbor_sub.subscribe("deep").await.unwrap();
+    // PUBLISH [16, id, {}, "deep", [payload]]: the message and its argument list are two of the levels.
+    let nested = |levels: usize| (0..levels).fold(json!([]), |inner, _| json!([inner]));
+    let deepest = nested(MAX_DEPTH - 3);
+    let mut publisher = session(&app, MSGPACK).await;
+    publisher.publish_acked("deep", dict(json!({})), vec![deepest.clone()]).await.unwrap();
+    assert_eq!(json_sub.next_event(WAIT).await.unwrap().3, vec![deepest.clone()]);
+    assert_eq!(cbor_sub.next_event(WAIT).await.unwrap().3, vec![deepest]);
+    // One level more is refused, as JSON refuses it.
+    let message = Message::Publish {
+        request: 99,
+        options: dict(json!({})),
+        topic: "deep".into(),
+        args: Some(vec![nested(MAX_DEPTH - 2)]),
+        kwargs: None,
+    };
+    publisher.socket.send_binary(message.encode_as(MSGPACK)).await.unwrap();
+    match publisher.next_message(WAIT).await.unwrap() {
+        Message::Abort { details, .. } => {
+            assert!(details["message"].as_str().unwrap().contains("nested deeper than 127"), "{details:?}")
+        }
+        other => panic!("expected ABORT, got {other:?}"),
+    }
+}

@@ -17,8 +17,14 @@ use base64::Engine;
 mod write;
 use serde_json::{Map, Number, Value};
 
-/// Deepest nesting a binary frame may have (serde_json's own default for JSON frames).
-pub const MAX_DEPTH: usize = 128;
+/// How many lists and dictionaries deep a binary frame may nest: what serde_json's own limit lets a JSON frame
+/// nest, so a message any serializer accepts is one every other serializer can carry (and a binary message held
+/// as JSON text decodes again).
+pub const MAX_DEPTH: usize = 127;
+
+/// The decoders' own recursion bounds (they count levels their own way, and CBOR tags too): generous, for the
+/// stack only; [`MAX_DEPTH`] is checked on the tree.
+const DECODER_DEPTH: usize = 3 * MAX_DEPTH + 8;
 
 /// One of the WAMP v2 serializers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,7 +48,7 @@ pub struct SerialError {
 }
 
 impl Serializer {
-    /// Every serializer, in the router's order of preference when a client offers several.
+    /// Every serializer (a client that offers several gets the first it lists).
     pub const ALL: [Serializer; 3] = [Serializer::Json, Serializer::MsgPack, Serializer::Cbor];
 
     /// The `Sec-WebSocket-Protocol` token.
@@ -74,16 +80,20 @@ impl Serializer {
             }
             Serializer::MsgPack => {
                 let mut reader = bytes;
-                let value = rmpv::decode::read_value_with_max_depth(&mut reader, MAX_DEPTH)
+                let value = rmpv::decode::read_value_with_max_depth(&mut reader, DECODER_DEPTH)
                     .map_err(|e| error(e.to_string()))?;
                 if !reader.is_empty() {
                     return Err(error(format!("{} bytes after the message", reader.len())));
                 }
-                from_msgpack(value).map_err(error)
+                from_msgpack(value, 0).map_err(error)
             }
             Serializer::Cbor => {
-                let value: ciborium::Value = ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH)
+                let mut reader = bytes;
+                let value: ciborium::Value = ciborium::de::from_reader_with_recursion_limit(&mut reader, MAX_DEPTH + 8)
                     .map_err(|e| error(e.to_string()))?;
+                if !reader.is_empty() {
+                    return Err(error(format!("{} bytes after the message", reader.len())));
+                }
                 from_cbor(value, 0).map_err(error)
             }
         }
@@ -93,7 +103,7 @@ impl Serializer {
     pub fn encode(self, value: &Value) -> Vec<u8> {
         let Some(format) = self.format() else { return value.to_string().into_bytes() };
         let mut buf = Vec::new();
-        write::write_value(&mut write::Out { format, buf: &mut buf }, value);
+        write::write_value(&mut write::Out::new(format, &mut buf), value);
         buf
     }
 
@@ -102,8 +112,10 @@ impl Serializer {
     pub fn transcode_json(self, json: &str) -> Result<Vec<u8>, SerialError> {
         let Some(format) = self.format() else { return Ok(json.as_bytes().to_vec()) };
         let mut buf = Vec::with_capacity(json.len());
-        write::transcode(&mut write::Out { format, buf: &mut buf }, json)
+        let mut out = write::Out::new(format, &mut buf);
+        write::transcode(&mut out, json)
             .map_err(|e| SerialError { serializer: self.token(), message: format!("JSON to transcode: {e}") })?;
+        out.finish();
         Ok(buf)
     }
 
@@ -127,7 +139,7 @@ impl Serializer {
         let fail =
             |e: serde_json::Error| SerialError { serializer: self.token(), message: format!("JSON to transcode: {e}") };
         let mut buf = Vec::with_capacity(32 + args.map_or(0, str::len) + kwargs.map_or(0, str::len));
-        let mut out = write::Out { format, buf: &mut buf };
+        let mut out = write::Out::new(format, &mut buf);
         out.array_len(4 + usize::from(args.is_some()) + usize::from(kwargs.is_some()));
         out.u64(36);
         out.u64(subscription);
@@ -136,7 +148,26 @@ impl Serializer {
         for part in [args, kwargs].into_iter().flatten() {
             write::transcode(&mut out, part).map_err(fail)?;
         }
+        out.finish();
         Ok(buf)
+    }
+
+    /// The publication id of a binary EVENT frame this router wrote ([`encode_event`](Serializer::encode_event),
+    /// or any message encoded here: array lengths in their shortest form), read from its first bytes without
+    /// decoding the frame; `None` for anything else, and for JSON (see `v2::event_publication`).
+    pub fn event_publication(self, frame: &[u8]) -> Option<u64> {
+        let read_uint = match self {
+            Serializer::Json => return None,
+            Serializer::MsgPack => msgpack_uint,
+            Serializer::Cbor => cbor_uint,
+        };
+        let rest = match (self, frame) {
+            (Serializer::MsgPack, [0x94..=0x96, 0x24, rest @ ..]) => rest,
+            (Serializer::Cbor, [0x84..=0x86, 0x18, 0x24, rest @ ..]) => rest,
+            _ => return None,
+        };
+        let (_subscription, rest) = read_uint(rest)?;
+        read_uint(rest).map(|(publication, _)| publication)
     }
 
     fn format(self) -> Option<write::Format> {
@@ -146,6 +177,38 @@ impl Serializer {
             Serializer::Cbor => Some(write::Format::Cbor),
         }
     }
+}
+
+/// A MessagePack unsigned integer at the start of `bytes`, and what follows it.
+fn msgpack_uint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (width, rest) = match bytes.split_first()? {
+        (&n @ 0..=0x7f, rest) => return Some((u64::from(n), rest)),
+        (0xcc, rest) => (1, rest),
+        (0xcd, rest) => (2, rest),
+        (0xce, rest) => (4, rest),
+        (0xcf, rest) => (8, rest),
+        _ => return None,
+    };
+    big_endian(rest, width)
+}
+
+/// A CBOR unsigned integer (major type 0) at the start of `bytes`, and what follows it.
+fn cbor_uint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (&head, rest) = bytes.split_first()?;
+    let width = match head {
+        0..=23 => return Some((u64::from(head), rest)),
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    big_endian(rest, width)
+}
+
+fn big_endian(bytes: &[u8], width: usize) -> Option<(u64, &[u8])> {
+    let value = bytes.get(..width)?.iter().fold(0u64, |n, b| n << 8 | u64::from(*b));
+    Some((value, &bytes[width..]))
 }
 
 /// The spec's JSON form of binary data: `\u0000` + base64.
@@ -163,7 +226,15 @@ fn float(f: f64) -> Result<Value, String> {
     Number::from_f64(f).map(Value::Number).ok_or_else(|| format!("float {f} has no JSON form"))
 }
 
-fn from_msgpack(value: rmpv::Value) -> Result<Value, String> {
+/// A list or dictionary inside `depth` others: refused past [`MAX_DEPTH`].
+fn nest(depth: usize) -> Result<usize, String> {
+    match depth < MAX_DEPTH {
+        true => Ok(depth + 1),
+        false => Err(format!("nested deeper than {MAX_DEPTH} levels")),
+    }
+}
+
+fn from_msgpack(value: rmpv::Value, depth: usize) -> Result<Value, String> {
     use rmpv::Value as M;
     Ok(match value {
         M::Nil => Value::Null,
@@ -177,12 +248,16 @@ fn from_msgpack(value: rmpv::Value) -> Result<Value, String> {
         M::F64(f) => float(f)?,
         M::String(s) => Value::String(s.into_str().ok_or("a string is not UTF-8")?),
         M::Binary(bytes) => binary_to_json(&bytes),
-        M::Array(items) => Value::Array(items.into_iter().map(from_msgpack).collect::<Result<_, _>>()?),
+        M::Array(items) => {
+            let inner = nest(depth)?;
+            Value::Array(items.into_iter().map(|v| from_msgpack(v, inner)).collect::<Result<_, _>>()?)
+        }
         M::Map(pairs) => {
+            let inner = nest(depth)?;
             let mut map = Map::new();
             for (key, value) in pairs {
                 let M::String(key) = key else { return Err("a map key is not a string".into()) };
-                map.insert(key.into_str().ok_or("a map key is not UTF-8")?, from_msgpack(value)?);
+                map.insert(key.into_str().ok_or("a map key is not UTF-8")?, from_msgpack(value, inner)?);
             }
             Value::Object(map)
         }
@@ -192,9 +267,6 @@ fn from_msgpack(value: rmpv::Value) -> Result<Value, String> {
 
 fn from_cbor(value: ciborium::Value, depth: usize) -> Result<Value, String> {
     use ciborium::Value as C;
-    if depth > MAX_DEPTH {
-        return Err("nested too deeply".into());
-    }
     Ok(match value {
         C::Null => Value::Null,
         C::Bool(b) => Value::Bool(b),
@@ -209,17 +281,22 @@ fn from_cbor(value: ciborium::Value, depth: usize) -> Result<Value, String> {
         C::Float(f) => float(f)?,
         C::Text(s) => Value::String(s),
         C::Bytes(bytes) => binary_to_json(&bytes),
-        C::Array(items) => Value::Array(items.into_iter().map(|v| from_cbor(v, depth + 1)).collect::<Result<_, _>>()?),
+        C::Array(items) => {
+            let inner = nest(depth)?;
+            Value::Array(items.into_iter().map(|v| from_cbor(v, inner)).collect::<Result<_, _>>()?)
+        }
         C::Map(pairs) => {
+            let inner = nest(depth)?;
             let mut map = Map::new();
             for (key, value) in pairs {
                 let C::Text(key) = key else { return Err("a map key is not a string".into()) };
-                map.insert(key, from_cbor(value, depth + 1)?);
+                map.insert(key, from_cbor(value, inner)?);
             }
             Value::Object(map)
         }
-        // Tags annotate a value (a date, a bignum's sign…): the value itself is what WAMP carries.
-        C::Tag(_, inner) => from_cbor(*inner, depth + 1)?,
+        // Tags annotate a value (a date, a bignum's sign…): the value itself is what WAMP carries (ciborium's
+        // recursion limit bounds how many may stack up).
+        C::Tag(_, inner) => from_cbor(*inner, depth)?,
         _ => return Err("a value of unknown kind".into()),
     })
 }
@@ -327,6 +404,66 @@ mod tests {
             }
         }
         assert!(Serializer::MsgPack.encode_event(1, 2, &details, Some("[nope"), None).is_err());
+    }
+
+    #[test]
+    fn every_serializer_nests_exactly_as_deep_as_json() {
+        let nested = |levels: usize| {
+            let json = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+            let msgpack = [vec![0x91u8; levels - 1], vec![0x90]].concat();
+            let cbor = [vec![0x81u8; levels - 1], vec![0x80]].concat();
+            [(Serializer::Json, json.into_bytes()), (Serializer::MsgPack, msgpack), (Serializer::Cbor, cbor)]
+        };
+        for (serializer, frame) in nested(MAX_DEPTH) {
+            assert!(serializer.decode(&frame).is_ok(), "{} at {MAX_DEPTH} levels", serializer.token());
+        }
+        for (serializer, frame) in nested(MAX_DEPTH + 1) {
+            assert!(serializer.decode(&frame).is_err(), "{} at {} levels", serializer.token(), MAX_DEPTH + 1);
+        }
+        // Dictionaries count like lists.
+        let mut deep_map = vec![0x81u8; MAX_DEPTH - 1];
+        deep_map.extend([0xa1, 0x61, b'k', 0x80]);
+        assert!(Serializer::Cbor.decode(&deep_map).unwrap_err().to_string().contains("nested deeper than 127"));
+    }
+
+    #[test]
+    fn bytes_after_the_message_are_refused_in_cbor_too() {
+        let error = Serializer::Cbor.decode(&[0x81, 0x01, 0xff, 0xff]).unwrap_err().to_string();
+        assert!(error.contains("2 bytes after the message"), "{error}");
+    }
+
+    #[test]
+    fn transcoded_frames_are_as_short_as_tree_encoded_ones() {
+        // Keys in order, so the tree (sorted keys) and the text agree byte for byte.
+        let text = r#"[[],{},[[]],{"a":[],"b":{"c":[1,2,3]}},"\u0000AQ==",[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]]"#;
+        let tree: Value = serde_json::from_str(text).unwrap();
+        for serializer in [Serializer::MsgPack, Serializer::Cbor] {
+            assert_eq!(serializer.transcode_json(text).unwrap(), serializer.encode(&tree), "{}", serializer.token());
+        }
+        assert_eq!(
+            Serializer::MsgPack.transcode_json("[[],{}]").unwrap(),
+            [0x92, 0x90, 0x80],
+            "an empty list is one byte"
+        );
+        let wide = format!("[{}]", vec!["[]"; 70_000].join(","));
+        let frame = Serializer::Cbor.transcode_json(&wide).unwrap();
+        assert_eq!(frame.len(), 5 + 70_000, "a 32-bit length where it is needed, one byte per empty list");
+    }
+
+    #[test]
+    fn an_events_publication_id_is_read_from_its_first_bytes() {
+        let details: Map<String, Value> = serde_json::from_str(r#"{"topic":"t"}"#).unwrap();
+        for serializer in [Serializer::MsgPack, Serializer::Cbor] {
+            for (subscription, publication) in [(1, 2), (300, 70_000), (1 << 40, (1 << 53) - 1)] {
+                let frame = serializer.encode_event(subscription, publication, &details, Some("[1]"), None).unwrap();
+                assert_eq!(serializer.event_publication(&frame), Some(publication), "{}", serializer.token());
+                let tree = serializer.encode(&json!([36, subscription, publication, {}, [], {"k": 1}]));
+                assert_eq!(serializer.event_publication(&tree), Some(publication));
+            }
+            assert_eq!(serializer.event_publication(&serializer.encode(&json!([33, 1, 2]))), None, "not an EVENT");
+            assert_eq!(serializer.event_publication(&serializer.encode(&json!([36, 1]))[..2]), None, "cut short");
+        }
+        assert_eq!(Serializer::Json.event_publication(b"[36,1,2,{}]"), None, "JSON is read by v2::event_publication");
     }
 
     #[test]

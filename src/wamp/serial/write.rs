@@ -3,9 +3,10 @@
 //! node sent into its binary subscribers' EVENTs.
 //!
 //! Strings in the spec's JSON form of binary (`\u0000` + base64) are written as binary values; map keys are
-//! always strings. Lengths are written in their shortest form when known up front (a tree); the one-pass
-//! transcoder cannot know an array's or a map's length before its end, so it writes a four-byte length and
-//! fills it in afterwards — a longer header than needed, which every MessagePack and CBOR decoder reads.
+//! always strings. Lengths are written in their shortest form: from a tree they are known up front; the
+//! one-pass transcoder cannot know an array's or a map's length before its end, so it writes a four-byte length,
+//! fills it in at the end of the array or map, and [`Out::finish`] shortens every such header in one last pass
+//! over the buffer.
 
 use std::fmt;
 
@@ -23,8 +24,11 @@ pub(super) enum Format {
 
 /// A buffer being written in one [`Format`].
 pub(super) struct Out<'a> {
-    pub(super) format: Format,
-    pub(super) buf: &'a mut Vec<u8>,
+    format: Format,
+    buf: &'a mut Vec<u8>,
+    /// Arrays and maps written with a four-byte length (see [`Out::open`]), by position, with their length:
+    /// [`Out::finish`] shortens them.
+    pending: Vec<(usize, u32)>,
 }
 
 /// CBOR's major types used here.
@@ -35,7 +39,12 @@ const TEXT: u8 = 3;
 const ARRAY: u8 = 4;
 const MAP: u8 = 5;
 
-impl Out<'_> {
+impl<'a> Out<'a> {
+    /// Writes into `buf`, after what it holds.
+    pub(super) fn new(format: Format, buf: &'a mut Vec<u8>) -> Out<'a> {
+        Out { format, buf, pending: Vec::new() }
+    }
+
     fn cbor_head(&mut self, major: u8, n: u64) {
         let major = major << 5;
         match n {
@@ -179,7 +188,7 @@ impl Out<'_> {
     }
 
     /// Opens an array (`map`: a map) whose length is not known yet: a four-byte length, filled in by
-    /// [`close`](Out::close) with the position returned here.
+    /// [`close`](Out::close) with the index returned here.
     fn open(&mut self, map: bool) -> usize {
         let at = self.buf.len();
         self.buf.push(match (self.format, map) {
@@ -189,11 +198,40 @@ impl Out<'_> {
             (Format::Cbor, true) => MAP << 5 | 26,
         });
         self.buf.extend_from_slice(&[0; 4]);
-        at
+        self.pending.push((at, 0));
+        self.pending.len() - 1
     }
 
-    fn close(&mut self, at: usize, n: u32) {
-        self.buf[at + 1..at + 5].copy_from_slice(&n.to_be_bytes());
+    fn close(&mut self, index: usize, n: u32) {
+        let (at, len) = &mut self.pending[index];
+        *len = n;
+        self.buf[*at + 1..*at + 5].copy_from_slice(&n.to_be_bytes());
+    }
+
+    /// Rewrites every four-byte length [`open`](Out::open) wrote in its shortest form, moving what follows
+    /// down: one pass over the buffer, so the frame is as short as one written from a tree (an empty list is
+    /// one byte, not five).
+    pub(super) fn finish(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let Some(&(first, _)) = pending.first() else { return };
+        let (mut read, mut write) = (first, first);
+        let mut head = Vec::with_capacity(5);
+        for (at, n) in pending {
+            self.buf.copy_within(read..at, write);
+            write += at - read;
+            head.clear();
+            let mut short = Out::new(self.format, &mut head);
+            match self.buf[at] {
+                0xdf | 0xba => short.map_len(n as usize),
+                _ => short.array_len(n as usize),
+            }
+            self.buf[write..write + head.len()].copy_from_slice(&head);
+            write += head.len();
+            read = at + 5;
+        }
+        let end = self.buf.len();
+        self.buf.copy_within(read..end, write);
+        self.buf.truncate(write + (end - read));
     }
 }
 
@@ -225,10 +263,13 @@ pub(super) fn write_map(out: &mut Out<'_>, map: &Map<String, Value>) {
     }
 }
 
-/// Writes the JSON text `json` in one pass (see the module docs). Fails on text that is not one JSON value;
-/// nesting is bounded by serde_json's own limit (128).
+/// Writes the JSON text `json` in one pass (see the module docs). Fails on text that is not one JSON value.
+/// The text is the router's own (a payload that passed the message checks, a reply or EVENT written around
+/// one), so its depth is bounded by theirs plus a few levels; serde_json's limit is lifted for it, as a reply
+/// may nest a payload a few levels deeper than any inbound message may go.
 pub(super) fn transcode(out: &mut Out<'_>, json: &str) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(json);
+    de.disable_recursion_limit();
     Writer { out, key: false }.deserialize(&mut de)?;
     de.end()
 }
