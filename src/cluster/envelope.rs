@@ -2,7 +2,8 @@
 //!
 //! Every message is one JSON object with a version `v`, a `kind`, and the `origin` node. A publication travels
 //! on its topic's channel, serialised once and by reference (its payload is never cloned); a receiving node
-//! keeps `args`/`kwargs` as raw JSON and splices them into EVENT frames without parsing them. Control
+//! keeps `args`/`kwargs` as raw JSON and splices them into JSON EVENT frames without parsing them (MessagePack
+//! and CBOR EVENTs are transcoded from the same text in one pass, no value tree). Control
 //! messages travel on a node's inbox channel. Unknown versions and kinds are refused, so a mixed-version
 //! cluster fails loudly, not subtly.
 //!

@@ -6,7 +6,8 @@
 //!
 //! A topic actor is created on the first subscription and stopped when its last subscriber leaves; the
 //! broker alone decides both, so membership changes never race. A publication is serialised once per topic
-//! actor and the same bytes go to every eligible subscriber. This module must not talk to Redis.
+//! actor and wire form (v2 JSON, MessagePack, CBOR, v1) and the same bytes go to every eligible subscriber of
+//! that form. This module must not talk to Redis.
 
 pub mod access;
 pub mod actor;
