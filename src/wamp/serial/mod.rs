@@ -7,10 +7,13 @@
 //! form; encoding for a binary serializer turns such strings back into binary values, so bytes survive between
 //! binary clients and JSON clients see the spec's form. What a binary serializer can say but JSON cannot is
 //! refused with a reason: map keys that are not strings, NaN or infinite floats, MessagePack extension types,
-//! CBOR tags other than the ones that merely annotate a value, text that is not UTF-8. Nesting is bounded like
-//! the JSON decoder's.
+//! CBOR simple values, text that is not UTF-8 (a CBOR tag is read as the value it annotates). Nesting is bounded
+//! exactly like the JSON decoder's ([`MAX_DEPTH`]).
 //!
-//! Pure: no I/O, no router state; the fuzz target `serial` drives [`Serializer::decode`] directly.
+//! Encoding writes MessagePack and CBOR straight into the frame's buffer ([`write`]), from a tree or — for
+//! EVENTs and replies — from JSON text in one pass ([`Serializer::encode_event`], [`Serializer::transcode_json`]).
+//!
+//! Pure: no I/O, no router state; the fuzz target `serial` drives [`Serializer::decode`] and the transcoder.
 
 use base64::Engine;
 
