@@ -10,7 +10,7 @@
 //! CBOR simple values, text that is not UTF-8 (a CBOR tag is read as the value it annotates). Nesting is bounded
 //! exactly like the JSON decoder's ([`MAX_DEPTH`]).
 //!
-//! Encoding writes MessagePack and CBOR straight into the frame's buffer ([`write`]), from a tree or — for
+//! Encoding writes MessagePack and CBOR straight into the frame's buffer (`serial/write.rs`), from a tree or — for
 //! EVENTs and replies — from JSON text in one pass ([`Serializer::encode_event`], [`Serializer::transcode_json`]).
 //!
 //! Pure: no I/O, no router state; the fuzz target `serial` drives [`Serializer::decode`] and the transcoder.
@@ -111,7 +111,7 @@ impl Serializer {
     }
 
     /// The bytes of the JSON text `json` in this serializer, written in one pass without building a value tree
-    /// (see [`write`]); the text itself for JSON. Fails on text that is not one JSON value.
+    /// (see `serial/write.rs`); the text itself for JSON. Fails on text that is not one JSON value.
     pub fn transcode_json(self, json: &str) -> Result<Vec<u8>, SerialError> {
         let Some(format) = self.format() else { return Ok(json.as_bytes().to_vec()) };
         let mut buf = Vec::with_capacity(json.len());
