@@ -25,7 +25,6 @@
 //! its SUBSCRIBED (no EVENT may overtake it) and [`OutboxState::shut`] once the connection is closing (nothing
 //! follows the close frame).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
@@ -43,7 +42,11 @@ use crate::wamp::Serializer;
 pub struct Wake;
 
 /// The queue shared by the senders and the connection.
+///
+/// Laid out for the fan-out, which touches a thousand of these per publication, each usually cold in the cache:
+/// what an enqueue reads comes first (`repr(C)` keeps the order), so it costs as few cache lines as it can.
 #[derive(Debug)]
+#[repr(C)]
 pub struct OutboxState {
     queue: Mutex<Queue>,
     limit: usize,
@@ -86,18 +89,23 @@ impl std::fmt::Debug for Home {
     }
 }
 
-/// The frames waiting and their total size.
+/// The frames of one queue, oldest first: the first inline (between a fan-out and its flush a queue mostly holds
+/// one), so queueing it touches no second allocation.
+pub type Frames = smallvec::SmallVec<[Bytes; 1]>;
+
+/// The frames waiting and their total size (what an enqueue touches first; `repr(C)` keeps the order).
 #[derive(Debug, Default)]
+#[repr(C)]
 struct Queue {
-    frames: VecDeque<Bytes>,
+    frames: Frames,
     bytes: usize,
+    /// EVENTs not to queue (publications a resumed subscription already replayed), until a deadline.
+    skip: Option<Box<Skip>>,
     /// The writer's task (when one is attached), woken on the empty → non-empty transition. Kept under the
     /// queue's lock, which a sender holds anyway, and woken by reference: it is stored once, not per wake-up.
     writer: Option<Waker>,
     /// The part of the last written frames the socket did not take, written before anything else.
     rest: Option<Bytes>,
-    /// EVENTs not to queue (publications a resumed subscription already replayed), until a deadline.
-    skip: Option<Box<Skip>>,
 }
 
 /// Publication ids whose EVENTs a queue drops until `until` (see [`OutboxState::skip_publications`]).
@@ -258,7 +266,7 @@ impl OutboxState {
             write(frame);
         }
         if queue.frames.capacity() > KEEP_FRAMES {
-            queue.frames = VecDeque::new();
+            queue.frames = Frames::new();
         } else {
             queue.frames.clear();
         }
@@ -272,11 +280,11 @@ impl OutboxState {
     }
 
     /// Takes every queued frame (the connection on [`Wake`] when no writer is attached).
-    pub fn take(&self) -> VecDeque<Bytes> {
+    pub fn take(&self) -> Frames {
         let taken = {
             let mut queue = self.lock();
             if queue.frames.is_empty() {
-                return VecDeque::new();
+                return Frames::new();
             }
             let skip = queue.skip.take();
             let taken = std::mem::take(&mut *queue);
@@ -377,7 +385,7 @@ impl Outbox {
         let was_empty = queue.frames.is_empty();
         queue.bytes += frame.len();
         self.state.queued_bytes.inc_by(as_gauge(frame.len()));
-        queue.frames.push_back(frame);
+        queue.frames.push(frame);
         if was_empty {
             Enqueued::First
         } else {
@@ -508,7 +516,7 @@ mod tests {
             assert!(outbox.send(event(70_000)));
             state.skip_publications([10].into(), std::time::Duration::from_secs(5));
             assert!(outbox.send(event(10)), "skipped, as if delivered");
-            assert_eq!(state.take(), [event(70_000)], "{}", serializer.token());
+            assert_eq!(state.take().as_slice(), [event(70_000)], "{}", serializer.token());
         }
     }
 
