@@ -126,17 +126,17 @@ impl Connection {
         true
     }
 
-    /// Under `session.reload = "message"`, holds `text` (JSON) until the web session is read again and
-    /// returns `true`; otherwise `false`, and the message is handled now.
-    fn held_for_reload(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) -> bool {
-        if self.node.settings().session.reload != ReloadPolicy::Message || !self.web.exists() {
-            return false;
-        }
+    /// Whether inbound messages wait for the web session to be read again (`session.reload = "message"`).
+    fn holds_for_reload(&self) -> bool {
+        self.node.settings().session.reload == ReloadPolicy::Message && self.web.exists()
+    }
+
+    /// Holds `text` (JSON) until the web session is read again, and starts that read.
+    fn hold_for_reload(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
         match self.web.hold(text) {
             Ok(()) => self.reload(ctx, StoreErrorPolicy::Close),
             Err(e) => self.close(ctx, Close::LimitExceeded(&e.to_string())),
         }
-        true
     }
 
     /// Handles a complete inbound text message.
@@ -144,8 +144,12 @@ impl Connection {
         if self.protocol.binary().is_some() {
             return self.refuse_kind(ctx, "text");
         }
-        if self.admit_message(ctx, text.len()) && !self.held_for_reload(ctx, text) {
-            self.on_text(ctx, text);
+        if !self.admit_message(ctx, text.len()) {
+            return;
+        }
+        match self.holds_for_reload() {
+            true => self.hold_for_reload(ctx, text),
+            false => self.on_text(ctx, text),
         }
     }
 
@@ -157,11 +161,11 @@ impl Connection {
             return;
         }
         match v2::Message::decode_binary(serializer, bytes) {
+            // Held as JSON text, written only then: counted when it is handled (`on_text`).
+            Ok(message) if self.holds_for_reload() => self.hold_for_reload(ctx, &message.encode()),
             Ok(message) => {
-                if !self.held_for_reload(ctx, &message.encode()) {
-                    metrics::inc(&self.node.metrics().messages_in_total);
-                    self.on_v2(ctx, message);
-                }
+                metrics::inc(&self.node.metrics().messages_in_total);
+                self.on_v2(ctx, message);
             }
             Err(e) => {
                 metrics::inc(&self.node.metrics().messages_in_total);

@@ -3,6 +3,7 @@
 //! cluster layer carries it between nodes; neither owns it.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::value::RawValue;
@@ -76,6 +77,14 @@ struct RawPayload {
     kwargs: Option<Box<serde_json::value::RawValue>>,
 }
 
+/// A payload's JSON text as a v2 EVENT appends it (`,[args],{kwargs}`), and where in it each part lies.
+#[derive(Debug)]
+struct JsonTail {
+    text: String,
+    args: Option<std::ops::Range<usize>>,
+    kwargs: Option<std::ops::Range<usize>>,
+}
+
 /// One publication on its way to subscribers. Shared (`Arc`) by every topic actor it reaches; the wire
 /// forms of the payload are computed at most once each.
 #[derive(Debug)]
@@ -97,9 +106,8 @@ pub struct Publication {
     pub payload: Payload,
     /// The payload as received from another node.
     raw: Option<RawPayload>,
-    /// A local payload's arguments and keyword arguments as JSON text, written on first use.
-    json: OnceLock<(Option<String>, Option<String>)>,
-    v2_tail: OnceLock<String>,
+    /// The payload's JSON text as a v2 EVENT appends it, written on first use.
+    json: OnceLock<JsonTail>,
     v1_event: OnceLock<String>,
     /// The filters as hash sets, built by the first topic actor that needs them.
     admit: OnceLock<AdmitSet>,
@@ -145,7 +153,6 @@ impl Publication {
             payload,
             raw: None,
             json: OnceLock::new(),
-            v2_tail: OnceLock::new(),
             v1_event: OnceLock::new(),
             admit: OnceLock::new(),
             charge: OnceLock::new(),
@@ -210,28 +217,53 @@ impl Publication {
     }
 
     /// The arguments and keyword arguments as JSON text: the raw bytes another node sent, or the local payload
-    /// serialised on first use. Every wire form of the payload is written from these, without a value tree.
+    /// serialised once (inside [`v2_tail`](Self::v2_tail)). Every wire form of the payload is written from
+    /// these, without a value tree.
     pub fn payload_json(&self) -> (Option<&str>, Option<&str>) {
-        match &self.raw {
-            Some(raw) => (raw.args.as_deref().map(RawValue::get), raw.kwargs.as_deref().map(RawValue::get)),
-            None => {
-                let (args, kwargs) = self.json.get_or_init(|| {
-                    // Writing a JSON tree to a string cannot fail.
-                    let args = self.payload.args.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default());
-                    let kwargs = self.payload.kwargs.as_ref().map(|k| serde_json::to_string(k).unwrap_or_default());
-                    (args, kwargs)
-                });
-                (args.as_deref(), kwargs.as_deref())
-            }
+        if let Some(raw) = &self.raw {
+            return (raw.args.as_deref().map(RawValue::get), raw.kwargs.as_deref().map(RawValue::get));
         }
+        let tail = self.json_tail();
+        let part = |range: &Option<std::ops::Range<usize>>| range.clone().map(|r| &tail.text[r]);
+        (part(&tail.args), part(&tail.kwargs))
     }
 
-    /// The `,[args],{kwargs}` tail of a v2 JSON EVENT, written on first use from [`payload_json`](Self::payload_json).
+    /// The `,[args],{kwargs}` tail of a v2 JSON EVENT, written on first use (spliced from raw JSON for
+    /// publications from other nodes).
     pub fn v2_tail(&self) -> &str {
-        self.v2_tail.get_or_init(|| match self.payload_json() {
-            (None, None) => String::new(),
-            (Some(a), None) => format!(",{a}"),
-            (a, Some(k)) => format!(",{},{k}", a.unwrap_or("[]")),
+        &self.json_tail().text
+    }
+
+    fn json_tail(&self) -> &JsonTail {
+        self.json.get_or_init(|| {
+            let (args, kwargs): (Option<Cow<'_, str>>, Option<Cow<'_, str>>) = match &self.raw {
+                Some(raw) => {
+                    (raw.args.as_deref().map(|a| a.get().into()), raw.kwargs.as_deref().map(|k| k.get().into()))
+                }
+                // Writing a JSON tree to a string cannot fail.
+                None => (
+                    self.payload.args.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default().into()),
+                    self.payload.kwargs.as_ref().map(|k| serde_json::to_string(k).unwrap_or_default().into()),
+                ),
+            };
+            let mut text = String::new();
+            let mut append = |part: &str| {
+                text.push(',');
+                let start = text.len();
+                text.push_str(part);
+                start..text.len()
+            };
+            // Keyword arguments need their list before them, if an empty one.
+            let args = match (&args, &kwargs) {
+                (Some(a), _) => Some(append(a)),
+                (None, Some(_)) => {
+                    append("[]");
+                    None
+                }
+                (None, None) => None,
+            };
+            let kwargs = kwargs.map(|k| append(&k));
+            JsonTail { text, args, kwargs }
         })
     }
 

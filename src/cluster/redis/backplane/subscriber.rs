@@ -413,25 +413,27 @@ pub(super) struct Batch {
 impl Batch {
     /// Adds a subscription, or cancels an unsubscription of the same name still in this batch.
     fn subscribe(&mut self, name: String, pattern: bool) {
-        let (pending, add) =
-            if pattern { (&mut self.punsub, &mut self.psub) } else { (&mut self.unsub, &mut self.sub) };
-        match pending.iter().position(|n| *n == name) {
-            Some(i) => {
-                pending.swap_remove(i);
-            }
-            None => add.push(name),
+        match pattern {
+            true => Self::change(&mut self.punsub, &mut self.psub, name),
+            false => Self::change(&mut self.unsub, &mut self.sub, name),
         }
     }
 
     /// Adds an unsubscription, or cancels a subscription of the same name still in this batch.
     fn unsubscribe(&mut self, name: String, pattern: bool) {
-        let (pending, add) =
-            if pattern { (&mut self.psub, &mut self.punsub) } else { (&mut self.sub, &mut self.unsub) };
-        match pending.iter().position(|n| *n == name) {
+        match pattern {
+            true => Self::change(&mut self.psub, &mut self.punsub, name),
+            false => Self::change(&mut self.sub, &mut self.unsub, name),
+        }
+    }
+
+    /// Cancels `name` in `opposite` if it waits there, else adds it to `list`.
+    fn change(opposite: &mut Vec<String>, list: &mut Vec<String>, name: String) {
+        match opposite.iter().position(|n| *n == name) {
             Some(i) => {
-                pending.swap_remove(i);
+                opposite.swap_remove(i);
             }
-            None => add.push(name),
+            None => list.push(name),
         }
     }
 
