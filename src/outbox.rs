@@ -77,15 +77,17 @@ pub struct Home {
     pub worker: usize,
     /// The worker's arbiter.
     pub arbiter: ArbiterHandle,
-    /// The socket, as the worker's `flush` knows it.
-    pub socket: usize,
+    /// The socket's descriptor, which the worker's flush writes to; open for as long as the queue is not shut.
+    pub fd: std::os::fd::RawFd,
     /// Writes the given queues to their sockets; runs on the worker.
     pub flush: fn(Vec<Arc<OutboxState>>),
+    /// Writes the queue to its socket at once when called on this worker's thread (`false` elsewhere).
+    pub write_here: fn(&Home, &OutboxState) -> bool,
 }
 
 impl std::fmt::Debug for Home {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Home").field("worker", &self.worker).field("socket", &self.socket).finish()
+        f.debug_struct("Home").field("worker", &self.worker).field("fd", &self.fd).finish()
     }
 }
 
@@ -333,6 +335,11 @@ impl Outbox {
         Outbox { recipient, state }
     }
 
+    /// Where the queue's writer runs, if it has said.
+    pub fn home(&self) -> Option<&Home> {
+        self.state.home()
+    }
+
     /// Queues a frame and wakes whoever writes it. Returns `false` (and delivers nothing) when the queue is full
     /// or already overflowed.
     pub fn send(&self, frame: Bytes) -> bool {
@@ -354,6 +361,9 @@ impl Outbox {
             Enqueued::More => true,
             Enqueued::First => {
                 match self.state.home() {
+                    // A sender on the socket's own worker (a topic started there) writes it now: the queue is
+                    // touched once, while it is in the cache.
+                    Some(home) if (home.write_here)(home, &self.state) => {}
                     Some(home) => flushes.add(home, &self.state),
                     None => self.wake(),
                 }

@@ -155,7 +155,11 @@ impl Handler<Subscribe> for Broker {
             let ready = self.backplane.want(&msg.key);
             let id = self.ids.id(&msg.key);
             let actor = TopicActor::new(msg.key.clone(), id, handler, self.access.clone(), self.metrics.clone(), ready);
-            let addr = actor.start();
+            // On the worker of the socket that opened it, where a fan-out writes that worker's sockets at once.
+            let addr = match msg.subscriber.outbox.home() {
+                Some(home) => TopicActor::start_in_arbiter(&home.arbiter, |_| actor),
+                None => actor.start(),
+            };
             self.index.insert(&msg.key.uri, msg.key.policy, addr.clone());
             TopicEntry { addr, members: 0 }
         });

@@ -16,7 +16,9 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,7 +30,6 @@ use actix_http::ws::{OpCode, Parser};
 use actix_web::web::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
-use slab::Slab;
 use tokio::net::TcpStream;
 
 use crate::outbox::{Home, OutboxState};
@@ -50,8 +51,6 @@ pub(super) type Frames = Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Erro
 const KEEP_ENCODED: usize = 64 * 1024;
 
 thread_local! {
-    /// The sockets of this worker's writers, for [`flush`] (a slot per running socket task).
-    static SOCKETS: RefCell<Slab<Rc<TcpStream>>> = const { RefCell::new(Slab::new()) };
     /// The queues waiting for this worker's flush task, oldest first (see [`flush`]).
     static FLUSHING: RefCell<VecDeque<Arc<OutboxState>>> = const { RefCell::new(VecDeque::new()) };
     /// Tells workers apart in a queue's [`Home`].
@@ -89,8 +88,6 @@ pub(super) struct Output {
     /// The waker the actor is polled with (a view of `wake`, made once).
     actor_waker: Waker,
     outbox: Option<Arc<OutboxState>>,
-    /// This socket's slot in [`SOCKETS`], while it has a queue.
-    slot: Option<usize>,
 }
 
 /// What writing the queued frames did.
@@ -108,14 +105,14 @@ impl Output {
     pub(super) fn new(io: Rc<TcpStream>, actor: Frames, outbox: Option<Arc<OutboxState>>) -> Output {
         let wake = Arc::new(ActorWake { woken: AtomicBool::new(true), task: AtomicWaker::new() });
         let actor_waker = Waker::from(wake.clone());
-        let slot = outbox.as_ref().and_then(|outbox| {
+        if let Some(outbox) = &outbox {
             // Flushes need an arbiter to reach this worker; outside one (a bare tokio runtime) wake-ups do.
-            let arbiter = actix::Arbiter::try_current()?;
-            let socket = SOCKETS.with_borrow_mut(|sockets| sockets.insert(io.clone()));
-            outbox.set_home(Home { worker: WORKER.with(|w| *w), arbiter, socket, flush });
-            Some(socket)
-        });
-        Output { io, actor, wake, actor_waker, outbox, slot }
+            if let Some(arbiter) = actix::Arbiter::try_current() {
+                let fd = io.as_raw_fd();
+                outbox.set_home(Home { worker: WORKER.with(|w| *w), arbiter, fd, flush, write_here });
+            }
+        }
+        Output { io, actor, wake, actor_waker, outbox }
     }
 
     /// Writes `bytes` (see [`write_all`]); meanwhile flushes leave this socket's queue to its task.
@@ -155,7 +152,7 @@ impl Output {
                 }
             }
             let Some(outbox) = &self.outbox else { return Poll::Pending };
-            match write_queued(&self.io, outbox, Some(cx.waker())) {
+            match write_queued(outbox, Some(cx.waker()), |bytes| self.io.try_write(bytes)) {
                 Ok(Queued::Nothing) => return Poll::Pending,
                 // The queue may have refilled, or the actor been woken, meanwhile: look again.
                 Ok(Queued::Written) => {}
@@ -170,13 +167,11 @@ impl Output {
 }
 
 impl Drop for Output {
-    /// The socket is about to close: no flush may write to it (or to whatever reuses its slot) any more.
+    /// The socket is about to close: no flush may write to its descriptor (or to whatever reuses the number)
+    /// any more. This runs before `io`, the socket, is released.
     fn drop(&mut self) {
         if let Some(outbox) = &self.outbox {
             outbox.shut();
-        }
-        if let Some(slot) = self.slot {
-            SOCKETS.with_borrow_mut(|sockets| sockets.try_remove(slot));
         }
     }
 }
@@ -206,22 +201,48 @@ fn flush(queues: Vec<Arc<OutboxState>>) {
     }
 }
 
+/// Writes `outbox` to its socket now if this is its worker's thread (see [`Home::write_here`]).
+fn write_here(home: &Home, outbox: &OutboxState) -> bool {
+    if WORKER.with(|w| *w) != home.worker {
+        return false;
+    }
+    flush_one(outbox);
+    true
+}
+
 /// Writes one queue to its socket (see [`flush`]).
 fn flush_one(outbox: &OutboxState) {
-    let Some(socket) = outbox.home().map(|home| home.socket) else { return };
-    let written = SOCKETS.with_borrow(|sockets| sockets.get(socket).map(|io| write_queued(io, outbox, None)));
-    match written {
-        None | Some(Ok(Queued::Nothing | Queued::Written)) => {}
-        Some(Ok(Queued::Partly(rest))) => outbox.keep_rest(rest),
+    let Some(fd) = outbox.home().map(|home| home.fd) else { return };
+    match write_queued(outbox, None, |bytes| send(fd, bytes)) {
+        Ok(Queued::Nothing | Queued::Written) => {}
+        Ok(Queued::Partly(rest)) => outbox.keep_rest(rest),
         // The task finds the error for itself when it next writes (or reads the end).
-        Some(Err(_)) => outbox.wake_writer(),
+        Err(_) => outbox.wake_writer(),
     }
+}
+
+/// One non-blocking `send` to the socket whose descriptor a queue's [`Home`] holds. A flush reaches the socket
+/// by its number rather than through tokio's `TcpStream`, which would cost two more cache misses per delivery
+/// (the stream and its readiness record) on a fan-out that finds every socket cold. tokio's readiness is not
+/// told: if the socket is full, the rest goes to the socket's task, whose own write then learns it.
+fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: `fd` stays open for as long as this call can be reached. A queue's home (and `fd`) is set when
+    // its socket's `Output` is made, and the `Output` holds the socket; `Output::drop` shuts the queue before
+    // the `Output` lets go of it, and a shut queue yields nothing to write, so `write_queued` calls no `send`.
+    // Flushes, the `Output` and its drop all run on the socket's worker thread (`Home::worker`), one at a
+    // time. `ManuallyDrop` keeps this borrowed view from closing the descriptor.
+    let socket = ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+    (&*socket).write(bytes)
 }
 
 /// Encodes the queued frames (unmasked text or binary frames, as a server sends, by the queue's serializer) under the queue's lock and writes them
 /// in one system call, from the worker's buffer; only what the socket does not take at once is copied out.
-/// `waker` is the writer's task when the writer itself calls.
-fn write_queued(io: &TcpStream, outbox: &OutboxState, waker: Option<&Waker>) -> io::Result<Queued> {
+/// `waker` is the writer's task when the writer itself calls; `write` makes the system call.
+fn write_queued(
+    outbox: &OutboxState,
+    waker: Option<&Waker>,
+    write: impl FnOnce(&[u8]) -> io::Result<usize>,
+) -> io::Result<Queued> {
     ENCODED.with_borrow_mut(|encoded| {
         encoded.clear();
         let opcode = if outbox.is_binary() { OpCode::Binary } else { OpCode::Text };
@@ -229,7 +250,7 @@ fn write_queued(io: &TcpStream, outbox: &OutboxState, waker: Option<&Waker>) -> 
         if frames == 0 {
             return Ok(Queued::Nothing);
         }
-        let written = match io.try_write(encoded) {
+        let written = match write(encoded) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) => return Err(e),
