@@ -9,10 +9,13 @@
 //! it produced before releasing the outbox (a SUBSCRIBED, see [`OutboxState::hold`]) is written before the
 //! queued frames it was holding back.
 //!
-//! A topic's fan-out does not even wake the task: it hands each worker the list of queues that just got their
-//! first frame, and the worker writes them one after the other ([`flush`]) — the same one `write` per socket a
-//! bare server would do. Only a socket that does not take everything at once leaves its remainder to its task,
-//! which waits (bounded by `websocket.write_timeout`) until the socket takes it.
+//! A topic's fan-out does not even wake the task. A topic runs on the worker of the socket that opened it and
+//! writes that worker's sockets as it queues to them ([`write_here`]); it hands every other worker the list of
+//! its queues that just got their first frame, and that worker writes them one after the other ([`flush`]) —
+//! the same one `send` per socket a bare server would do, reaching the socket by its descriptor ([`send`]) so a
+//! delivery touches the queue and the kernel, nothing else. Only a socket that does not take everything at once
+//! leaves its remainder to its task, which waits (bounded by `websocket.write_timeout`) until the socket takes
+//! it.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -283,4 +286,61 @@ pub(super) async fn write_all(io: &TcpStream, mut bytes: &[u8], timeout: Duratio
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use actix::prelude::*;
+    use prometheus_client::metrics::gauge::Gauge;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::outbox::{Outbox, Wake};
+
+    /// A connection stand-in that ignores wake-ups.
+    struct Sink;
+
+    impl Actor for Sink {
+        type Context = actix::Context<Self>;
+    }
+
+    impl actix::Handler<Wake> for Sink {
+        type Result = ();
+
+        fn handle(&mut self, _: Wake, _: &mut Self::Context) {}
+    }
+
+    /// A connected pair on loopback: (the server's end, the client's end).
+    async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    /// A flush writes by descriptor number. Once a socket's `Output` is gone and the socket closed, a flush
+    /// still listing its queue (a fan-out racing the close) must write nothing — not even to the socket that now
+    /// holds the same number.
+    #[actix_web::test]
+    async fn a_flush_after_the_socket_closed_writes_nothing_to_the_socket_that_reuses_its_number() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (server, _client) = pair(&listener).await;
+        let state = OutboxState::new(8, 1 << 20, Gauge::default(), None);
+        let actor: Frames = Box::pin(futures_util::stream::pending());
+        let output = Output::new(Rc::new(server), actor, Some(state.clone()));
+        let fd = state.home().expect("a home on an arbiter").fd;
+        drop(output);
+        // The number is free again: the next socket this process opens gets it (either end of the next pair).
+        let (server, client) = pair(&listener).await;
+        let (reused, mut reader) = if client.as_raw_fd() == fd { (client, server) } else { (server, client) };
+        assert_eq!(reused.as_raw_fd(), fd, "the closed socket's number is reused");
+        let outbox = Outbox::new(Sink.start().recipient(), state.clone());
+        outbox.send(Bytes::from_static(b"[36,1,2,{}]"));
+        flush_one(&state);
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(50), reader.read(&mut byte)).await;
+        assert!(read.is_err(), "nothing arrives on the reused socket: {read:?}");
+    }
 }

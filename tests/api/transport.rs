@@ -143,3 +143,52 @@ async fn a_reader_that_falls_behind_gets_every_frame_whole_and_in_order() {
         }
     }
 }
+
+/// Checks that `message` is event number `*next` of `subscription`, whole; counts it.
+fn take_event(message: switchboard::wamp::v2::Message, subscription: u64, next: &mut usize, body: &str) {
+    match message {
+        switchboard::wamp::v2::Message::Event { subscription: s, args: Some(args), .. } => {
+            assert_eq!(s, subscription);
+            assert_eq!(args[0], json!(*next), "events arrive in order");
+            assert_eq!(args[1].as_str().map(str::len), Some(body.len()), "and whole");
+            *next += 1;
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// With several workers a topic lives on one of them and the others' sockets get its events through their
+/// worker's flush. Subscribers spread over four workers — one of them not reading until the end, so flushes
+/// write parts of frames and leave the rest to its task — each get every event, whole and in order.
+#[actix_web::test]
+async fn events_reach_sockets_on_every_worker_whole_and_in_order() {
+    let mut settings = test_settings();
+    settings.server.workers = 4;
+    settings.websocket.outbound_bytes = 64 * 1024 * 1024;
+    let app = spawn_with(switchboard::Switchboard::builder(settings)).await;
+    // (session, subscription, events taken so far)
+    let mut subscribers = Vec::new();
+    for _ in 0..8 {
+        let mut session = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+        let subscription = session.subscribe("t.spread").await.unwrap();
+        subscribers.push((session, subscription, 0));
+    }
+    let mut publisher = V2Session::connect(&app.ws_url(), "r").await.unwrap();
+    const EVENTS: usize = 60;
+    let body = "z".repeat(40 * 1024);
+    for n in 0..EVENTS {
+        publisher.publish_acked("t.spread", dict(json!({})), vec![json!(n), json!(body)]).await.unwrap();
+        // All but the last subscriber read as they go; the last one only once everything was published.
+        for (session, subscription, next) in subscribers.iter_mut().take(7) {
+            while let Ok(message) = session.next_message(std::time::Duration::from_millis(2)).await {
+                take_event(message, *subscription, next, &body);
+            }
+        }
+    }
+    for (session, subscription, next) in &mut subscribers {
+        while *next < EVENTS {
+            let message = session.next_message(WAIT).await.unwrap();
+            take_event(message, *subscription, next, &body);
+        }
+    }
+}
