@@ -207,6 +207,7 @@ case "${1:-all}" in
   fanout-10k) fanout_10k ;;
   floor-20) floor_ratio 20 ;;
   floor-300) floor_ratio 300 ;;
+  floor-*) floor_ratio "${1#floor-}" ;;
   rss-5k) rss 5000 7603 ;;
   rss-15k) rss 15000 7604 ;;
   connect-redis) connect_redis ;;

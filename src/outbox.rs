@@ -81,8 +81,6 @@ pub struct Home {
     pub fd: std::os::fd::RawFd,
     /// Writes the given queues to their sockets; runs on the worker.
     pub flush: fn(Vec<Arc<OutboxState>>),
-    /// Writes the queue to its socket at once when called on this worker's thread (`false` elsewhere).
-    pub write_here: fn(&Home, &OutboxState) -> bool,
 }
 
 impl std::fmt::Debug for Home {
@@ -335,11 +333,6 @@ impl Outbox {
         Outbox { recipient, state }
     }
 
-    /// Where the queue's writer runs, if it has said.
-    pub fn home(&self) -> Option<&Home> {
-        self.state.home()
-    }
-
     /// Queues a frame and wakes whoever writes it. Returns `false` (and delivers nothing) when the queue is full
     /// or already overflowed.
     pub fn send(&self, frame: Bytes) -> bool {
@@ -361,9 +354,6 @@ impl Outbox {
             Enqueued::More => true,
             Enqueued::First => {
                 match self.state.home() {
-                    // A sender on the socket's own worker (a topic started there) writes it now: the queue is
-                    // touched once, while it is in the cache.
-                    Some(home) if (home.write_here)(home, &self.state) => {}
                     Some(home) => flushes.add(home, &self.state),
                     None => self.wake(),
                 }

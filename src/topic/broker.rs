@@ -155,11 +155,7 @@ impl Handler<Subscribe> for Broker {
             let ready = self.backplane.want(&msg.key);
             let id = self.ids.id(&msg.key);
             let actor = TopicActor::new(msg.key.clone(), id, handler, self.access.clone(), self.metrics.clone(), ready);
-            // On the worker of the socket that opened it, where a fan-out writes that worker's sockets at once.
-            let addr = match msg.subscriber.outbox.home() {
-                Some(home) => TopicActor::start_in_arbiter(&home.arbiter, |_| actor),
-                None => actor.start(),
-            };
+            let addr = actor.start();
             self.index.insert(&msg.key.uri, msg.key.policy, addr.clone());
             TopicEntry { addr, members: 0 }
         });

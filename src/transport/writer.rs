@@ -9,13 +9,12 @@
 //! it produced before releasing the outbox (a SUBSCRIBED, see [`OutboxState::hold`]) is written before the
 //! queued frames it was holding back.
 //!
-//! A topic's fan-out does not even wake the task. A topic runs on the worker of the socket that opened it and
-//! writes that worker's sockets as it queues to them ([`write_here`]); it hands every other worker the list of
-//! its queues that just got their first frame, and that worker writes them one after the other ([`flush`]) —
-//! the same one `send` per socket a bare server would do, reaching the socket by its descriptor ([`send`]) so a
-//! delivery touches the queue and the kernel, nothing else. Only a socket that does not take everything at once
-//! leaves its remainder to its task, which waits (bounded by `websocket.write_timeout`) until the socket takes
-//! it.
+//! A topic's fan-out does not even wake the task: it hands each worker the list of queues that just got their
+//! first frame, and the worker writes them one after the other ([`flush`]) — the same one `send` per socket a
+//! bare server would do, reaching the socket by its descriptor ([`send`]) so a delivery touches the queue and
+//! the kernel, nothing else. A worker that falls behind finds more frames in a queue by the time it reaches it,
+//! and writes them in the same one `send`. Only a socket that does not take everything at once leaves its
+//! remainder to its task, which waits (bounded by `websocket.write_timeout`) until the socket takes it.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -112,7 +111,7 @@ impl Output {
             // Flushes need an arbiter to reach this worker; outside one (a bare tokio runtime) wake-ups do.
             if let Some(arbiter) = actix::Arbiter::try_current() {
                 let fd = io.as_raw_fd();
-                outbox.set_home(Home { worker: WORKER.with(|w| *w), arbiter, fd, flush, write_here });
+                outbox.set_home(Home { worker: WORKER.with(|w| *w), arbiter, fd, flush });
             }
         }
         Output { io, actor, wake, actor_waker, outbox }
@@ -202,15 +201,6 @@ fn flush(queues: Vec<Arc<OutboxState>>) {
             }
         });
     }
-}
-
-/// Writes `outbox` to its socket now if this is its worker's thread (see [`Home::write_here`]).
-fn write_here(home: &Home, outbox: &OutboxState) -> bool {
-    if WORKER.with(|w| *w) != home.worker {
-        return false;
-    }
-    flush_one(outbox);
-    true
 }
 
 /// Writes one queue to its socket (see [`flush`]).
