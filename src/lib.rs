@@ -38,7 +38,7 @@
 //! | [`session`] | the web app's actix-session session: cookie → key → state → identity, stores, writable handle |
 //! | [`model`] | plain values shared by every layer: `Publication`, `TopicKey`, `Payload`, `Publisher`, `ClientInfo`, `AuthMethod`, `Disconnect`; subscription ids every node computes alike and `SubscriptionInfo` (`subscription.rs`) |
 //! | [`clients`] | the ClientManipulator: an actor owning the local index and the registry writes (`actor.rs`, `index.rs`); its handle answers lookups (`mod.rs`) and sends (`send.rs`, delivery results in `receipts.rs`); the session, subscription and presence meta events it announces (`meta.rs`) |
-//! | [`cluster`] | the `Backplane`, `Registry`, `Retention` and `Inbox` traits, `ClusterEvents`, the envelope codec; `memory/` in-process (nodes, backplane, registry; `stores.rs`: subscription table, retained events, history, inboxes), `redis/` Redis (`backplane/`: handle and pub/sub task; `registry/`: writer, lease, lookups; Lua, keys, connections) |
+//! | [`cluster`] | the `Backplane`, `Registry`, `Retention` and `Inbox` traits, `ClusterEvents`, the envelope codec; `memory/` in-process (nodes, backplane, registry; `stores.rs`: subscription table, retained events, history, inboxes), `redis/` Redis (`backplane/`: handle, pub/sub task, receiver counts after an outage; `registry/`: writer, lease, lookups; Lua, keys; `conn.rs` the endpoint a URL names, `connection.rs` a connection to it, `pool.rs` their pools, `sentinel.rs`) |
 //! | `caps` | node-wide connection cap and per-user socket cap |
 //! | [`frame`] | the frame guard: inbound WebSocket frame headers checked before any payload is buffered, text messages checked as UTF-8 as they pass (`text.rs`) |
 //! | [`outbox`] | the bounded outbound queue of a connection, written by its socket's task or its worker's flush |
@@ -47,6 +47,7 @@
 //! | [`config`] | settings: embedded default, TOML file, environment |
 //! | `log_summary` | rate-limited WARNs for failures that repeat per event (Redis outages) |
 //! | [`drain`] | graceful drain: sessions closed evenly over `server.drain_period`, the listener refusing |
+//! | [`doctor`] | `switchboard doctor`: walks a browser's cookie through the session bridge with this node's settings and says what to change |
 //! | [`health_check`] | `switchboard health`: one bounded GET of `/health/ready`, for container healthchecks |
 //! | [`node`] | the composition root: the builder (memory or Redis chosen once) and the library handle |
 //! | [`server`] | the ready server (`Application`) and its graceful shutdown |
@@ -56,10 +57,10 @@
 //! | [`webhooks`] | presence and session events POSTed to the web app, signed, retried, bounded (`[webhooks]`) |
 //! | `client` | a small async WAMP client for tests and the load tool (feature `client`): the raw socket (`mod.rs`), v2 and v1 sessions |
 //!
-//! No file under `src/` passes ~400 lines of code; `outbox.rs`, `session/bridge.rs`, `wamp/v1.rs`,
-//! `cluster/envelope.rs`, `cluster/memory/mod.rs` and `connection/mod.rs` pass it only with the unit tests or
-//! docs kept beside their code; `config/sections.rs` is declarations and their documentation, and `node.rs` the
-//! composition root (every seam chosen and wired in one place, on purpose).
+//! No file under `src/` passes ~400 lines of code, counting neither comments, blank lines nor the unit tests
+//! kept beside the code (several files are longer with them: `outbox.rs`, `connection/mod.rs`,
+//! `cluster/redis/conn.rs`, `config/sections.rs` are one-third documentation); the exception is `node.rs`
+//! (~430), the composition root: every seam chosen and wired in one place, on purpose.
 
 #![warn(missing_docs)]
 

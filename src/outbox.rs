@@ -74,13 +74,13 @@ pub struct OutboxState {
 #[derive(Clone)]
 pub struct Home {
     /// Tells workers apart (one id per worker thread).
-    pub worker: usize,
+    pub(crate) worker: usize,
     /// The worker's arbiter.
-    pub arbiter: ArbiterHandle,
+    pub(crate) arbiter: ArbiterHandle,
     /// The socket's descriptor, which the worker's flush writes to; open for as long as the queue is not shut.
-    pub fd: std::os::fd::RawFd,
+    pub(crate) fd: std::os::fd::RawFd,
     /// Writes the given queues to their sockets; runs on the worker.
-    pub flush: fn(Vec<Arc<OutboxState>>),
+    pub(crate) flush: fn(Vec<Arc<OutboxState>>),
 }
 
 impl std::fmt::Debug for Home {
@@ -159,8 +159,9 @@ impl OutboxState {
     }
 
     /// Records where the writer runs (see [`Home`]); call from the writer, once, before the actor first runs.
-    pub fn set_home(&self, home: Home) {
-        let _ = self.home.set(home);
+    pub(crate) fn set_home(&self, home: Home) {
+        let first = self.home.set(home).is_ok();
+        debug_assert!(first, "a queue's home is set once");
     }
 
     /// Where the writer runs, if it said.

@@ -237,7 +237,7 @@ pub async fn join_redis(
             metrics.clone(),
         )
         .await
-        .map_err(|e| failed(self::redis::conn::describe(&e)))?;
+        .map_err(|e| failed(self::redis::connection::describe(&e)))?;
         let (registry, departed) = self::redis::registry::RedisRegistry::start(
             endpoint,
             keys,

@@ -219,11 +219,14 @@ fn flush_one(outbox: &OutboxState) {
 /// (the stream and its readiness record) on a fan-out that finds every socket cold. tokio's readiness is not
 /// told: if the socket is full, the rest goes to the socket's task, whose own write then learns it.
 fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-    // SAFETY: `fd` stays open for as long as this call can be reached. A queue's home (and `fd`) is set when
-    // its socket's `Output` is made, and the `Output` holds the socket; `Output::drop` shuts the queue before
-    // the `Output` lets go of it, and a shut queue yields nothing to write, so `write_queued` calls no `send`.
-    // Flushes, the `Output` and its drop all run on the socket's worker thread (`Home::worker`), one at a
-    // time. `ManuallyDrop` keeps this borrowed view from closing the descriptor.
+    // SAFETY: `fd` stays open for as long as this call can be reached. A queue's home (and `fd`) is set, once,
+    // when its socket's `Output` is made. The socket closes when its last `Rc` goes: `Output` holds one, and the
+    // others (the socket task's own, the reader's inside the actor's stream) live no shorter. `Output::drop`
+    // shuts the queue before any of its fields is released, a queue is never un-shut, and a shut queue yields
+    // nothing to write, so `write_queued` calls no `send`. Flushes run on the arbiter of the thread that made
+    // the `Output` (`Home::arbiter`, which `Flushes::send` uses), and the `Output` cannot leave that thread (it
+    // holds an `Rc`): a flush and the drop never interleave. `ManuallyDrop` keeps this borrowed view from
+    // closing the descriptor.
     let socket = ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
     (&*socket).write(bytes)
 }
@@ -322,12 +325,22 @@ mod tests {
         let output = Output::new(Rc::new(server), actor, Some(state.clone()));
         let fd = state.home().expect("a home on an arbiter").fd;
         drop(output);
-        // The number is free again: the next socket this process opens gets it (either end of the next pair).
-        let (server, client) = pair(&listener).await;
-        let (reused, mut reader) = if client.as_raw_fd() == fd { (client, server) } else { (server, client) };
-        assert_eq!(reused.as_raw_fd(), fd, "the closed socket's number is reused");
         let outbox = Outbox::new(Sink.start().recipient(), state.clone());
         outbox.send(Bytes::from_static(b"[36,1,2,{}]"));
+        // Whatever holds the number now, a flush makes no system call at all.
+        let queued = write_queued(&state, None, |_| panic!("a send after the socket closed"));
+        assert!(matches!(queued, Ok(Queued::Nothing)));
+        // And where the next socket does get the number (other tests open descriptors meanwhile), nothing
+        // reaches it.
+        let (server, client) = pair(&listener).await;
+        // The end that does not hold the number reads; the other stays open meanwhile.
+        let mut reader = if client.as_raw_fd() == fd {
+            server
+        } else if server.as_raw_fd() == fd {
+            client
+        } else {
+            return;
+        };
         flush_one(&state);
         let mut byte = [0u8; 1];
         let read = tokio::time::timeout(Duration::from_millis(50), reader.read(&mut byte)).await;

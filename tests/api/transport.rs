@@ -157,9 +157,10 @@ fn take_event(message: switchboard::wamp::v2::Message, subscription: u64, next: 
     }
 }
 
-/// With several workers a topic lives on one of them and the others' sockets get its events through their
-/// worker's flush. Subscribers spread over four workers — one of them not reading until the end, so flushes
-/// write parts of frames and leave the rest to its task — each get every event, whole and in order.
+/// With several workers each gets its own list of a fan-out's queues and writes its sockets on its own thread.
+/// Subscribers spread over four workers (connections are dealt to workers in turn) — one of them not reading
+/// until the end, so flushes write parts of frames and leave the rest to its task — each get every event, whole
+/// and in order.
 #[actix_web::test]
 async fn events_reach_sockets_on_every_worker_whole_and_in_order() {
     let mut settings = test_settings();

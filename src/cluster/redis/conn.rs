@@ -11,7 +11,7 @@
 //! A `redis+sentinel://` URL names no server but a master Sentinel knows ([`super::sentinel`]): the check
 //! resolves it and starts following it, [`RedisEndpoint::client`] is always the current master's, and
 //! [`RedisEndpoint::generation`] goes up when it moves, so connection holders know theirs are stale. The pools
-//! built here ([`Dial`]) drop such connections on their own.
+//! of [`super::pool`] ([`Dial`](super::pool::Dial)) drop such connections on their own.
 
 use std::path::Path;
 use std::sync::{Arc, Once};
@@ -21,6 +21,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 use tokio::sync::watch;
 
+use super::connection::{describe, dial, AnyConnection};
 use super::sentinel::{self, Sentinel, SentinelUrl};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -396,137 +397,6 @@ impl RedisEndpoint {
     fn timeout(&self) -> RedisConnError {
         RedisConnError::Timeout { setting: self.setting, url: self.shown.clone(), timeout: self.connect_timeout }
     }
-}
-
-/// A multiplexed connection to `client` whose connect and every answer are bounded by `timeout`.
-pub async fn dial(client: &Client, timeout: Duration) -> redis::RedisResult<MultiplexedConnection> {
-    let config = AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
-    client.get_multiplexed_async_connection_with_config(&config).await
-}
-
-/// A pool's connection maker (bb8's manager) over an endpoint: each connection is dialled to the server the
-/// endpoint names *now*, and a checkout test fails a connection dialled before the master moved, so a pool
-/// follows a Sentinel failover by itself. Connections answer within `redis.connect_timeout`.
-///
-/// The checkout test is a PING, except on a Redis Cluster, where a PING goes to every master: there it is
-/// `EXISTS <key>` of a key in the slot the pool works on (the registry's), one round trip to that slot's master.
-pub struct Dial {
-    endpoint: RedisEndpoint,
-    slot_key: String,
-}
-
-impl Dial {
-    /// Connections to `endpoint`; on a Redis Cluster, checked on the master of `slot_key`'s slot.
-    pub fn new(endpoint: RedisEndpoint, slot_key: &str) -> Dial {
-        Dial { endpoint, slot_key: slot_key.to_owned() }
-    }
-}
-
-/// A pooled connection and the master generation it was dialled under.
-pub struct Pooled {
-    conn: AnyConnection,
-    generation: u64,
-}
-
-/// A connection to one server or to a Redis Cluster; commands run the same over either.
-#[derive(Clone)]
-pub enum AnyConnection {
-    /// One server (or the current Sentinel master).
-    Single(MultiplexedConnection),
-    /// One server, re-dialled by redis-rs after a failure.
-    Managed(redis::aio::ConnectionManager),
-    /// A Redis Cluster: commands routed by slot, redirections followed.
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
-impl redis::aio::ConnectionLike for AnyConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
-        match self {
-            AnyConnection::Single(conn) => conn.req_packed_command(cmd),
-            AnyConnection::Managed(conn) => conn.req_packed_command(cmd),
-            AnyConnection::Cluster(conn) => conn.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        match self {
-            AnyConnection::Single(conn) => conn.req_packed_commands(cmd, offset, count),
-            AnyConnection::Managed(conn) => conn.req_packed_commands(cmd, offset, count),
-            AnyConnection::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            AnyConnection::Single(conn) => conn.get_db(),
-            AnyConnection::Managed(conn) => conn.get_db(),
-            AnyConnection::Cluster(conn) => conn.get_db(),
-        }
-    }
-}
-
-impl bb8_redis::bb8::ManageConnection for Dial {
-    type Connection = Pooled;
-    type Error = redis::RedisError;
-
-    async fn connect(&self) -> Result<Pooled, redis::RedisError> {
-        let generation = self.endpoint.generation();
-        let conn = self.endpoint.dial_any().await?;
-        Ok(Pooled { conn, generation })
-    }
-
-    async fn is_valid(&self, conn: &mut Pooled) -> Result<(), redis::RedisError> {
-        if conn.generation != self.endpoint.generation() {
-            return Err((redis::ErrorKind::IoError, "the Redis master moved").into());
-        }
-        let check = match conn.conn {
-            AnyConnection::Cluster(_) => redis::cmd("EXISTS").arg(&self.slot_key).clone(),
-            _ => redis::cmd("PING"),
-        };
-        check.query_async::<redis::Value>(&mut conn.conn).await.map(|_| ())
-    }
-
-    fn has_broken(&self, conn: &mut Pooled) -> bool {
-        conn.generation != self.endpoint.generation()
-    }
-}
-
-impl redis::aio::ConnectionLike for Pooled {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
-        self.conn.req_packed_command(cmd)
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        self.conn.req_packed_commands(cmd, offset, count)
-    }
-
-    fn get_db(&self) -> i64 {
-        self.conn.get_db()
-    }
-}
-
-/// Redis's error text, with the cause chain (a TLS certificate error sits in the source of an I/O error).
-pub fn describe(e: &redis::RedisError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// `url` with the password (or a lone user-info part, which Redis may take as one), and the value of any query

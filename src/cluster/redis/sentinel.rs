@@ -22,7 +22,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 use tokio::sync::watch;
 
-use super::conn::describe;
+use super::connection::describe;
 
 /// How often each node asks the Sentinels where the master is. A failover is followed within this (plus one
 /// `ROLE` round trip) of the Sentinels agreeing on it.
@@ -269,7 +269,7 @@ impl Sentinel {
     }
 
     async fn dial(&self, client: &Client) -> Result<MultiplexedConnection, String> {
-        match tokio::time::timeout(self.timeout, super::conn::dial(client, self.timeout)).await {
+        match tokio::time::timeout(self.timeout, super::connection::dial(client, self.timeout)).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(describe(&e)),
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),

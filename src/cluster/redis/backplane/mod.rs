@@ -16,20 +16,22 @@
 //! subscription, which is torn down and rebuilt. While the subscription is down, publishes fail fast (counted,
 //! logged; the caller answers ERROR or 503) instead of vanishing. Pub/sub is at-most-once: what other nodes
 //! publish during the gap is not replayed. After an outage nodes resubscribe at slightly different moments; for
-//! [`settle`] after its own subscription is back, a node compares each PUBLISH's receiver count with the last one
-//! seen on that channel, and reports a publication that reached fewer nodes (some have not resubscribed yet)
-//! as failed instead of letting it vanish unnoticed on them ([`Reach`]); the first PUBLISH that succeeds after a
-//! failed one opens the same window. Limits: only channels this node published to before (at most
-//! [`REACH_CHANNELS`] remembered), only after an outage this node saw, and a node
+//! a settling window after its own subscription is back, a node compares each PUBLISH's receiver count with the
+//! last one seen on that channel, and reports a publication that reached fewer nodes (some have not resubscribed
+//! yet) as failed instead of letting it vanish unnoticed on them (`reach.rs`); the first PUBLISH that succeeds
+//! after a failed one opens the same window. Limits: only channels this node published to before (at most
+//! 10,000 remembered), only after an outage this node saw, and a node
 //! that really left the topic meanwhile makes publications fail until the window ends; kept publications
 //! (history) are not checked, their subscribers recover them with `resume_after`. A node may receive one publication several times (a channel and a
 //! pattern both matching); recent publication ids are remembered so each is delivered once.
 //!
 //! Files: `mod.rs` the backplane handle and publishing, `subscriber.rs` the pub/sub task (subscriptions,
-//! reconnects, probes, delivery once per publication id).
+//! reconnects, probes, delivery once per publication id), `reach.rs` the receiver counts checked after an outage.
 
+mod reach;
 mod subscriber;
 
+use reach::{settle, Reach};
 use subscriber::{PubSubTask, RecentIds};
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -42,7 +44,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use futures_util::future::BoxFuture;
 
-use super::conn::{self as redis_conn, AnyConnection, RedisEndpoint};
+use super::conn::RedisEndpoint;
+use super::connection::{self as redis_connection, AnyConnection};
 use super::keys::{Keys, Route};
 use crate::cluster::envelope::{Body, Envelope};
 use crate::cluster::{Backplane, BackplaneError, BackplaneState, ClusterEvents, Receiver};
@@ -67,77 +70,6 @@ const CLUSTER_REDIAL_DELAY: Duration = Duration::from_millis(200);
 /// Largest `eligible_authid` list routed through user channels (one PUBLISH per user, pipelined); longer lists
 /// go to the topic channel, where one PUBLISH reaches every interested node.
 pub const MAX_USER_ROUTES: usize = 8;
-
-/// How long after the subscription comes back a publication that reaches fewer nodes than before the outage
-/// counts as failed: other nodes reconnect within their backoff (`cluster.max_backoff`) and a Sentinel poll.
-pub(super) fn settle(settings: &crate::config::ClusterSettings) -> Duration {
-    settings.max_backoff + Duration::from_millis(1500)
-}
-
-/// Channels this node publishes to, with how many subscribers (nodes) each PUBLISH reached last, and the end
-/// of the settling window after an outage. Bounded: forgets everything beyond [`REACH_CHANNELS`].
-///
-/// A window opens when this node's subscription comes back, and again at the first PUBLISH that succeeds after
-/// one failed: on a Redis Cluster the subscription may be back long before the dead shard's replica takes over,
-/// and the other nodes resubscribe there only then.
-#[derive(Default)]
-pub(super) struct Reach {
-    last: HashMap<String, i64>,
-    settling_until: Option<Instant>,
-    /// The window's length ([`settle`]).
-    settle: Duration,
-    /// A PUBLISH failed since the last one that succeeded.
-    after_failure: bool,
-}
-
-/// Channels whose receiver counts are remembered.
-const REACH_CHANNELS: usize = 10_000;
-
-impl Reach {
-    /// Receiver counts checked for `settle` after an outage.
-    pub(super) fn new(settle: Duration) -> Reach {
-        Reach { settle, ..Reach::default() }
-    }
-
-    /// A PUBLISH failed (or was refused while the subscription was down): the next success opens a window.
-    pub(super) fn failed(&mut self) {
-        self.after_failure = true;
-    }
-
-    /// Starts the settling window (the subscription is back after an outage).
-    pub(super) fn settle_until(&mut self, until: Instant) {
-        self.settling_until = Some(until);
-    }
-
-    /// Records that a PUBLISH on `channel` reached `receivers`; an error while settling if that is fewer than
-    /// the last count seen (which is then kept as the expectation).
-    fn check(&mut self, channel: &str, receivers: i64) -> Result<(), BackplaneError> {
-        if std::mem::take(&mut self.after_failure) {
-            self.settling_until = Some(Instant::now() + self.settle);
-        }
-        let settling = self.settling_until.is_some_and(|until| Instant::now() < until);
-        if !settling {
-            self.settling_until = None;
-        }
-        // The common case (a channel published to before) allocates nothing.
-        if let Some(last) = self.last.get_mut(channel) {
-            let expected = *last;
-            if settling && receivers < expected {
-                return Err(BackplaneError::Publish(format!(
-                    "reached {receivers} of the {expected} nodes that listened before Redis came back (the others \
-                     are still resubscribing)"
-                )));
-            }
-            *last = receivers;
-            return Ok(());
-        }
-        if self.last.len() >= REACH_CHANNELS {
-            self.last.clear();
-        }
-        self.last.insert(channel.to_owned(), receivers);
-        Ok(())
-    }
-}
 
 enum Command {
     Want { name: String, pattern: bool, ready: Option<oneshot::Sender<()>> },

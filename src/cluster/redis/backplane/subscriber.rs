@@ -146,23 +146,23 @@ impl PubSubTask {
         let mut moved = self.endpoint.changes();
         let client = match self.endpoint.client() {
             Ok(client) => client,
-            Err(e) => return Ended::Lost(redis_conn::describe(&e), false),
+            Err(e) => return Ended::Lost(redis_connection::describe(&e), false),
         };
         let pubsub = match tokio::time::timeout(PUBLISH_TIMEOUT * 2, client.get_async_pubsub()).await {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Ended::Lost(redis_conn::describe(&e), false),
+            Ok(Err(e)) => return Ended::Lost(redis_connection::describe(&e), false),
             Err(_) => return Ended::Lost("connect timed out".into(), false),
         };
         let (mut sink, mut stream) = pubsub.split();
         let inbox = self.keys.inbox(&self.node);
         let all: Vec<String> = self.channels.iter().cloned().chain([inbox.clone()]).collect();
         if let Err(e) = sink.subscribe(&all).await {
-            return Ended::Lost(redis_conn::describe(&e), false);
+            return Ended::Lost(redis_connection::describe(&e), false);
         }
         if !self.patterns.is_empty() {
             let patterns: Vec<String> = self.patterns.iter().cloned().collect();
             if let Err(e) = sink.psubscribe(&patterns).await {
-                return Ended::Lost(redis_conn::describe(&e), false);
+                return Ended::Lost(redis_connection::describe(&e), false);
             }
         }
         let mut probe = match self.come_up().await {
@@ -200,7 +200,7 @@ impl PubSubTask {
     /// the probe timer starts (its immediate first tick taken).
     async fn come_up(&mut self) -> Result<tokio::time::Interval, Ended> {
         if let Err(e) = self.publisher.follow().await {
-            return Err(Ended::Lost(format!("publisher: {}", redis_conn::describe(&e)), false));
+            return Err(Ended::Lost(format!("publisher: {}", redis_connection::describe(&e)), false));
         }
         if let Err(e) = self.wake_publisher().await {
             return Err(Ended::Lost(format!("publisher: {e}"), false));
@@ -261,17 +261,17 @@ impl PubSubTask {
     ) -> Ended {
         let client = match self.endpoint.cluster_client(Some(push_tx)) {
             Ok(client) => client,
-            Err(e) => return Ended::Lost(redis_conn::describe(&e), false),
+            Err(e) => return Ended::Lost(redis_connection::describe(&e), false),
         };
         let mut conn = match tokio::time::timeout(PUBLISH_TIMEOUT * 2, client.get_async_connection()).await {
             Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Ended::Lost(redis_conn::describe(&e), false),
+            Ok(Err(e)) => return Ended::Lost(redis_connection::describe(&e), false),
             Err(_) => return Ended::Lost("connect timed out".into(), false),
         };
         let inbox = self.keys.inbox(&self.node);
         let all: Vec<String> = self.channels.iter().cloned().chain([inbox.clone()]).collect();
         if let Err(e) = ssubscribe(&conn, &all).await {
-            return Ended::Lost(redis_conn::describe(&e), false);
+            return Ended::Lost(redis_connection::describe(&e), false);
         }
         let mut probe = match self.come_up().await {
             Ok(probe) => probe,
@@ -288,7 +288,7 @@ impl PubSubTask {
                             if channel == inbox || self.channels.contains(&channel) {
                                 log::info!("backplane: {} moved to another shard; subscribing there", Escaped(&channel));
                                 if let Err(e) = ssubscribe(&conn, &[channel]).await {
-                                    return Ended::Lost(redis_conn::describe(&e), true);
+                                    return Ended::Lost(redis_connection::describe(&e), true);
                                 }
                             }
                         }
@@ -331,7 +331,7 @@ impl PubSubTask {
             let mut conn = self.publisher.conn();
             match tokio::time::timeout(PUBLISH_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await {
                 Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) => last = redis_conn::describe(&e),
+                Ok(Err(e)) => last = redis_connection::describe(&e),
                 Err(_) => last = format!("no answer within {PUBLISH_TIMEOUT:?}"),
             }
         }

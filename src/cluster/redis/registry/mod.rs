@@ -36,8 +36,9 @@ use std::time::Duration;
 use bb8_redis::bb8::Pool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::conn::{Dial, RedisEndpoint};
+use super::conn::RedisEndpoint;
 use super::keys::Keys;
+use super::pool::Dial;
 use crate::cluster::envelope::Envelope;
 use crate::cluster::{Departed, LocalSessions, Registry, Retention};
 use crate::log_summary::Summary;
