@@ -13,7 +13,6 @@ use std::time::Duration;
 use actix_session::storage::{SessionKey, SessionStore};
 use actix_web::cookie::Key;
 use actix_web::test::TestRequest;
-use sha2::Digest;
 
 use crate::cluster::redis::conn::{self as redis_conn, RedisEndpoint, TlsCa};
 use crate::config::{CookieSecurity, Settings, Unauthenticated};
@@ -93,11 +92,7 @@ fn shortened(key: &str) -> String {
     format!("{}…", key.chars().take(6).collect::<String>())
 }
 
-/// A fingerprint of a cookie key (the first 8 hex digits of the SHA-256 of its 64-byte master, which is what
-/// `Key::from` keeps) to compare with the web app's: the node logs it at start, the example web app prints it.
-pub fn key_fingerprint(key: &Key) -> String {
-    sha2::Sha256::digest(key.master()).iter().take(4).map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::session::bridge::key_fingerprint;
 
 struct Walk {
     steps: Vec<Step>,

@@ -50,6 +50,7 @@
 //! | [`doctor`] | `switchboard doctor`: walks a browser's cookie through the session bridge with this node's settings and says what to change |
 //! | [`health_check`] | `switchboard health`: one bounded GET of `/health/ready`, for container healthchecks |
 //! | [`node`] | the composition root: the builder (memory or Redis chosen once) and the library handle |
+//! | [`services`] | what a running node's parts share (settings, broker, client index, sessions, metrics, seams, caps, drain switch): built by `node`, held by connections and HTTP handlers, so neither imports `node` |
 //! | [`server`] | the ready server (`Application`) and its graceful shutdown |
 //! | `transport` | the ready server's sockets: HTTP via actix-web, accepted WebSockets without the HTTP/1 dispatcher; `socket`: an accepted socket's task; `writer`: what it writes, and the workers' flushes |
 //! | [`metrics`] | OpenMetrics counters, gauges, histograms and closes by reason (prometheus-client) |
@@ -85,6 +86,7 @@ pub mod outbox;
 pub mod route;
 pub mod rpc;
 pub mod server;
+pub mod services;
 pub mod session;
 #[doc(hidden)]
 pub mod testing;

@@ -1,13 +1,14 @@
 //! The node and its composition root: [`Builder`] collects topic handlers, procedures and access rules;
 //! [`Builder::build`] chooses the cluster once (Redis when configured, else an in-process
 //! `MemoryCluster`), wires the broker, the client index and what arrives
-//! from other nodes, and returns a cheap-to-clone [`Switchboard`] whose `configure` (see `api`) mounts `/ws`,
-//! `/health/*` and `/metrics` into any actix-web `App`. The ready server is
-//! [`Application`](crate::server::Application). Must not import: `api`, `server`, `transport`, `connection`.
+//! from other nodes into one [`Services`], and returns a cheap-to-clone [`Switchboard`] (which derefs to it)
+//! whose [`configure`](Switchboard::configure) mounts `/ws`, `/health/*` and `/metrics` (see `http`) into any
+//! actix-web `App`. The ready server is [`Application`](crate::server::Application). Nothing below imports this
+//! module (connections and handlers hold [`Services`]); it must not import `server` or `transport`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -15,11 +16,12 @@ use crate::caps::Caps;
 use crate::clients::{ClientManipulator, Disconnect, LocalIndex, Seams, SubscriptionIds};
 use crate::cluster::memory::MemoryCluster;
 use crate::cluster::redis::conn::{self as redis_conn, RedisConnError, RedisEndpoint, TlsCa};
-use crate::cluster::{self, Backplane, ClusterEvents, Membership, Registry};
+use crate::cluster::{self, ClusterEvents, Membership};
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;
-use crate::route::{Params, PatternError, RoutePattern, Router};
+use crate::route::{PatternError, RoutePattern, Router};
 use crate::rpc::{Procedure, Procedures};
+use crate::services::Services;
 use crate::session::bridge::{InvalidSession, InvalidSessionCallback, SessionBridge};
 use crate::session::store::{MemorySessionStore, RedisSource, Store};
 use crate::session::token::TokenVerifier;
@@ -27,7 +29,6 @@ use crate::topic::access::{AccessRule, AccessRules};
 use crate::topic::backlog::Backlog;
 use crate::topic::broker::{Broker, RemotePublish};
 use crate::topic::TopicHandler;
-use crate::wamp::errors;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -250,7 +251,7 @@ impl Builder {
         receiver.start(Arc::new(NodeEvents { broker: broker.clone().recipient(), clients: clients.clone() }));
         let caps = Caps::new(self.settings.server.max_connections, self.settings.session.max_sockets_per_user);
         Ok(Switchboard {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Services {
                 caps,
                 clients,
                 backplane,
@@ -294,7 +295,7 @@ fn log_session_bridge(settings: &Settings, store: Option<&RedisEndpoint>) {
     let key = match session.key_bytes() {
         Ok(Some(bytes)) => {
             let key = actix_web::cookie::Key::from(&bytes);
-            format!("key fingerprint {}", crate::doctor::key_fingerprint(&key))
+            format!("key fingerprint {}", crate::session::bridge::key_fingerprint(&key))
         }
         _ => "a random key (no session.key)".to_owned(),
     };
@@ -347,28 +348,6 @@ async fn open_redis(settings: &Settings) -> Result<(Option<RedisEndpoint>, Optio
     Ok((cluster, session))
 }
 
-struct Inner {
-    settings: Arc<Settings>,
-    node_id: String,
-    procedures: Procedures,
-    topics: Arc<Router<Arc<dyn TopicHandler>>>,
-    access: Arc<AccessRules>,
-    broker: Addr<Broker>,
-    backlog: Arc<Backlog>,
-    clients: ClientManipulator,
-    metrics: Arc<Metrics>,
-    sessions: Arc<SessionBridge>,
-    /// Token authentication (`[auth]`), when a key is configured.
-    tokens: Option<Arc<TokenVerifier>>,
-    backplane: Arc<dyn Backplane>,
-    registry: Arc<dyn Registry>,
-    retention: Arc<dyn cluster::Retention>,
-    history_rules: Arc<crate::topic::broker::HistoryRules>,
-    caps: Arc<Caps>,
-    /// Set once a drain begins: readiness answers 503 from then on.
-    draining: AtomicBool,
-}
-
 /// What other nodes send this one goes to its broker (publications) and its client index (control messages):
 /// the [`ClusterEvents`] the composition root hands the backplane.
 struct NodeEvents {
@@ -403,7 +382,7 @@ impl ClusterEvents for NodeEvents {
 /// A running switchboard node, as a library handle. Clone it freely.
 #[derive(Clone)]
 pub struct Switchboard {
-    inner: Arc<Inner>,
+    inner: Arc<Services>,
 }
 
 impl Switchboard {
@@ -421,139 +400,18 @@ impl Switchboard {
         }
     }
 
-    /// Token authentication (`[auth]`), when a key is configured.
-    pub fn tokens(&self) -> Option<&Arc<TokenVerifier>> {
-        self.inner.tokens.as_ref()
-    }
-
-    /// The session bridge: the web app's cookie key, store and field names.
-    pub fn sessions(&self) -> &Arc<SessionBridge> {
-        &self.inner.sessions
-    }
-
-    /// The settings this node runs with.
-    pub fn settings(&self) -> &Settings {
-        &self.inner.settings
-    }
-
-    /// This node's id.
-    pub fn node_id(&self) -> &str {
-        &self.inner.node_id
-    }
-
-    /// The client index (ClientManipulator): lookups and targeted sends.
-    pub fn clients(&self) -> &ClientManipulator {
-        &self.inner.clients
-    }
-
-    /// The node's metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
-    }
-
-    /// The backplane (state for health output).
-    pub fn backplane(&self) -> &dyn Backplane {
-        &*self.inner.backplane
-    }
-
-    /// Whether the node runs in cluster mode (Redis configured).
-    pub fn is_cluster(&self) -> bool {
-        self.inner.registry.is_shared()
-    }
-
-    /// Graceful shutdown of the registry: removes this node's sessions and lease from Redis, or the node from its
-    /// in-process cluster.
-    pub async fn deregister(&self) {
-        let shared = self.inner.registry.is_shared();
-        match self.inner.registry.deregister().await {
-            Ok(()) if shared => log::info!("shutdown: node {} deregistered", self.node_id()),
-            Ok(()) => {}
-            Err(e) => log::warn!("shutdown: deregistration failed ({e}); the lease will expire instead"),
-        }
-    }
-
-    pub(crate) fn caps(&self) -> &Arc<Caps> {
-        &self.inner.caps
-    }
-
-    pub(crate) fn broker(&self) -> &Addr<Broker> {
-        &self.inner.broker
-    }
-
-    /// The bytes of publications queued on this node, and the gate for clients' publishes.
-    /// The `[[history]]` rules.
-    pub(crate) fn history_rules(&self) -> &crate::topic::broker::HistoryRules {
-        &self.inner.history_rules
-    }
-
-    /// Retained events, cluster-wide.
-    pub(crate) fn retention(&self) -> &Arc<dyn cluster::Retention> {
-        &self.inner.retention
-    }
-
-    pub(crate) fn backlog(&self) -> &Arc<Backlog> {
-        &self.inner.backlog
-    }
-
-    pub(crate) fn access(&self) -> &AccessRules {
-        &self.inner.access
-    }
-
-    pub(crate) fn procedures(&self) -> &Procedures {
-        &self.inner.procedures
-    }
-
-    pub(crate) fn topic_handler(&self, topic: &str) -> Option<(Arc<dyn TopicHandler>, Params)> {
-        self.inner.topics.find(topic).map(|(h, p)| (h.clone(), p))
-    }
-
-    /// Graceful shutdown of the sockets at once: every session gets GOODBYE `wamp.close.system_shutdown` and
-    /// close 1001, so clients reconnect elsewhere. Waits until they are gone or `timeout` passes.
-    pub async fn close_all_connections(&self, timeout: Duration) {
-        self.drain(Duration::ZERO, timeout).await;
-    }
-
-    /// Whether a drain has begun ([`drain`](Self::drain) or [`start_draining`](Self::start_draining)).
-    pub fn is_draining(&self) -> bool {
-        self.inner.draining.load(Ordering::Acquire)
-    }
-
-    /// Turns `/health/ready` to 503 `{"status":"draining"}` for good, so load balancers stop sending new
-    /// connections; sessions stay open. [`drain`](Self::drain) does this first.
-    pub fn start_draining(&self) {
-        if !self.inner.draining.swap(true, Ordering::AcqRel) {
-            log::info!("draining: /health/ready now answers 503");
-        }
-    }
-
-    /// Drains the node's sessions: readiness turns 503 ([`start_draining`](Self::start_draining)), then every
-    /// session gets GOODBYE `wamp.close.system_shutdown` and close 1001, spread evenly and with jitter over
-    /// `period` (see [`crate::drain`]), so its clients reconnect to other nodes as a trickle rather than a
-    /// storm. Returns once they are all gone, or `grace` after the last was asked to close. An application
-    /// that mounts [`configure`](Self::configure) in its own server calls this before stopping it (and stops
-    /// its listener first, if it can).
-    pub async fn drain(&self, period: Duration, grace: Duration) {
-        self.start_draining();
-        let disconnect = Disconnect {
-            code: 1001,
-            reason: errors::SYSTEM_SHUTDOWN.to_owned(),
-            message: "node shutting down".to_owned(),
-        };
-        log::info!("draining: closing {} sessions over {period:?}", self.clients().local_count());
-        let asked = self.clients().disconnect_all_over(disconnect.clone(), period).await;
-        // Sessions that completed their HELLO during the drain were not in the list.
-        let late = self.clients().disconnect_all(disconnect);
-        log::info!("draining: {} sessions asked to close", asked + late);
-        wait_until(Instant::now() + grace, || self.clients().local_count() == 0).await;
+    /// Mounts `/ws`, `/health/live`, `/health/ready` and `/metrics` (and the push API and demo when enabled)
+    /// into an actix-web app: `App::new().configure(node.configure())`.
+    pub fn configure(&self) -> impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static {
+        let services = self.inner.clone();
+        move |cfg| crate::http::configure(cfg, services.clone())
     }
 }
 
-/// How often shutdown re-checks what it waits for.
-const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+impl std::ops::Deref for Switchboard {
+    type Target = Services;
 
-/// Waits until `done` holds or `deadline` passes.
-pub(crate) async fn wait_until(deadline: Instant, done: impl Fn() -> bool) {
-    while !done() && Instant::now() < deadline {
-        actix_web::rt::time::sleep(SHUTDOWN_POLL).await;
+    fn deref(&self) -> &Services {
+        &self.inner
     }
 }

@@ -8,7 +8,8 @@ use std::time::Instant;
 use actix_web::dev::{Server, ServerHandle};
 
 use crate::config::Settings;
-use crate::node::{wait_until, StartError, Switchboard};
+use crate::node::{StartError, Switchboard};
+use crate::services::wait_until;
 use crate::transport::{OpenSockets, ServerOptions};
 
 /// The ready-made server: a [`Switchboard`] behind actix-web, with accepted WebSockets running directly on their

@@ -47,9 +47,9 @@ use crate::config::{OnRevoked, ReloadPolicy};
 use crate::logfmt::Escaped;
 use crate::metrics::{self, CloseReason};
 use crate::model::{ClientInfo, Disconnect};
-use crate::node::Switchboard;
 use crate::outbox::{Outbox, OutboxState, Wake};
 use crate::rpc::{Call, CallResult};
+use crate::services::Services;
 use crate::session::bridge::{InvalidReason, InvalidSession, Resolved};
 use crate::session::store::SessionState;
 use crate::session::{AuthMethod, Caller, Identity, SessionHandle};
@@ -109,7 +109,7 @@ enum Phase {
 
 /// One WebSocket connection.
 pub struct Connection {
-    node: Switchboard,
+    node: Arc<Services>,
     session: Id,
     identity: Identity,
     protocol: Protocol,
@@ -148,7 +148,7 @@ impl Connection {
     /// A connection for a client that negotiated `protocol`, with WAMP session id `session` and the web
     /// session resolved before the upgrade.
     pub(crate) fn new(
-        node: Switchboard,
+        node: Arc<Services>,
         protocol: Protocol,
         session: Id,
         resolved: Resolved,

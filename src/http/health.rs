@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::metrics;
-use crate::node::Switchboard;
+use crate::services::Services;
 
 pub(super) async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
@@ -16,7 +16,7 @@ pub(super) async fn live() -> HttpResponse {
 /// 200 `{"status":"ready",…}` or 503 `{"status":"not ready",…}`; `redis` (the session store's Redis) is `up`,
 /// `down` or `not configured`, `backplane` is `up`, `down` or `disabled` (embedded mode). While down, `redis_error`
 /// and `backplane_error` carry Redis's own words (e.g. `NOAUTH` or `WRONGPASS` after a password change).
-pub(super) async fn ready(node: web::Data<Switchboard>) -> HttpResponse {
+pub(super) async fn ready(node: web::Data<Services>) -> HttpResponse {
     let (redis, redis_error) = if node.settings().session_redis_url().is_empty() {
         ("not configured", None)
     } else {
@@ -55,6 +55,6 @@ pub(super) async fn ready(node: web::Data<Switchboard>) -> HttpResponse {
     }
 }
 
-pub(super) async fn metrics(node: web::Data<Switchboard>) -> HttpResponse {
+pub(super) async fn metrics(node: web::Data<Services>) -> HttpResponse {
     HttpResponse::Ok().content_type(metrics::CONTENT_TYPE).body(node.metrics().render())
 }

@@ -1,11 +1,13 @@
 //! Everything HTTP: the WebSocket upgrade (`upgrade`), health and metrics (`health`), the push API (`push`,
 //! when `api.token` is set) and the demo web app (`demo`, when enabled). Handlers here decide statuses and
-//! bodies; the work is the node's ([`Switchboard`]). Nothing here is imported by the connection, topic or
+//! bodies; the work is the node's ([`Services`]). Nothing here is imported by the connection, topic or
 //! cluster layers.
 
 use actix_web::web;
 
-use crate::node::Switchboard;
+use std::sync::Arc;
+
+use crate::services::Services;
 
 pub(crate) mod demo;
 mod health;
@@ -15,9 +17,9 @@ pub mod upgrade;
 pub use push::{ApiError, MAX_BODY_BYTES};
 pub use upgrade::{origin_allowed, Refusal};
 
-pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: Switchboard) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: Arc<Services>) {
     let demo = node.settings().demo_enabled();
-    cfg.app_data(web::Data::new(node.clone()))
+    cfg.app_data(web::Data::from(node.clone()))
         .route("/ws", web::get().to(upgrade::websocket))
         .route("/health/live", web::get().to(health::live))
         .route("/health/ready", web::get().to(health::ready))
@@ -27,14 +29,5 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: Switchboard) {
     }
     if demo {
         demo::configure(cfg, &node);
-    }
-}
-
-impl Switchboard {
-    /// Mounts `/ws`, `/health/live`, `/health/ready` and `/metrics` (and the push API and demo when enabled)
-    /// into an actix-web app: `App::new().configure(node.configure())`.
-    pub fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
-        let node = self.clone();
-        move |cfg| configure(cfg, node.clone())
     }
 }

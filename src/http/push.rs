@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::model::{ClientInfo, Disconnect};
-use crate::node::Switchboard;
+use crate::services::Services;
 use crate::topic::Payload;
 use crate::wamp::errors::{excerpt, Excerpt};
 use crate::wamp::filter::Filters;
@@ -120,7 +120,7 @@ async fn require_token(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     // `http::configure` registers the node before it mounts `/api`; without it nothing is authorised.
-    let token = req.app_data::<web::Data<Switchboard>>().map(|node| node.settings().api.token.clone());
+    let token = req.app_data::<web::Data<Services>>().map(|node| node.settings().api.token.clone());
     let checked = match token.as_deref() {
         Some(token) if !token.is_empty() => authorize(req.headers(), token),
         _ => Err(ApiError::WrongToken),
@@ -146,7 +146,7 @@ struct PublishBody {
     eligible_authrole: Option<Vec<String>>,
 }
 
-async fn publish(node: web::Data<Switchboard>, body: web::Json<PublishBody>) -> Result<HttpResponse, ApiError> {
+async fn publish(node: web::Data<Services>, body: web::Json<PublishBody>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if !uri::is_valid_v2(&body.topic) || uri::is_reserved(&body.topic) {
         return Err(ApiError::BadRequest(format!("'{}' is not a valid topic URI", excerpt(&body.topic))));
@@ -184,7 +184,7 @@ struct UserMessage {
 
 /// Sends to one user's sessions wherever they are; answers how many of her sockets took it within `wait_ms`.
 async fn message_user(
-    node: web::Data<Switchboard>,
+    node: web::Data<Services>,
     authid: web::Path<String>,
     body: web::Json<UserMessage>,
 ) -> Result<HttpResponse, ApiError> {
@@ -211,7 +211,7 @@ fn summary(c: &ClientInfo) -> Value {
     json!({ "session": c.session, "node": c.node, "authid": c.authid, "authroles": c.authroles })
 }
 
-async fn user_sessions(node: web::Data<Switchboard>, authid: web::Path<String>) -> HttpResponse {
+async fn user_sessions(node: web::Data<Services>, authid: web::Path<String>) -> HttpResponse {
     let sessions = node.clients().find_all_by_username(&authid).await;
     HttpResponse::Ok().json(sessions.iter().map(summary).collect::<Vec<_>>())
 }
@@ -221,7 +221,7 @@ struct SessionsQuery {
     authrole: Option<String>,
 }
 
-async fn sessions(node: web::Data<Switchboard>, query: web::Query<SessionsQuery>) -> HttpResponse {
+async fn sessions(node: web::Data<Services>, query: web::Query<SessionsQuery>) -> HttpResponse {
     let sessions = match &query.authrole {
         Some(role) => node.clients().find_by_roles(&[role.as_str()]).await,
         None => node.clients().get_all(true).await,
@@ -229,7 +229,7 @@ async fn sessions(node: web::Data<Switchboard>, query: web::Query<SessionsQuery>
     HttpResponse::Ok().json(sessions.iter().map(summary).collect::<Vec<_>>())
 }
 
-async fn session(node: web::Data<Switchboard>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn session(node: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let Ok(id) = id.parse::<Id>() else {
         return Err(ApiError::BadRequest(format!("'{}' is not a session id", excerpt(&id))));
     };
@@ -239,7 +239,7 @@ async fn session(node: web::Data<Switchboard>, id: web::Path<String>) -> Result<
     }
 }
 
-async fn disconnect_user(node: web::Data<Switchboard>, authid: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn disconnect_user(node: web::Data<Services>, authid: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let disconnect = Disconnect {
         code: 1008,
         reason: errors::KICKED.to_owned(),

@@ -21,7 +21,7 @@ use crate::config::{OnTooMany, Unauthenticated};
 use crate::connection::Connection;
 use crate::logfmt::Escaped;
 use crate::metrics;
-use crate::node::Switchboard;
+use crate::services::Services;
 use crate::session::bridge::Resolved;
 use crate::session::AuthMethod;
 use crate::transport;
@@ -154,7 +154,7 @@ struct Admitted {
 }
 
 /// Every check before the upgrade, in the order the module doc gives.
-async fn admit(req: &HttpRequest, node: &Switchboard) -> Result<Admitted, Refusal> {
+async fn admit(req: &HttpRequest, node: &Services) -> Result<Admitted, Refusal> {
     check_handshake(req)?;
     // Before any session work: a full node answers at once, and keeps its descriptors for health and Redis.
     let Some(slot) = node.caps().try_slot() else {
@@ -198,7 +198,7 @@ async fn admit(req: &HttpRequest, node: &Switchboard) -> Result<Admitted, Refusa
 pub(super) async fn websocket(
     req: HttpRequest,
     stream: web::Payload,
-    node: web::Data<Switchboard>,
+    node: web::Data<Services>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let Admitted { slot, protocol, resolved } = match admit(&req, &node).await {
         Ok(admitted) => admitted,
@@ -210,7 +210,7 @@ pub(super) async fn websocket(
     let max = node.settings().websocket.max_message_size;
     let session = crate::wamp::id::random();
     let verdict = transport::Verdict::default();
-    let connection = Connection::new(node.get_ref().clone(), protocol, session, resolved, slot, verdict.clone());
+    let connection = Connection::new(node.clone().into_inner(), protocol, session, resolved, slot, verdict.clone());
     let tokens = &[protocol.token()];
     if req.app_data::<transport::Direct>().is_some() {
         // The ready server's upgrade path: send the 101, then run the actor on the bare socket.

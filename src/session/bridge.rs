@@ -393,6 +393,14 @@ impl SessionHandle {
     }
 }
 
+/// A fingerprint of a cookie key (the first 8 hex digits of the SHA-256 of its 64-byte master, which is what
+/// `Key::from` keeps) to compare with the web app's: the node logs it at start, the example web app prints it,
+/// `switchboard doctor` shows it.
+pub fn key_fingerprint(key: &actix_web::cookie::Key) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.master()).iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use crate::config::CookieSecurity;
-use crate::node::Switchboard;
+use crate::services::Services;
 
 const LOGIN_PAGE: &str = include_str!("login.html");
 const CHAT_PAGE: &str = include_str!("chat.html");
@@ -66,7 +66,7 @@ pub(crate) async fn send_private(call: crate::rpc::Call) -> Result<crate::rpc::C
     Ok(CallResult::value(serde_json::json!({ "stored": tally.stored })))
 }
 
-pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: &Switchboard) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: &Services) {
     let bridge = node.sessions();
     let settings = bridge.settings();
     let security = match settings.cookie_security {
