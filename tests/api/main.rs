@@ -11,6 +11,7 @@ mod helpers;
 mod history;
 mod hostile;
 mod inproc;
+mod layout;
 mod lb;
 mod library;
 mod meta;
