@@ -379,7 +379,8 @@ impl ClusterEvents for NodeEvents {
     }
 }
 
-/// A running switchboard node, as a library handle. Clone it freely.
+/// A running switchboard node, as a library handle. Clone it freely. Its lookups, sends, metrics and drain are
+/// those of [`Services`], which it derefs to: `node.clients()`, `node.drain(period, grace)`.
 #[derive(Clone)]
 pub struct Switchboard {
     inner: Arc<Services>,
@@ -401,10 +402,14 @@ impl Switchboard {
     }
 
     /// Mounts `/ws`, `/health/live`, `/health/ready` and `/metrics` (and the push API and demo when enabled)
-    /// into an actix-web app: `App::new().configure(node.configure())`.
+    /// into an actix-web app: `App::new().configure(node.configure())`. The app's own handlers can take the node
+    /// as `web::Data<Switchboard>`.
     pub fn configure(&self) -> impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static {
-        let services = self.inner.clone();
-        move |cfg| crate::http::configure(cfg, services.clone())
+        let node = self.clone();
+        move |cfg| {
+            cfg.app_data(actix_web::web::Data::new(node.clone()));
+            crate::http::configure(cfg, node.inner.clone())
+        }
     }
 }
 

@@ -24,7 +24,10 @@ use crate::topic::broker::Broker;
 use crate::topic::TopicHandler;
 use crate::wamp::errors;
 
-/// The node's shared parts (see the module docs).
+/// The node's shared parts (see the module docs). A library user reaches them through [`Switchboard`]
+/// (`node.clients()`, `node.drain(…)`), which derefs to this.
+///
+/// [`Switchboard`]: crate::Switchboard
 pub struct Services {
     pub(crate) settings: Arc<Settings>,
     pub(crate) node_id: String,
@@ -107,7 +110,6 @@ impl Services {
         &self.broker
     }
 
-    /// The bytes of publications queued on this node, and the gate for clients' publishes.
     /// The `[[history]]` rules.
     pub(crate) fn history_rules(&self) -> &crate::topic::broker::HistoryRules {
         &self.history_rules
@@ -118,6 +120,7 @@ impl Services {
         &self.retention
     }
 
+    /// The bytes of publications queued on this node, and the gate for clients' publishes.
     pub(crate) fn backlog(&self) -> &Arc<Backlog> {
         &self.backlog
     }
@@ -157,8 +160,8 @@ impl Services {
     /// session gets GOODBYE `wamp.close.system_shutdown` and close 1001, spread evenly and with jitter over
     /// `period` (see [`crate::drain`]), so its clients reconnect to other nodes as a trickle rather than a
     /// storm. Returns once they are all gone, or `grace` after the last was asked to close. An application
-    /// that mounts [`configure`](crate::Switchboard::configure) in its own server calls this before stopping it (and stops
-    /// its listener first, if it can).
+    /// that mounts [`configure`](crate::Switchboard::configure) in its own server calls this before stopping it
+    /// (and stops its listener first, if it can).
     pub async fn drain(&self, period: Duration, grace: Duration) {
         self.start_draining();
         let disconnect = Disconnect {

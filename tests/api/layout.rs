@@ -16,47 +16,72 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The code of a file as the compiler sees it outside tests: the unit tests and `//` comments (docs
-/// included: a doc link is not an import) cut off.
+/// The code of a file as the compiler sees it outside tests: the inline unit-test module and `//` comments
+/// (docs included: a doc link is not an import) cut off. A `//` inside a string ends the line early, which can
+/// only hide a path, never invent one.
 fn code(text: &str) -> String {
-    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+    let text = text.split("#[cfg(test)]\nmod tests {").next().unwrap_or_default();
     text.lines().map(|line| line.split("//").next().unwrap_or_default()).collect::<Vec<_>>().join("\n")
 }
 
-/// The top-level modules `code` names through `crate::…` (paths and `use crate::{…}` groups).
-fn uses(code: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
+/// The top-level modules `code` names through `crate::…`: paths, `use crate::{…}` groups, and names the crate
+/// root re-exports (`crate::Switchboard` is `node`'s), given in `exports`.
+fn uses(code: &str, modules: &BTreeSet<String>, exports: &BTreeMap<String, String>) -> BTreeSet<String> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
     let mut found = BTreeSet::new();
+    let mut name_of = |name: &str| {
+        if modules.contains(name) {
+            found.insert(name.to_owned());
+        } else if let Some(module) = exports.get(name) {
+            found.insert(module.clone());
+        }
+    };
     for (at, _) in code.match_indices("crate::") {
         let rest = &code[at + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            // Names at the group's first level: `crate::{a, b::c, d::{e, f}}` names a, b and d.
-            let (mut depth, mut name) = (0usize, String::new());
-            for c in group.chars() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => break,
-                    '}' => depth -= 1,
-                    c if depth == 0 && (c.is_alphanumeric() || c == '_') => name.push(c),
-                    _ => {
-                        if modules.contains(&name) {
-                            found.insert(std::mem::take(&mut name));
-                        }
-                        name.clear();
-                        // Skip the rest of this item (`b::c`) up to the next comma at this level.
-                        if c == ':' {
-                            continue;
-                        }
-                    }
-                }
-            }
+        let Some(group) = rest.strip_prefix('{') else {
+            name_of(&rest.chars().take_while(|c| ident(*c)).collect::<String>());
             continue;
-        }
-        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-        if modules.contains(&name) {
-            found.insert(name);
+        };
+        // The first name of each item at the group's first level: `crate::{a, b::c, d::{e, f}}` names a, b, d.
+        let (mut depth, mut item_start) = (0usize, true);
+        let mut chars = group.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => item_start = true,
+                c if depth == 0 && item_start && ident(c) => {
+                    let name: String = group[i..].chars().take_while(|c| ident(*c)).collect();
+                    for _ in 1..name.chars().count() {
+                        chars.next();
+                    }
+                    name_of(&name);
+                    item_start = false;
+                }
+                _ => {}
+            }
         }
     }
     found
+}
+
+/// What the crate root re-exports, by name: `pub use node::{Builder, Switchboard};` maps both to `node`.
+fn exports(lib: &str, modules: &BTreeSet<String>) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for statement in code(lib).split(';') {
+        let Some(path) = statement.trim().strip_prefix("pub use ") else { continue };
+        let module: String = path.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if !modules.contains(&module) {
+            continue;
+        }
+        let names = path.rsplit(['{', ':']).next().unwrap_or_default();
+        for name in names.split([',', '}']).map(str::trim).filter(|n| !n.is_empty()) {
+            let name = name.rsplit(" as ").next().unwrap_or(name).rsplit("::").next().unwrap_or(name);
+            map.insert(name.to_owned(), module.clone());
+        }
+    }
+    map
 }
 
 #[test]
@@ -71,11 +96,13 @@ fn no_import_circle_between_top_level_modules() {
     };
     let modules: BTreeSet<String> = files.iter().filter_map(|f| top(f)).collect();
     assert!(modules.contains("node") && modules.contains("connection"), "found {modules:?}");
+    let exports = exports(&std::fs::read_to_string(src.join("lib.rs")).unwrap(), &modules);
+    assert_eq!(exports.get("Switchboard").map(String::as_str), Some("node"), "{exports:?}");
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in &files {
         let Some(from) = top(file) else { continue };
         let text = std::fs::read_to_string(file).unwrap();
-        for to in uses(&code(&text), &modules) {
+        for to in uses(&code(&text), &modules, &exports) {
             if to != from {
                 edges.entry(from.clone()).or_default().insert(to);
             }
@@ -116,8 +143,15 @@ fn no_import_circle_between_top_level_modules() {
 }
 
 #[test]
-fn the_circle_check_sees_paths_and_groups() {
-    let modules: BTreeSet<String> = ["node", "http", "wamp", "topic"].map(String::from).into();
-    let code = code("use crate::node::Switchboard;\nuse crate::{http::upgrade, wamp::{v1, v2}};\n// crate::topic\n");
-    assert_eq!(uses(&code, &modules), ["http", "node", "wamp"].map(String::from).into());
+fn the_circle_check_sees_paths_groups_and_re_exports() {
+    let modules: BTreeSet<String> =
+        ["node", "http", "wamp", "topic", "cluster", "services", "connection"].map(String::from).into();
+    let exports = exports("pub use node::{Builder, Switchboard};\npub use topic::handler::PublishRequest;\n", &modules);
+    assert_eq!(exports.get("PublishRequest").map(String::as_str), Some("topic"));
+    let code = code(
+        "use crate::node::Builder;\nuse crate::{http::upgrade, wamp::{v1, v2}, services};\n\
+         use crate::{cluster::redis::connection::X};\nfn f() -> crate::Switchboard {}\n// crate::topic\n",
+    );
+    let found = uses(&code, &modules, &exports);
+    assert_eq!(found, ["cluster", "http", "node", "services", "wamp"].map(String::from).into());
 }

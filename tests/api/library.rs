@@ -200,3 +200,29 @@ async fn send_to_user_works_from_any_thread_with_the_inbox_on() {
         .expect("no actix runtime needed on the calling thread");
     assert_eq!(alice.next_event(WAIT).await.unwrap().3, vec![json!("hi")]);
 }
+
+/// An application that mounts `configure()` next to its own routes can take the node in its handlers as
+/// `web::Data<Switchboard>` (an extractor that finds nothing answers 500).
+#[actix_web::test]
+async fn an_apps_own_handlers_get_the_node_as_app_data() {
+    use actix_web::web;
+    let node = switchboard::Switchboard::builder(test_settings()).build().await.unwrap();
+    let configure = node.configure();
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().configure(configure.clone()).route(
+            "/mine",
+            web::get().to(|node: web::Data<switchboard::Switchboard>| async move { node.node_id().to_owned() }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let mut response = awc::Client::default().get(format!("http://{addr}/mine")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.body().await.unwrap(), node.node_id().as_bytes());
+    handle.stop(true).await;
+}
