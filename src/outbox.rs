@@ -91,13 +91,13 @@ impl std::fmt::Debug for Home {
 
 /// The frames of one queue, oldest first: the first inline (between a fan-out and its flush a queue mostly holds
 /// one), so queueing it touches no second allocation.
-pub type Frames = smallvec::SmallVec<[Bytes; 1]>;
+pub type QueuedFrames = smallvec::SmallVec<[Bytes; 1]>;
 
 /// The frames waiting and their total size (what an enqueue touches first; `repr(C)` keeps the order).
 #[derive(Debug, Default)]
 #[repr(C)]
 struct Queue {
-    frames: Frames,
+    frames: QueuedFrames,
     bytes: usize,
     /// EVENTs not to queue (publications a resumed subscription already replayed), until a deadline.
     skip: Option<Box<Skip>>,
@@ -267,7 +267,7 @@ impl OutboxState {
             write(frame);
         }
         if queue.frames.capacity() > KEEP_FRAMES {
-            queue.frames = Frames::new();
+            queue.frames = QueuedFrames::new();
         } else {
             queue.frames.clear();
         }
@@ -281,11 +281,11 @@ impl OutboxState {
     }
 
     /// Takes every queued frame (the connection on [`Wake`] when no writer is attached).
-    pub fn take(&self) -> Frames {
+    pub fn take(&self) -> QueuedFrames {
         let taken = {
             let mut queue = self.lock();
             if queue.frames.is_empty() {
-                return Frames::new();
+                return QueuedFrames::new();
             }
             let skip = queue.skip.take();
             let taken = std::mem::take(&mut *queue);
